@@ -1,0 +1,74 @@
+"""Model registry over HTTP: a tenant sees its own and global versions; staff manage its own."""
+
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.http import api_route, json_response, parse_body, parse_query, principal_of, require_role
+from shared.context import get_context
+from shared.errors import NotFound
+
+models_blueprint = Blueprint(__name__)
+
+
+class ListModelsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]{1,40}$")
+
+
+class ActivateBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    reason: str = Field(default="", max_length=500)
+
+
+@api_route(models_blueprint, "/api/v2/models", ["GET"])
+def list_models() -> Response:
+    request = models_blueprint.current_request
+    principal = principal_of(request)
+    query = parse_query(request, ListModelsQuery)
+    versions = get_context().registry.list_versions(kind=query.kind, tenant_id=principal.tenant_id)
+    return json_response({"models": [v.public_view() for v in versions]})
+
+
+@api_route(models_blueprint, "/api/v2/models/{version_id}", ["GET"])
+def get_model(version_id: str) -> Response:
+    principal = principal_of(models_blueprint.current_request)
+    version = get_context().registry.get(version_id, visible_to_tenant=principal.tenant_id)
+    return json_response(version.public_view())
+
+
+def _own_version(version_id: str, tenant_id: str) -> None:
+    version = get_context().registry.get(version_id, visible_to_tenant=tenant_id)
+    if version.tenant_id != tenant_id:
+        # Global models are managed by ops through the CLI, not by a tenant's staff.
+        raise NotFound(f"no model version {version_id} of this tenant")
+
+
+@api_route(models_blueprint, "/api/v2/models/{version_id}/activate", ["POST"])
+def activate_model(version_id: str) -> Response:
+    request = models_blueprint.current_request
+    principal = require_role(request, "staff")
+    body = parse_body(request, ActivateBody)
+    _own_version(version_id, principal.tenant_id)
+    activated = get_context().registry.activate(
+        version_id, actor=f"key:{principal.key_id}", reason=body.reason
+    )
+    return json_response(activated.public_view())
+
+
+@api_route(models_blueprint, "/api/v2/models/rollback", ["POST"])
+def rollback_model() -> Response:
+    request = models_blueprint.current_request
+    principal = require_role(request, "staff")
+    body = parse_body(request, RollbackBody)
+    restored = get_context().registry.rollback(
+        body.kind, principal.tenant_id, actor=f"key:{principal.key_id}", reason=body.reason
+    )
+    return json_response(restored.public_view())

@@ -1,0 +1,30 @@
+"""EventBridge-scheduled handlers: one per job in shared.jobs, each a one-line call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Blueprint
+from chalice.app import CloudWatchEvent
+
+from shared.context import get_context
+from shared.jobs import Job, load_all_jobs, run_job
+from shared.logs import configure_logging, log_event
+
+schedules_blueprint = Blueprint(__name__)
+
+
+def _handler_for(job: Job) -> Callable[[CloudWatchEvent], dict[str, Any]]:
+    def handle(event: CloudWatchEvent) -> dict[str, Any]:
+        configure_logging()
+        result = run_job(get_context(), job.name)
+        log_event("job", job=job.name, result=result)
+        return result
+
+    handle.__name__ = job.name.replace("-", "_")
+    return handle
+
+
+for _job in load_all_jobs().values():
+    schedules_blueprint.schedule(_job.schedule, name=_job.name.replace("-", "_"))(_handler_for(_job))

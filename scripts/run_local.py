@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The run command's body: embedded PostgreSQL, a local-folder object store, migrations, a demo
+tenant, then `chalice local` on http://127.0.0.1:8000. State lives in .mlstack/ and is reused by
+the next run; Ctrl-C stops everything this started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import localpg  # noqa: E402
+
+STATE = ROOT / ".mlstack"
+PG_DATA = STATE / "postgres"
+OBJECTS = STATE / "objects"
+SIGNING_KEY_FILE = STATE / "signing.key"
+ENV_FILE = STATE / "local.env"
+DEFAULT_PG_PORT = 54329
+
+
+def _signing_key() -> str:
+    if not SIGNING_KEY_FILE.exists():
+        SIGNING_KEY_FILE.write_text(secrets.token_hex(32))
+        SIGNING_KEY_FILE.chmod(0o600)
+    return SIGNING_KEY_FILE.read_text().strip()
+
+
+def _pg_port() -> int:
+    recorded = PG_DATA / "port"
+    if recorded.exists():
+        return int(recorded.read_text())
+    return DEFAULT_PG_PORT if not localpg.port_is_open(DEFAULT_PG_PORT) else localpg.free_port()
+
+
+def prepare_environment() -> dict[str, str]:
+    STATE.mkdir(exist_ok=True)
+    database_url = localpg.start(PG_DATA, _pg_port(), fast=False)
+    env = {
+        "MLSTACK_DATABASE_URL": database_url,
+        "MLSTACK_OBJECT_STORE_URL": f"file://{OBJECTS}",
+        "MLSTACK_SIGNING_KEY": _signing_key(),
+        "MLSTACK_STAGE": "local",
+        "MLSTACK_LOG_LEVEL": os.environ.get("MLSTACK_LOG_LEVEL", "INFO"),
+    }
+    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    ENV_FILE.chmod(0o600)
+    os.environ.update(env)
+    return env
+
+
+def seed_demo(args: argparse.Namespace) -> None:
+    """Migrations, the demo tenant and its keys (printed once, when first created)."""
+    from shared.context import get_context
+    from shared.demo import ensure_demo
+
+    context = get_context()
+    report = ensure_demo(context, with_models=not args.no_models)
+    for line in report:
+        print(line, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--no-models", action="store_true", help="skip demo data and model training")
+    parser.add_argument("--prepare-only", action="store_true", help="set up state, do not serve")
+    args = parser.parse_args()
+
+    # A SIGTERM (service managers, test harnesses) stops as cleanly as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    prepare_environment()
+    try:
+        seed_demo(args)
+        if args.prepare_only:
+            return 0
+        print(f"mlstack: serving on http://127.0.0.1:{args.port} (Ctrl-C stops it and PostgreSQL)", flush=True)
+        print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "chalice"), "local", "--host", "127.0.0.1",
+             "--port", str(args.port), "--stage", "local", "--no-autoreload"],
+            cwd=ROOT,
+        )
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+            return 0
+    finally:
+        localpg.stop(PG_DATA)
+        print("mlstack: stopped PostgreSQL", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""mlstack's domain: cloud-neutral, never imports chalice or functions/."""

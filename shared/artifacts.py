@@ -1,0 +1,26 @@
+"""Turn verified artifact bytes into objects. Only ever called after ArtifactSigner.verify.
+
+Serving formats (json) need nothing beyond the standard library; joblib (pickle) is for
+training-side artifacts and imports joblib only when such an artifact is loaded.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from shared.errors import ArtifactRejected
+
+SERVING_FORMATS = ("json",)
+KNOWN_FORMATS = ("json", "joblib")
+
+
+def deserialize(artifact_format: str, data: bytes) -> Any:
+    if artifact_format == "json":
+        return json.loads(data.decode("utf-8"))
+    if artifact_format == "joblib":
+        import joblib
+
+        return joblib.load(io.BytesIO(data))
+    raise ArtifactRejected(f"unknown artifact format {artifact_format!r}")

@@ -1,0 +1,43 @@
+"""boto3 clients for one endpoint (AWS, or LocalStack with MLSTACK_AWS_ENDPOINT_URL).
+
+boto3 is imported on first use: a function that never touches AWS does not pay for it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.errors import ConfigurationError, DependencyUnavailable
+
+
+def aws_client(service: str, *, endpoint_url: str = "", region: str = "us-east-1") -> Any:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=3, read_timeout=10)
+    return boto3.session.Session().client(
+        service, endpoint_url=endpoint_url or None, region_name=region, config=config
+    )
+
+
+def read_secret_string(client: Any, secret_id: str) -> str:
+    try:
+        response = client.get_secret_value(SecretId=secret_id)
+    except Exception as exc:
+        raise DependencyUnavailable(f"secret {secret_id!r} unreadable: {exc}") from exc
+    value = response.get("SecretString")
+    if not value:
+        raise ConfigurationError(f"secret {secret_id!r} has no SecretString")
+    return value
+
+
+def read_secret_json(client: Any, secret_id: str) -> dict[str, Any]:
+    value = read_secret_string(client, secret_id)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        raise ConfigurationError(f"secret {secret_id!r} is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(f"secret {secret_id!r} is not a JSON object")
+    return parsed

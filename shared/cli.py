@@ -1,0 +1,211 @@
+"""`mlstack`: the ops command line. Every command has --help; settings come from the environment
+(or --env-file, e.g. the .mlstack/local.env that the run command writes)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.errors import MlstackError
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _context() -> Any:
+    from shared.context import get_context
+
+    return get_context()
+
+
+def load_env_file(path: Path) -> None:
+    """KEY=VALUE lines; variables already in the environment win."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            os.environ.setdefault(key.strip().removeprefix("export ").strip(), value.strip().strip("'\""))
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> Any:
+    from shared.migrate import migrate
+
+    applied = migrate(_context().database)
+    return {"applied": applied}
+
+
+# -- tenants and keys -------------------------------------------------------------------------
+
+
+def cmd_tenants_create(args: argparse.Namespace) -> Any:
+    tenant = _context().tenants.create_tenant(args.slug, args.name or args.slug)
+    return tenant.__dict__
+
+
+def cmd_tenants_list(args: argparse.Namespace) -> Any:
+    return [t.__dict__ for t in _context().tenants.list_tenants()]
+
+
+def cmd_keys_create(args: argparse.Namespace) -> Any:
+    directory = _context().tenants
+    tenant = directory.find_tenant(args.tenant)
+    issued = directory.create_key(tenant.tenant_id, args.role, args.label)
+    print("The key is shown once; store it now.", file=sys.stderr)
+    return issued.__dict__
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> Any:
+    _context().tenants.revoke_key(args.key_id)
+    return {"revoked": args.key_id}
+
+
+def cmd_keys_list(args: argparse.Namespace) -> Any:
+    directory = _context().tenants
+    return directory.list_keys(directory.find_tenant(args.tenant).tenant_id)
+
+
+# -- models -----------------------------------------------------------------------------------
+
+
+def _tenant_id(slug_or_id: str | None) -> str | None:
+    return _context().tenants.find_tenant(slug_or_id).tenant_id if slug_or_id else None
+
+
+def cmd_models_list(args: argparse.Namespace) -> Any:
+    versions = _context().registry.list_versions(
+        kind=args.kind, tenant_id=_tenant_id(args.tenant), include_global=not args.tenant
+    )
+    return [
+        {"version_id": v.version_id, "label": v.label, "status": v.status, "challenger_share": v.challenger_share,
+         "metrics": v.manifest.get("metrics"), "created_at": v.created_at}
+        for v in versions
+    ]
+
+
+def cmd_models_show(args: argparse.Namespace) -> Any:
+    registry = _context().registry
+    version = registry.get(args.version_id)
+    return {**version.public_view(), "audit": registry.audit_trail(version.version_id)}
+
+
+def cmd_models_activate(args: argparse.Namespace) -> Any:
+    return _context().registry.activate(args.version_id, actor=args.actor, reason=args.reason).public_view()
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> Any:
+    registry = _context().registry
+    return registry.rollback(args.kind, _tenant_id(args.tenant), actor=args.actor, reason=args.reason).public_view()
+
+
+def cmd_models_challenger(args: argparse.Namespace) -> Any:
+    share = None if args.stop else args.share
+    return _context().registry.set_challenger(args.version_id, share, actor=args.actor).public_view()
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+def cmd_run_job(args: argparse.Namespace) -> Any:
+    from shared.jobs import run_job
+
+    return run_job(_context(), args.name)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> Any:
+    from shared.jobs import load_all_jobs
+
+    return [
+        {"name": j.name, "schedule": j.schedule, "description": j.description}
+        for j in load_all_jobs().values()
+    ]
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def _add(sub: Any, name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlstack", description="Operate an mlstack deployment.")
+    parser.add_argument("--env-file", type=Path, help="read MLSTACK_* settings from this file first")
+    groups = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    db = groups.add_parser("db", help="database schema").add_subparsers(dest="action", required=True)
+    _add(db, "migrate", cmd_db_migrate, "apply the SQL migrations that have not run yet")
+
+    tenants = groups.add_parser("tenants", help="tenants").add_subparsers(dest="action", required=True)
+    p = _add(tenants, "create", cmd_tenants_create, "create a tenant")
+    p.add_argument("slug", help="short unique name, e.g. acme")
+    p.add_argument("--name", default="", help="display name")
+    _add(tenants, "list", cmd_tenants_list, "list tenants")
+
+    keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
+    p = _add(keys, "create", cmd_keys_create, "create an API key (shown once)")
+    p.add_argument("--tenant", required=True, help="tenant slug or id")
+    p.add_argument("--role", required=True, choices=["client", "staff", "service"])
+    p.add_argument("--label", default="", help="what the key is for")
+    p = _add(keys, "revoke", cmd_keys_revoke, "revoke an API key by its id")
+    p.add_argument("key_id")
+    p = _add(keys, "list", cmd_keys_list, "list a tenant's keys (never the secrets)")
+    p.add_argument("--tenant", required=True)
+
+    models = groups.add_parser("models", help="model registry").add_subparsers(dest="action", required=True)
+    p = _add(models, "list", cmd_models_list, "list model versions")
+    p.add_argument("--kind")
+    p.add_argument("--tenant", help="only this tenant's versions")
+    p = _add(models, "show", cmd_models_show, "one version with its manifest and audit trail")
+    p.add_argument("version_id")
+    p = _add(models, "activate", cmd_models_activate, "make a version the active one of its kind and scope")
+    p.add_argument("version_id")
+    p = _add(models, "rollback", cmd_models_rollback, "re-activate the version the active one replaced")
+    p.add_argument("kind")
+    p.add_argument("--tenant", help="tenant scope (default: global)")
+    p = _add(models, "challenger", cmd_models_challenger, "let a candidate serve a share of traffic")
+    p.add_argument("version_id")
+    p.add_argument("--share", type=float, default=0.1)
+    p.add_argument("--stop", action="store_true", help="stop serving it as challenger")
+    for action_parser in (models.choices["activate"], models.choices["rollback"], models.choices["challenger"]):
+        action_parser.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+        action_parser.add_argument("--reason", default="")
+
+    p = _add(groups, "run-job", cmd_run_job, "run a scheduled job now")
+    p.add_argument("name", help="see `mlstack jobs`")
+    _add(groups, "jobs", cmd_jobs_list, "list scheduled jobs")
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.env_file:
+        load_env_file(args.env_file)
+    try:
+        result = args.handler(args)
+    except MlstackError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        for problem in exc.fields:
+            print(f"  {problem.field}: {problem.reason}", file=sys.stderr)
+        return 2
+    if result is not None:
+        _print(result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

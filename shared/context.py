@@ -1,0 +1,82 @@
+"""The process-wide objects a use case needs, created lazily on first use.
+
+Handlers get them through `get_context()`; tests build their own `AppContext` from settings.
+Nothing connects at import time, and a warm Lambda reuses the same connection and caches.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Any
+
+from shared.aws import aws_client, read_secret_json, read_secret_string
+from shared.db import Database
+from shared.model_cache import ServingModels
+from shared.objectstore import ObjectStore, open_object_store
+from shared.registry import Registry
+from shared.settings import Settings, get_settings
+from shared.signing import ArtifactSigner, signing_key_from_secret
+from shared.tenants import TenantDirectory
+
+
+class AppContext:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def aws(self, service: str) -> Any:
+        return aws_client(
+            service, endpoint_url=self.settings.aws_endpoint_url, region=self.settings.aws_region
+        )
+
+    @cached_property
+    def database_url(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        secret = read_secret_json(self.aws("secretsmanager"), self.settings.database_secret_id)
+        return (
+            f"postgresql://{secret['username']}:{secret['password']}"
+            f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'mlstack')}"
+        )
+
+    @cached_property
+    def database(self) -> Database:
+        return Database(self.database_url)
+
+    @cached_property
+    def object_store(self) -> ObjectStore:
+        url = self.settings.object_store_url
+        if url.startswith("s3://"):
+            return open_object_store(url, self.aws("s3"))
+        Path(url.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        return open_object_store(url)
+
+    @cached_property
+    def signer(self) -> ArtifactSigner:
+        if self.settings.signing_key:
+            return ArtifactSigner(bytes.fromhex(self.settings.signing_key))
+        secret = read_secret_string(self.aws("secretsmanager"), self.settings.signing_key_secret_id)
+        return ArtifactSigner(signing_key_from_secret(secret))
+
+    @cached_property
+    def registry(self) -> Registry:
+        return Registry(self.database, self.object_store, self.signer)
+
+    @cached_property
+    def serving_models(self) -> ServingModels:
+        return ServingModels(self.registry, refresh_seconds=self.settings.model_refresh_seconds)
+
+    @cached_property
+    def tenants(self) -> TenantDirectory:
+        return TenantDirectory(self.database)
+
+
+@lru_cache(maxsize=1)
+def get_context() -> AppContext:
+    return AppContext(get_settings())
+
+
+def reset_context() -> None:
+    """Forget the process-wide context (tests, or after settings change)."""
+    get_settings.cache_clear()
+    get_context.cache_clear()

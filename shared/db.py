@@ -1,0 +1,176 @@
+"""PostgreSQL adapter on pg8000 (pure Python: nothing to compile for Lambda).
+
+One connection per thread, reused across warm invocations and re-opened after a failure; one
+transaction per use case through `Database.transaction()`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+import pg8000.native
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from shared.errors import Conflict, DependencyUnavailable
+
+UNIQUE_VIOLATION = "23505"
+
+
+@dataclass(frozen=True)
+class ConnectionParameters:
+    host: str
+    port: int
+    user: str
+    password: str | None
+    database: str
+    unix_socket: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str) -> ConnectionParameters:
+        parsed = urlparse(url)
+        query = parse_qs(parsed.query)
+        socket_dir = query.get("host", [None])[0]
+        return cls(
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 5432,
+            user=unquote(parsed.username or "postgres"),
+            password=unquote(parsed.password) if parsed.password else None,
+            database=(parsed.path or "/postgres").lstrip("/") or "postgres",
+            unix_socket=f"{socket_dir}/.s.PGSQL.{parsed.port or 5432}" if socket_dir else None,
+        )
+
+
+def sql_state(exc: BaseException) -> str | None:
+    """The SQLSTATE of a server error, e.g. '23505' for a unique violation."""
+    if isinstance(exc, DatabaseError) and exc.args and isinstance(exc.args[0], dict):
+        return exc.args[0].get("C")
+    return None
+
+
+class Transaction:
+    """What a use case sees: run statements inside one open transaction."""
+
+    def __init__(self, connection: pg8000.native.Connection) -> None:
+        self._connection = connection
+
+    def execute(self, sql: str, **params: Any) -> int:
+        self._connection.run(sql, **params)
+        return self._connection.row_count
+
+    def fetch_all(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        rows = self._connection.run(sql, **params) or []
+        names = [column["name"] for column in self._connection.columns or []]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def fetch_one(self, sql: str, **params: Any) -> dict[str, Any] | None:
+        rows = self.fetch_all(sql, **params)
+        return rows[0] if rows else None
+
+    def fetch_value(self, sql: str, **params: Any) -> Any:
+        rows = self._connection.run(sql, **params) or []
+        return rows[0][0] if rows else None
+
+    def fetch_rows(self, sql: str, **params: Any) -> list[Sequence[Any]]:
+        return self._connection.run(sql, **params) or []
+
+    def execute_script(self, sql: str) -> None:
+        """Several statements at once (simple query protocol), for migrations."""
+        self._connection.execute_simple(sql)
+
+    def copy_in(self, sql: str, stream: Any) -> int:
+        self._connection.run(sql, stream=stream)
+        return self._connection.row_count
+
+
+class Database:
+    """A lazily opened connection per thread. Nothing connects at import time."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, application_name: str = "mlstack"):
+        self._parameters = ConnectionParameters.from_url(url)
+        self._connect_timeout = connect_timeout
+        self._application_name = application_name
+        self._local = threading.local()
+
+    def _connect(self) -> pg8000.native.Connection:
+        p = self._parameters
+        try:
+            return pg8000.native.Connection(
+                user=p.user,
+                password=p.password,
+                host=p.host,
+                port=p.port,
+                database=p.database,
+                unix_sock=p.unix_socket,
+                timeout=self._connect_timeout,
+                application_name=self._application_name,
+            )
+        except (InterfaceError, OSError, DatabaseError) as exc:
+            raise DependencyUnavailable(f"database unreachable: {exc}") from exc
+
+    def _connection(self) -> pg8000.native.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _discard_connection(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        self._local.connection = None
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - the connection is already broken
+                pass
+
+    def _begin(self) -> pg8000.native.Connection:
+        # A connection cached by a warm function may have died since; nothing has run yet, so
+        # reconnecting once is safe.
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                connection.run("BEGIN")
+                return connection
+            except (InterfaceError, OSError) as exc:
+                self._discard_connection()
+                if attempt == 2:
+                    raise DependencyUnavailable(f"database unreachable: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        connection = self._begin()
+        try:
+            yield Transaction(connection)
+            connection.run("COMMIT")
+        except (InterfaceError, OSError) as exc:
+            self._discard_connection()
+            raise DependencyUnavailable(f"database connection lost: {exc}") from exc
+        except BaseException as exc:
+            try:
+                connection.run("ROLLBACK")
+            except (InterfaceError, OSError):
+                self._discard_connection()
+            if sql_state(exc) == UNIQUE_VIOLATION:
+                raise Conflict(f"already exists: {exc.args[0].get('D', '')}") from exc  # type: ignore[union-attr]
+            raise
+
+    def run_outside_transaction(self, sql: str, **params: Any) -> list[Sequence[Any]]:
+        """For statements PostgreSQL refuses inside a transaction, and for advisory session locks."""
+        try:
+            return self._connection().run(sql, **params) or []
+        except (InterfaceError, OSError) as exc:
+            self._discard_connection()
+            raise DependencyUnavailable(f"database connection lost: {exc}") from exc
+
+    def ping(self) -> None:
+        with self.transaction() as tx:
+            tx.fetch_value("SELECT 1")
+
+    def close(self) -> None:
+        self._discard_connection()

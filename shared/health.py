@@ -1,0 +1,35 @@
+"""Is this deployment able to serve? Database, object store, and which models are active."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.context import AppContext
+from shared.errors import MlstackError
+
+
+def check_health(context: AppContext) -> tuple[bool, dict[str, Any]]:
+    checks: dict[str, Any] = {}
+    healthy = True
+    try:
+        context.database.ping()
+        checks["database"] = {"ok": True}
+    except (MlstackError, OSError) as exc:
+        healthy = False
+        checks["database"] = {"ok": False, "error": type(exc).__name__}
+    try:
+        context.object_store.ping()
+        checks["object_store"] = {"ok": True}
+    except (MlstackError, OSError) as exc:
+        healthy = False
+        checks["object_store"] = {"ok": False, "error": type(exc).__name__}
+    active: list[dict[str, Any]] = []
+    if checks["database"]["ok"]:
+        try:
+            active = context.registry.active_summary()
+        except MlstackError:
+            # Before migrations ran there is no registry table; health says so instead of failing.
+            healthy = False
+            checks["database"] = {"ok": False, "error": "schema missing: run `mlstack db migrate`"}
+    body = {"status": "ok" if healthy else "degraded", "checks": checks, "active_models": active}
+    return healthy, body

@@ -1,0 +1,72 @@
+"""Which model serves, cached in the process.
+
+Loaded models are kept by version id (a version's bytes never change). Which version is active
+is re-read at most every `refresh_seconds`, so an activation reaches warm functions within that
+time without a redeploy.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.registry import ModelVersion, Registry
+
+
+@dataclass(frozen=True)
+class ServingChoice:
+    champion: ModelVersion | None
+    challenger: ModelVersion | None
+
+
+class ServingModels:
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        refresh_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_loaded: int = 32,
+    ) -> None:
+        self._registry = registry
+        self._refresh_seconds = refresh_seconds
+        self._clock = clock
+        self._max_loaded = max_loaded
+        self._choices: dict[tuple[str, str | None], tuple[float, ServingChoice]] = {}
+        self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def choice(self, kind: str, tenant_id: str | None) -> ServingChoice:
+        key = (kind, tenant_id)
+        now = self._clock()
+        cached = self._choices.get(key)
+        if cached is not None and now - cached[0] < self._refresh_seconds:
+            return cached[1]
+        champion = self._registry.active_version(kind, tenant_id)
+        challenger = None
+        if champion is not None:
+            challenger = self._registry.challenger_for(kind, champion.tenant_id)
+        choice = ServingChoice(champion, challenger)
+        self._choices[key] = (now, choice)
+        return choice
+
+    def load(self, version: ModelVersion) -> Any:
+        with self._lock:
+            if version.version_id in self._loaded:
+                self._loaded.move_to_end(version.version_id)
+                return self._loaded[version.version_id]
+        model = self._registry.load_verified(version)
+        with self._lock:
+            self._loaded[version.version_id] = model
+            while len(self._loaded) > self._max_loaded:
+                self._loaded.popitem(last=False)
+        return model
+
+    def forget(self) -> None:
+        with self._lock:
+            self._choices.clear()
+            self._loaded.clear()

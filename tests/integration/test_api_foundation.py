@@ -1,0 +1,144 @@
+"""Handlers in-process through chalice.test.Client, against real PostgreSQL and LocalStack S3."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from tests.conftest import auth
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(app_environment: dict[str, str]) -> Iterator[Client]:
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+def _register_tenant_model(tenant_id: str | None, kind: str = "fraud") -> Any:
+    from shared.context import get_context
+
+    return get_context().registry.register(
+        kind=kind, tenant_id=tenant_id, artifact=b"{}", artifact_format="json", manifest={}, actor="test"
+    )
+
+
+def test_health_needs_no_key_and_reports_dependencies(client: Client) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200
+    body = json.loads(response.body)
+    assert body["checks"]["database"]["ok"] and body["checks"]["object_store"]["ok"]
+    assert "active_models" in body
+
+
+def test_health_is_503_when_the_database_is_down(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.context import get_context
+
+    context = get_context()
+    context.database.close()
+    monkeypatch.setattr(context, "database", type(context.database)("postgresql://x@127.0.0.1:1/none"))
+    response = client.http.get("/health")
+    assert response.status_code == 503
+    assert json.loads(response.body)["checks"]["database"]["ok"] is False
+
+
+def test_requests_without_a_key_get_401(client: Client) -> None:
+    assert client.http.get("/api/v2/models/").status_code == 401
+
+
+def test_unknown_and_revoked_keys_are_refused(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    assert client.http.get("/api/v2/models/", headers=auth("mlk_not-a-real-key")).status_code == 403
+    key = tenant_keys["acme"]["client"]
+    assert client.http.get("/api/v2/models/", headers=auth(key)).status_code == 200
+    directory = get_context().tenants
+    for row in directory.list_keys(tenant_keys["acme"]["tenant_id"]):
+        if key.startswith(row["key_prefix"]):
+            directory.revoke_key(str(row["key_id"]))
+    assert client.http.get("/api/v2/models/", headers=auth(key)).status_code == 403
+
+
+def test_another_tenants_model_is_404(client: Client, tenant_keys: dict[str, Any]) -> None:
+    acme_model = _register_tenant_model(tenant_keys["acme"]["tenant_id"])
+    own = client.http.get(f"/api/v2/models/{acme_model.version_id}", headers=auth(tenant_keys["acme"]["client"]))
+    assert own.status_code == 200
+    other = client.http.get(f"/api/v2/models/{acme_model.version_id}", headers=auth(tenant_keys["globex"]["client"]))
+    assert other.status_code == 404
+    assert json.loads(other.body)["error"]["code"] == "not_found"
+    listed = json.loads(client.http.get("/api/v2/models/", headers=auth(tenant_keys["globex"]["client"])).body)
+    assert listed["models"] == []
+
+
+def test_malformed_ids_are_404_not_500(client: Client, tenant_keys: dict[str, Any]) -> None:
+    response = client.http.get("/api/v2/models/not-a-uuid", headers=auth(tenant_keys["acme"]["client"]))
+    assert response.status_code == 404
+
+
+def test_staff_activate_their_own_model_clients_may_not(client: Client, tenant_keys: dict[str, Any]) -> None:
+    version = _register_tenant_model(tenant_keys["acme"]["tenant_id"])
+    path = f"/api/v2/models/{version.version_id}/activate"
+    denied = client.http.post(path, headers=auth(tenant_keys["acme"]["client"]), body=b"{}")
+    assert denied.status_code == 403
+    foreign = client.http.post(path, headers=auth(tenant_keys["globex"]["staff"]), body=b"{}")
+    assert foreign.status_code == 404
+    done = client.http.post(path, headers=auth(tenant_keys["acme"]["staff"]), body=b'{"reason": "better"}')
+    assert done.status_code == 200
+    assert json.loads(done.body)["status"] == "active"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"reason": "x", "tenant_id": "someone-else"}', "tenant_id"),
+        (b'{"reason": ' + b'"' + b"x" * 600 + b'"}', "reason"),
+        (b"not json", "body"),
+        (b"[1, 2]", "body"),
+    ],
+)
+def test_bad_body_is_400_naming_the_field_and_changes_nothing(
+    client: Client, tenant_keys: dict[str, Any], body: bytes, field: str
+) -> None:
+    version = _register_tenant_model(tenant_keys["acme"]["tenant_id"])
+    response = client.http.post(
+        f"/api/v2/models/{version.version_id}/activate", headers=auth(tenant_keys["acme"]["staff"]), body=body
+    )
+    assert response.status_code == 400
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "invalid_input"
+    assert any(f["field"] == field for f in error["fields"]), error
+    from shared.context import get_context
+
+    assert get_context().registry.get(version.version_id).status == "candidate"
+
+
+def test_every_response_carries_a_request_id_and_is_logged(
+    client: Client, tenant_keys: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = client.http.get("/api/v2/models/", headers=auth(tenant_keys["acme"]["client"]))
+    assert response.headers.get("X-Request-Id")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    request_lines = [line for line in lines if line.get("event") == "request"]
+    assert request_lines, lines
+    last = request_lines[-1]
+    assert last["tenant_id"] == tenant_keys["acme"]["tenant_id"]
+    assert last["status"] == 200 and last["route"] == "/api/v2/models" and last["latency_ms"] >= 0
+
+
+def test_scheduled_job_runs_through_its_handler(client: Client) -> None:
+    from shared.context import get_context
+
+    version = _register_tenant_model(None, kind="conflict")
+    get_context().registry.activate(version.version_id, actor="test")
+    event = client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]
+    )
+    result = client.lambda_.invoke("verify_active_models", event)
+    assert result.payload == {"checked": 1, "failed": []}

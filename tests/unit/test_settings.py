@@ -1,0 +1,51 @@
+import pytest
+
+from shared.errors import ConfigurationError
+from shared.settings import settings_from_environment
+
+VALID = {
+    "MLSTACK_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/mlstack",
+    "MLSTACK_OBJECT_STORE_URL": "s3://models/prefix",
+    "MLSTACK_SIGNING_KEY": "ab" * 32,
+}
+
+
+def test_valid_environment_gives_typed_settings() -> None:
+    settings = settings_from_environment({**VALID, "MLSTACK_MODEL_REFRESH_SECONDS": "15"})
+    assert settings.model_refresh_seconds == 15.0
+    assert settings.aws_region == "us-east-1"
+
+
+@pytest.mark.parametrize("missing", ["MLSTACK_DATABASE_URL", "MLSTACK_SIGNING_KEY", "MLSTACK_OBJECT_STORE_URL"])
+def test_missing_variable_is_named(missing: str) -> None:
+    env = {k: v for k, v in VALID.items() if k != missing}
+    with pytest.raises(ConfigurationError, match=missing):
+        settings_from_environment(env)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MLSTACK_OBJECT_STORE_URL", "ftp://x/y"),
+        ("MLSTACK_OBJECT_STORE_URL", "file://relative/path"),
+        ("MLSTACK_DATABASE_URL", "mysql://x"),
+        ("MLSTACK_SIGNING_KEY", "abcd"),
+        ("MLSTACK_SIGNING_KEY", "zz" * 32),
+        ("MLSTACK_LOG_LEVEL", "LOUD"),
+        ("MLSTACK_MODEL_REFRESH_SECONDS", "-1"),
+    ],
+)
+def test_malformed_variable_is_named(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        settings_from_environment({**VALID, name: value})
+
+
+def test_secret_ids_stand_in_for_url_and_key() -> None:
+    env = {
+        "MLSTACK_DATABASE_SECRET_ID": "mlstack/db",
+        "MLSTACK_SIGNING_KEY_SECRET_ID": "mlstack/signing",
+        "MLSTACK_OBJECT_STORE_URL": "s3://b",
+    }
+    settings = settings_from_environment(env)
+    assert settings.database_secret_id == "mlstack/db"
+    assert "signing_key" not in repr(settings) or "ab" * 32 not in repr(settings)
