@@ -2,6 +2,7 @@
 
 from chalice import Chalice
 
+from functions.api_conflict import conflict_blueprint
 from functions.api_health import health_blueprint
 from functions.api_models import models_blueprint
 from functions.auth import auth_blueprint
@@ -13,4 +14,5 @@ app.register_middleware(handle_request, "http")
 app.register_blueprint(auth_blueprint)
 app.register_blueprint(health_blueprint)
 app.register_blueprint(models_blueprint)
+app.register_blueprint(conflict_blueprint)
 app.register_blueprint(schedules_blueprint)

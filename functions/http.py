@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from chalice import Blueprint, Response
 from chalice.app import Request
@@ -71,7 +71,36 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     )
 
 
-def parse_body(request: Request, model: type[Body]) -> Body:
+def _field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
+    return [
+        FieldProblem(prefix + (".".join(str(p) for p in error["loc"]) or "body"), error["msg"])
+        for error in exc.errors()
+    ]
+
+
+def validated(parser: Callable[[Any], Body], payload: Any) -> Body:
+    """Run a pydantic-backed parser on an already-decoded body; errors become a 400 with fields."""
+    try:
+        return parser(payload)
+    except ValidationError as exc:
+        raise InvalidInput("request body is invalid", _field_problems(exc)) from None
+
+
+def request_id_of(request: Request) -> str:
+    lambda_context = getattr(request, "lambda_context", None)
+    return str(
+        (request.context or {}).get("requestId")
+        or getattr(lambda_context, "aws_request_id", None)
+        or uuid.uuid4().hex
+    )
+
+
+@overload
+def parse_body(request: Request, model: type[Body]) -> Body: ...
+@overload
+def parse_body(request: Request, model: None) -> Any: ...
+def parse_body(request: Request, model: type[Body] | None) -> Any:
+    """Decode JSON (bounded size) and, given a model, validate it; a bad body is a 400."""
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(
@@ -81,25 +110,16 @@ def parse_body(request: Request, model: type[Body]) -> Body:
         payload = json.loads(raw or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInput("request body is not JSON", [FieldProblem("body", str(exc))]) from None
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        problems = [
-            FieldProblem(".".join(str(p) for p in error["loc"]) or "body", error["msg"])
-            for error in exc.errors()
-        ]
-        raise InvalidInput("request body is invalid", problems) from None
+    if model is None:
+        return payload
+    return validated(model.model_validate, payload)
 
 
 def parse_query(request: Request, model: type[Body]) -> Body:
     try:
         return model.model_validate(dict(request.query_params or {}))
     except ValidationError as exc:
-        problems = [
-            FieldProblem("query." + ".".join(str(p) for p in error["loc"]), error["msg"])
-            for error in exc.errors()
-        ]
-        raise InvalidInput("query parameters are invalid", problems) from None
+        raise InvalidInput("query parameters are invalid", _field_problems(exc, "query.")) from None
 
 
 def principal_of(request: Request) -> Principal:
@@ -152,12 +172,7 @@ def handle_request(event: Request, get_response: Callable[[Request], Response]) 
     """Chalice HTTP middleware: one JSON log line per request, and the request id header."""
     configure_logging()
     started = time.perf_counter()
-    lambda_context = getattr(event, "lambda_context", None)
-    request_id = (
-        (event.context or {}).get("requestId")
-        or getattr(lambda_context, "aws_request_id", None)
-        or uuid.uuid4().hex
-    )
+    request_id = request_id_of(event)
     try:
         response = get_response(event)
     except Exception as exc:  # noqa: BLE001

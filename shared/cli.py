@@ -113,6 +113,47 @@ def cmd_models_challenger(args: argparse.Namespace) -> Any:
     return _context().registry.set_challenger(args.version_id, share, actor=args.actor).public_view()
 
 
+# -- sync-conflict ---------------------------------------------------------------------------
+
+
+def cmd_ingest_sync_events(args: argparse.Namespace) -> Any:
+    from shared.conflict.ingest import ingest_sync_events, read_sync_events
+
+    context = _context()
+    tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the progress bar is a nicety
+        return ingest_sync_events(context, tenant_id, args.file)
+    total = sum(1 for _ in args.file.open(encoding="utf-8")) - (0 if args.file.suffix in (".ndjson", ".jsonl") else 1)
+    with tqdm(total=total, unit="rows", file=sys.stderr, disable=args.quiet) as bar:
+        return ingest_sync_events(context, tenant_id, args.file, progress=bar.update)
+
+
+def cmd_train_conflict(args: argparse.Namespace) -> Any:
+    from datetime import UTC, datetime
+
+    from shared.conflict.training import train_candidate
+
+    context = _context()
+    result = train_candidate(context, end=datetime.now(UTC), days_back=args.days_back, actor=args.actor)
+    assert result.version is not None
+    report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
+              "metrics": result.metrics, "split": result.manifest["split"]}
+    if args.activate:
+        report["status"] = context.registry.activate(result.version.version_id, actor=args.actor,
+                                                     reason="mlstack train conflict --activate").status
+    return report
+
+
+def cmd_score_conflict(args: argparse.Namespace) -> Any:
+    from shared.conflict.scoring import score_conflict_file
+
+    context = _context()
+    tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
+    return score_conflict_file(context, tenant_id, args.input, args.output)
+
+
 # -- jobs -------------------------------------------------------------------------------------
 
 
@@ -182,6 +223,24 @@ def build_parser() -> argparse.ArgumentParser:
     for action_parser in (models.choices["activate"], models.choices["rollback"], models.choices["challenger"]):
         action_parser.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
         action_parser.add_argument("--reason", default="")
+
+    ingest = groups.add_parser("ingest", help="bulk imports").add_subparsers(dest="action", required=True)
+    p = _add(ingest, "sync-events", cmd_ingest_sync_events, "import sync-event history (CSV or NDJSON)")
+    p.add_argument("file", type=Path)
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    train = groups.add_parser("train", help="train models").add_subparsers(dest="action", required=True)
+    p = _add(train, "conflict", cmd_train_conflict, "train a conflict candidate on the last N days")
+    p.add_argument("--days-back", type=int, default=90)
+    p.add_argument("--activate", action="store_true", help="activate the candidate right away")
+    p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+
+    score = groups.add_parser("score", help="batch scoring").add_subparsers(dest="action", required=True)
+    p = _add(score, "conflict", cmd_score_conflict, "score a CSV of requests with the active conflict model")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--input", type=Path, required=True)
+    p.add_argument("--output", type=Path, required=True)
 
     p = _add(groups, "run-job", cmd_run_job, "run a scheduled job now")
     p.add_argument("name", help="see `mlstack jobs`")

@@ -24,6 +24,7 @@ from shared.signing import ArtifactSigner
 logger = logging.getLogger(__name__)
 
 STATUSES = ("candidate", "active", "retired")
+ANY = object()  # activate(): no expectation about the currently active version
 _NIL = "00000000-0000-0000-0000-000000000000"
 _SCOPE = f"COALESCE(tenant_id, '{_NIL}'::uuid)"
 _COLUMNS = (
@@ -193,12 +194,22 @@ class Registry:
             _audit(tx, actor, "register", version, {"artifact_key": key})
         return version
 
-    def activate(self, version_id: str, *, actor: str, reason: str = "") -> ModelVersion:
+    def activate(
+        self, version_id: str, *, actor: str, reason: str = "", expected_active_id: str | None | object = ANY
+    ) -> ModelVersion:
+        """Make a version the active one of its kind and scope.
+
+        With expected_active_id (a version id, or None for "nothing active"), the activation is a
+        compare-and-swap: it is refused if the active version changed since the caller compared
+        against it, so two retrains that judged against the same champion cannot both promote.
+        """
         with self._database.transaction() as tx:
             target = self._get_for_update(tx, version_id)
             if target.status == "active":
                 raise Conflict(f"{target.label} is already active")
             current = self._active_in_tx(tx, target.kind, target.tenant_id)
+            if expected_active_id is not ANY and (current.version_id if current else None) != expected_active_id:
+                raise Conflict(f"the active {target.kind} version changed meanwhile; not activating {target.label}")
             if current is not None:
                 tx.execute(
                     "UPDATE model_versions SET status = 'retired', retired_at = now()"

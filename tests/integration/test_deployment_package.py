@@ -15,6 +15,19 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
+def serving_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The serving layer, built from layers/ for the Lambda platform, unzipped as Lambda would (/opt)."""
+    out = tmp_path_factory.mktemp("layers")
+    subprocess.run(
+        [sys.executable, "scripts/build_layers.py", "--layer", "serving", "--out", str(out)],
+        cwd=ROOT, check=True, capture_output=True,
+    )
+    opt = out / "opt"
+    zipfile.ZipFile(out / "serving.zip").extractall(opt)
+    return opt / "python"
+
+
+@pytest.fixture(scope="module")
 def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("package") / "out"
     subprocess.run(
@@ -34,14 +47,14 @@ def test_package_contains_the_project_packages(package_dir: Path) -> None:
 
 
 def test_unzipped_package_imports_and_serves_health_without_site_packages(
-    package_dir: Path, tmp_path: Path
+    package_dir: Path, serving_layer: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "unzipped"
     zipfile.ZipFile(package_dir / "deployment.zip").extractall(target)
     # The event API Gateway would send, handed to the app as Lambda would call it.
     probe = """
 import json, sys, types
-sys.path.insert(0, '.')
+sys.path[:0] = ['.', sys.argv[1]]
 from app import app
 event = {"resource": "/health", "path": "/health", "httpMethod": "GET", "headers": {},
          "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
@@ -62,9 +75,9 @@ print(json.dumps({"routes": sorted(app.routes), "status": response["statusCode"]
         "MLSTACK_OBJECT_STORE_URL": f"file://{tmp_path / 'objects'}",
         "MLSTACK_SIGNING_KEY": "ab" * 32,
     }
-    # -S: no site-packages, so every import must come from the zip or the standard library.
+    # -S: no site-packages, so every import must come from the zip, the layer or the standard library.
     result = subprocess.run(
-        [sys.executable, "-S", "-c", probe], cwd=target, env=env, capture_output=True, text=True
+        [sys.executable, "-S", "-c", probe, str(serving_layer)], cwd=target, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -1,0 +1,40 @@
+"""Sync-conflict routes: event intake, prediction, and reading back a logged prediction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from chalice import Blueprint, Response
+from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
+from shared.conflict.events import parse_intake, store_sync_events
+from shared.conflict.prediction import ConflictPredictionRequest, get_prediction, predict_conflict
+from shared.context import get_context
+
+conflict_blueprint = Blueprint(__name__)
+
+
+@api_route(conflict_blueprint, "/api/v2/events/sync", ["POST"])
+def ingest_sync_events() -> Response:
+    request = conflict_blueprint.current_request
+    principal = require_role(request, "client", "service")
+    batch = validated(parse_intake, parse_body(request, None))
+    context = get_context()
+    with context.database.transaction() as tx:
+        stored = store_sync_events(tx, principal.tenant_id, batch.events, datetime.now(UTC))
+    return json_response({"accepted": len(stored), "events": stored})
+
+
+@api_route(conflict_blueprint, "/api/v2/predict/conflict", ["POST"])
+def predict() -> Response:
+    request = conflict_blueprint.current_request
+    principal = principal_of(request)
+    body = parse_body(request, ConflictPredictionRequest)
+    answer = predict_conflict(get_context(), principal.tenant_id, body, request_id_of(request))
+    return json_response(answer)
+
+
+@api_route(conflict_blueprint, "/api/v2/predictions/conflict/{prediction_id}", ["GET"])
+def read_prediction(prediction_id: str) -> Response:
+    principal = principal_of(conflict_blueprint.current_request)
+    return json_response(get_prediction(get_context(), principal.tenant_id, prediction_id))
+

@@ -1,0 +1,1 @@
+"""Sync-conflict prediction: events, features, training, serving, outcomes, retraining."""

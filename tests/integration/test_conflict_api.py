@@ -1,0 +1,163 @@
+"""Sync-event intake and conflict prediction through the handlers (chalice.test.Client)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from tests.conftest import auth
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def client(app_environment: dict[str, str]) -> Iterator[Client]:
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client
+
+
+def sync_event(n: int, **overrides: Any) -> dict[str, Any]:
+    return {
+        "client_event_id": f"ev-{n}", "user_id": "alice", "device_id": "phone-1", "domain": "voice",
+        "entity_type": "recording", "entity_id": f"rec-{n % 3}", "fields_changed": ["notes", "title"],
+        "received_at": f"2026-11-20T10:{n % 60:02d}:00+00:00", "conflicted": n % 5 == 0,
+        "conflict_fields": ["notes"] if n % 5 == 0 else [], **overrides,
+    }
+
+
+def post(client: Client, path: str, key: str, body: Any) -> tuple[int, Any]:
+    response = client.http.post(path, headers=auth(key), body=json.dumps(body).encode())
+    return response.status_code, json.loads(response.body)
+
+
+def stored_events() -> int:
+    from shared.context import get_context
+
+    with get_context().database.transaction() as tx:
+        return int(tx.fetch_value("SELECT count(*) FROM sync_events"))
+
+
+def test_intake_is_idempotent_on_the_client_event_id(client: Client, tenant_keys: dict[str, Any]) -> None:
+    key = tenant_keys["acme"]["client"]
+    batch = {"events": [sync_event(n) for n in range(10)]}
+    first = post(client, "/api/v2/events/sync", key, batch)
+    assert first[0] == 200 and first[1]["accepted"] == 10
+    replay = post(client, "/api/v2/events/sync", key, batch)
+    assert replay == first
+    assert stored_events() == 10
+    single = post(client, "/api/v2/events/sync", key, sync_event(3))
+    assert single[1]["events"] == [first[1]["events"][3]]
+
+
+def test_the_same_id_from_another_tenant_is_another_event(client: Client, tenant_keys: dict[str, Any]) -> None:
+    post(client, "/api/v2/events/sync", tenant_keys["acme"]["client"], sync_event(1))
+    status, _ = post(client, "/api/v2/events/sync", tenant_keys["globex"]["client"], sync_event(1))
+    assert status == 200 and stored_events() == 2
+
+
+def test_a_changed_event_under_a_known_id_is_409_and_its_batch_is_not_stored(
+    client: Client, tenant_keys: dict[str, Any]
+) -> None:
+    key = tenant_keys["acme"]["client"]
+    post(client, "/api/v2/events/sync", key, sync_event(1))
+    status, body = post(client, "/api/v2/events/sync", key,
+                        {"events": [sync_event(2), sync_event(1, fields_changed=["tags"])]})
+    assert status == 409 and body["error"]["code"] == "conflict"
+    assert stored_events() == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"events": [sync_event(1), sync_event(2, domain="Not Valid")]}, "events.1.domain"),
+        ({"events": [sync_event(1, fields_changed=[])]}, "events.0.fields_changed"),
+        ({"events": [sync_event(1, conflict_fields=["other"], conflicted=True)]}, "events.0"),
+        ({"events": [sync_event(1), sync_event(1)]}, "body"),
+        ({"events": [sync_event(n) for n in range(1001)]}, "events"),
+        ({"events": [sync_event(1, tenant_id="globex")]}, "events.0.tenant_id"),
+        (sync_event(1, received_at="yesterday"), "received_at"),
+    ],
+)
+def test_bad_intake_is_400_naming_the_field_and_stores_nothing(
+    client: Client, tenant_keys: dict[str, Any], body: Any, field: str
+) -> None:
+    status, answer = post(client, "/api/v2/events/sync", tenant_keys["acme"]["client"], body)
+    assert status == 400
+    fields = [f["field"] for f in answer["error"]["fields"]]
+    assert any(f == field or f.startswith(field) for f in fields), fields
+    assert stored_events() == 0
+
+
+def test_prediction_without_a_model_is_the_heuristic_and_is_logged(client: Client, tenant_keys: dict[str, Any]) -> None:
+    key = tenant_keys["acme"]["client"]
+    post(client, "/api/v2/events/sync", key, {"events": [sync_event(n) for n in range(5)]})
+    status, answer = post(client, "/api/v2/predict/conflict/", key,
+                          {"domain": "voice", "user_id": "bob", "entity_type": "recording", "entity_id": "rec-1",
+                           "fields": ["notes"]})
+    assert status == 200
+    assert answer["degraded"] is True and answer["model_version"].startswith("heuristic-")
+    assert 0 <= answer["probability"] <= 1 and answer["risk_level"] in ("low", "medium", "high")
+    assert set(answer["features"]) == {"concurrent_editors", "hours_since_last_sync", "user_conflict_rate",
+                                       "entity_edit_frequency", "field_overlap_score"}
+    response = client.http.get(f"/api/v2/predictions/conflict/{answer['prediction_id']}", headers=auth(key))
+    logged = json.loads(response.body)
+    assert logged["probability"] == pytest.approx(answer["probability"], abs=1e-6)
+    assert logged["variant"] == "heuristic" and logged["features"] == answer["features"]
+    other = client.http.get(f"/api/v2/predictions/conflict/{answer['prediction_id']}",
+                            headers=auth(tenant_keys["globex"]["client"]))
+    assert other.status_code == 404
+
+
+def test_every_answered_prediction_is_logged(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    key = tenant_keys["acme"]["client"]
+    answered = set()
+    for n in range(12):
+        status, answer = post(client, "/api/v2/predict/conflict", key,
+                              {"domain": "voice", "user_id": f"u{n % 3}", "entity_type": "recording",
+                               "entity_id": f"rec-{n}"})
+        assert status == 200
+        answered.add(answer["prediction_id"])
+    with get_context().database.transaction() as tx:
+        logged = {str(r["prediction_id"]) for r in tx.fetch_all("SELECT prediction_id FROM conflict_predictions")}
+    assert logged == answered
+
+
+def test_bad_prediction_request_is_400_and_logs_nothing(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    status, answer = post(client, "/api/v2/predict/conflict", tenant_keys["acme"]["client"],
+                          {"domain": "voice", "user_id": "bob", "entity_type": "recording"})
+    assert status == 400 and answer["error"]["fields"][0]["field"] == "entity_id"
+    with get_context().database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM conflict_predictions") == 0
+
+
+def test_request_path_never_imports_scikit_learn(app_environment: dict[str, str], tenant_keys: dict[str, Any]) -> None:
+    probe = f"""
+import json, sys
+from chalice.test import Client
+from app import app
+with Client(app) as c:
+    r = c.http.post('/api/v2/predict/conflict', headers={{'Authorization': 'Bearer {tenant_keys['acme']['client']}'}},
+                    body=json.dumps({{'domain': 'voice', 'user_id': 'bob', 'entity_type': 'recording', 'entity_id': 'x'}}).encode())
+    assert r.status_code == 200, r.body
+print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy')))
+"""
+    import os
+
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**os.environ, **app_environment},
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
