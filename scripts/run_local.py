@@ -84,6 +84,13 @@ def main() -> int:
         if args.prepare_only:
             return 0
         print(f"mlstack: serving on http://127.0.0.1:{args.port} (Ctrl-C stops it and PostgreSQL)", flush=True)
+        print(
+            f"mlstack: try  curl -s -X POST http://127.0.0.1:{args.port}/api/v2/predict/conflict/"
+            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+            """ -d '{"domain": "voice", "user_id": "demo-user-015", "entity_type": "recording","""
+            """ "entity_id": "rec-00029", "fields": ["notes"]}'""",
+            flush=True,
+        )
         print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
         server = subprocess.Popen(
             [str(Path(sys.executable).parent / "chalice"), "local", "--host", "127.0.0.1",

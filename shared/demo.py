@@ -1,33 +1,107 @@
-"""The demo tenant for the local run command: created once, its keys printed once."""
+"""The local run command's demo: tenants, keys printed once, a sync history, a trained model."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
 from shared.context import AppContext
-from shared.errors import NotFound
+from shared.errors import InsufficientData, NotFound
 from shared.migrate import migrate
 
 DEMO_SLUG = "demo"
+# The demo tenant plus two more, so the history (and the global model) spans several tenants.
+DEMO_TENANTS = (DEMO_SLUG, "northwind", "contoso")
+SEED_BATCH = 5000
+
+
+def _tenant(context: AppContext, slug: str, lines: list[str]) -> str:
+    try:
+        return context.tenants.find_tenant(slug).tenant_id
+    except NotFound:
+        tenant = context.tenants.create_tenant(slug, f"{slug.title()} (demo)")
+        if slug == DEMO_SLUG:
+            client = context.tenants.create_key(tenant.tenant_id, "client", "demo client")
+            staff = context.tenants.create_key(tenant.tenant_id, "staff", "demo staff")
+            lines += [
+                f"mlstack: created demo tenant {tenant.tenant_id}; keys are shown once, store them now:",
+                f"  client key: {client.secret}",
+                f"  staff key:  {staff.secret}",
+            ]
+        return tenant.tenant_id
+
+
+def seed_sync_history(context: AppContext, tenant_ids: dict[str, str], events: Iterable[dict[str, Any]]) -> int:
+    """Store generated events through the same idempotent path as the API."""
+    from shared.conflict.events import SyncEvent, store_sync_events
+
+    pending: dict[str, list[SyncEvent]] = {}
+    stored = 0
+
+    def flush(slug: str) -> None:
+        nonlocal stored
+        with context.database.transaction() as tx:
+            store_sync_events(tx, tenant_ids[slug], pending[slug], datetime.now(UTC))
+        stored += len(pending[slug])
+        pending[slug] = []
+
+    for raw in events:
+        slug = raw["tenant"]
+        fields = {k: v for k, v in raw.items() if k != "tenant"}
+        pending.setdefault(slug, []).append(SyncEvent.model_validate(fields))
+        if len(pending[slug]) >= SEED_BATCH:
+            flush(slug)
+    for slug in list(pending):
+        if pending[slug]:
+            flush(slug)
+    return stored
+
+
+def _seed_conflict_model(context: AppContext, tenant_ids: dict[str, str], lines: list[str]) -> None:
+    from shared.conflict.demo_data import DemoConfig, generate_sync_history
+
+    if context.registry.active_version("conflict", None) is not None:
+        lines.append("mlstack: a conflict model is active; demo data and training skipped")
+        return
+    with context.database.transaction() as tx:
+        have_events = tx.fetch_value("SELECT count(*) FROM sync_events")
+    if not have_events:
+        started = time.perf_counter()
+        config = replace(DemoConfig(), tenants=DEMO_TENANTS, end=datetime.now(UTC))
+        stored = seed_sync_history(context, tenant_ids, generate_sync_history(config))
+        lines.append(f"mlstack: seeded {stored} demo sync events in {time.perf_counter() - started:.1f} s")
+    from shared.conflict.training import train_candidate
+
+    started = time.perf_counter()
+    try:
+        result = train_candidate(context, end=datetime.now(UTC), actor="demo")
+    except InsufficientData as exc:
+        lines.append(f"mlstack: no conflict model trained: {exc.message}")
+        return
+    assert result.version is not None
+    context.registry.activate(result.version.version_id, actor="demo", reason="demo start")
+    metrics = result.metrics
+    lines.append(
+        f"mlstack: trained and activated {result.version.label} in {time.perf_counter() - started:.1f} s"
+        f" (ROC-AUC {metrics['roc_auc']:.3f}, Brier {metrics['brier']:.4f} on the newest 20 %)"
+    )
 
 
 def ensure_demo(context: AppContext, *, with_models: bool = True) -> list[str]:
     """Make the local deployment usable; returns lines to show the person who started it."""
-    lines = []
+    lines: list[str] = []
     applied = migrate(context.database)
     if applied:
         lines.append(f"mlstack: applied migrations {', '.join(applied)}")
-    try:
-        tenant = context.tenants.find_tenant(DEMO_SLUG)
+    tenant_ids = {slug: _tenant(context, slug, lines) for slug in DEMO_TENANTS}
+    if not any("client key" in line for line in lines):
         lines.append(
-            f"mlstack: demo tenant {tenant.tenant_id} exists; its keys were printed when it was created"
-            f" (new one: .venv/bin/mlstack --env-file .mlstack/local.env keys create --tenant demo --role client)"
+            f"mlstack: demo tenant {tenant_ids[DEMO_SLUG]} exists; its keys were printed when it was created"
+            " (new one: .venv/bin/mlstack --env-file .mlstack/local.env keys create --tenant demo --role client)"
         )
-    except NotFound:
-        tenant = context.tenants.create_tenant(DEMO_SLUG, "Demo tenant")
-        client = context.tenants.create_key(tenant.tenant_id, "client", "demo client")
-        staff = context.tenants.create_key(tenant.tenant_id, "staff", "demo staff")
-        lines += [
-            f"mlstack: created demo tenant {tenant.tenant_id}; keys are shown once, store them now:",
-            f"  client key: {client.secret}",
-            f"  staff key:  {staff.secret}",
-        ]
+    if with_models:
+        _seed_conflict_model(context, tenant_ids, lines)
     return lines

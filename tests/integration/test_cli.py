@@ -1,0 +1,115 @@
+"""The mlstack CLI against real services: bulk import, training, scoring, registry commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared.conflict.demo_data import DemoConfig, generate_sync_history
+from shared.context import AppContext
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+CSV_COLUMNS = ["client_event_id", "user_id", "device_id", "domain", "entity_type", "entity_id", "fields_changed",
+               "client_last_sync_at", "received_at", "conflicted", "conflict_fields"]
+
+
+def mlstack(settings_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shared.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **settings_env})
+
+
+def write_history(path: Path, rows: int = 3000) -> None:
+    config = replace(DemoConfig(), tenants=("acme",), end=datetime.now(UTC))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for n, event in enumerate(generate_sync_history(config)):
+            if n == rows:
+                break
+            writer.writerow({
+                **{k: event[k] for k in CSV_COLUMNS},
+                "fields_changed": ";".join(event["fields_changed"]),
+                "conflict_fields": ";".join(event["conflict_fields"]),
+                "client_last_sync_at": event["client_last_sync_at"].isoformat() if event["client_last_sync_at"] else "",
+                "received_at": event["received_at"].isoformat(),
+            })
+
+
+def count_events(context: AppContext) -> int:
+    with context.database.transaction() as tx:
+        return int(tx.fetch_value("SELECT count(*) FROM sync_events"))
+
+
+def test_every_command_has_help() -> None:
+    from shared.cli import build_parser
+
+    parser = build_parser()
+    groups = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    paths = []
+    for name, sub in groups.items():
+        actions = [a for a in sub._actions if hasattr(a, "choices") and isinstance(a.choices, dict)]
+        paths += [[name, action] for a in actions for action in a.choices] or [[name]]
+    for path in paths:
+        result = subprocess.run([sys.executable, "-m", "shared.cli", *path, "--help"], cwd=ROOT,
+                                capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: mlstack" in result.stdout, path
+    assert ["ingest", "sync-events"] in paths and ["train", "conflict"] in paths and ["score", "conflict"] in paths
+
+
+def test_bulk_import_reports_the_bad_line_and_stores_nothing(
+    context: AppContext, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    context.tenants.create_tenant("acme", "Acme")
+    history = tmp_path / "history.csv"
+    write_history(history, rows=500)
+    lines = history.read_text().splitlines()
+    lines[321] = lines[321].replace(",voice,", ",Voice Memos,", 1).replace(",facilities,", ",Facilities!,", 1)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("\n".join(lines) + "\n")
+    result = mlstack(settings_env, "ingest", "sync-events", str(broken), "--tenant", "acme", "--quiet")
+    assert result.returncode == 2
+    assert "line 322" in result.stderr and "domain" in result.stderr
+    assert count_events(context) == 0
+
+
+def test_bulk_import_then_train_then_score(context: AppContext, settings_env: dict[str, str], tmp_path: Path) -> None:
+    context.tenants.create_tenant("acme", "Acme")
+    history = tmp_path / "history.csv"
+    write_history(history, rows=6000)
+    first = mlstack(settings_env, "ingest", "sync-events", str(history), "--tenant", "acme", "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"rows": 6000, "stored": 6000, "already_present": 0}
+    again = mlstack(settings_env, "ingest", "sync-events", str(history), "--tenant", "acme", "--quiet")
+    assert json.loads(again.stdout) == {"rows": 6000, "stored": 0, "already_present": 6000}
+    assert count_events(context) == 6000
+
+    trained = mlstack(settings_env, "train", "conflict", "--days-back", "90", "--activate")
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads(trained.stdout)
+    assert report["status"] == "active" and report["metrics"]["roc_auc"] > 0.6 and "brier" in report["metrics"]
+
+    requests = tmp_path / "requests.csv"
+    requests.write_text("user_id,domain,entity_type,entity_id,fields,as_of\n"
+                        "acme-user-001,voice,recording,rec-00001,notes;title,\n"
+                        "acme-user-002,voice,recording,rec-00002,,2026-11-01T00:00:00+00:00\n")
+    scored_path = tmp_path / "scored.csv"
+    scored = mlstack(settings_env, "score", "conflict", "--tenant", "acme", "--input", str(requests),
+                     "--output", str(scored_path))
+    assert scored.returncode == 0, scored.stderr
+    rows = list(csv.DictReader(scored_path.open()))
+    assert [r["user_id"] for r in rows] == ["acme-user-001", "acme-user-002"]
+    assert all(0 <= float(r["probability"]) <= 1 and r["model_version"] == report["label"] for r in rows)
+
+    listed = json.loads(mlstack(settings_env, "models", "list").stdout)
+    assert [m["status"] for m in listed] == ["active"]
+    rollback = mlstack(settings_env, "models", "rollback", "conflict")
+    assert rollback.returncode == 2 and "nothing to roll back" in rollback.stderr
