@@ -117,7 +117,7 @@ def cmd_models_challenger(args: argparse.Namespace) -> Any:
 
 
 def cmd_ingest_sync_events(args: argparse.Namespace) -> Any:
-    from shared.conflict.ingest import ingest_sync_events, read_sync_events
+    from shared.conflict.ingest import ingest_sync_events
 
     context = _context()
     tenant_id = context.tenants.find_tenant(args.tenant).tenant_id

@@ -90,9 +90,11 @@ class Transaction:
 class Database:
     """A lazily opened connection per thread. Nothing connects at import time."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0, application_name: str = "mlstack"):
+    # pg8000's timeout bounds every socket read, not only the connect: it must outlast the
+    # longest query (a training extraction), while still ending a read from a dead server.
+    def __init__(self, url: str, *, socket_timeout: float = 300.0, application_name: str = "mlstack"):
         self._parameters = ConnectionParameters.from_url(url)
-        self._connect_timeout = connect_timeout
+        self._socket_timeout = socket_timeout
         self._application_name = application_name
         self._local = threading.local()
 
@@ -106,7 +108,7 @@ class Database:
                 port=p.port,
                 database=p.database,
                 unix_sock=p.unix_socket,
-                timeout=self._connect_timeout,
+                timeout=self._socket_timeout,
                 application_name=self._application_name,
             )
         except (InterfaceError, OSError, DatabaseError) as exc:

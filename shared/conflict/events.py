@@ -6,7 +6,6 @@ answer; a different event under a known id is refused (409) and nothing of its b
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -52,10 +51,6 @@ class SyncEvent(BaseModel):
             raise ValueError("client_last_sync_at is after received_at")
         return self
 
-    def content_hash(self) -> str:
-        """Identity of the event as submitted, to tell a replay from a different event."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
 
 class SyncEventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -76,37 +71,73 @@ def parse_intake(payload: Any) -> SyncEventBatch:
     return SyncEventBatch(events=[SyncEvent.model_validate(payload)])
 
 
-_STORE_SQL = """
-WITH incoming AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS r(
-        client_event_id text, user_id text, device_id text, domain text, entity_type text,
-        entity_id text, fields_changed text[], client_last_sync_at timestamptz,
-        received_at timestamptz, conflicted boolean, conflict_fields text[], content_hash text)
-), inserted AS (
-    INSERT INTO sync_events (tenant_id, client_event_id, user_id, device_id, domain, entity_type,
-        entity_id, fields_changed, client_last_sync_at, received_at, conflicted, conflict_fields,
-        content_hash)
-    SELECT CAST(:tenant AS uuid), client_event_id, user_id, device_id, domain, entity_type, entity_id,
-        fields_changed, client_last_sync_at, COALESCE(received_at, :now), conflicted,
-        COALESCE(conflict_fields, '{}'), decode(content_hash, 'hex')
-    FROM incoming
-    ON CONFLICT (tenant_id, client_event_id) DO NOTHING
-    RETURNING event_id, client_event_id
+# Every intake lands in a per-transaction staging table first (the API from a JSON recordset, the
+# bulk import by COPY), then one merge statement stores what is new. The content hash is computed
+# in SQL from the staged columns, so both paths agree on what "the same event" is.
+_STAGE_SQL = """
+CREATE TEMP TABLE IF NOT EXISTS incoming_sync_events (
+    client_event_id text NOT NULL, user_id text NOT NULL, device_id text NOT NULL, domain text NOT NULL,
+    entity_type text NOT NULL, entity_id text NOT NULL, fields_changed text[] NOT NULL,
+    client_last_sync_at timestamptz, received_at timestamptz, conflicted boolean NOT NULL,
+    conflict_fields text[] NOT NULL
+) ON COMMIT DROP
+"""
+STAGED_COLUMNS = (
+    "client_event_id", "user_id", "device_id", "domain", "entity_type", "entity_id", "fields_changed",
+    "client_last_sync_at", "received_at", "conflicted", "conflict_fields",
 )
-SELECT i.client_event_id,
-       COALESCE(n.event_id, s.event_id) AS event_id,
-       n.event_id IS NULL AND encode(s.content_hash, 'hex') <> i.content_hash AS differs
-FROM incoming i
-LEFT JOIN inserted n ON n.client_event_id = i.client_event_id
-LEFT JOIN sync_events s ON n.event_id IS NULL AND s.tenant_id = CAST(:tenant AS uuid)
-    AND s.client_event_id = i.client_event_id
+_STAGE_FROM_JSON_SQL = f"""
+INSERT INTO incoming_sync_events ({", ".join(STAGED_COLUMNS)})
+SELECT {", ".join(STAGED_COLUMNS)} FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS r(
+    client_event_id text, user_id text, device_id text, domain text, entity_type text, entity_id text,
+    fields_changed text[], client_last_sync_at timestamptz, received_at timestamptz, conflicted boolean,
+    conflict_fields text[])
+"""
+COPY_INTO_STAGE_SQL = f"COPY incoming_sync_events ({', '.join(STAGED_COLUMNS)}) FROM STDIN WITH (FORMAT csv)"
+_INSERT_STAGED_SQL = """
+INSERT INTO sync_events (tenant_id, client_event_id, user_id, device_id, domain, entity_type, entity_id,
+    fields_changed, client_last_sync_at, received_at, conflicted, conflict_fields)
+SELECT CAST(:tenant AS uuid), client_event_id, user_id, device_id, domain, entity_type, entity_id,
+    fields_changed, client_last_sync_at, COALESCE(received_at, :now), conflicted, conflict_fields
+FROM incoming_sync_events
+ON CONFLICT (tenant_id, client_event_id) DO NOTHING
+"""
+# Staged events whose id was already stored with other content. Run after the insert, so the
+# events it just stored match themselves (a missing received_at matches the intake time).
+_CHANGED_SQL = """
+SELECT i.client_event_id FROM incoming_sync_events i
+JOIN sync_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
+WHERE (i.user_id, i.device_id, i.domain, i.entity_type, i.entity_id, i.fields_changed, i.client_last_sync_at,
+       i.conflicted, i.conflict_fields)
+      IS DISTINCT FROM
+      (s.user_id, s.device_id, s.domain, s.entity_type, s.entity_id, s.fields_changed, s.client_last_sync_at,
+       s.conflicted, s.conflict_fields)
+   OR i.received_at <> s.received_at
+ORDER BY i.client_event_id
+"""
+_STORED_IDS_SQL = """
+SELECT i.client_event_id, s.event_id FROM incoming_sync_events i
+JOIN sync_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
 """
 
 
-def _row(event: SyncEvent) -> dict[str, Any]:
-    data = event.model_dump(mode="json")
-    data["content_hash"] = event.content_hash()
-    return data
+def stage_for_intake(tx: Transaction) -> None:
+    """Create (or empty) this transaction's staging table."""
+    tx.execute(_STAGE_SQL)
+    tx.execute("TRUNCATE incoming_sync_events")
+
+
+def merge_staged_events(tx: Transaction, tenant_id: str, now: datetime, staged: int) -> int:
+    """Store the staged events that are new; return how many were. Raises Conflict (the caller's
+    transaction then rolls back) when a known client_event_id arrives with other content."""
+    stored = tx.execute(_INSERT_STAGED_SQL, tenant=tenant_id, now=now)
+    if stored < staged:  # only then can a known id carry other content
+        changed = [row["client_event_id"] for row in tx.fetch_all(_CHANGED_SQL, tenant=tenant_id)]
+        if changed:
+            raise Conflict(
+                f"{len(changed)} client_event_id(s) already stored with other content: {', '.join(changed[:5])}"
+            )
+    return stored
 
 
 def store_sync_events(
@@ -114,11 +145,8 @@ def store_sync_events(
 ) -> list[dict[str, Any]]:
     """Store what is new; answer [{client_event_id, event_id}] in input order, the same for a
     replay. Raises Conflict (rolling the batch back) if a known id arrives with other content."""
-    rows = tx.fetch_all(_STORE_SQL, batch=json.dumps([_row(e) for e in events]), tenant=tenant_id, now=now)
-    differing = sorted(row["client_event_id"] for row in rows if row["differs"])
-    if differing:
-        raise Conflict(
-            f"{len(differing)} client_event_id(s) already stored with other content: {', '.join(differing[:5])}"
-        )
-    by_id = {row["client_event_id"]: row["event_id"] for row in rows}
+    stage_for_intake(tx)
+    tx.execute(_STAGE_FROM_JSON_SQL, batch=json.dumps([e.model_dump(mode="json") for e in events]))
+    merge_staged_events(tx, tenant_id, now, staged=len(events))
+    by_id = {row["client_event_id"]: row["event_id"] for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id)}
     return [{"client_event_id": e.client_event_id, "event_id": by_id[e.client_event_id]} for e in events]

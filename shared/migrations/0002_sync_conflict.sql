@@ -14,17 +14,15 @@ CREATE TABLE sync_events (
     received_at         timestamptz NOT NULL,
     conflicted          boolean NOT NULL,
     conflict_fields     text[] NOT NULL DEFAULT '{}',
-    -- SHA-256 of the event as first stored: a replay must match it to be the same event.
-    content_hash        bytea NOT NULL,
     stored_at           timestamptz NOT NULL DEFAULT now(),
     UNIQUE (tenant_id, client_event_id)
 );
--- The feature queries look up an entity's and a user's recent events before a time.
+-- The feature queries look up an entity's and a user's recent events before a time. No index on
+-- received_at alone: training reads most of its window anyway, and every index slows intake.
 CREATE INDEX sync_events_entity_time
     ON sync_events (tenant_id, domain, entity_type, entity_id, received_at)
     INCLUDE (user_id, conflicted);
 CREATE INDEX sync_events_user_time ON sync_events (tenant_id, user_id, received_at) INCLUDE (conflicted);
-CREATE INDEX sync_events_time ON sync_events (received_at);
 
 CREATE TABLE conflict_predictions (
     prediction_id    uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -113,3 +113,23 @@ def test_bulk_import_then_train_then_score(context: AppContext, settings_env: di
     assert [m["status"] for m in listed] == ["active"]
     rollback = mlstack(settings_env, "models", "rollback", "conflict")
     assert rollback.returncode == 2 and "nothing to roll back" in rollback.stderr
+
+
+def test_bulk_import_refuses_a_changed_known_event_and_stores_none_of_the_file(
+    context: AppContext, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    context.tenants.create_tenant("acme", "Acme")
+    history = tmp_path / "history.csv"
+    write_history(history, rows=200)
+    assert mlstack(settings_env, "ingest", "sync-events", str(history), "--tenant", "acme", "--quiet").returncode == 0
+    rows = list(csv.DictReader(history.open()))
+    changed = {**rows[10], "fields_changed": "tags"}
+    fresh = {**rows[11], "client_event_id": "brand-new-1"}
+    second = tmp_path / "second.csv"
+    with second.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows([fresh, changed])
+    result = mlstack(settings_env, "ingest", "sync-events", str(second), "--tenant", "acme", "--quiet")
+    assert result.returncode == 2 and rows[10]["client_event_id"] in result.stderr
+    assert count_events(context) == 200  # brand-new-1 was not stored either
