@@ -318,8 +318,9 @@ def strip_shared_objects(root: Path) -> tuple[int, list[str]]:
 # --------------------------------------------------------------------------- bytecode, zip
 
 
-def compile_bytecode(root: Path, sourceless: bool = False) -> int:
-    """Precompile every .py for the Lambda Python; the code folder /opt is read-only there.
+def compile_bytecode(root: Path, sourceless: bool = False, ddir: str = "/opt/python") -> int:
+    """Precompile every .py for the Lambda Python; the code folders (/opt, /var/task) are
+    read-only there, so without this every cold start compiles every module it imports.
 
     unchecked-hash .pyc files are used as they are, whatever the files' timestamps (a zip keeps
     them only to 2 s). With sourceless, each module.py becomes module.pyc beside it and the .py
@@ -334,7 +335,7 @@ def compile_bytecode(root: Path, sourceless: bool = False) -> int:
         str(root),
         quiet=1,
         workers=0,
-        ddir="/opt/python",
+        ddir=ddir,
         legacy=sourceless,
         invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
     )
@@ -353,7 +354,7 @@ FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 def write_zip(layer_dir: Path, zip_path: Path) -> None:
-    """Zip layer_dir's contents (python/...) reproducibly: sorted names, fixed times, 644/755."""
+    """Zip a folder's contents reproducibly: sorted names, fixed times, 644/755."""
     tmp = zip_path.with_suffix(".zip.tmp")
     files = sorted(p for p in layer_dir.rglob("*") if p.is_file())
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as zf:

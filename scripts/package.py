@@ -15,9 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 PACKAGES = ("functions", "shared")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
@@ -52,7 +55,21 @@ def package(stage: str, out: Path, merge_template: Path | None, stage_dir: Path,
     # Packaging talks to no AWS account, but Chalice wants a region to name ARNs in the template.
     env = {"AWS_DEFAULT_REGION": "us-east-1", **os.environ}
     subprocess.run([*command, str(out)], cwd=staged, check=True, env=env)
+    precompile_deployment_zip(out / "deployment.zip")
     return out
+
+
+def precompile_deployment_zip(zip_path: Path) -> None:
+    """Add unchecked-hash bytecode to the function zip. Chalice ships sources only, and Lambda's
+    /var/task is read-only, so without it every cold start compiles every module it imports."""
+    from build_layers import compile_bytecode, write_zip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        unpacked = Path(tmp) / "task"
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(unpacked)
+        compile_bytecode(unpacked, ddir="/var/task")
+        write_zip(unpacked, zip_path)
 
 
 def main() -> int:

@@ -3,8 +3,8 @@
 The file is one transaction: rows are validated and streamed in chunks by COPY into the intake
 staging table, and merged through the same idempotent statement as the API (a re-run stores
 nothing twice). A bad row is reported with its line number, every bad row of the file is listed
-(the first 20), and then nothing of the file is stored. Validation runs in this thread while a
-writer thread waits on PostgreSQL with the previous chunk, so the two cores overlap.
+(the first 20), and then nothing of the file is stored. A child process validates while this one
+feeds PostgreSQL the previous chunk, so the two cores overlap.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import queue
-import threading
+import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +24,7 @@ from shared.conflict.events import COPY_INTO_STAGE_SQL, SyncEvent, merge_staged_
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
 
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 2000
 MAX_REPORTED_ERRORS = 20
 _LIST_COLUMNS = frozenset({"fields_changed", "conflict_fields"})
 _TRUE = {"true", "t", "1", "yes"}
@@ -100,95 +99,91 @@ def _copy_row(event: SyncEvent) -> list[str]:
     ]
 
 
-class _ChunkWriter:
-    """Owns the import's one transaction in a thread: COPY each chunk, merge it, count."""
+def _produce_chunks(path: Path, chunks: Any) -> None:  # chunks: the child's end of a Pipe
+    """Child process: read and validate every row; send COPY-ready CSV chunks, then the verdict.
 
-    def __init__(self, context: AppContext, tenant_id: str, now: datetime) -> None:
-        self._context, self._tenant_id, self._now = context, tenant_id, now
-        self._chunks: queue.Queue[tuple[str, int] | None] = queue.Queue(maxsize=2)
-        self._abort = threading.Event()
-        self.error: BaseException | None = None
-        self.stored = 0
-        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
-        self._thread.start()
+    A process, not a thread: validation is CPU-bound Python, and sharing the GIL with the thread
+    that talks to PostgreSQL made both wait on each other.
+    """
+    try:
+        _validate_and_send(path, chunks)
+    except Exception as exc:  # noqa: BLE001 - an unreadable file: tell the parent, which rolls back
+        chunks.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        chunks.close()
 
-    def put(self, chunk: str, rows: int) -> None:
-        self._chunks.put((chunk, rows))
 
-    def finish(self, commit: bool) -> None:
-        if not commit:
-            self._abort.set()
-        self._chunks.put(None)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        class _Rollback(Exception):
-            pass
-
+def _validate_and_send(path: Path, chunks: Any) -> None:
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    buffer = io.StringIO()
+    rows_out = csv.writer(buffer)
+    pending = total = 0
+    for line, record in _records(path):
+        total += 1
         try:
-            with self._context.database.transaction() as tx:
-                stage_for_intake(tx)
-                while (item := self._chunks.get()) is not None:
-                    if self._abort.is_set():
-                        continue  # keep draining so the producer never blocks
-                    chunk, rows = item
-                    tx.copy_in(COPY_INTO_STAGE_SQL, io.StringIO(chunk))
-                    self.stored += merge_staged_events(tx, self._tenant_id, self._now, staged=rows)
-                    tx.execute("TRUNCATE incoming_sync_events")
-                if self._abort.is_set():
-                    raise _Rollback
-        except _Rollback:
-            self.stored = 0
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            self.error = exc
-            self.stored = 0
-            while self._chunks.get() is not None:  # unblock the producer
-                pass
-        finally:
-            self._context.database.close()
+            event = _validate(line, record, seen)
+        except (ValidationError, ValueError) as exc:
+            problems.append((f"line {line}", _describe(exc)))
+            continue
+        if problems:
+            continue  # the file will not be stored; keep validating to report every bad row
+        rows_out.writerow(_copy_row(event))
+        pending += 1
+        if pending == CHUNK_ROWS:
+            chunks.send(("chunk", buffer.getvalue(), pending))
+            buffer.seek(0)
+            buffer.truncate()
+            pending = 0
+    if pending and not problems:
+        chunks.send(("chunk", buffer.getvalue(), pending))
+    chunks.send(("done", total, problems))
 
 
 def ingest_sync_events(
     context: AppContext, tenant_id: str, path: Path, progress: Callable[[int], None] | None = None
 ) -> dict[str, Any]:
-    writer = _ChunkWriter(context, tenant_id, datetime.now(UTC))
-    problems: list[FieldProblem] = []
-    seen: dict[str, int] = {}
-    buffer = io.StringIO()
-    rows_out = csv.writer(buffer)
-    pending = total = 0
+    if not path.is_file():
+        raise InvalidInput(f"no file {path}", [FieldProblem("file", "not found")])
+    # fork: the child needs only this module, already imported; it never touches the parent's
+    # database connection.
+    # A plain pipe written from the child's main thread: a Queue's feeder thread would fight the
+    # validating thread for the child's GIL and deliver every chunk only at the end.
+    processes = multiprocessing.get_context("fork")
+    chunks, child_end = processes.Pipe(duplex=False)
+    producer = processes.Process(target=_produce_chunks, args=(path, child_end), daemon=True)
+    producer.start()
+    child_end.close()
+    now = datetime.now(UTC)
+    stored = total = 0
+    problems: list[tuple[str, str]] = []
     try:
-        for line, record in _records(path):
-            total += 1
-            try:
-                event = _validate(line, record, seen)
-            except (ValidationError, ValueError) as exc:
-                problems.append(FieldProblem(f"line {line}", _describe(exc)))
-                continue
-            if problems:
-                continue  # the file will not be stored; keep validating to report every bad row
-            rows_out.writerow(_copy_row(event))
-            pending += 1
-            if pending == CHUNK_ROWS:
-                writer.put(buffer.getvalue(), pending)
-                buffer.seek(0)
-                buffer.truncate()
+        with context.database.transaction() as tx:
+            stage_for_intake(tx)
+            while True:
+                if not chunks.poll(600):
+                    raise TimeoutError("the validating process sent nothing for 10 minutes")
+                message = chunks.recv()
+                if message[0] == "failed":
+                    raise InvalidInput(f"cannot read {path.name}: {message[1]}; nothing was stored",
+                                       [FieldProblem("file", message[1])])
+                if message[0] == "done":
+                    _, total, problems = message
+                    break
+                _, chunk, rows = message
+                tx.copy_in(COPY_INTO_STAGE_SQL, io.StringIO(chunk))
+                stored += merge_staged_events(tx, tenant_id, now, staged=rows)
+                tx.execute("TRUNCATE incoming_sync_events")
                 if progress:
-                    progress(pending)
-                pending = 0
-        if pending and not problems:
-            writer.put(buffer.getvalue(), pending)
-            if progress:
-                progress(pending)
-    except BaseException:
-        writer.finish(commit=False)
-        raise
-    writer.finish(commit=not problems)
-    if problems:
-        shown = problems[:MAX_REPORTED_ERRORS]
-        more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
-        raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored{more}", shown)
-    return {"rows": total, "stored": writer.stored, "already_present": total - writer.stored}
-
+                    progress(rows)
+            if problems:
+                shown = [FieldProblem(where, reason) for where, reason in problems[:MAX_REPORTED_ERRORS]]
+                more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""
+                # Raised inside the transaction: whatever was merged so far is rolled back.
+                raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored{more}", shown)
+    finally:
+        if producer.is_alive():
+            producer.terminate()
+        producer.join()
+        chunks.close()
+    return {"rows": total, "stored": stored, "already_present": total - stored}

@@ -133,3 +133,13 @@ def test_bulk_import_refuses_a_changed_known_event_and_stores_none_of_the_file(
     result = mlstack(settings_env, "ingest", "sync-events", str(second), "--tenant", "acme", "--quiet")
     assert result.returncode == 2 and rows[10]["client_event_id"] in result.stderr
     assert count_events(context) == 200  # brand-new-1 was not stored either
+
+
+def test_an_unreadable_file_is_refused_cleanly(context: AppContext, settings_env: dict[str, str], tmp_path: Path) -> None:
+    context.tenants.create_tenant("acme", "Acme")
+    history = tmp_path / "history.csv"
+    write_history(history, rows=50)
+    history.write_bytes(history.read_bytes() + b"\xff\xfe not utf-8\n")
+    result = mlstack(settings_env, "ingest", "sync-events", str(history), "--tenant", "acme", "--quiet")
+    assert result.returncode == 2 and "cannot read history.csv" in result.stderr
+    assert count_events(context) == 0

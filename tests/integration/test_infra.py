@@ -1,0 +1,412 @@
+"""The deployment templates: the package Chalice merges with infra/template.yaml lints clean and
+carries everything the app defines; the non-Lambda part deploys to LocalStack and works."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.aws import aws_client, read_secret_json, read_secret_string
+from shared.objectstore import global_key, open_object_store
+from shared.signing import ArtifactSigner, signing_key_from_secret
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+STACK_LOCAL = ROOT / "infra" / "stack-local.yaml"
+pytestmark = pytest.mark.integration
+
+ML_LAYERS = {"ServingLayer", "TrainingLayer"}
+STACK_DEADLINE_SECONDS = 45
+
+
+# ------------------------------------------------------------------------------------ helpers
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags (!Ref, !Sub, !GetAtt ...) as their long forms."""
+
+
+def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _cfn_tag)
+
+
+def load_cfn_yaml(path: Path) -> dict[str, Any]:
+    return yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def functions_by_handler(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {
+        resource["Properties"]["Handler"]: (logical_id, resource["Properties"])
+        for logical_id, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def refs_in(value: Any) -> set[str]:
+    """Every logical id (or parameter) a value names with Ref, GetAtt or a ${Name} in Sub."""
+    if isinstance(value, dict):
+        found: set[str] = set()
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(inner)
+            elif key == "Fn::GetAtt":
+                found.add(inner[0] if isinstance(inner, list) else str(inner).split(".")[0])
+            elif key == "Fn::Sub":
+                text = inner if isinstance(inner, str) else inner[0]
+                found |= {m for m in re.findall(r"\$\{([A-Za-z0-9]+)[.}]", text)}
+                found |= refs_in(inner[1:]) if isinstance(inner, list) else set()
+            else:
+                found |= refs_in(inner)
+        return found
+    if isinstance(value, list):
+        return set().union(*(refs_in(item) for item in value)) if value else set()
+    return set()
+
+
+# ------------------------------------------------------------------------ the merged package
+@pytest.fixture(scope="module")
+def merged_template_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("merged") / "out"
+    result = subprocess.run(
+        [sys.executable, "scripts/package.py", "--stage", "dev", "--out", str(out),
+         "--merge-template", str(TEMPLATE)],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Chalice writes YAML when the merged template is YAML.
+    return out / "sam.yaml"
+
+
+@pytest.fixture(scope="module")
+def merged_template(merged_template_path: Path) -> dict[str, Any]:
+    return yaml.safe_load(merged_template_path.read_text())  # Chalice writes the long forms
+
+
+@pytest.fixture(scope="module")
+def chalice_app() -> Any:
+    from app import app
+
+    return app
+
+
+def _cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
+    # No rule is ignored: the merged package lints clean at cfn-lint's default level (errors and
+    # warnings). scripts/deploy.sh runs the same command.
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    return subprocess.run([str(cfn_lint), "--", str(path)], capture_output=True, text=True)
+
+
+def test_merged_template_passes_cfn_lint(merged_template_path: Path) -> None:
+    result = _cfn_lint(merged_template_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_local_stack_template_passes_cfn_lint() -> None:
+    result = _cfn_lint(STACK_LOCAL)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_merged_resource_is_complete(merged_template: dict[str, Any]) -> None:
+    # A block in infra/template.yaml that adds properties to a Chalice function that no longer
+    # exists (a renamed job, say) becomes a resource without a Type.
+    resources = merged_template["Resources"]
+    stale = sorted(name for name, resource in resources.items() if "Type" not in resource)
+    assert stale == [], f"infra/template.yaml names resources Chalice no longer creates: {stale}"
+
+
+def test_every_route_is_in_the_api(merged_template: dict[str, Any], chalice_app: Any) -> None:
+    apis = [
+        r for r in merged_template["Resources"].values() if r.get("Type") == "AWS::Serverless::Api"
+    ]
+    assert len(apis) == 1
+    paths = apis[0]["Properties"]["DefinitionBody"]["paths"]
+    assert chalice_app.routes, "the app defines no routes"
+    missing = []
+    for path, methods in chalice_app.routes.items():
+        for method, entry in methods.items():
+            operation = paths.get(path, {}).get(method.lower())
+            if operation is None:
+                missing.append(f"{method} {path}")
+                continue
+            integration = operation["x-amazon-apigateway-integration"]
+            assert "${APIHandler.Arn}" in json.dumps(integration["uri"]), f"{method} {path}"
+            if entry.authorizer is not None:
+                security = operation.get("security", [])
+                assert {entry.authorizer.name: []} in security, f"{method} {path}"
+    assert missing == []
+
+
+def test_every_authorizer_schedule_and_queue_handler_is_a_function(
+    merged_template: dict[str, Any], chalice_app: Any
+) -> None:
+    from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    functions = functions_by_handler(merged_template)
+    for authorizer in chalice_app.builtin_auth_handlers:
+        assert authorizer.handler_string in functions, authorizer.name
+
+    template_queue_names = [
+        r["Properties"]["QueueName"]["Fn::Sub"].replace("${AWS::StackName}-", "")
+        for r in merged_template["Resources"].values()
+        if r.get("Type") == "AWS::SQS::Queue"
+    ]
+    assert chalice_app.event_sources, "the app defines no scheduled or queue handlers"
+    for source in chalice_app.event_sources:
+        assert source.handler_string in functions, f"no function runs {source.handler_string}"
+        _, properties = functions[source.handler_string]
+        events = list(properties.get("Events", {}).values())
+        if isinstance(source, ScheduledEventConfig):
+            expression = source.schedule_expression
+            if not isinstance(expression, str):
+                expression = expression.to_string()
+            schedules = [e["Properties"].get("Schedule") for e in events if e["Type"] == "Schedule"]
+            assert expression in schedules, source.name
+        elif isinstance(source, SQSEventConfig):
+            assert [e for e in events if e["Type"] == "SQS"], source.name
+            # The queue the handler names is one this stack creates (<stack name>-<queue>, and
+            # scripts/deploy.sh names the stack mlstack-<stage>).
+            queue = source.queue or (source.queue_arn or "").rsplit(":", 1)[-1]
+            assert any(queue.endswith(name) for name in template_queue_names), (
+                queue, template_queue_names
+            )
+        else:
+            assert events, f"{source.name}: no event wired to its function"
+
+
+def test_functions_get_the_environment_and_at_most_one_ml_layer(
+    merged_template: dict[str, Any],
+) -> None:
+    variables = merged_template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["MLSTACK_OBJECT_STORE_URL"] == {"Fn::Sub": "s3://${ModelBucket}/models"}
+    assert variables["MLSTACK_DATABASE_SECRET_ID"] == {"Ref": "DatabaseSecret"}
+    assert variables["MLSTACK_SIGNING_KEY_SECRET_ID"] == {"Ref": "SigningKeySecret"}
+    assert variables["MLSTACK_STAGE"] == {"Ref": "Stage"}
+
+    resources = merged_template["Resources"]
+    for name in ML_LAYERS:
+        assert resources[name]["Type"] == "AWS::Serverless::LayerVersion"
+        uri = resources[name]["Properties"]["ContentUri"]
+        layer = uri.removeprefix("./layers/").removesuffix(".zip")
+        # scripts/build_layers.py builds one zip per layers/<name>/ folder.
+        assert (ROOT / "layers" / layer / "requirements.txt").is_file(), uri
+    for handler, (logical_id, properties) in functions_by_handler(merged_template).items():
+        layers = refs_in(properties.get("Layers", []))
+        assert layers <= ML_LAYERS, (logical_id, layers)
+        # Both together are over Lambda's 250 MB unzipped cap (layers/README.md).
+        assert len(layers) <= 1, f"{logical_id} attaches both ML layers"
+        assert properties["Role"] == {"Fn::GetAtt": ["DefaultRole", "Arn"]}, logical_id
+
+
+def test_handlers_that_import_numpy_have_an_ml_layer(merged_template: dict[str, Any]) -> None:
+    # numpy is not in the function zip: a module that imports it at load time fails in Lambda
+    # unless its function attaches a layer. Measured by importing each handler's module.
+    modules: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for handler, entry in functions_by_handler(merged_template).items():
+        modules.setdefault(handler.rsplit(".", 1)[0], []).append(entry)
+    probe = (
+        "import importlib, json, sys; importlib.import_module(sys.argv[1]);"
+        " print(json.dumps('numpy' in sys.modules))"
+    )
+    for module, entries in modules.items():
+        result = subprocess.run(
+            [sys.executable, "-c", probe, module], cwd=ROOT, capture_output=True, text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        )
+        assert result.returncode == 0, result.stderr
+        if json.loads(result.stdout.strip().splitlines()[-1]):
+            bare = [logical_id for logical_id, props in entries if not props.get("Layers")]
+            assert bare == [], f"{module} imports numpy; no layer on {bare} (infra/template.yaml)"
+
+
+def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> None:
+    role = merged_template["Resources"]["DefaultRole"]
+    policies = role["Properties"]["Policies"]
+    assert [p["PolicyName"] for p in policies] == ["mlstack-functions"]
+    granted: dict[str, set[str]] = {}
+    for statement in policies[0]["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+        assert not any("*" in action for action in actions), actions
+        assert "*" not in resources and "arn:*:logs:*:*:*" not in resources, resources
+        for action in actions:
+            granted.setdefault(action, set()).update(refs_in(resources))
+    assert granted["s3:GetObject"] == granted["s3:PutObject"] == {"ModelBucket"}
+    assert granted["s3:ListBucket"] == {"ModelBucket"}
+    assert granted["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
+    queues = {"TrainingJobsQueue", "BufferedWritesQueue"}
+    assert granted["sqs:SendMessage"] == granted["sqs:ReceiveMessage"] == queues
+    assert granted["sns:Publish"] == {"AlertsTopic"}
+    assert "logs:PutLogEvents" in granted
+
+
+def test_local_stack_is_the_non_lambda_part_of_the_template() -> None:
+    full, local = load_cfn_yaml(TEMPLATE), load_cfn_yaml(STACK_LOCAL)
+    assert "Transform" not in local and "Globals" not in local
+    for section in ("Parameters", "Conditions", "Resources"):
+        for name, body in local.get(section, {}).items():
+            assert full[section].get(name) == body, f"{section}.{name} differs from template.yaml"
+    lambda_side = {
+        name for name, body in full["Resources"].items()
+        if "Type" not in body or body["Type"].startswith(("AWS::Serverless::", "AWS::Lambda::"))
+        or refs_in(body) & {"APIHandler", "ServingLayer", "TrainingLayer"}
+    }
+    assert set(full["Resources"]) - lambda_side == set(local["Resources"])
+    vpc_placement = {"VpcSubnetIds", "VpcSecurityGroupIds"}
+    assert set(full["Parameters"]) - set(local["Parameters"]) == vpc_placement
+
+
+# ------------------------------------------------------------ the non-Lambda stack, deployed
+@pytest.fixture(scope="module")
+def deployed(aws_endpoint_url: str) -> Iterator[dict[str, str]]:
+    cloudformation = aws_client("cloudformation", endpoint_url=aws_endpoint_url)
+    name = f"mlstack-test-{uuid.uuid4().hex[:10]}"
+    cloudformation.create_stack(
+        StackName=name,
+        TemplateBody=STACK_LOCAL.read_text(),
+        Parameters=[
+            {"ParameterKey": "Stage", "ParameterValue": "dev"},
+            {"ParameterKey": "DatabaseHost", "ParameterValue": "db.mlstack.internal"},
+            {"ParameterKey": "DatabasePassword", "ParameterValue": "not-a-real-password-42"},
+        ],
+    )
+    outputs: dict[str, str] = {}
+    try:
+        deadline = time.monotonic() + STACK_DEADLINE_SECONDS
+        while True:
+            stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
+            if not stack["StackStatus"].endswith("_IN_PROGRESS") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            failures = [
+                f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}"
+                for e in cloudformation.describe_stack_events(StackName=name)["StackEvents"]
+                if e["ResourceStatus"].endswith("FAILED")
+            ]
+            pytest.fail(f"stack {name} is {stack['StackStatus']}: {failures}")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+        yield outputs
+    finally:
+        cloudformation.delete_stack(StackName=name)
+        cloudformation.get_waiter("stack_delete_complete").wait(
+            StackName=name, WaiterConfig={"Delay": 1, "MaxAttempts": STACK_DEADLINE_SECONDS}
+        )
+        _remove_retained(aws_endpoint_url, name, outputs)
+
+
+def _remove_retained(endpoint: str, stack_name: str, outputs: dict[str, str]) -> None:
+    """The bucket and the signing key outlive their stack (DeletionPolicy: Retain): remove them."""
+    s3 = aws_client("s3", endpoint_url=endpoint)
+    bucket = outputs.get("ModelBucketName")
+    if bucket:
+        listing = s3.list_object_versions(Bucket=bucket)
+        for item in listing.get("Versions", []) + listing.get("DeleteMarkers", []):
+            s3.delete_object(Bucket=bucket, Key=item["Key"], VersionId=item["VersionId"])
+        s3.delete_bucket(Bucket=bucket)
+    secrets = aws_client("secretsmanager", endpoint_url=endpoint)
+    for secret_id in (outputs.get("SigningKeySecretArn"), f"{stack_name}/signing-key"):
+        if secret_id:
+            try:
+                secrets.delete_secret(SecretId=secret_id, ForceDeleteWithoutRecovery=True)
+                break
+            except secrets.exceptions.ResourceNotFoundException:
+                continue
+
+
+def test_model_bucket_is_versioned_encrypted_private_and_tls_only(
+    deployed: dict[str, str], aws_endpoint_url: str
+) -> None:
+    s3 = aws_client("s3", endpoint_url=aws_endpoint_url)
+    bucket = deployed["ModelBucketName"]
+    assert deployed["ObjectStoreUrl"] == f"s3://{bucket}/models"
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    denied = [s.get("Condition") for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert {"Bool": {"aws:SecureTransport": "false"}} in denied
+
+    # Through the project's own adapter, as the functions reach it (LocalStack does not enforce
+    # bucket policies, so plain HTTP passes here; AWS itself would refuse it).
+    store = open_object_store(deployed["ObjectStoreUrl"], s3)
+    key = global_key("infra-test", "probe.bin")
+    store.put(key, b"first")
+    store.put(key, b"second")
+    assert store.get(key) == b"second"
+    assert store.list("global/infra-test/") == [key]
+    versions = s3.list_object_versions(Bucket=bucket, Prefix=f"models/{key}")["Versions"]
+    assert len(versions) == 2  # versioning keeps the overwritten artifact
+
+
+def test_queues_deliver_and_dead_letter(deployed: dict[str, str], aws_endpoint_url: str) -> None:
+    sqs = aws_client("sqs", endpoint_url=aws_endpoint_url)
+    for queue, dlq, max_receives in (
+        ("TrainingJobsQueueUrl", "TrainingJobsDeadLetterQueueUrl", 3),
+        ("BufferedWritesQueueUrl", "BufferedWritesDeadLetterQueueUrl", 5),
+    ):
+        url, dlq_url = deployed[queue], deployed[dlq]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attributes["RedrivePolicy"])
+        dlq_attributes = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])
+        dlq_arn = dlq_attributes["Attributes"]["QueueArn"]
+        assert redrive["deadLetterTargetArn"] == dlq_arn
+        assert int(redrive["maxReceiveCount"]) == max_receives
+        assert attributes["SqsManagedSseEnabled"] == "true"
+
+        body = json.dumps({"tenant_id": str(uuid.uuid4()), "kind": "fraud"})
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+        # A consumer that fails max_receives times (visibility 0: redelivered at once) ...
+        for _ in range(max_receives):
+            received = sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, WaitTimeSeconds=1)
+            assert [m["Body"] for m in received["Messages"]] == [body]
+        # ... sends the message to the dead-letter queue on the next receive.
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+        dead = sqs.receive_message(QueueUrl=dlq_url, WaitTimeSeconds=2)
+        assert [m["Body"] for m in dead["Messages"]] == [body]
+
+
+def test_secrets_hold_the_signing_key_and_the_database_connection(
+    deployed: dict[str, str], aws_endpoint_url: str
+) -> None:
+    secrets = aws_client("secretsmanager", endpoint_url=aws_endpoint_url)
+    key = signing_key_from_secret(read_secret_string(secrets, deployed["SigningKeySecretArn"]))
+    assert len(key) == 32
+    signer = ArtifactSigner(key)
+    digest, signature = signer.sign("global/conflict/v1.json", b"{}")
+    signer.verify("global/conflict/v1.json", b"{}", digest, signature)
+
+    database = read_secret_json(secrets, deployed["DatabaseSecretArn"])
+    assert database == {
+        "host": "db.mlstack.internal", "port": 5432, "username": "mlstack",
+        "password": "not-a-real-password-42", "dbname": "mlstack",
+    }
+
+
+def test_alerts_topic_accepts_messages(deployed: dict[str, str], aws_endpoint_url: str) -> None:
+    sns = aws_client("sns", endpoint_url=aws_endpoint_url)
+    response = sns.publish(TopicArn=deployed["AlertsTopicArn"], Subject="infra", Message="probe")
+    assert response["MessageId"]
