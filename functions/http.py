@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar, overload
 
 from chalice import Blueprint, Response
@@ -63,9 +64,15 @@ def status_for(exc: MlstackError) -> int:
     return 500
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # UUIDs, Decimals
+
+
 def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
-        body=json.dumps(body, default=str),
+        body=json.dumps(body, default=_json_default),
         status_code=status_code,
         headers={"Content-Type": "application/json", **(headers or {})},
     )
@@ -139,7 +146,12 @@ def require_role(request: Request, *roles: str) -> Principal:
 
 def error_response(exc: Exception) -> Response:
     if isinstance(exc, MlstackError):
-        return json_response(error_body(exc.code, exc.message, exc.fields), status_for(exc))
+        status = status_for(exc)
+        if status >= 500:
+            # Which host refused, which key mismatched: for the log, not for the caller.
+            log_event("dependency_error", logging.WARNING, code=exc.code, detail=exc.message)
+            return json_response(error_body(exc.code, "a dependency is unavailable; try again later"), status)
+        return json_response(error_body(exc.code, exc.message, exc.fields), status)
     # Anything unexpected is a plain 500 without internals; the traceback goes to the log only.
     logging.getLogger("mlstack_errors").error("unhandled error", exc_info=exc)
     return json_response(error_body("internal_error", "internal error"), 500)

@@ -14,7 +14,6 @@ Measures, in one run:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import secrets
 import shutil
@@ -32,27 +31,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import localpg  # noqa: E402
 
-CSV_COLUMNS = ["client_event_id", "user_id", "device_id", "domain", "entity_type", "entity_id", "fields_changed",
-               "client_last_sync_at", "received_at", "conflicted", "conflict_fields"]
-
-
 def _write_history_csv(path: Path, end: datetime) -> int:
-    from shared.conflict.demo_data import DemoConfig, generate_sync_history
+    from shared.conflict.demo_data import DemoConfig, generate_sync_history, write_history_csv
 
-    rows = 0
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for event in generate_sync_history(replace(DemoConfig(), tenants=("bench",), users_per_tenant=120, end=end)):
-            writer.writerow({
-                **{k: event[k] for k in CSV_COLUMNS},
-                "fields_changed": ";".join(event["fields_changed"]),
-                "conflict_fields": ";".join(event["conflict_fields"]),
-                "client_last_sync_at": event["client_last_sync_at"].isoformat() if event["client_last_sync_at"] else "",
-                "received_at": event["received_at"].isoformat(),
-            })
-            rows += 1
-    return rows
+    config = replace(DemoConfig(), tenants=("bench",), users_per_tenant=120, end=end)
+    return write_history_csv(generate_sync_history(config), path)
 
 
 def _percentile(values: list[float], q: float) -> float:

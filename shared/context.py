@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from shared.aws import aws_client, read_secret_json, read_secret_string
 from shared.db import Database
@@ -34,9 +35,11 @@ class AppContext:
         if self.settings.database_url:
             return self.settings.database_url
         secret = read_secret_json(self.aws("secretsmanager"), self.settings.database_secret_id)
+        # Quoted: a generated password may hold '@', ':' or '/'.
         return (
-            f"postgresql://{secret['username']}:{secret['password']}"
+            f"postgresql://{quote(str(secret['username']), safe='')}:{quote(str(secret['password']), safe='')}"
             f"@{secret['host']}:{secret.get('port', 5432)}/{secret.get('dbname', 'mlstack')}"
+            f"?sslmode={secret.get('sslmode', 'require')}"
         )
 
     @cached_property

@@ -6,6 +6,8 @@ transaction per use case through `Database.transaction()`.
 
 from __future__ import annotations
 
+import os
+import ssl
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +31,8 @@ class ConnectionParameters:
     password: str | None
     database: str
     unix_socket: str | None = None
+    # libpq's sslmode: disable (default), require (encrypted, unverified), verify-full.
+    sslmode: str = "disable"
 
     @classmethod
     def from_url(cls, url: str) -> ConnectionParameters:
@@ -42,7 +46,19 @@ class ConnectionParameters:
             password=unquote(parsed.password) if parsed.password else None,
             database=(parsed.path or "/postgres").lstrip("/") or "postgres",
             unix_socket=f"{socket_dir}/.s.PGSQL.{parsed.port or 5432}" if socket_dir else None,
+            sslmode=query.get("sslmode", ["disable"])[0],
         )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.sslmode in ("disable", "allow", "prefer"):
+            return None
+        context = ssl.create_default_context(cafile=os.environ.get("MLSTACK_DATABASE_CA_FILE") or None)
+        if self.sslmode in ("require", "verify-ca"):
+            # require: encrypted but unverified, as libpq does; verify-full checks the host too.
+            context.check_hostname = False
+            if self.sslmode == "require":
+                context.verify_mode = ssl.CERT_NONE
+        return context
 
 
 def sql_state(exc: BaseException) -> str | None:
@@ -108,6 +124,7 @@ class Database:
                 port=p.port,
                 database=p.database,
                 unix_sock=p.unix_socket,
+                ssl_context=p.ssl_context(),
                 timeout=self._socket_timeout,
                 application_name=self._application_name,
             )

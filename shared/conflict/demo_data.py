@@ -24,12 +24,14 @@ user's observed conflict rate can learn), plus noise. About one event in ten con
 
 from __future__ import annotations
 
+import csv
 import heapq
 import math
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -187,6 +189,33 @@ def generate_sync_history(config: DemoConfig = DemoConfig()) -> Iterator[SyncEve
     tenant's name, so adding a tenant leaves the others' histories unchanged) and merged lazily."""
     streams = [_tenant_history(config, tenant) for tenant in config.tenants]
     yield from heapq.merge(*streams, key=_received_at)
+
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "client_event_id", "user_id", "device_id", "domain", "entity_type", "entity_id", "fields_changed",
+    "client_last_sync_at", "received_at", "conflicted", "conflict_fields",
+)
+
+
+def write_history_csv(events: Iterable[SyncEventDict], path: Path, limit: int | None = None) -> int:
+    """Write events in the CSV form `mlstack ingest sync-events` reads (lists `;`-separated)."""
+    written = 0
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for event in events:
+            if written == limit:
+                break
+            last_sync = event["client_last_sync_at"]
+            writer.writerow({
+                **{column: event[column] for column in CSV_COLUMNS},
+                "fields_changed": ";".join(event["fields_changed"]),
+                "conflict_fields": ";".join(event["conflict_fields"]),
+                "client_last_sync_at": last_sync.isoformat() if last_sync else "",
+                "received_at": event["received_at"].isoformat(),
+            })
+            written += 1
+    return written
 
 
 def conflict_rate(events: Iterable[SyncEventDict]) -> float:

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from shared.conflict.demo_data import DemoConfig, generate_sync_history
+from shared.conflict.demo_data import CSV_COLUMNS, DemoConfig, generate_sync_history, write_history_csv
 from shared.context import AppContext
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-CSV_COLUMNS = ["client_event_id", "user_id", "device_id", "domain", "entity_type", "entity_id", "fields_changed",
-               "client_last_sync_at", "received_at", "conflicted", "conflict_fields"]
 
 
 def mlstack(settings_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,19 +27,7 @@ def mlstack(settings_env: dict[str, str], *args: str) -> subprocess.CompletedPro
 
 def write_history(path: Path, rows: int = 3000) -> None:
     config = replace(DemoConfig(), tenants=("acme",), end=datetime.now(UTC))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for n, event in enumerate(generate_sync_history(config)):
-            if n == rows:
-                break
-            writer.writerow({
-                **{k: event[k] for k in CSV_COLUMNS},
-                "fields_changed": ";".join(event["fields_changed"]),
-                "conflict_fields": ";".join(event["conflict_fields"]),
-                "client_last_sync_at": event["client_last_sync_at"].isoformat() if event["client_last_sync_at"] else "",
-                "received_at": event["received_at"].isoformat(),
-            })
+    write_history_csv(generate_sync_history(config), path, limit=rows)
 
 
 def count_events(context: AppContext) -> int:

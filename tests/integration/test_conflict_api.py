@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -113,6 +114,7 @@ def test_prediction_without_a_model_is_the_heuristic_and_is_logged(client: Clien
     logged = json.loads(response.body)
     assert logged["probability"] == pytest.approx(answer["probability"], abs=1e-6)
     assert logged["variant"] == "heuristic" and logged["features"] == answer["features"]
+    assert datetime.fromisoformat(logged["predicted_at"]).tzinfo is not None and "T" in logged["predicted_at"]
     other = client.http.get(f"/api/v2/predictions/conflict/{answer['prediction_id']}",
                             headers=auth(tenant_keys["globex"]["client"]))
     assert other.status_code == 404

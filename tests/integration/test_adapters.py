@@ -1,0 +1,79 @@
+"""The adapters against the real services: PostgreSQL reconnects, S3, Secrets Manager."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+
+import pytest
+
+from shared.aws import aws_client
+from shared.context import AppContext
+from shared.db import Database
+from shared.errors import NotFound
+from shared.objectstore import S3ObjectStore, tenant_key
+from shared.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_broken_connection_is_reopened_on_the_next_transaction(database_url: str) -> None:
+    database = Database(database_url)
+    with database.transaction() as tx:
+        pid = tx.fetch_value("SELECT pg_backend_pid()")
+    killer = Database(database_url)
+    with killer.transaction() as tx:
+        assert tx.fetch_value("SELECT pg_terminate_backend(:pid)", pid=pid) is True
+    # A warm function's cached connection died between invocations; the next use case still runs.
+    with database.transaction() as tx:
+        assert tx.fetch_value("SELECT pg_backend_pid()") != pid
+    database.close()
+    killer.close()
+
+
+def test_a_failed_transaction_leaves_nothing_and_the_connection_usable(clean_database: Database) -> None:
+    with pytest.raises(RuntimeError):
+        with clean_database.transaction() as tx:
+            tx.execute("INSERT INTO tenants (slug, name) VALUES ('half', 'Half written')")
+            raise RuntimeError("the use case failed after its first write")
+    with clean_database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM tenants") == 0
+
+
+def test_s3_adapter_round_trip(aws_endpoint_url: str, s3_bucket: str) -> None:
+    store = S3ObjectStore(s3_bucket, f"adapter-{uuid.uuid4().hex[:6]}", aws_client("s3", endpoint_url=aws_endpoint_url))
+    store.ping()
+    key = tenant_key("t1", "models", "a.json")
+    store.put(key, b"one")
+    store.put(key, b"two")
+    assert store.get(key) == b"two"
+    assert store.list("tenants/t1/") == [key]
+    store.delete(key)
+    with pytest.raises(NotFound):
+        store.get(key)
+
+
+def test_settings_from_secrets_manager(aws_endpoint_url: str, database_url: str, s3_bucket: str) -> None:
+    client = aws_client("secretsmanager", endpoint_url=aws_endpoint_url)
+    key_hex = secrets.token_hex(32)
+    name = f"mlstack-test-{uuid.uuid4().hex[:8]}"
+    client.create_secret(Name=f"{name}/signing", SecretString=json.dumps({"signing_key": key_hex}))
+    from urllib.parse import urlparse
+
+    url = urlparse(database_url)
+    client.create_secret(Name=f"{name}/db", SecretString=json.dumps({
+        "host": url.hostname, "port": url.port, "username": url.username or "postgres",
+        "password": "p@ss:w/rd", "dbname": url.path.lstrip("/"), "sslmode": "disable",
+    }))
+    context = AppContext(Settings(
+        database_secret_id=f"{name}/db", signing_key_secret_id=f"{name}/signing",
+        object_store_url=f"s3://{s3_bucket}/secrets-test", aws_endpoint_url=aws_endpoint_url,
+    ))
+    digest, signature = context.signer.sign("k", b"data")
+    from shared.signing import ArtifactSigner
+
+    ArtifactSigner(bytes.fromhex(key_hex)).verify("k", b"data", digest, signature)
+    assert "p%40ss%3Aw%2Frd@" in context.database_url  # the password survives URL quoting
+    context.database.ping()  # the test server trusts local connections, whatever the password
+    context.database.close()
