@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from chalice import Blueprint, Response
+
 from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
 from shared.conflict.events import parse_intake, store_sync_events
 from shared.conflict.prediction import ConflictPredictionRequest, get_prediction, predict_conflict

@@ -16,6 +16,7 @@ from chalice import Blueprint, Response
 from chalice.app import Request
 from pydantic import BaseModel, ValidationError
 
+from functions.auth import api_key_authorizer
 from shared.errors import (
     ArtifactRejected,
     Conflict,
@@ -28,7 +29,6 @@ from shared.errors import (
     NotFound,
     Unauthenticated,
 )
-from functions.auth import api_key_authorizer
 from shared.logs import configure_logging, log_event
 from shared.tenants import Principal
 

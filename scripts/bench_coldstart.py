@@ -114,11 +114,11 @@ def _build(work: Path) -> Path:
     runtime = work / "var-runtime"
     import boto3
     import botocore
+    import dateutil
     import jmespath
     import s3transfer
-    import urllib3
-    import dateutil
     import six
+    import urllib3
 
     for module in (boto3, botocore, jmespath, s3transfer, urllib3, dateutil):
         shutil.copytree(Path(module.__file__).parent, runtime / Path(module.__file__).parent.name)
@@ -131,16 +131,17 @@ def _build(work: Path) -> Path:
 
 
 def _prepare(work: Path) -> dict[str, Any]:
+    from dataclasses import replace
+
     import joblib
 
-    from shared.context import AppContext
-    from shared.demo import seed_sync_history
+    from shared.aws import aws_client
     from shared.conflict.demo_data import DemoConfig, generate_sync_history
     from shared.conflict.training import extract_conflict_training_data, train_candidate, train_conflict_model
-    from shared.aws import aws_client
+    from shared.context import AppContext
+    from shared.demo import seed_sync_history
     from shared.migrate import migrate
     from shared.settings import Settings
-    from dataclasses import replace
 
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)
     bucket = f"mlstack-bench-{uuid.uuid4().hex[:8]}"

@@ -31,6 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import localpg  # noqa: E402
 
+
 def _write_history_csv(path: Path, end: datetime) -> int:
     from shared.conflict.demo_data import DemoConfig, generate_sync_history, write_history_csv
 

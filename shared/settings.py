@@ -98,7 +98,7 @@ def settings_from_environment(environ: Mapping[str, str] | None = None) -> Setti
     if "aws_region" not in values and "AWS_DEFAULT_REGION" in environ:
         values["aws_region"] = environ["AWS_DEFAULT_REGION"]
     try:
-        return Settings(**values)
+        return Settings.model_validate(values)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

@@ -212,7 +212,7 @@ def test_functions_get_the_environment_and_at_most_one_ml_layer(
         layer = uri.removeprefix("./layers/").removesuffix(".zip")
         # scripts/build_layers.py builds one zip per layers/<name>/ folder.
         assert (ROOT / "layers" / layer / "requirements.txt").is_file(), uri
-    for handler, (logical_id, properties) in functions_by_handler(merged_template).items():
+    for logical_id, properties in functions_by_handler(merged_template).values():
         layers = refs_in(properties.get("Layers", []))
         assert layers <= ML_LAYERS, (logical_id, layers)
         # Both together are over Lambda's 250 MB unzipped cap (layers/README.md).
