@@ -148,9 +148,10 @@ def error_response(exc: Exception) -> Response:
     if isinstance(exc, MlstackError):
         status = status_for(exc)
         if status >= 500:
-            # Which host refused, which key mismatched: for the log, not for the caller.
-            log_event("dependency_error", logging.WARNING, code=exc.code, detail=exc.message)
-            return json_response(error_body(exc.code, "a dependency is unavailable; try again later"), status)
+            # Which host refused, which variable is malformed: for the log, not for the caller.
+            log_event("server_error", logging.ERROR, code=exc.code, detail=exc.message)
+            message = "a dependency is unavailable; try again later" if status == 503 else "internal error"
+            return json_response(error_body(exc.code, message), status)
         return json_response(error_body(exc.code, exc.message, exc.fields), status)
     # Anything unexpected is a plain 500 without internals; the traceback goes to the log only.
     logging.getLogger("mlstack_errors").error("unhandled error", exc_info=exc)

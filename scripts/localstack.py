@@ -87,11 +87,11 @@ def start(timeout: float = 90.0) -> str:
         "SERVICES": SERVICES,
         "LOCALSTACK_CLI": "0",
     }
-    log = open(STATE / "localstack.log", "ab")
-    process = subprocess.Popen(
-        [str(venv / "bin" / "python"), "-m", "localstack.runtime.main"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
+    with open(STATE / "localstack.log", "ab") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [str(venv / "bin" / "python"), "-m", "localstack.runtime.main"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     (STATE / "pid").write_text(str(process.pid))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,11 +104,22 @@ def start(timeout: float = 90.0) -> str:
     sys.exit(f"LocalStack not healthy after {timeout:.0f} s; see {STATE / 'localstack.log'}")
 
 
+def _is_our_localstack(pid: int) -> bool:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"localstack.runtime.main" in command
+
+
 def stop() -> None:
     pid_file = STATE / "pid"
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text())
+    if not _is_our_localstack(pid):  # a stale pid file: that process is someone else's now
+        pid_file.unlink(missing_ok=True)
+        return
     try:
         os.killpg(pid, signal.SIGTERM)
         for _ in range(100):

@@ -28,10 +28,17 @@ ENV_FILE = STATE / "local.env"
 DEFAULT_PG_PORT = 54329
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Created 0600 from the start: never readable by others, not even for a moment."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(text)
+
+
 def _signing_key() -> str:
     if not SIGNING_KEY_FILE.exists():
-        SIGNING_KEY_FILE.write_text(secrets.token_hex(32))
-        SIGNING_KEY_FILE.chmod(0o600)
+        _write_private(SIGNING_KEY_FILE, secrets.token_hex(32))
     return SIGNING_KEY_FILE.read_text().strip()
 
 
@@ -52,8 +59,7 @@ def prepare_environment() -> dict[str, str]:
         "MLSTACK_STAGE": "local",
         "MLSTACK_LOG_LEVEL": os.environ.get("MLSTACK_LOG_LEVEL", "INFO"),
     }
-    ENV_FILE.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    ENV_FILE.chmod(0o600)
+    _write_private(ENV_FILE, "".join(f"{k}={v}\n" for k, v in env.items()))
     os.environ.update(env)
     return env
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.errors import InvalidInput, MlstackError
+from shared.errors import MlstackError
 
 Handler = Callable[[argparse.Namespace], Any]
 
@@ -116,19 +116,24 @@ def cmd_models_challenger(args: argparse.Namespace) -> Any:
 # -- sync-conflict ---------------------------------------------------------------------------
 
 
+def _line_count(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:  # bytes: a decoding error is the import's to report
+            return sum(1 for _ in handle)
+    except OSError:
+        return None  # the import reports a missing or unreadable file
+
+
 def cmd_ingest_sync_events(args: argparse.Namespace) -> Any:
+    from tqdm import tqdm
+
     from shared.conflict.ingest import ingest_sync_events
 
-    if not args.file.is_file():
-        raise InvalidInput(f"no file {args.file}")
     context = _context()
     tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the progress bar is a nicety
-        return ingest_sync_events(context, tenant_id, args.file)
-    with args.file.open("rb") as handle:  # bytes: a decoding error is the import's to report
-        total = sum(1 for _ in handle) - (0 if args.file.suffix in (".ndjson", ".jsonl") else 1)
+    lines = _line_count(args.file)
+    header = 0 if args.file.suffix in (".ndjson", ".jsonl") else 1
+    total = lines - header if lines is not None else None
     with tqdm(total=total, unit="rows", file=sys.stderr, disable=args.quiet) as bar:
         return ingest_sync_events(context, tenant_id, args.file, progress=bar.update)
 

@@ -18,9 +18,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.errors import Conflict, DependencyUnavailable
+from shared.errors import Conflict, DependencyUnavailable, InvalidInput
 
 UNIQUE_VIOLATION = "23505"
+DATA_EXCEPTION_CLASS = "22"
+UNDEFINED_TABLE = "42P01"
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,21 @@ def sql_state(exc: BaseException) -> str | None:
     return None
 
 
+def _raise_domain_error(exc: BaseException) -> None:
+    """Server errors that say something about the input or the deployment get a domain type."""
+    state = sql_state(exc)
+    if state is None:
+        return
+    detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    if state == UNIQUE_VIOLATION:
+        raise Conflict(f"already exists: {detail.get('D', '')}") from exc
+    if state.startswith(DATA_EXCEPTION_CLASS):
+        # A value PostgreSQL cannot store (e.g. a NUL character in text): the request's fault.
+        raise InvalidInput(f"a value was refused: {detail.get('M', '')}") from exc
+    if state == UNDEFINED_TABLE:
+        raise DependencyUnavailable("database schema missing: run `mlstack db migrate`") from exc
+
+
 class Transaction:
     """What a use case sees: run statements inside one open transaction."""
 
@@ -90,9 +107,6 @@ class Transaction:
     def fetch_value(self, sql: str, **params: Any) -> Any:
         rows = self._connection.run(sql, **params) or []
         return rows[0][0] if rows else None
-
-    def fetch_rows(self, sql: str, **params: Any) -> list[Sequence[Any]]:
-        return self._connection.run(sql, **params) or []
 
     def execute_script(self, sql: str) -> None:
         """Several statements at once (simple query protocol), for migrations."""
@@ -175,8 +189,7 @@ class Database:
                 connection.run("ROLLBACK")
             except (InterfaceError, OSError):
                 self._discard_connection()
-            if sql_state(exc) == UNIQUE_VIOLATION:
-                raise Conflict(f"already exists: {exc.args[0].get('D', '')}") from exc  # type: ignore[union-attr]
+            _raise_domain_error(exc)
             raise
 
     def run_outside_transaction(self, sql: str, **params: Any) -> list[Sequence[Any]]:

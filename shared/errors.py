@@ -1,4 +1,4 @@
-"""Typed domain errors. functions/http_errors.py maps each to one HTTP status, in one place."""
+"""Typed domain errors. functions/http.py maps each to one HTTP status, in one place."""
 
 from __future__ import annotations
 

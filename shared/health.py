@@ -23,13 +23,13 @@ def check_health(context: AppContext) -> tuple[bool, dict[str, Any]]:
     except (MlstackError, OSError) as exc:
         healthy = False
         checks["object_store"] = {"ok": False, "error": type(exc).__name__}
-    active: list[dict[str, Any]] = []
+    active: list[str] = []
     if checks["database"]["ok"]:
         try:
-            active = context.registry.active_summary()
-        except MlstackError:
+            active = context.registry.active_kinds()
+        except MlstackError as exc:
             # Before migrations ran there is no registry table; health says so instead of failing.
             healthy = False
-            checks["database"] = {"ok": False, "error": "schema missing: run `mlstack db migrate`"}
+            checks["database"] = {"ok": False, "error": exc.message}
     body = {"status": "ok" if healthy else "degraded", "checks": checks, "active_models": active}
     return healthy, body

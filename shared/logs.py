@@ -44,6 +44,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 def configure_logging(level: str | None = None) -> None:
     """Idempotent; cheap enough to call at the start of every invocation."""
     level = level or os.environ.get("MLSTACK_LOG_LEVEL", "INFO")
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        level = "INFO"  # settings validation names the bad variable; logging must not fail first
     root = logging.getLogger()
     if any(isinstance(h, _StderrHandler) for h in root.handlers):
         root.setLevel(level)

@@ -12,9 +12,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from shared.artifacts import SERVING_FORMATS
+from shared.errors import ArtifactRejected, MlstackError
 from shared.registry import ModelVersion, Registry
+
+Built = TypeVar("Built")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class ServingModels:
         self._max_loaded = max_loaded
         self._choices: dict[tuple[str, str | None], tuple[float, ServingChoice]] = {}
         self._loaded: OrderedDict[str, Any] = OrderedDict()
+        self._failures: dict[str, tuple[float, MlstackError]] = {}
         self._lock = threading.Lock()
 
     def choice(self, kind: str, tenant_id: str | None) -> ServingChoice:
@@ -54,19 +59,33 @@ class ServingModels:
         self._choices[key] = (now, choice)
         return choice
 
-    def load(self, version: ModelVersion) -> Any:
+    def load(self, version: ModelVersion, build: Callable[[Any], Built]) -> Built:
+        """The serving object of a version: fetched, verified, deserialised and built once.
+
+        A failure is remembered for refresh_seconds too: a tampered artifact is refused (and
+        audited) once per interval, not once per request.
+        """
+        key = version.version_id
+        now = self._clock()
         with self._lock:
-            if version.version_id in self._loaded:
-                self._loaded.move_to_end(version.version_id)
-                return self._loaded[version.version_id]
-        model = self._registry.load_verified(version)
+            failed = self._failures.get(key)
+            if failed is not None and now - failed[0] < self._refresh_seconds:
+                raise failed[1]
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                return self._loaded[key]  # type: ignore[no-any-return]
+        try:
+            if version.artifact_format not in SERVING_FORMATS:
+                raise ArtifactRejected(f"{version.label} is {version.artifact_format}, not a serving format")
+            model = build(self._registry.load_verified(version))
+        except Exception as exc:
+            refused = exc if isinstance(exc, MlstackError) else ArtifactRejected(f"{version.label}: {exc}")
+            with self._lock:
+                self._failures[key] = (now, refused)
+            raise refused from exc
         with self._lock:
-            self._loaded[version.version_id] = model
+            self._failures.pop(key, None)
+            self._loaded[key] = model
             while len(self._loaded) > self._max_loaded:
                 self._loaded.popitem(last=False)
         return model
-
-    def forget(self) -> None:
-        with self._lock:
-            self._choices.clear()
-            self._loaded.clear()

@@ -40,7 +40,6 @@ class ObjectStore(Protocol):
     def list(self, prefix: str) -> list[str]: ...
     def delete(self, key: str) -> None: ...
     def ping(self) -> None: ...
-    def describe(self) -> str: ...
 
 
 class LocalFolderObjectStore:
@@ -99,9 +98,6 @@ class LocalFolderObjectStore:
         if not os.access(self._root, os.W_OK):
             raise DependencyUnavailable(f"object store folder not writable: {self._root}")
 
-    def describe(self) -> str:
-        return f"file://{self._root}"
-
 
 class S3ObjectStore:
     def __init__(self, bucket: str, prefix: str, client: Any) -> None:
@@ -145,9 +141,6 @@ class S3ObjectStore:
 
     def ping(self) -> None:
         self._call("head_bucket", Bucket=self._bucket)
-
-    def describe(self) -> str:
-        return f"s3://{self._bucket}/{self._prefix}"
 
     def _call(self, operation: str, **kwargs: Any) -> Any:
         try:

@@ -8,7 +8,6 @@ advisory lock; a partial unique index makes two active versions impossible.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,9 +20,6 @@ from shared.logs import log_security_event
 from shared.objectstore import ObjectStore, global_key, tenant_key
 from shared.signing import ArtifactSigner
 
-logger = logging.getLogger(__name__)
-
-STATUSES = ("candidate", "active", "retired")
 ANY = object()  # activate(): no expectation about the currently active version
 _NIL = "00000000-0000-0000-0000-000000000000"
 _SCOPE = f"COALESCE(tenant_id, '{_NIL}'::uuid)"
@@ -128,11 +124,13 @@ def _audit(
     )
 
 
-def _valid_uuid(value: str) -> str | None:
+def is_uuid(value: str) -> bool:
+    """Ids in URLs are checked before they reach SQL: a malformed one is simply not found."""
     try:
-        return str(uuid.UUID(str(value)))
+        uuid.UUID(str(value))
     except ValueError:
-        return None
+        return False
+    return True
 
 
 class Registry:
@@ -340,13 +338,13 @@ class Registry:
             )
         return _row_to_version(row) if row else None
 
-    def active_summary(self) -> list[dict[str, Any]]:
+    def active_kinds(self) -> list[str]:
+        """Model kinds with an active global version (health is public: no tenant detail)."""
         with self._database.transaction() as tx:
             rows = tx.fetch_all(
-                "SELECT kind, count(*) AS scopes, max(version) AS newest_version"
-                " FROM model_versions WHERE status = 'active' GROUP BY kind ORDER BY kind"
+                "SELECT DISTINCT kind FROM model_versions WHERE status = 'active' AND tenant_id IS NULL ORDER BY kind"
             )
-        return rows
+        return [row["kind"] for row in rows]
 
     def audit_trail(self, version_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         with self._database.transaction() as tx:
@@ -382,12 +380,9 @@ class Registry:
     # -- helpers -------------------------------------------------------------------------
 
     def _get(self, tx: Transaction, version_id: str) -> ModelVersion:
-        valid = _valid_uuid(version_id)
         row = (
-            tx.fetch_one(
-                f"SELECT {_COLUMNS} FROM model_versions WHERE version_id = CAST(:id AS uuid)", id=valid
-            )
-            if valid
+            tx.fetch_one(f"SELECT {_COLUMNS} FROM model_versions WHERE version_id = CAST(:id AS uuid)", id=version_id)
+            if is_uuid(version_id)
             else None
         )
         if row is None:

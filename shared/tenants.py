@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.db import Database
 from shared.errors import InvalidInput, NotFound
+from shared.registry import is_uuid
 
 ROLES = ("client", "staff", "service")
 KEY_PREFIX = "mlk_"
@@ -100,10 +101,11 @@ class TenantDirectory:
         return IssuedKey(str(key_id), tenant_id, role, secret)
 
     def revoke_key(self, key_id: str) -> None:
+        if not is_uuid(key_id):
+            raise NotFound(f"no active key {key_id}")
         with self._database.transaction() as tx:
             changed = tx.execute(
-                "UPDATE api_keys SET revoked_at = now()"
-                " WHERE key_id::text = :id AND revoked_at IS NULL",
+                "UPDATE api_keys SET revoked_at = now() WHERE key_id = CAST(:id AS uuid) AND revoked_at IS NULL",
                 id=key_id,
             )
         if changed == 0:

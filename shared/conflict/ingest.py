@@ -66,7 +66,9 @@ def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     return _ndjson_records(path) if path.suffix in (".ndjson", ".jsonl") else _csv_records(path)
 
 
-def _validate(line: int, record: dict[str, Any], seen: dict[str, int]) -> SyncEvent:
+def _validate(line: int, record: Any, seen: dict[str, int]) -> SyncEvent:
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
     if "__invalid_json__" in record:
         raise ValueError(f"not JSON: {record['__invalid_json__']}")
     if "__extra_columns__" in record:
@@ -86,16 +88,20 @@ def _describe(exc: ValidationError | ValueError) -> str:
     return str(exc)
 
 
+def _array_literal(items: list[str]) -> str:
+    return "{" + ",".join(f'"{item}"' for item in items) + "}"
+
+
 def _copy_row(event: SyncEvent) -> list[str]:
-    """One staging row in COPY's CSV form (arrays as PostgreSQL literals; names are validated to
-    contain no quotes, commas or braces)."""
+    """One staging row in COPY's CSV form. Array elements are quoted: unquoted, a field named
+    NULL would become an SQL NULL (names are validated to hold no quotes or backslashes)."""
     return [
         event.client_event_id, event.user_id, event.device_id, event.domain, event.entity_type, event.entity_id,
-        "{" + ",".join(event.fields_changed) + "}",
+        _array_literal(event.fields_changed),
         event.client_last_sync_at.isoformat() if event.client_last_sync_at else "",
         event.received_at.isoformat() if event.received_at else "",
         "t" if event.conflicted else "f",
-        "{" + ",".join(event.conflict_fields) + "}",
+        _array_literal(event.conflict_fields),
     ]
 
 
@@ -162,8 +168,11 @@ def ingest_sync_events(
             stage_for_intake(tx)
             while True:
                 if not chunks.poll(600):
-                    raise TimeoutError("the validating process sent nothing for 10 minutes")
-                message = chunks.recv()
+                    raise InvalidInput(f"reading {path.name} stalled for 10 minutes; nothing was stored")
+                try:
+                    message = chunks.recv()
+                except EOFError:
+                    raise InvalidInput(f"reading {path.name} failed; nothing was stored") from None
                 if message[0] == "failed":
                     raise InvalidInput(f"cannot read {path.name}: {message[1]}; nothing was stored",
                                        [FieldProblem("file", message[1])])

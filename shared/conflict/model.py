@@ -92,13 +92,22 @@ class LinearConflictModel:
             raise ValueError(f"not a {SERVING_FORM} artifact")
         if sorted(payload["log1p_features"]) != sorted(LOG1P_FEATURES & set(payload["feature_names"])):
             raise ValueError("artifact was trained with other feature transforms")
-        return cls(
-            feature_names=tuple(payload["feature_names"]),
+        names = tuple(payload["feature_names"])
+        if not names or not set(names) <= set(FEATURE_NAMES):
+            raise ValueError(f"artifact names unknown features: {names}")
+        model = cls(
+            feature_names=names,
             means=np.asarray(payload["means"], dtype=np.float64),
             scales=np.asarray(payload["scales"], dtype=np.float64),
             coefficients=np.asarray(payload["coefficients"], dtype=np.float64),
             intercept=float(payload["intercept"]),
         )
+        for name, values in (("means", model.means), ("scales", model.scales), ("coefficients", model.coefficients)):
+            if values.shape != (len(names),) or not np.all(np.isfinite(values)):
+                raise ValueError(f"artifact {name} do not fit {len(names)} features")
+        if np.any(model.scales == 0):
+            raise ValueError("artifact has a zero scale")
+        return model
 
 
 HEURISTIC_VERSION = "heuristic-v1"

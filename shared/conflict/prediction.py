@@ -15,9 +15,9 @@ from shared.conflict.events import FieldName, Identifier, Name
 from shared.conflict.features import FeatureRequest, confidence, feature_vector, features_for_requests
 from shared.conflict.model import HEURISTIC_VERSION, LinearConflictModel, heuristic_probability, risk_level
 from shared.context import AppContext
-from shared.errors import ArtifactRejected, DependencyUnavailable, NotFound
+from shared.errors import MlstackError, NotFound
 from shared.logs import log_event
-from shared.registry import ModelVersion
+from shared.registry import ModelVersion, is_uuid
 
 KIND = "conflict"
 
@@ -56,11 +56,13 @@ def _in_challenger_share(routing_key: str, share: float) -> bool:
     return bucket < share
 
 
-def choose_serving_model(context: AppContext, tenant_id: str, routing_key: str) -> ServingModel:
+def choose_serving_model(
+    context: AppContext, tenant_id: str, routing_key: str, *, allow_challenger: bool = True
+) -> ServingModel:
     """Champion or challenger by traffic share; the heuristic when nothing verified can serve."""
     choice = context.serving_models.choice(KIND, tenant_id)
     candidates: list[tuple[ModelVersion, str]] = []
-    if choice.challenger is not None and choice.challenger.challenger_share and _in_challenger_share(
+    if allow_challenger and choice.challenger is not None and choice.challenger.challenger_share and _in_challenger_share(
         routing_key, choice.challenger.challenger_share
     ):
         candidates.append((choice.challenger, "challenger"))
@@ -68,11 +70,11 @@ def choose_serving_model(context: AppContext, tenant_id: str, routing_key: str) 
         candidates.append((choice.champion, "champion"))
     for version, variant in candidates:
         try:
-            payload = context.serving_models.load(version)
-            return ServingModel(version, LinearConflictModel.from_artifact(payload), variant, degraded=False)
-        except (ArtifactRejected, NotFound, DependencyUnavailable, ValueError, KeyError) as exc:
-            # Refused or unreachable: try the next, and finally the heuristic. Never a 500.
-            log_event("conflict.model_unavailable", version_id=version.version_id, reason=str(exc))
+            model = context.serving_models.load(version, LinearConflictModel.from_artifact)
+            return ServingModel(version, model, variant, degraded=False)
+        except MlstackError as exc:
+            # Refused, unreachable or unusable: try the next, and finally the heuristic. Never a 500.
+            log_event("conflict.model_unavailable", version_id=version.version_id, reason=exc.message)
     return ServingModel(None, None, "heuristic", degraded=True)
 
 
@@ -125,9 +127,9 @@ def get_prediction(context: AppContext, tenant_id: str, prediction_id: str) -> d
         row = tx.fetch_one(
             "SELECT prediction_id, request_id, user_id, domain, entity_type, entity_id, fields, features,"
             " probability, risk_level, model_label AS model_version, variant, predicted_at, outcome, outcome_at"
-            " FROM conflict_predictions WHERE prediction_id::text = :id AND tenant_id = CAST(:tenant AS uuid)",
+            " FROM conflict_predictions WHERE prediction_id = CAST(:id AS uuid) AND tenant_id = CAST(:tenant AS uuid)",
             id=prediction_id, tenant=tenant_id,
-        )
+        ) if is_uuid(prediction_id) else None
     if row is None:
         raise NotFound(f"no prediction {prediction_id}")
     if isinstance(row["features"], str):

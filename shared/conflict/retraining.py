@@ -59,6 +59,7 @@ def retrain_conflict_model(
 
 
 def _retrain_locked(context: AppContext, *, now: datetime, days_back: int, actor: str) -> dict[str, Any]:
+    # The version judged against: promotion is a compare-and-swap on it, usable or not.
     champion = context.registry.active_version(KIND, None)
     try:
         result = train_candidate(context, end=now, days_back=days_back, actor=actor)
@@ -71,27 +72,22 @@ def _retrain_locked(context: AppContext, *, now: datetime, days_back: int, actor
     holdout = result.holdout
     candidate_scores = result.model.predict_proba(holdout.design)
     candidate_auc = roc_auc(holdout.labels, candidate_scores)
-    champion_auc, interval = None, None
+    champion_auc, interval, champion_note = None, None, ""
     if champion is not None:
         try:
             champion_model = LinearConflictModel.from_artifact(context.registry.load_verified(champion))
-        except (MlstackError, ValueError, KeyError) as exc:
-            # A champion that cannot be loaded is not serving anyway (the heuristic is): replace it.
-            champion = None
-            champion_auc = None
-            reason_champion = f"champion unusable: {exc}"
+        except (MlstackError, ValueError, KeyError, TypeError) as exc:
+            # A champion that cannot be loaded is not serving anyway (the heuristic is): the
+            # candidate is judged as if there were none, and replaces it.
+            champion_note = f"champion {champion.label} unusable ({exc}); "
         else:
-            reason_champion = ""
             champion_scores = champion_model.predict_proba(holdout.design)
             champion_auc = roc_auc(holdout.labels, champion_scores)
             interval = paired_bootstrap_auc_difference(
                 holdout.labels, candidate_scores, champion_scores, resamples=BOOTSTRAP_RESAMPLES
             )
-    else:
-        reason_champion = ""
     promote, reason = decide_promotion(candidate_auc, champion_auc, interval)
-    if reason_champion:
-        reason = f"{reason_champion}; {reason}"
+    reason = champion_note + reason
     detail = {
         "candidate": result.version.version_id,
         "champion": champion.version_id if champion else None,

@@ -63,7 +63,8 @@ def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sin
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(reader.fieldnames or [])
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
-    serving = choose_serving_model(context, tenant_id, routing_key="batch")
+    # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
+    serving = choose_serving_model(context, tenant_id, routing_key="batch", allow_challenger=False)
     writer = csv.DictWriter(sink, fieldnames=OUTPUT_COLUMNS)
     writer.writeheader()
     scored = 0

@@ -59,15 +59,18 @@ def extract_conflict_training_data(
     return TrainingData(design, labels, [row["as_of"] for row in rows], start, end)
 
 
-def _check_enough(data: TrainingData, holdout: TrainingData) -> None:
+def _check_enough(data: TrainingData) -> None:
     positives = int(data.labels.sum())
     if data.rows < MIN_ROWS:
         raise InsufficientData(f"{data.rows} sync events in the window; training needs at least {MIN_ROWS}")
-    if positives < MIN_POSITIVES or positives == data.rows:
+    if positives < MIN_POSITIVES or data.rows - positives < MIN_POSITIVES:
         raise InsufficientData(
             f"{positives} conflicts among {data.rows} events; training needs at least {MIN_POSITIVES}"
             " of each class"
         )
+
+
+def _check_holdout(holdout: TrainingData) -> None:
     holdout_positives = int(holdout.labels.sum())
     if holdout_positives < MIN_POSITIVES_HOLDOUT or holdout_positives == holdout.rows:
         raise InsufficientData("the newest 20 % holds too few conflicts (or only conflicts) to validate on")
@@ -112,8 +115,9 @@ def train_candidate(
 ) -> TrainingResult:
     """Train on the older 80 % of the window, validate on the newest 20 %, register a candidate."""
     data = extract_conflict_training_data(context, end=end, days_back=days_back)
+    _check_enough(data)  # before splitting: a split needs rows to cut
     train, holdout = data.split()
-    _check_enough(data, holdout)
+    _check_holdout(holdout)
     model, _ = train_conflict_model(train)
     metrics = classification_report(holdout.labels, model.predict_proba(holdout.design))
     manifest = {

@@ -39,13 +39,15 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
 
 
 @pytest.fixture
-def api_url(app_environment: dict[str, str]) -> Iterator[str]:
+def api_url(app_environment: dict[str, str], tmp_path: Path) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, **app_environment}
+    # A file, not a pipe: nobody reads the server's log while it runs, and a full pipe blocks it.
+    log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "chalice"), "local", "--host", "127.0.0.1", "--port", str(port),
          "--stage", "local", "--no-autoreload"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -57,10 +59,11 @@ def api_url(app_environment: dict[str, str]) -> Iterator[str]:
             time.sleep(0.2)
     else:
         server.kill()
-        pytest.fail("chalice local did not become healthy: " + server.stderr.read().decode()[-2000:])
+        pytest.fail("chalice local did not become healthy: " + (tmp_path / "server.log").read_text()[-2000:])
     yield base
     server.terminate()
     server.wait(timeout=10)
+    log.close()
 
 
 def test_health_key_and_tenant_isolation_over_http(api_url: str, tenant_keys: dict[str, Any]) -> None:

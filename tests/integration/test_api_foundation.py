@@ -142,3 +142,58 @@ def test_scheduled_job_runs_through_its_handler(client: Client) -> None:
     )
     result = client.lambda_.invoke("verify_active_models", event)
     assert result.payload == {"checked": 1, "failed": []}
+
+
+def test_health_is_503_with_a_clear_reason_before_migrations(
+    client: Client, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    from shared.context import get_context
+    from shared.db import Database
+
+    name = f"empty_{uuid.uuid4().hex[:8]}"
+    admin = Database(database_url)
+    admin.run_outside_transaction(f'CREATE DATABASE "{name}"')
+    try:
+        context = get_context()
+        monkeypatch.setattr(context, "database", Database(database_url.rsplit("/", 1)[0] + f"/{name}"))
+        response = client.http.get("/health")
+        assert response.status_code == 503
+        assert "mlstack db migrate" in json.loads(response.body)["checks"]["database"]["error"]
+        context.database.close()
+    finally:
+        admin.run_outside_transaction(f'DROP DATABASE "{name}"')
+        admin.close()
+
+
+def test_a_value_postgres_cannot_store_is_400_and_changes_nothing(client: Client, tenant_keys: dict[str, Any]) -> None:
+    version = _register_tenant_model(tenant_keys["acme"]["tenant_id"])
+    response = client.http.post(f"/api/v2/models/{version.version_id}/activate",
+                                headers=auth(tenant_keys["acme"]["staff"]), body=b'{"reason": "nul \\u0000 here"}')
+    assert response.status_code == 400
+    from shared.context import get_context
+
+    assert get_context().registry.get(version.version_id).status == "candidate"
+
+
+def test_staff_roll_back_over_http(client: Client, tenant_keys: dict[str, Any]) -> None:
+    acme = tenant_keys["acme"]
+    first, second = _register_tenant_model(acme["tenant_id"]), _register_tenant_model(acme["tenant_id"])
+    for version in (first, second):
+        assert client.http.post(f"/api/v2/models/{version.version_id}/activate", headers=auth(acme["staff"]),
+                                body=b"{}").status_code == 200
+    response = client.http.post("/api/v2/models/rollback", headers=auth(acme["staff"]), body=b'{"kind": "fraud"}')
+    assert response.status_code == 200 and json.loads(response.body)["version_id"] == first.version_id
+    foreign = client.http.post("/api/v2/models/rollback", headers=auth(tenant_keys["globex"]["staff"]),
+                               body=b'{"kind": "fraud"}')
+    assert foreign.status_code == 409  # globex has nothing active: acme's versions are not its own
+
+
+def test_the_request_id_header_is_the_logged_one(
+    client: Client, tenant_keys: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    response = client.http.get("/api/v2/models", headers=auth(tenant_keys["acme"]["client"]))
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    logged = [line["request_id"] for line in lines if line.get("event") == "request"]
+    assert logged[-1] == response.headers["X-Request-Id"]

@@ -147,6 +147,21 @@ def test_bad_prediction_request_is_400_and_logs_nothing(client: Client, tenant_k
 
 
 def test_request_path_never_imports_scikit_learn(app_environment: dict[str, str], tenant_keys: dict[str, Any]) -> None:
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    from shared.conflict.demo_data import DemoConfig, generate_sync_history
+    from shared.conflict.training import train_candidate
+    from shared.context import get_context
+    from shared.demo import seed_sync_history
+
+    # A real model is active, so the probe loads, verifies and applies it (not the heuristic).
+    context = get_context()
+    now = datetime.now(UTC)
+    config = replace(DemoConfig(), tenants=("acme",), users_per_tenant=20, entities_per_tenant=80, days=20, end=now)
+    seed_sync_history(context, {"acme": tenant_keys["acme"]["tenant_id"]}, generate_sync_history(config))
+    trained = train_candidate(context, end=now)
+    context.registry.activate(trained.version.version_id, actor="test")
     probe = f"""
 import json, sys
 from chalice.test import Client
@@ -155,6 +170,8 @@ with Client(app) as c:
     r = c.http.post('/api/v2/predict/conflict', headers={{'Authorization': 'Bearer {tenant_keys['acme']['client']}'}},
                     body=json.dumps({{'domain': 'voice', 'user_id': 'bob', 'entity_type': 'recording', 'entity_id': 'x'}}).encode())
     assert r.status_code == 200, r.body
+    answer = json.loads(r.body)
+    assert answer['degraded'] is False and answer['model_version'] == '{trained.version.label}', answer
 print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 'scipy')))
 """
     import os
@@ -163,3 +180,46 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_roles_on_intake(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    service_key = get_context().tenants.create_key(tenant_keys["acme"]["tenant_id"], "service").secret
+    assert post(client, "/api/v2/events/sync", service_key, sync_event(1))[0] == 200
+    status, body = post(client, "/api/v2/events/sync", tenant_keys["acme"]["staff"], sync_event(2))
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    assert stored_events() == 1
+
+
+def test_a_field_named_null_is_a_name_through_every_intake_path(
+    client: Client, tenant_keys: dict[str, Any], tmp_path: Path
+) -> None:
+    from shared.conflict.ingest import ingest_sync_events
+    from shared.context import get_context
+
+    event = sync_event(7, fields_changed=["NULL", "notes"], conflicted=True, conflict_fields=["NULL"])
+    (tmp_path / "events.ndjson").write_text(json.dumps(event) + "\n")
+    result = ingest_sync_events(get_context(), tenant_keys["acme"]["tenant_id"], tmp_path / "events.ndjson")
+    assert result["stored"] == 1
+    # The same event again through the API is a replay, not a changed event.
+    status, _ = post(client, "/api/v2/events/sync", tenant_keys["acme"]["client"], event)
+    assert status == 200
+    with get_context().database.transaction() as tx:
+        assert tx.fetch_value("SELECT fields_changed FROM sync_events") == ["NULL", "notes"]
+
+
+def test_ndjson_import_reports_each_bad_line(app_environment: dict[str, str], tenant_keys: dict[str, Any],
+                                             tmp_path: Path) -> None:
+    from shared.conflict.ingest import ingest_sync_events
+    from shared.context import get_context
+    from shared.errors import InvalidInput
+
+    lines = [json.dumps(sync_event(1)), "42", "{not json", json.dumps(sync_event(2, received_at=None)),
+             json.dumps(sync_event(3))]
+    (tmp_path / "events.ndjson").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InvalidInput) as refused:
+        ingest_sync_events(get_context(), tenant_keys["acme"]["tenant_id"], tmp_path / "events.ndjson")
+    assert [f.field for f in refused.value.fields] == ["line 2", "line 3", "line 4"]
+    assert "received_at is required" in refused.value.fields[2].reason
+    assert stored_events() == 0

@@ -20,7 +20,7 @@ from shared.conflict.retraining import retrain_conflict_model
 from shared.conflict.training import train_candidate
 from shared.context import AppContext
 from shared.demo import seed_sync_history
-from shared.errors import InsufficientData
+from shared.errors import Conflict, InsufficientData
 
 pytestmark = pytest.mark.integration
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -216,3 +216,90 @@ def test_scheduled_handlers_run_through_chalice_with_cloudwatch_events(app_envir
     # The promoted artifact lives in LocalStack S3 and verifies.
     assert isinstance(context.registry.load_verified(active), dict)
     assert np.isfinite(LinearConflictModel.from_artifact(context.registry.load_verified(active)).intercept)
+
+
+def test_a_champion_that_fails_verification_is_replaced_by_the_next_retrain(context: AppContext) -> None:
+    seed(context)
+    first = retrain_conflict_model(context, now=NOW)
+    champion = context.registry.get(first["candidate"])
+    context.object_store.put(champion.artifact_key, b'{"tampered": true}')
+    outcome = retrain_conflict_model(context, now=NOW)
+    assert outcome["promoted"] is True, outcome
+    assert "unusable" in outcome["reason"] and outcome["champion"] == champion.version_id
+    assert context.registry.active_version("conflict", None).version_id == outcome["candidate"]
+
+
+@pytest.mark.parametrize("events", [0, 1, 2, 150])
+def test_a_tiny_window_is_a_clear_refusal(context: AppContext, events: int) -> None:
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    if events:
+        with context.database.transaction() as tx:
+            store_sync_events(tx, tenant, [
+                SyncEvent(client_event_id=f"e{i}", user_id="u", device_id="d", domain="voice", entity_type="recording",
+                          entity_id="r", fields_changed=["notes"], received_at=NOW - timedelta(hours=i + 1),
+                          conflicted=i % 2 == 0)
+                for i in range(events)
+            ], NOW)
+    with pytest.raises(InsufficientData, match="at least 200"):
+        train_candidate(context, end=NOW)
+    assert retrain_conflict_model(context, now=NOW)["promoted"] is False
+    assert context.registry.list_versions() == []
+
+
+def test_activation_against_a_stale_champion_is_refused(context: AppContext) -> None:
+    seed(context)
+    baseline = train_candidate(context, end=NOW, register=False)
+    first = register_model(context, baseline.model)
+    second = register_model(context, baseline.model, activate=False)
+    third = register_model(context, baseline.model, activate=False)
+    context.registry.activate(second.version_id, actor="other retrain", expected_active_id=first.version_id)
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        context.registry.activate(third.version_id, actor="late retrain", expected_active_id=first.version_id)
+    assert context.registry.active_version("conflict", None).version_id == second.version_id
+
+
+def test_batch_scoring_uses_the_champion_whatever_the_challenger_share(context: AppContext, tmp_path: Any) -> None:
+    import csv
+    import io
+
+    from shared.conflict.scoring import score_conflict_csv
+
+    seed(context)
+    champion = train_candidate(context, end=NOW)
+    context.registry.activate(champion.version.version_id, actor="test")
+    challenger = train_candidate(context, end=NOW)
+    context.registry.set_challenger(challenger.version.version_id, 0.99, actor="test")
+    tenant = context.tenants.find_tenant("acme").tenant_id
+    out = io.StringIO()
+    score_conflict_csv(context, tenant, io.StringIO("user_id,domain,entity_type,entity_id\nu,voice,recording,r\n"), out)
+    assert [r["model_version"] for r in csv.DictReader(io.StringIO(out.getvalue()))] == [champion.version.label]
+
+
+def test_an_active_non_serving_artifact_degrades_and_is_refused_once_per_interval(context: AppContext) -> None:
+    import pickle
+
+    from shared.model_cache import ServingModels
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    version = context.registry.register(kind="conflict", tenant_id=None, artifact=pickle.dumps({"w": 1}),
+                                        artifact_format="joblib", manifest={}, actor="test")
+    context.registry.activate(version.version_id, actor="test")
+    context.__dict__["serving_models"] = ServingModels(context.registry, refresh_seconds=60)
+    answers = [
+        predict_conflict(context, tenant, ConflictPredictionRequest(
+            domain="voice", user_id="u", entity_type="recording", entity_id=f"x{i}"), request_id=f"r{i}")
+        for i in range(3)
+    ]
+    assert all(a["degraded"] and a["model_version"] == "heuristic-v1" for a in answers)
+
+    tampered = context.registry.register(kind="conflict", tenant_id=None, artifact=b'{"serving_form": "x"}',
+                                         artifact_format="json", manifest={}, actor="test")
+    context.object_store.put(tampered.artifact_key, b'{"serving_form": "y"}')
+    context.registry.activate(tampered.version_id, actor="test")
+    context.__dict__["serving_models"] = ServingModels(context.registry, refresh_seconds=60)
+    for i in range(3):
+        answer = predict_conflict(context, tenant, ConflictPredictionRequest(
+            domain="voice", user_id="u", entity_type="recording", entity_id=f"y{i}"), request_id=f"s{i}")
+        assert answer["degraded"] is True
+    rejections = [r for r in context.registry.audit_trail(tampered.version_id) if r["action"] == "artifact_rejected"]
+    assert len(rejections) == 1  # remembered for the refresh interval, not re-fetched per request

@@ -92,3 +92,33 @@ def test_promotion_rule(candidate: float, champion: float | None, interval: tupl
     decision, reason = decide_promotion(candidate, champion, interval)
     assert decision is promoted
     assert reason
+
+
+def test_heuristic_is_the_documented_formula() -> None:
+    features = {"field_overlap_score": 0.5, "concurrent_editors": 2.0, "hours_since_last_sync": 10.0,
+                "user_conflict_rate": 0.3, "entity_edit_frequency": 4.0}
+    logit = -3.0 + 2.5 * 0.5 + 0.6 * np.log1p(2.0) + 0.3 * np.log1p(10.0) + 4.0 * (0.3 - 0.1)
+    assert heuristic_probability(features) == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("syncs", "edits", "expected"),
+    [(0, 0, 0.0), (10, 0, 0.25), (20, 0, 0.5), (40, 5, 1.0), (10, 10, 0.5), (20, 2, 0.7)],
+)
+def test_confidence_is_the_documented_support(syncs: int, edits: int, expected: float) -> None:
+    from shared.conflict.features import confidence
+
+    assert confidence({"support_user_syncs": syncs, "support_entity_edits": edits}) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"coefficients": [1.0]}, {"scales": [1.0, 0.0, 1.0, 1.0, 1.0]}, {"feature_names": ["unknown"] * 5},
+     {"means": [float("nan")] * 5}],
+)
+def test_artifacts_that_do_not_fit_the_features_are_refused(change: dict) -> None:
+    rows, labels = _random_rows(300, seed=4)
+    serving, _ = train_conflict_model(TrainingData(design_matrix(rows), labels, [], None, None))  # type: ignore[arg-type]
+    payload = json.loads(serving.to_artifact()) | change
+    with pytest.raises(ValueError):
+        LinearConflictModel.from_artifact(payload)
