@@ -54,3 +54,19 @@ def test_the_signing_key_never_shows_in_a_repr() -> None:
     settings = settings_from_environment(VALID)
     assert settings.signing_key == "ab" * 32
     assert "ab" * 32 not in repr(settings) and "ab" * 32 not in str(settings)
+
+
+def test_a_lambda_cold_start_fails_on_bad_settings_naming_the_variable() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {"PATH": "/usr/bin:/bin", "AWS_LAMBDA_FUNCTION_NAME": "mlstack-dev", **VALID,
+           "MLSTACK_OBJECT_STORE_URL": "ftp://nope"}
+    result = subprocess.run([sys.executable, "-c", "import app"], cwd=Path(__file__).resolve().parents[2],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "MLSTACK_OBJECT_STORE_URL" in result.stderr
+    good = subprocess.run([sys.executable, "-c", "import app"], cwd=Path(__file__).resolve().parents[2],
+                          env={**env, "MLSTACK_OBJECT_STORE_URL": "s3://bucket/models"}, capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
