@@ -22,10 +22,10 @@ def _tenant(context: AppContext, slug: str, lines: list[str]) -> str:
     try:
         return context.tenants.find_tenant(slug).tenant_id
     except NotFound:
-        tenant = context.tenants.create_tenant(slug, f"{slug.title()} (demo)")
-        if slug == DEMO_SLUG:
-            client = context.tenants.create_key(tenant.tenant_id, "client", "demo client")
-            staff = context.tenants.create_key(tenant.tenant_id, "staff", "demo staff")
+        roles = ("client", "staff") if slug == DEMO_SLUG else ()
+        tenant, keys = context.tenants.create_tenant_with_keys(slug, f"{slug.title()} (demo)", roles)
+        if keys:
+            client, staff = keys
             lines += [
                 f"mlstack: created demo tenant {tenant.tenant_id}; keys are shown once, store them now:",
                 f"  client key: {client.secret}",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.db import Database
+from shared.db import Database, Transaction
 from shared.errors import InvalidInput, NotFound
 from shared.registry import is_uuid
 
@@ -57,19 +57,24 @@ def _tenant(row: dict[str, Any]) -> Tenant:
     return Tenant(str(row["tenant_id"]), row["slug"], row["name"], row["created_at"])
 
 
+def _insert_key(tx: Transaction, tenant_id: str, role: str, label: str) -> IssuedKey:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key_id = tx.fetch_value(
+        "INSERT INTO api_keys (tenant_id, role, key_hash, key_prefix, label)"
+        " VALUES (CAST(:tenant AS uuid), :role, :hash, :prefix, :label) RETURNING key_id",
+        tenant=tenant_id, role=role, hash=hash_key(secret), prefix=secret[:12], label=label,
+    )
+    return IssuedKey(str(key_id), tenant_id, role, secret)
+
+
 class TenantDirectory:
     def __init__(self, database: Database) -> None:
         self._database = database
 
     def create_tenant(self, slug: str, name: str) -> Tenant:
-        if not _SLUG.match(slug):
-            raise InvalidInput("slug must be 2-63 lowercase letters, digits or '-'")
-        with self._database.transaction() as tx:
-            row = tx.fetch_one(
-                "INSERT INTO tenants (slug, name) VALUES (:slug, :name) RETURNING *", slug=slug, name=name
-            )
-        assert row is not None
-        return _tenant(row)
+        return self.create_tenant_with_keys(slug, name, ())[0]
 
     def find_tenant(self, slug_or_id: str) -> Tenant:
         with self._database.transaction() as tx:
@@ -85,20 +90,19 @@ class TenantDirectory:
             return [_tenant(r) for r in tx.fetch_all("SELECT * FROM tenants ORDER BY slug")]
 
     def create_key(self, tenant_id: str, role: str, label: str = "") -> IssuedKey:
-        if role not in ROLES:
-            raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._database.transaction() as tx:
-            key_id = tx.fetch_value(
-                "INSERT INTO api_keys (tenant_id, role, key_hash, key_prefix, label)"
-                " VALUES (CAST(:tenant AS uuid), :role, :hash, :prefix, :label) RETURNING key_id",
-                tenant=tenant_id,
-                role=role,
-                hash=hash_key(secret),
-                prefix=secret[:12],
-                label=label,
-            )
-        return IssuedKey(str(key_id), tenant_id, role, secret)
+            return _insert_key(tx, tenant_id, role, label)
+
+    def create_tenant_with_keys(self, slug: str, name: str, roles: tuple[str, ...]) -> tuple[Tenant, list[IssuedKey]]:
+        """A tenant and its first keys in one transaction: never a tenant nobody can call as."""
+        if not _SLUG.match(slug):
+            raise InvalidInput("slug must be 2-63 lowercase letters, digits or '-'")
+        with self._database.transaction() as tx:
+            row = tx.fetch_one("INSERT INTO tenants (slug, name) VALUES (:slug, :name) RETURNING *", slug=slug, name=name)
+            assert row is not None
+            tenant = _tenant(row)
+            keys = [_insert_key(tx, tenant.tenant_id, role, f"{slug} {role}") for role in roles]
+        return tenant, keys
 
     def revoke_key(self, key_id: str) -> None:
         if not is_uuid(key_id):

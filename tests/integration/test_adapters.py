@@ -77,3 +77,15 @@ def test_settings_from_secrets_manager(aws_endpoint_url: str, database_url: str,
     assert "p%40ss%3Aw%2Frd@" in context.database_url  # the password survives URL quoting
     context.database.ping()  # the test server trusts local connections, whatever the password
     context.database.close()
+
+
+def test_the_demo_tenant_and_its_keys_are_created_once(context: AppContext) -> None:
+    from shared.demo import ensure_demo
+
+    first = ensure_demo(context, with_models=False)
+    keys = [line.split()[-1] for line in first if "key:" in line]
+    assert len(keys) == 2 and all(key.startswith("mlk_") for key in keys)
+    principal = context.tenants.authenticate(keys[0])
+    assert principal is not None and principal.role == "client"
+    second = ensure_demo(context, with_models=False)
+    assert not any("key:" in line for line in second) and any("exists" in line for line in second)
