@@ -394,15 +394,12 @@ def top_level_sizes(site: Path) -> dict[str, int]:
 # --------------------------------------------------------------------------- build one layer
 
 
+PIP_INSTALL = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet"]
+
+
 def pip_install(requirements: Path, target: Path) -> None:
     cmd = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--quiet",
+        *PIP_INSTALL,
         "--no-compile",
         "--require-hashes",
         *PIP_PLATFORM_ARGS,
@@ -678,13 +675,7 @@ def lock_layer(name: str) -> Path:
         report_path = Path(tmp) / "report.json"
         subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "--no-input",
-                "--quiet",
+                *PIP_INSTALL,
                 "--dry-run",
                 "--ignore-installed",
                 "--report",
