@@ -5,13 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from shared.context import AppContext
-from shared.metrics import brier_score, roc_auc
 
 OUTCOME_HORIZON = "24 hours"
-METRIC_WINDOWS_DAYS = (7, 30)
 
 # Set-based: one UPDATE labels every due prediction. Only unlabelled rows are touched, so a
 # re-run labels nothing twice.
@@ -28,50 +24,46 @@ WHERE p.outcome IS NULL AND p.predicted_at <= CAST(:now AS timestamptz) - INTERV
 """
 
 
+# Live metrics per model version and window, computed where the rows are: ROC-AUC by the rank-sum
+# (Mann-Whitney) formula, ties given their average rank, and Brier as a mean; one statement.
+_LIVE_METRICS_SQL = """
+WITH windows (window_days) AS (VALUES (7), (30)),
+labelled AS (
+    SELECT w.window_days, p.model_label, p.model_version_id::text AS model_version_id, p.probability,
+           p.outcome::int AS outcome
+    FROM conflict_predictions p
+    JOIN windows w ON p.predicted_at >= CAST(:now AS timestamptz) - make_interval(days => w.window_days)
+    WHERE p.outcome IS NOT NULL
+),
+ranked AS (
+    SELECT *, rank() OVER (PARTITION BY window_days, model_label ORDER BY probability) AS low_rank,
+           count(*) OVER (PARTITION BY window_days, model_label, probability) AS ties
+    FROM labelled
+),
+per_model AS (
+    SELECT window_days, model_label, max(model_version_id) AS model_version_id,
+           count(*) AS predictions, sum(outcome) AS positives,
+           sum(low_rank + (ties - 1) / 2.0) FILTER (WHERE outcome = 1) AS positive_rank_sum,
+           avg(power(probability - outcome, 2)) AS brier
+    FROM ranked GROUP BY window_days, model_label
+)
+INSERT INTO model_live_metrics (kind, model_label, model_version_id, window_days, computed_at, predictions,
+    positives, roc_auc, brier)
+SELECT 'conflict', model_label, CAST(model_version_id AS uuid), window_days, :now, predictions, positives,
+       CASE WHEN positives > 0 AND positives < predictions
+            THEN (positive_rank_sum - positives * (positives + 1) / 2.0) / (positives * (predictions - positives))
+       END,
+       brier
+FROM per_model
+RETURNING model_label, model_version_id::text AS model_version_id, window_days, predictions, positives,
+          roc_auc::float8 AS roc_auc, brier::float8 AS brier
+"""
+
+
 def track_conflict_outcomes(context: AppContext, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     with context.database.transaction() as tx:
         labelled = tx.execute(_LABEL_SQL, now=now)
-        rows = tx.fetch_all(
-            "SELECT model_label, model_version_id, probability, outcome,"
-            " predicted_at >= CAST(:now AS timestamptz) - INTERVAL '7 days' AS in_week"
-            " FROM conflict_predictions WHERE outcome IS NOT NULL"
-            " AND predicted_at >= CAST(:now AS timestamptz) - INTERVAL '30 days'",
-            now=now,
-        )
-        metrics = _live_metrics(rows)
-        for metric in metrics:
-            tx.execute(
-                "INSERT INTO model_live_metrics (kind, model_label, model_version_id, window_days, computed_at,"
-                " predictions, positives, roc_auc, brier) VALUES ('conflict', :label, CAST(:version AS uuid),"
-                " :window, :now, :n, :positives, :auc, :brier)",
-                label=metric["model_label"], version=metric["model_version_id"], window=metric["window_days"],
-                now=now, n=metric["predictions"], positives=metric["positives"], auc=metric["roc_auc"],
-                brier=metric["brier"],
-            )
+        metrics = tx.fetch_all(_LIVE_METRICS_SQL, now=now)
+    metrics.sort(key=lambda m: (m["model_label"], m["window_days"]))
     return {"labelled": labelled, "metrics": metrics}
-
-
-def _live_metrics(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    by_label: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_label.setdefault(row["model_label"], []).append(row)
-    metrics = []
-    for label, label_rows in sorted(by_label.items()):
-        for window in METRIC_WINDOWS_DAYS:
-            chosen = [r for r in label_rows if window == 30 or r["in_week"]]
-            if not chosen:
-                continue
-            outcomes = np.array([bool(r["outcome"]) for r in chosen])
-            probabilities = np.array([float(r["probability"]) for r in chosen])
-            version = chosen[0]["model_version_id"]
-            metrics.append({
-                "model_label": label,
-                "model_version_id": str(version) if version else None,
-                "window_days": window,
-                "predictions": len(chosen),
-                "positives": int(outcomes.sum()),
-                "roc_auc": roc_auc(outcomes, probabilities),
-                "brier": brier_score(outcomes, probabilities),
-            })
-    return metrics

@@ -164,6 +164,14 @@ def test_outcomes_are_labelled_once_and_live_metrics_stored(context: AppContext)
     assert {m["window_days"] for m in heuristic} == {7, 30}
     assert heuristic[0]["predictions"] == 3 and heuristic[0]["positives"] == 1
     with context.database.transaction() as tx:
+        labelled = tx.fetch_all("SELECT probability, outcome FROM conflict_predictions WHERE outcome IS NOT NULL")
+    probabilities = [r["probability"] for r in labelled]
+    outcomes = [r["outcome"] for r in labelled]
+    from shared.metrics import brier_score, roc_auc
+
+    assert heuristic[0]["roc_auc"] == pytest.approx(roc_auc(outcomes, probabilities), abs=1e-12)
+    assert heuristic[0]["brier"] == pytest.approx(brier_score(outcomes, probabilities), abs=1e-12)
+    with context.database.transaction() as tx:
         assert tx.fetch_value("SELECT count(*) FROM model_live_metrics") == 4
 
 
@@ -303,3 +311,28 @@ def test_an_active_non_serving_artifact_degrades_and_is_refused_once_per_interva
         assert answer["degraded"] is True
     rejections = [r for r in context.registry.audit_trail(tampered.version_id) if r["action"] == "artifact_rejected"]
     assert len(rejections) == 1  # remembered for the refresh interval, not re-fetched per request
+
+
+def test_live_metrics_in_sql_match_numpy_with_ties(context: AppContext) -> None:
+    from shared.metrics import brier_score, roc_auc
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    rng = np.random.default_rng(11)
+    outcomes = rng.random(400) < 0.25
+    probabilities = np.round(np.clip(outcomes * 0.25 + rng.random(400) * 0.75, 0, 1), 1)  # many ties
+    ages_days = rng.uniform(1.1, 29, 400)
+    with context.database.transaction() as tx:
+        for p, y, age in zip(probabilities, outcomes, ages_days, strict=True):
+            tx.execute(
+                "INSERT INTO conflict_predictions (tenant_id, request_id, user_id, domain, entity_type, entity_id,"
+                " features, probability, risk_level, model_label, variant, predicted_at, outcome, outcome_at)"
+                " VALUES (CAST(:t AS uuid), 'r', 'u', 'voice', 'recording', 'e', '{}', :p, 'low', 'm-v1', 'champion',"
+                " CAST(:now AS timestamptz) - make_interval(secs => :age), :y, :now)",
+                t=tenant, p=float(p), y=bool(y), age=float(age * 86400), now=NOW,
+            )
+    metrics = {m["window_days"]: m for m in track_conflict_outcomes(context, now=NOW)["metrics"]}
+    week = ages_days <= 7
+    for window, chosen in ((30, np.ones(400, dtype=bool)), (7, week)):
+        assert metrics[window]["predictions"] == int(chosen.sum())
+        assert metrics[window]["roc_auc"] == pytest.approx(roc_auc(outcomes[chosen], probabilities[chosen]), abs=1e-9)
+        assert metrics[window]["brier"] == pytest.approx(brier_score(outcomes[chosen], probabilities[chosen]), abs=1e-9)
