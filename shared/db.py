@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import ssl
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,16 @@ class ConnectionParameters:
             if self.sslmode == "require":
                 context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def is_uuid(value: str) -> bool:
+    """Ids from URLs and the CLI are checked before they reach SQL: a malformed one is simply not
+    found (and a uuid column compared as uuid keeps its index)."""
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def sql_state(exc: BaseException) -> str | None:

@@ -79,7 +79,11 @@ class ServingModels:
                 raise ArtifactRejected(f"{version.label} is {version.artifact_format}, not a serving format")
             model = build(self._registry.load_verified(version))
         except Exception as exc:
-            refused = exc if isinstance(exc, MlstackError) else ArtifactRejected(f"{version.label}: {exc}")
+            if isinstance(exc, MlstackError):
+                with self._lock:
+                    self._failures[key] = (now, exc)
+                raise
+            refused = ArtifactRejected(f"{version.label}: {exc}")
             with self._lock:
                 self._failures[key] = (now, refused)
             raise refused from exc

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.artifacts import KNOWN_FORMATS, deserialize
-from shared.db import Database, Transaction
+from shared.db import Database, Transaction, is_uuid
 from shared.errors import ArtifactRejected, Conflict, InvalidInput, NotFound
 from shared.logs import log_security_event
 from shared.objectstore import ObjectStore, global_key, tenant_key
@@ -122,15 +122,6 @@ def _audit(
         version=version.version_id if version else None,
         detail=json.dumps(detail or {}),
     )
-
-
-def is_uuid(value: str) -> bool:
-    """Ids in URLs are checked before they reach SQL: a malformed one is simply not found."""
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
 
 
 class Registry:

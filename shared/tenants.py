@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.db import Database, Transaction
+from shared.db import Database, Transaction, is_uuid
 from shared.errors import InvalidInput, NotFound
-from shared.registry import is_uuid
 
 ROLES = ("client", "staff", "service")
 KEY_PREFIX = "mlk_"

@@ -26,6 +26,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 # Counts and durations are heavy-tailed; log1p makes their effect on the log-odds closer to linear.
 LOG1P_FEATURES: frozenset[str] = frozenset({"concurrent_editors", "hours_since_last_sync", "entity_edit_frequency"})
+KIND = "conflict"  # the registry's name for this model
 ARTIFACT_FORMAT = "json"
 SERVING_FORM = "standardized-logistic-v1"
 

@@ -13,13 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.conflict.events import FieldName, Identifier, Name
 from shared.conflict.features import FeatureRequest, confidence, feature_vector, features_for_requests
-from shared.conflict.model import HEURISTIC_VERSION, LinearConflictModel, heuristic_probability, risk_level
+from shared.conflict.model import HEURISTIC_VERSION, KIND, LinearConflictModel, heuristic_probability, risk_level
 from shared.context import AppContext
+from shared.db import is_uuid
 from shared.errors import MlstackError, NotFound
 from shared.logs import log_event
-from shared.registry import ModelVersion, is_uuid
-
-KIND = "conflict"
+from shared.registry import ModelVersion
 
 
 class ConflictPredictionRequest(BaseModel):

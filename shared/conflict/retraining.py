@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.conflict.model import LinearConflictModel
-from shared.conflict.training import KIND, train_candidate
+from shared.conflict.model import KIND, LinearConflictModel
+from shared.conflict.training import train_candidate
 from shared.context import AppContext
 from shared.errors import Conflict, InsufficientData, MlstackError
 from shared.metrics import paired_bootstrap_auc_difference, roc_auc

@@ -14,13 +14,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.conflict.features import feature_vector, features_for_stored_events
-from shared.conflict.model import ARTIFACT_FORMAT, FEATURE_NAMES, LOG1P_FEATURES, LinearConflictModel, design_matrix
+from shared.conflict.model import (
+    ARTIFACT_FORMAT,
+    FEATURE_NAMES,
+    KIND,
+    LOG1P_FEATURES,
+    LinearConflictModel,
+    design_matrix,
+)
 from shared.context import AppContext
 from shared.errors import InsufficientData
 from shared.metrics import classification_report
 from shared.registry import ModelVersion
 
-KIND = "conflict"
 HOLDOUT_FRACTION = 0.2
 MIN_ROWS = 200
 MIN_POSITIVES = 20
