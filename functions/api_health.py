@@ -6,7 +6,7 @@ from chalice import Blueprint, Response
 
 from functions.http import api_route, json_response
 from shared.context import get_context
-from shared.health import check_health
+from shared.platform.health import check_health
 
 health_blueprint = Blueprint(__name__)
 

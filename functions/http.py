@@ -30,7 +30,7 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.logs import configure_logging, log_event
-from shared.tenants import Principal
+from shared.platform.tenants_repository import Principal
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 Body = TypeVar("Body", bound=BaseModel)

@@ -1,4 +1,4 @@
-"""EventBridge-scheduled handlers: one per job in shared.jobs, each a one-line call."""
+"""EventBridge-scheduled handlers: one per job in shared.platform.jobs, each a one-line call."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from chalice import Blueprint
 from chalice.app import CloudWatchEvent
 
 from shared.context import get_context
-from shared.jobs import Job, load_all_jobs, run_job
 from shared.logs import configure_logging, log_event
+from shared.platform.jobs import Job, load_all_jobs, run_job
 
 schedules_blueprint = Blueprint(__name__)
 

@@ -135,12 +135,12 @@ def _prepare(work: Path) -> dict[str, Any]:
 
     import joblib
 
-    from shared.aws import aws_client
+    from shared.adapters.aws import aws_client
+    from shared.adapters.migrate import migrate
     from shared.conflict.demo_data import DemoConfig, generate_sync_history
     from shared.conflict.training import extract_conflict_training_data, train_candidate, train_conflict_model
     from shared.context import AppContext
     from shared.demo import seed_sync_history
-    from shared.migrate import migrate
     from shared.settings import Settings
 
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)

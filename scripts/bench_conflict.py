@@ -45,12 +45,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(predictions: int, baseline_rows: int, work: Path) -> dict[str, Any]:
-    from shared.conflict.features import FeatureRequest, features_for_requests, features_for_stored_events
+    from shared.adapters.migrate import migrate
+    from shared.conflict.features_repository import FeatureRequest, features_for_requests, features_for_stored_events
     from shared.conflict.ingest import ingest_sync_events
     from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
     from shared.conflict.training import train_candidate
     from shared.context import AppContext
-    from shared.migrate import migrate
     from shared.settings import Settings
 
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)

@@ -39,7 +39,7 @@ def load_env_file(path: Path) -> None:
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> Any:
-    from shared.migrate import migrate
+    from shared.adapters.migrate import migrate
 
     applied = migrate(_context().database)
     return {"applied": applied}
@@ -166,13 +166,13 @@ def cmd_score_conflict(args: argparse.Namespace) -> Any:
 
 
 def cmd_run_job(args: argparse.Namespace) -> Any:
-    from shared.jobs import run_job
+    from shared.platform.jobs import run_job
 
     return run_job(_context(), args.name)
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> Any:
-    from shared.jobs import load_all_jobs
+    from shared.platform.jobs import load_all_jobs
 
     return [
         {"name": j.name, "schedule": j.schedule, "description": j.description}

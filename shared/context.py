@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from shared.aws import aws_client, read_secret_json, read_secret_string
-from shared.db import Database
-from shared.model_cache import ServingModels
-from shared.objectstore import ObjectStore, open_object_store
-from shared.registry import Registry
+from shared.adapters.aws import aws_client, read_secret_json, read_secret_string
+from shared.adapters.db import Database
+from shared.adapters.objectstore import ObjectStore, open_object_store
+from shared.adapters.signing import ArtifactSigner, signing_key_from_secret
+from shared.platform.registry import Registry
+from shared.platform.serving_cache import ServingModels
+from shared.platform.tenants_repository import TenantDirectory
 from shared.settings import Settings, get_settings
-from shared.signing import ArtifactSigner, signing_key_from_secret
-from shared.tenants import TenantDirectory
 
 
 class AppContext:

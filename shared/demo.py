@@ -8,9 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.adapters.migrate import migrate
 from shared.context import AppContext
 from shared.errors import InsufficientData, NotFound
-from shared.migrate import migrate
 
 DEMO_SLUG = "demo"
 # The demo tenant plus two more, so the history (and the global model) spans several tenants.

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.db import Database
+from shared.adapters.migrate import migrate
 from shared.context import AppContext, reset_context
-from shared.db import Database
-from shared.migrate import migrate
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ def clean_database(migrated_database: Database) -> Database:
 
 @pytest.fixture(scope="session")
 def s3_bucket(aws_endpoint_url: str) -> str:
-    from shared.aws import aws_client
+    from shared.adapters.aws import aws_client
 
     name = f"mlstack-test-{uuid.uuid4().hex[:12]}"
     aws_client("s3", endpoint_url=aws_endpoint_url).create_bucket(Bucket=name)

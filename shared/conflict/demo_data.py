@@ -4,7 +4,7 @@ Why this exists: a fresh deployment has no sync events, so the conflict model ha
 learn from and the demo has nothing to show. Uniform random events would not do either: the
 model would find no signal, and a broken feature pipeline would look no worse than a working one.
 This module simulates a history in which conflicts really follow from the five features that
-shared/conflict/features.py computes, so a model trained on it shows genuine lift.
+shared/conflict/features_repository.py computes, so a model trained on it shows genuine lift.
 
 The history is a simulation, not a shuffle of independent rows. Users have different habits:
 each has their own activity level, some sync every few minutes in bursts while others go offline

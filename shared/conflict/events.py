@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.db import Transaction
+from shared.adapters.db import Transaction
 from shared.errors import Conflict
 
 MAX_BATCH = 1000

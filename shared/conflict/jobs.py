@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.conflict.outcomes import track_conflict_outcomes
 from shared.context import AppContext
-from shared.jobs import job
+from shared.platform.jobs import job
 
 
 @job("track-conflict-outcomes", "rate(6 hours)", "Label conflict predictions older than 24 h; live ROC-AUC and Brier")

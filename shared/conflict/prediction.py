@@ -11,14 +11,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.adapters.db import is_uuid
 from shared.conflict.events import FieldName, Identifier, Name
-from shared.conflict.features import FeatureRequest, confidence, feature_vector, features_for_requests
+from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector, features_for_requests
 from shared.conflict.model import HEURISTIC_VERSION, KIND, LinearConflictModel, heuristic_probability, risk_level
 from shared.context import AppContext
-from shared.db import is_uuid
 from shared.errors import MlstackError, NotFound
 from shared.logs import log_event
-from shared.registry import ModelVersion
+from shared.platform.registry import ModelVersion
 
 
 class ConflictPredictionRequest(BaseModel):

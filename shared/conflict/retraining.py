@@ -15,7 +15,7 @@ from shared.conflict.model import KIND, LinearConflictModel
 from shared.conflict.training import train_candidate
 from shared.context import AppContext
 from shared.errors import Conflict, InsufficientData, MlstackError
-from shared.metrics import paired_bootstrap_auc_difference, roc_auc
+from shared.platform.metrics import paired_bootstrap_auc_difference, roc_auc
 
 RETRAIN_LOCK_ID = 7_340_201
 MIN_RELATIVE_GAIN = 0.05

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from shared.conflict.features import FeatureRequest, confidence, feature_vector, features_for_requests
+from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector, features_for_requests
 from shared.conflict.model import FEATURE_NAMES, risk_level
 from shared.conflict.prediction import ConflictPredictionRequest, choose_serving_model
 from shared.context import AppContext

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.conflict.features import feature_vector, features_for_stored_events
+from shared.conflict.features_repository import feature_vector, features_for_stored_events
 from shared.conflict.model import (
     ARTIFACT_FORMAT,
     FEATURE_NAMES,
@@ -24,8 +24,8 @@ from shared.conflict.model import (
 )
 from shared.context import AppContext
 from shared.errors import InsufficientData
-from shared.metrics import classification_report
-from shared.registry import ModelVersion
+from shared.platform.metrics import classification_report
+from shared.platform.registry import ModelVersion
 
 HOLDOUT_FRACTION = 0.2
 MIN_ROWS = 200

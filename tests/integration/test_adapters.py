@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from shared.aws import aws_client
+from shared.adapters.aws import aws_client
+from shared.adapters.db import Database
+from shared.adapters.objectstore import S3ObjectStore, tenant_key
 from shared.context import AppContext
-from shared.db import Database
 from shared.errors import NotFound
-from shared.objectstore import S3ObjectStore, tenant_key
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ def test_settings_from_secrets_manager(aws_endpoint_url: str, database_url: str,
         object_store_url=f"s3://{s3_bucket}/secrets-test", aws_endpoint_url=aws_endpoint_url,
     ))
     digest, signature = context.signer.sign("k", b"data")
-    from shared.signing import ArtifactSigner
+    from shared.adapters.signing import ArtifactSigner
 
     ArtifactSigner(bytes.fromhex(key_hex)).verify("k", b"data", digest, signature)
     assert "p%40ss%3Aw%2Frd@" in context.database_url  # the password survives URL quoting

@@ -149,8 +149,8 @@ def test_health_is_503_with_a_clear_reason_before_migrations(
 ) -> None:
     import uuid
 
+    from shared.adapters.db import Database
     from shared.context import get_context
-    from shared.db import Database
 
     name = f"empty_{uuid.uuid4().hex[:8]}"
     admin = Database(database_url)

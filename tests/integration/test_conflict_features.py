@@ -9,7 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.conflict.events import SyncEvent, store_sync_events
-from shared.conflict.features import FeatureRequest, feature_vector, features_for_requests, features_for_stored_events
+from shared.conflict.features_repository import (
+    FeatureRequest,
+    feature_vector,
+    features_for_requests,
+    features_for_stored_events,
+)
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv
 from shared.context import AppContext

@@ -167,7 +167,7 @@ def test_outcomes_are_labelled_once_and_live_metrics_stored(context: AppContext)
         labelled = tx.fetch_all("SELECT probability, outcome FROM conflict_predictions WHERE outcome IS NOT NULL")
     probabilities = [r["probability"] for r in labelled]
     outcomes = [r["outcome"] for r in labelled]
-    from shared.metrics import brier_score, roc_auc
+    from shared.platform.metrics import brier_score, roc_auc
 
     assert heuristic[0]["roc_auc"] == pytest.approx(roc_auc(outcomes, probabilities), abs=1e-12)
     assert heuristic[0]["brier"] == pytest.approx(brier_score(outcomes, probabilities), abs=1e-12)
@@ -286,7 +286,7 @@ def test_batch_scoring_uses_the_champion_whatever_the_challenger_share(context: 
 def test_an_active_non_serving_artifact_degrades_and_is_refused_once_per_interval(context: AppContext) -> None:
     import pickle
 
-    from shared.model_cache import ServingModels
+    from shared.platform.serving_cache import ServingModels
 
     tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
     version = context.registry.register(kind="conflict", tenant_id=None, artifact=pickle.dumps({"w": 1}),
@@ -314,7 +314,7 @@ def test_an_active_non_serving_artifact_degrades_and_is_refused_once_per_interva
 
 
 def test_live_metrics_in_sql_match_numpy_with_ties(context: AppContext) -> None:
-    from shared.metrics import brier_score, roc_auc
+    from shared.platform.metrics import brier_score, roc_auc
 
     tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
     rng = np.random.default_rng(11)

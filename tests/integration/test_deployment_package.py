@@ -40,8 +40,8 @@ def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_package_contains_the_project_packages(package_dir: Path) -> None:
     names = set(zipfile.ZipFile(package_dir / "deployment.zip").namelist())
     assert "app.py" in names
-    assert "functions/http.py" in names and "shared/registry.py" in names
-    assert "shared/migrations/0001_foundation.sql" in names
+    assert "functions/http.py" in names and "shared/platform/registry.py" in names
+    assert "shared/adapters/migrations/0001_foundation.sql" in names
     # Training code never ships in the function zip's dependencies: it lives in the layers.
     assert not any(n.startswith(("sklearn/", "pandas/")) for n in names)
     # boto3 comes with the Lambda runtime; bundling it would cost 25 MB of the 250 MB budget.

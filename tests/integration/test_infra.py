@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.aws import aws_client, read_secret_json, read_secret_string
-from shared.objectstore import global_key, open_object_store
-from shared.signing import ArtifactSigner, signing_key_from_secret
+from shared.adapters.aws import aws_client, read_secret_json, read_secret_string
+from shared.adapters.objectstore import global_key, open_object_store
+from shared.adapters.signing import ArtifactSigner, signing_key_from_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.signing import ArtifactSigner
 from shared.context import AppContext
 from shared.errors import ArtifactRejected, Conflict, NotFound
-from shared.signing import ArtifactSigner
 
 pytestmark = pytest.mark.integration
 
@@ -184,7 +184,7 @@ def test_challenger_must_be_a_candidate_and_is_unique(context: AppContext) -> No
 
 
 def test_activation_reaches_a_warm_cache_after_the_refresh_interval(context: AppContext) -> None:
-    from shared.model_cache import ServingModels
+    from shared.platform.serving_cache import ServingModels
 
     now = [0.0]
     cache = ServingModels(context.registry, refresh_seconds=60, clock=lambda: now[0])

@@ -106,7 +106,7 @@ def test_heuristic_is_the_documented_formula() -> None:
     [(0, 0, 0.0), (10, 0, 0.25), (20, 0, 0.5), (40, 5, 1.0), (10, 10, 0.5), (20, 2, 0.7)],
 )
 def test_confidence_is_the_documented_support(syncs: int, edits: int, expected: float) -> None:
-    from shared.conflict.features import confidence
+    from shared.conflict.features_repository import confidence
 
     assert confidence({"support_user_syncs": syncs, "support_entity_edits": edits}) == pytest.approx(expected)
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from shared.adapters.objectstore import LocalFolderObjectStore, global_key, tenant_key
 from shared.errors import InvalidInput, NotFound
-from shared.objectstore import LocalFolderObjectStore, global_key, tenant_key
 
 
 def test_put_get_list_delete(tmp_path: Path) -> None:

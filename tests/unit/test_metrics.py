@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from shared.metrics import average_precision, brier_score, log_loss, paired_bootstrap_auc_difference, roc_auc
+from shared.platform.metrics import average_precision, brier_score, log_loss, paired_bootstrap_auc_difference, roc_auc
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pytest
 
+from shared.adapters.signing import ArtifactSigner, signing_key_from_secret
 from shared.errors import ArtifactRejected, ConfigurationError
-from shared.signing import ArtifactSigner, signing_key_from_secret
 
 KEY = bytes(range(32))
 

@@ -42,6 +42,6 @@ def run_job(context: AppContext, name: str) -> dict[str, Any]:
 def load_all_jobs() -> dict[str, Job]:
     """Import every module that defines jobs, so the table is complete."""
     import shared.conflict.jobs  # noqa: F401
-    import shared.maintenance  # noqa: F401
+    import shared.platform.maintenance  # noqa: F401
 
     return JOBS

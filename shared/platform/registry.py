@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.artifacts import KNOWN_FORMATS, deserialize
-from shared.db import Database, Transaction, is_uuid
+from shared.adapters.artifacts import KNOWN_FORMATS, deserialize
+from shared.adapters.db import Database, Transaction, is_uuid
+from shared.adapters.objectstore import ObjectStore, global_key, tenant_key
+from shared.adapters.signing import ArtifactSigner
 from shared.errors import ArtifactRejected, Conflict, InvalidInput, NotFound
 from shared.logs import log_security_event
-from shared.objectstore import ObjectStore, global_key, tenant_key
-from shared.signing import ArtifactSigner
 
 ANY = object()  # activate(): no expectation about the currently active version
 _NIL = "00000000-0000-0000-0000-000000000000"

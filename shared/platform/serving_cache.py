@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.artifacts import SERVING_FORMATS
+from shared.adapters.artifacts import SERVING_FORMATS
 from shared.errors import ArtifactRejected, MlstackError
-from shared.registry import ModelVersion, Registry
+from shared.platform.registry import ModelVersion, Registry
 
 Built = TypeVar("Built")
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from shared.db import Database
+from shared.adapters.db import Database
 
 # Any constant: every migrator takes the same session lock, so two cold starts cannot race.
 MIGRATION_LOCK_ID = 7_340_101
@@ -27,7 +27,7 @@ class Migration:
 
 def available_migrations() -> list[Migration]:
     found = []
-    for entry in resources.files("shared.migrations").iterdir():
+    for entry in resources.files("shared.adapters.migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

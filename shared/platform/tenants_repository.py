@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.db import Database, Transaction, is_uuid
+from shared.adapters.db import Database, Transaction, is_uuid
 from shared.errors import InvalidInput, NotFound
 
 ROLES = ("client", "staff", "service")

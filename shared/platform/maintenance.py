@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.context import AppContext
-from shared.jobs import job
+from shared.platform.jobs import job
 
 
 @job("verify-active-models", "rate(1 hour)", "Fetch and verify every active model artifact")

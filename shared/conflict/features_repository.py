@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from shared.adapters.db import Transaction
 from shared.conflict.model import FEATURE_NAMES
-from shared.db import Transaction
 
 CONCURRENT_WINDOW = "24 hours"
 CONFLICT_RATE_WINDOW = "90 days"

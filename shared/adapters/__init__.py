@@ -1,0 +1,1 @@
+"""Adapters: PostgreSQL, the object store, AWS clients, artifact signing, migrations."""

@@ -1,0 +1,1 @@
+"""The platform every loop stands on: model-kind contract, registry, serving, lifecycle, tenants, jobs."""
