@@ -7,11 +7,13 @@ from datetime import UTC, datetime
 from chalice import Blueprint, Response
 
 from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
-from shared.conflict.events import parse_intake, store_sync_events
-from shared.conflict.prediction import ConflictPredictionRequest, get_prediction, predict_conflict
+from shared.conflict.events import parse_intake
+from shared.conflict.events_repository import store_sync_events
+from shared.conflict.prediction import ConflictPredictionRequest, answer_conflict, read_conflict_prediction
+from shared.conflict.services import conflict_services
 from shared.context import get_context
 
-conflict_blueprint = Blueprint(__name__)
+conflict_blueprint = blueprint = Blueprint(__name__)
 
 
 @api_route(conflict_blueprint, "/api/v2/events/sync", ["POST"])
@@ -30,12 +32,13 @@ def predict() -> Response:
     request = conflict_blueprint.current_request
     principal = principal_of(request)
     body = parse_body(request, ConflictPredictionRequest)
-    answer = predict_conflict(get_context(), principal.tenant_id, body, request_id_of(request))
+    answer = answer_conflict(conflict_services(get_context()), principal.tenant_id, body, request_id_of(request))
     return json_response(answer)
 
 
 @api_route(conflict_blueprint, "/api/v2/predictions/conflict/{prediction_id}", ["GET"])
 def read_prediction(prediction_id: str) -> Response:
     principal = principal_of(conflict_blueprint.current_request)
-    return json_response(get_prediction(get_context(), principal.tenant_id, prediction_id))
+    services = conflict_services(get_context())
+    return json_response(read_conflict_prediction(services, principal.tenant_id, prediction_id))
 

@@ -9,7 +9,7 @@ from functions.http import api_route, json_response, parse_body, parse_query, pr
 from shared.context import get_context
 from shared.errors import NotFound
 
-models_blueprint = Blueprint(__name__)
+models_blueprint = blueprint = Blueprint(__name__)
 
 
 class ListModelsQuery(BaseModel):

@@ -1,4 +1,4 @@
-"""EventBridge-scheduled handlers: one per job in shared.platform.jobs, each a one-line call."""
+"""EventBridge-scheduled handlers: one per job of the slices in shared.slices, each a one-line call."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from chalice.app import CloudWatchEvent
 
 from shared.context import get_context
 from shared.logs import configure_logging, log_event
-from shared.platform.jobs import Job, load_all_jobs, run_job
+from shared.platform.jobs import Job
+from shared.slices import all_jobs
 
 schedules_blueprint = Blueprint(__name__)
 
@@ -18,13 +19,13 @@ schedules_blueprint = Blueprint(__name__)
 def _handler_for(job: Job) -> Callable[[CloudWatchEvent], dict[str, Any]]:
     def handle(event: CloudWatchEvent) -> dict[str, Any]:
         configure_logging()
-        result = run_job(get_context(), job.name)
+        result = job.run(get_context())
         log_event("job", job=job.name, result=result)
         return result
 
-    handle.__name__ = job.name.replace("-", "_")
+    handle.__name__ = job.handler_name
     return handle
 
 
-for _job in load_all_jobs().values():
-    schedules_blueprint.schedule(_job.schedule, name=_job.name.replace("-", "_"))(_handler_for(_job))
+for _job in all_jobs().values():
+    schedules_blueprint.schedule(_job.schedule, name=_job.handler_name)(_handler_for(_job))

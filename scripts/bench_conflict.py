@@ -9,6 +9,10 @@ Measures, in one run:
 - warm predict latency in process (features from the database, model, log insert, commit): p50/p99.
 
     .venv/bin/python scripts/bench_conflict.py [--predictions 500] [--baseline-rows 1000] [--json FILE]
+        [--against REF]
+
+With --against REF (a commit, e.g. HEAD~3), the same benchmark first runs on a checkout of REF in
+the same process tree and machine state, then on this tree, and a table of this/REF ratios follows.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,12 +142,42 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_at_ref(ref: str, predictions: int, baseline_rows: int) -> dict[str, Any]:
+    """The same benchmark on a checkout of `ref` (its own script and code), this project's venv."""
+    checkout = Path(tempfile.mkdtemp(prefix="mlstack-bench-ref-"))
+    out = checkout / "report.json"
+    try:
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(checkout / "tree"), ref], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, str(checkout / "tree" / "scripts" / "bench_conflict.py"),
+                        "--predictions", str(predictions), "--baseline-rows", str(baseline_rows), "--json", str(out)],
+                       cwd=checkout / "tree", check=True, stdout=subprocess.DEVNULL)
+        return dict(json.loads(out.read_text()))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout / "tree")], cwd=ROOT, check=False)
+        shutil.rmtree(checkout, ignore_errors=True)
+
+
+def comparison(before: dict[str, Any], after: dict[str, Any], ref: str) -> str:
+    rows = [
+        ("bulk ingestion rows/s", before["ingest"]["rows_per_s"], after["ingest"]["rows_per_s"]),
+        ("features set-based rows/s", before["features"]["set_based"]["rows_per_s"],
+         after["features"]["set_based"]["rows_per_s"]),
+        ("warm predict p50 ms", before["predict_warm_ms"]["p50"], after["predict_warm_ms"]["p50"]),
+        ("warm predict p99 ms", before["predict_warm_ms"]["p99"], after["predict_warm_ms"]["p99"]),
+    ]
+    lines = [f"{'measure':<30}{ref:>14}{'this tree':>14}{'ratio':>9}", "-" * 67]
+    lines += [f"{name:<30}{b:>14,}{a:>14,}{a / b:>8.2f}x" for name, b, a in rows]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--predictions", type=int, default=500)
     parser.add_argument("--baseline-rows", type=int, default=1000)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--against", metavar="REF", help="also run the benchmark at this commit and compare")
     args = parser.parse_args()
+    before = run_at_ref(args.against, args.predictions, args.baseline_rows) if args.against else None
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-"))
     try:
         report = run(args.predictions, args.baseline_rows, work)
@@ -152,6 +187,10 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     print()
     print(table(report))
+    if before is not None:
+        report = {"this_tree": report, args.against: before}
+        print()
+        print(comparison(before, report["this_tree"], args.against))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -113,71 +113,23 @@ def cmd_models_challenger(args: argparse.Namespace) -> Any:
     return _context().registry.set_challenger(args.version_id, share, actor=args.actor).public_view()
 
 
-# -- sync-conflict ---------------------------------------------------------------------------
-
-
-def _line_count(path: Path) -> int | None:
-    try:
-        with path.open("rb") as handle:  # bytes: a decoding error is the import's to report
-            return sum(1 for _ in handle)
-    except OSError:
-        return None  # the import reports a missing or unreadable file
-
-
-def cmd_ingest_sync_events(args: argparse.Namespace) -> Any:
-    from tqdm import tqdm
-
-    from shared.conflict.ingest import ingest_sync_events
-
-    context = _context()
-    tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
-    lines = _line_count(args.file)
-    header = 0 if args.file.suffix in (".ndjson", ".jsonl") else 1
-    total = lines - header if lines is not None else None
-    with tqdm(total=total, unit="rows", file=sys.stderr, disable=args.quiet) as bar:
-        return ingest_sync_events(context, tenant_id, args.file, progress=bar.update)
-
-
-def cmd_train_conflict(args: argparse.Namespace) -> Any:
-    from datetime import UTC, datetime
-
-    from shared.conflict.training import train_candidate
-
-    context = _context()
-    result = train_candidate(context, end=datetime.now(UTC), days_back=args.days_back, actor=args.actor)
-    assert result.version is not None
-    report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
-              "metrics": result.metrics, "split": result.manifest["split"]}
-    if args.activate:
-        report["status"] = context.registry.activate(result.version.version_id, actor=args.actor,
-                                                     reason="mlstack train conflict --activate").status
-    return report
-
-
-def cmd_score_conflict(args: argparse.Namespace) -> Any:
-    from shared.conflict.scoring import score_conflict_file
-
-    context = _context()
-    tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
-    return score_conflict_file(context, tenant_id, args.input, args.output)
+def cmd_models_shadow(args: argparse.Namespace) -> Any:
+    return _context().registry.set_shadow(args.version_id, not args.stop, actor=args.actor).public_view()
 
 
 # -- jobs -------------------------------------------------------------------------------------
 
 
 def cmd_run_job(args: argparse.Namespace) -> Any:
-    from shared.platform.jobs import run_job
+    from shared.slices import job_named
 
-    return run_job(_context(), args.name)
+    return job_named(args.name).run(_context())
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> Any:
-    from shared.platform.jobs import load_all_jobs
+    from shared.slices import all_jobs
 
-    return [
-        {"name": j.name, "schedule": j.schedule, "description": j.description}
-        for j in load_all_jobs().values()
-    ]
+    return [{"name": j.name, "schedule": j.schedule, "description": j.description} for j in all_jobs().values()]
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -228,27 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version_id")
     p.add_argument("--share", type=float, default=0.1)
     p.add_argument("--stop", action="store_true", help="stop serving it as challenger")
-    for action_parser in (models.choices["activate"], models.choices["rollback"], models.choices["challenger"]):
+    p = _add(models, "shadow", cmd_models_shadow, "score a candidate on every request beside the champion, never answering")
+    p.add_argument("version_id")
+    p.add_argument("--stop", action="store_true", help="stop scoring it in shadow")
+    for action_parser in (models.choices["activate"], models.choices["rollback"], models.choices["challenger"],
+                          models.choices["shadow"]):
         action_parser.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
         action_parser.add_argument("--reason", default="")
 
-    ingest = groups.add_parser("ingest", help="bulk imports").add_subparsers(dest="action", required=True)
-    p = _add(ingest, "sync-events", cmd_ingest_sync_events, "import sync-event history (CSV or NDJSON)")
-    p.add_argument("file", type=Path)
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from shared.platform.jobs import CliGroups
+    from shared.slices import SLICES
 
-    train = groups.add_parser("train", help="train models").add_subparsers(dest="action", required=True)
-    p = _add(train, "conflict", cmd_train_conflict, "train a conflict candidate on the last N days")
-    p.add_argument("--days-back", type=int, default=90)
-    p.add_argument("--activate", action="store_true", help="activate the candidate right away")
-    p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
-
-    score = groups.add_parser("score", help="batch scoring").add_subparsers(dest="action", required=True)
-    p = _add(score, "conflict", cmd_score_conflict, "score a CSV of requests with the active conflict model")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
+    slice_groups = CliGroups(groups, _add)
+    for loop in SLICES:
+        if loop.cli is not None:
+            loop.cli(slice_groups)
 
     p = _add(groups, "run-job", cmd_run_job, "run a scheduled job now")
     p.add_argument("name", help="see `mlstack jobs`")

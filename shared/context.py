@@ -16,6 +16,7 @@ from shared.adapters.db import Database
 from shared.adapters.objectstore import ObjectStore, open_object_store
 from shared.adapters.signing import ArtifactSigner, signing_key_from_secret
 from shared.platform.registry import Registry
+from shared.platform.registry_repository import PostgresRegistryRepository
 from shared.platform.serving_cache import ServingModels
 from shared.platform.tenants_repository import TenantDirectory
 from shared.settings import Settings, get_settings
@@ -63,7 +64,7 @@ class AppContext:
 
     @cached_property
     def registry(self) -> Registry:
-        return Registry(self.database, self.object_store, self.signer)
+        return Registry(PostgresRegistryRepository(self.database), self.object_store, self.signer)
 
     @cached_property
     def serving_models(self) -> ServingModels:

@@ -36,7 +36,8 @@ def _tenant(context: AppContext, slug: str, lines: list[str]) -> str:
 
 def seed_sync_history(context: AppContext, tenant_ids: dict[str, str], events: Iterable[dict[str, Any]]) -> int:
     """Store generated events through the same idempotent path as the API."""
-    from shared.conflict.events import SyncEvent, store_sync_events
+    from shared.conflict.events import SyncEvent
+    from shared.conflict.events_repository import store_sync_events
 
     pending: dict[str, list[SyncEvent]] = {}
     stored = 0
@@ -62,12 +63,13 @@ def seed_sync_history(context: AppContext, tenant_ids: dict[str, str], events: I
 
 def _seed_conflict_model(context: AppContext, tenant_ids: dict[str, str], lines: list[str]) -> None:
     from shared.conflict.demo_data import DemoConfig, generate_sync_history
+    from shared.conflict.events_repository import count_sync_events
 
     if context.registry.active_version("conflict", None) is not None:
         lines.append("mlstack: a conflict model is active; demo data and training skipped")
         return
     with context.database.transaction() as tx:
-        have_events = tx.fetch_value("SELECT count(*) FROM sync_events")
+        have_events = count_sync_events(tx)
     if not have_events:
         started = time.perf_counter()
         config = replace(DemoConfig(), tenants=DEMO_TENANTS, end=datetime.now(UTC))

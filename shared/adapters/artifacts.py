@@ -1,7 +1,8 @@
 """Turn verified artifact bytes into objects. Only ever called after ArtifactSigner.verify.
 
-Serving formats (json) need nothing beyond the standard library; joblib (pickle) is for
-training-side artifacts and imports joblib only when such an artifact is loaded.
+Serving formats need nothing beyond the standard library here: json is decoded, ubjson (XGBoost's
+binary model format) stays bytes for its kind to load; joblib (pickle) is for training-side
+artifacts and imports joblib only when such an artifact is loaded.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Any
 
 from shared.errors import ArtifactRejected
 
-SERVING_FORMATS = ("json",)
-KNOWN_FORMATS = ("json", "joblib")
+SERVING_FORMATS = ("json", "ubjson")
+KNOWN_FORMATS = ("json", "ubjson", "joblib")
 
 
 def deserialize(artifact_format: str, data: bytes) -> Any:
     if artifact_format == "json":
         return json.loads(data.decode("utf-8"))
+    if artifact_format == "ubjson":
+        return data
     if artifact_format == "joblib":
         import joblib
 

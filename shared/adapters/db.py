@@ -211,6 +211,18 @@ class Database:
             self._discard_connection()
             raise DependencyUnavailable(f"database connection lost: {exc}") from exc
 
+    @contextmanager
+    def session_lock(self, name: str) -> Iterator[bool]:
+        """A session-level advisory lock on `name`, tried without waiting: yields whether it was
+        taken, and releases it on exit. Held across transactions (a retrain spans several)."""
+        key = "SELECT hashtextextended(:name, 7340201)"
+        taken = bool(self.run_outside_transaction(f"SELECT pg_try_advisory_lock(({key}))", name=name)[0][0])
+        try:
+            yield taken
+        finally:
+            if taken:
+                self.run_outside_transaction(f"SELECT pg_advisory_unlock(({key}))", name=name)
+
     def ping(self) -> None:
         with self.transaction() as tx:
             tx.fetch_value("SELECT 1")

@@ -99,6 +99,30 @@ class LocalFolderObjectStore:
             raise DependencyUnavailable(f"object store folder not writable: {self._root}")
 
 
+class InMemoryObjectStore:
+    """The fake for unit tests: a dict of bytes."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, key: str, data: bytes) -> None:
+        self.objects[key] = bytes(data)
+
+    def get(self, key: str) -> bytes:
+        if key not in self.objects:
+            raise NotFound(f"no object {key}")
+        return self.objects[key]
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(key for key in self.objects if key.startswith(prefix))
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    def ping(self) -> None:
+        return None
+
+
 class S3ObjectStore:
     def __init__(self, bucket: str, prefix: str, client: Any) -> None:
         self._bucket = bucket

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from shared.adapters.db import Transaction
-from shared.conflict.model import FEATURE_NAMES
+import numpy as np
+
+from shared.adapters.db import Database, Transaction
+from shared.conflict.model import FEATURE_NAMES, design_matrix
+from shared.platform.kinds import TrainingSet
 
 CONCURRENT_WINDOW = "24 hours"
 CONFLICT_RATE_WINDOW = "90 days"
@@ -50,16 +53,10 @@ class FeatureRequest:
     as_of: datetime
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "request_id": self.request_id,
-            "tenant_id": self.tenant_id,
-            "user_id": self.user_id,
-            "domain": self.domain,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "fields": list(self.fields) if self.fields else None,
-            "as_of": self.as_of.isoformat(),
-        }
+        values = asdict(self)
+        values["fields"] = list(self.fields) if self.fields else None
+        values["as_of"] = self.as_of.isoformat()
+        return values
 
 
 # `{requests}` yields: request_id, tenant_id, user_id, domain, entity_type, entity_id, fields,
@@ -168,3 +165,49 @@ def confidence(row: dict[str, Any]) -> float:
     user_support = min(1.0, float(row["support_user_syncs"]) / 20.0)
     entity_support = min(1.0, float(row["support_entity_edits"]) / 5.0)
     return round(user_support * (0.5 + 0.5 * entity_support), 4)
+
+
+class ConflictFeatures(Protocol):
+    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
+        """Feature rows (the five features, support counts, request_id, as_of) in as_of order."""
+        ...
+
+
+class PostgresConflictFeatures:
+    def for_requests(self, session: Transaction, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
+        return features_for_requests(session, requests)
+
+
+class PostgresConflictTrainingSource:
+    """Training rows: every sync event of the window, features as of its own receipt, its label."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def training_set(self, tenant_id: str | None, start: datetime, end: datetime) -> TrainingSet:
+        with self._database.transaction() as tx:
+            rows = features_for_stored_events(tx, start, end, tenant_id)
+        design = design_matrix([feature_vector(row) for row in rows])
+        labels = np.array([bool(row["label"]) for row in rows], dtype=bool)
+        return TrainingSet(design, labels, [row["as_of"] for row in rows], start, end)
+
+
+class InMemoryConflictFeatures:
+    """The fake: features set per (user_id, entity_id), else a user and entity with no history."""
+
+    def __init__(self, features: dict[tuple[str, str], dict[str, float]] | None = None) -> None:
+        self.features = features or {}
+
+    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
+        rows = []
+        for request in sorted(requests, key=lambda r: (r.as_of, r.request_id)):
+            values = self.features.get((request.user_id, request.entity_id), {})
+            rows.append({
+                "request_id": request.request_id, "as_of": request.as_of, "label": None,
+                **{name: float(values.get(name, 0.0)) for name in FEATURE_NAMES},
+                "hours_since_last_sync": float(values.get("hours_since_last_sync", HOURS_CAP)),
+                "user_conflict_rate": float(values.get("user_conflict_rate", PRIOR_CONFLICTS / PRIOR_SYNCS)),
+                "support_user_syncs": int(values.get("support_user_syncs", 0)),
+                "support_entity_edits": int(values.get("support_entity_edits", 0)),
+            })
+        return rows

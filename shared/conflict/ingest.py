@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.conflict.events import COPY_INTO_STAGE_SQL, SyncEvent, merge_staged_events, stage_for_intake
+from shared.conflict.events import SyncEvent
+from shared.conflict.events_repository import clear_stage, copy_into_stage, merge_staged_events, stage_for_intake
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
 
@@ -180,9 +181,9 @@ def ingest_sync_events(
                     _, total, problems = message
                     break
                 _, chunk, rows = message
-                tx.copy_in(COPY_INTO_STAGE_SQL, io.StringIO(chunk))
+                copy_into_stage(tx, io.StringIO(chunk))
                 stored += merge_staged_events(tx, tenant_id, now, staged=rows)
-                tx.execute("TRUNCATE incoming_sync_events")
+                clear_stage(tx)
                 if progress:
                     progress(rows)
             if problems:

@@ -13,11 +13,14 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector, features_for_requests
+from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector
+from shared.conflict.kind import CONFLICT
 from shared.conflict.model import FEATURE_NAMES, risk_level
-from shared.conflict.prediction import ConflictPredictionRequest, choose_serving_model
+from shared.conflict.prediction import ConflictPredictionRequest
+from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
+from shared.platform.serving import choose_serving
 
 BATCH_ROWS = 2000
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of")
@@ -64,14 +67,15 @@ def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sin
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
     # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
-    serving = choose_serving_model(context, tenant_id, routing_key="batch", allow_challenger=False)
+    services = conflict_services(context)
+    serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
     writer = csv.DictWriter(sink, fieldnames=OUTPUT_COLUMNS)
     writer.writeheader()
     scored = 0
     for batch in _batches(reader, tenant_id, now):
         by_id = {request.request_id: request for request in batch}
-        with context.database.transaction() as tx:
-            rows = features_for_requests(tx, batch)
+        with services.transactions.transaction() as tx:
+            rows = services.features.for_requests(tx, batch)
         rows.sort(key=lambda row: int(row["request_id"]))
         for row in rows:
             request = by_id[row["request_id"]]

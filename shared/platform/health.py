@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.context import AppContext
+if TYPE_CHECKING:
+    from shared.context import AppContext
 from shared.errors import MlstackError
 
 

@@ -1,12 +1,19 @@
-"""Scheduled jobs by name: one table that both the EventBridge handlers and `mlstack run-job` use."""
+"""Scheduled jobs and the slices that bring them: what `app.py`, the schedules, the IaC checks and
+the CLI are all built from (the one list is `shared.slices.SLICES`)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.context import AppContext
+from shared.platform.kinds import ModelKind
+
+if TYPE_CHECKING:
+    from shared.context import AppContext
+
+CliRegistrar = Callable[["CliGroups"], None]
 
 
 @dataclass(frozen=True)
@@ -17,31 +24,36 @@ class Job:
     description: str
     run: Callable[[AppContext], dict[str, Any]]
 
-
-JOBS: dict[str, Job] = {}
-
-
-def job(name: str, schedule: str, description: str) -> Callable[[Callable[[AppContext], dict[str, Any]]], Job]:
-    def register(func: Callable[[AppContext], dict[str, Any]]) -> Job:
-        entry = Job(name, schedule, description, func)
-        JOBS[name] = entry
-        return entry
-
-    return register
+    @property
+    def handler_name(self) -> str:
+        """The Chalice function's name (and, in CamelCase, its CloudFormation logical id)."""
+        return self.name.replace("-", "_")
 
 
-def run_job(context: AppContext, name: str) -> dict[str, Any]:
-    from shared.errors import NotFound
+@dataclass(frozen=True)
+class Slice:
+    """One loop: its model kinds, scheduled jobs, CLI commands and (by module name, since the
+    entrypoints live outside shared/) the Chalice blueprint of its routes."""
 
-    load_all_jobs()
-    if name not in JOBS:
-        raise NotFound(f"no job {name!r}; known: {', '.join(sorted(JOBS)) or 'none'}")
-    return JOBS[name].run(context)
+    name: str
+    kinds: tuple[ModelKind, ...] = ()
+    jobs: tuple[Job, ...] = ()
+    cli: CliRegistrar | None = None
+    routes_module: str | None = None
 
 
-def load_all_jobs() -> dict[str, Job]:
-    """Import every module that defines jobs, so the table is complete."""
-    import shared.conflict.jobs  # noqa: F401
-    import shared.platform.maintenance  # noqa: F401
+class CliGroups:
+    """The CLI's command groups (`ingest`, `train`, `score`, …), created on first use, so every
+    slice can add its commands to a shared group."""
 
-    return JOBS
+    def __init__(self, root: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
+        self._root = root
+        self._groups: dict[str, Any] = {}
+        self.add = add
+
+    def group(self, name: str, help_text: str) -> Any:
+        if name not in self._groups:
+            self._groups[name] = self._root.add_parser(name, help=help_text).add_subparsers(
+                dest="action", required=True
+            )
+        return self._groups[name]

@@ -5,6 +5,9 @@ tests/unit/test_metrics.py checks each against scikit-learn's implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
@@ -80,16 +83,22 @@ def classification_report(labels: ArrayLike, probabilities: ArrayLike) -> dict[s
     }
 
 
-def paired_bootstrap_auc_difference(
+def metric_named(name: str) -> Callable[[ArrayLike, ArrayLike], float | None]:
+    """The promotion metrics by name: roc_auc, or pr_auc (average precision)."""
+    return {"roc_auc": roc_auc, "pr_auc": average_precision}[name]
+
+
+def paired_bootstrap_difference(
     labels: ArrayLike,
     candidate_scores: ArrayLike,
     champion_scores: ArrayLike,
     *,
+    metric: Callable[[ArrayLike, ArrayLike], float | None] = roc_auc,
     resamples: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
 ) -> tuple[float, float]:
-    """Interval of ROC-AUC(candidate) - ROC-AUC(champion) over rows resampled together for both.
+    """Interval of metric(candidate) - metric(champion) over rows resampled together for both.
 
     Pairing (the same resampled rows for both models) removes the variance the two share, so a
     real gain shows up with far fewer rows than two independent intervals would need.
@@ -101,11 +110,18 @@ def paired_bootstrap_auc_difference(
     differences = []
     for _ in range(resamples):
         idx = rng.integers(0, len(y), len(y))
-        auc_a, auc_b = roc_auc(y[idx], a[idx]), roc_auc(y[idx], b[idx])
-        if auc_a is not None and auc_b is not None:
-            differences.append(auc_a - auc_b)
+        score_a, score_b = metric(y[idx], a[idx]), metric(y[idx], b[idx])
+        if score_a is not None and score_b is not None:
+            differences.append(score_a - score_b)
     if not differences:
         return (float("nan"), float("nan"))
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(differences, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def paired_bootstrap_auc_difference(
+    labels: ArrayLike, candidate_scores: ArrayLike, champion_scores: ArrayLike, **options: Any
+) -> tuple[float, float]:
+    """The paired bootstrap of the ROC-AUC difference."""
+    return paired_bootstrap_difference(labels, candidate_scores, champion_scores, metric=roc_auc, **options)

@@ -1,8 +1,8 @@
-"""Which model serves, cached in the process.
+"""Which versions serve, and their loaded models, cached in the process.
 
-Loaded models are kept by version id (a version's bytes never change). Which version is active
-is re-read at most every `refresh_seconds`, so an activation reaches warm functions within that
-time without a redeploy.
+Loaded models are kept by version id (a version's bytes never change). Which versions serve a
+(kind, tenant) is re-read at most every `refresh_seconds`, so an activation reaches warm functions
+within that time without a redeploy.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from shared.adapters.artifacts import SERVING_FORMATS
 from shared.errors import ArtifactRejected, MlstackError
 from shared.platform.registry import ModelVersion, Registry
 
@@ -23,8 +22,16 @@ Built = TypeVar("Built")
 
 @dataclass(frozen=True)
 class ServingChoice:
-    champion: ModelVersion | None
+    """The fallback chain of a (kind, tenant): the tenant's own active version, then the global
+    one; and the challenger and shadow candidates of the tenant's scope (else the global scope)."""
+
+    champions: tuple[ModelVersion, ...]
     challenger: ModelVersion | None
+    shadow: ModelVersion | None = None
+
+    @property
+    def champion(self) -> ModelVersion | None:
+        return self.champions[0] if self.champions else None
 
 
 class ServingModels:
@@ -51,16 +58,18 @@ class ServingModels:
         cached = self._choices.get(key)
         if cached is not None and now - cached[0] < self._refresh_seconds:
             return cached[1]
-        champion = self._registry.active_version(kind, tenant_id)
-        challenger = None
-        if champion is not None:
-            challenger = self._registry.challenger_for(kind, champion.tenant_id)
-        choice = ServingChoice(champion, challenger)
+        scopes = [self._registry.in_scope(kind, tenant_id)] if tenant_id is not None else []
+        scopes.append(self._registry.in_scope(kind, None))
+        choice = ServingChoice(
+            champions=tuple(s.active for s in scopes if s.active is not None),
+            challenger=next((s.challenger for s in scopes if s.challenger is not None), None),
+            shadow=next((s.shadow for s in scopes if s.shadow is not None), None),
+        )
         self._choices[key] = (now, choice)
         return choice
 
-    def load(self, version: ModelVersion, build: Callable[[Any], Built]) -> Built:
-        """The serving object of a version: fetched, verified, deserialised and built once.
+    def load(self, version: ModelVersion, build: Callable[[bytes], Built], *, artifact_format: str = "json") -> Built:
+        """The serving object of a version: fetched, verified, built once.
 
         A failure is remembered for refresh_seconds too: a tampered artifact is refused (and
         audited) once per interval, not once per request.
@@ -75,9 +84,9 @@ class ServingModels:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]  # type: ignore[no-any-return]
         try:
-            if version.artifact_format not in SERVING_FORMATS:
+            if version.artifact_format != artifact_format:
                 raise ArtifactRejected(f"{version.label} is {version.artifact_format}, not a serving format")
-            model = build(self._registry.load_verified(version))
+            model = build(self._registry.load_verified_bytes(version))
         except Exception as exc:
             if isinstance(exc, MlstackError):
                 with self._lock:

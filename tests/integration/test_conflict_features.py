@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.conflict.events import SyncEvent, store_sync_events
+from shared.conflict.events import SyncEvent
+from shared.conflict.events_repository import store_sync_events
 from shared.conflict.features_repository import (
     FeatureRequest,
     feature_vector,

@@ -12,7 +12,8 @@ import pytest
 from chalice.test import Client
 
 from shared.conflict.demo_data import DemoConfig, generate_sync_history
-from shared.conflict.events import SyncEvent, store_sync_events
+from shared.conflict.events import SyncEvent
+from shared.conflict.events_repository import store_sync_events
 from shared.conflict.model import FEATURE_NAMES, LinearConflictModel
 from shared.conflict.outcomes import track_conflict_outcomes
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict

@@ -47,7 +47,7 @@ def test_package_contains_the_project_packages(package_dir: Path) -> None:
     # boto3 comes with the Lambda runtime; bundling it would cost 25 MB of the 250 MB budget.
     assert not any(n.startswith(("boto3/", "botocore/")) for n in names)
     # Bytecode ships precompiled: /var/task is read-only, so Lambda could not cache it.
-    assert "shared/__pycache__/registry.cpython-312.pyc" in names
+    assert "shared/platform/__pycache__/registry.cpython-312.pyc" in names
 
 
 def test_unzipped_package_imports_and_serves_health_without_site_packages(

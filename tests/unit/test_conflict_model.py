@@ -13,8 +13,8 @@ from shared.conflict.model import (
     heuristic_probability,
     risk_level,
 )
-from shared.conflict.retraining import decide_promotion
 from shared.conflict.training import TrainingData, train_conflict_model
+from shared.platform.retraining import decide_promotion
 
 
 def _random_rows(n: int, seed: int) -> tuple[list[dict[str, float]], np.ndarray]:

@@ -1,0 +1,53 @@
+"""The conflict slice's wiring: the narrow repositories its use cases take, built from the
+process context (PostgreSQL) or from fakes (tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.conflict.features_repository import (
+    ConflictFeatures,
+    PostgresConflictFeatures,
+    PostgresConflictTrainingSource,
+)
+from shared.conflict.kind import CONFLICT
+from shared.conflict.outcomes_repository import PREDICTIONS_TABLE, SUBJECT_COLUMNS, PostgresConflictOutcomes
+from shared.context import AppContext
+from shared.platform.locks import DatabaseLocks, Locks
+from shared.platform.outcomes import OutcomeSource
+from shared.platform.prediction_log import PostgresPredictionLog, PredictionLog
+from shared.platform.registry import Registry
+from shared.platform.serving_cache import ServingModels
+from shared.platform.training import TrainingSource
+from shared.platform.transactions import Transactions
+
+
+@dataclass(frozen=True)
+class ConflictServices:
+    transactions: Transactions
+    features: ConflictFeatures
+    log: PredictionLog
+    outcomes: OutcomeSource
+    training: TrainingSource
+    registry: Registry
+    models: ServingModels
+    locks: Locks
+
+
+# Stateless: they hold SQL, not connections (each call gets the use case's transaction).
+_FEATURES = PostgresConflictFeatures()
+_LOG = PostgresPredictionLog(CONFLICT.name, PREDICTIONS_TABLE, SUBJECT_COLUMNS)
+_OUTCOMES = PostgresConflictOutcomes()
+
+
+def conflict_services(context: AppContext) -> ConflictServices:
+    return ConflictServices(
+        transactions=context.database,
+        features=_FEATURES,
+        log=_LOG,
+        outcomes=_OUTCOMES,
+        training=PostgresConflictTrainingSource(context.database),
+        registry=context.registry,
+        models=context.serving_models,
+        locks=DatabaseLocks(context.database),
+    )

@@ -1,0 +1,28 @@
+"""The one list of slices. `app.py` registers their routes, functions/schedules.py their jobs, the
+CLI their commands; tests check that .chalice/config.json and infra/template.yaml give every job
+a function. Adding a loop is adding its slice here."""
+
+from __future__ import annotations
+
+from shared.conflict.slice import CONFLICT_SLICE
+from shared.errors import NotFound
+from shared.platform.jobs import Job, Slice
+from shared.platform.kinds import ModelKind
+from shared.platform.maintenance import PLATFORM_SLICE
+
+SLICES: tuple[Slice, ...] = (PLATFORM_SLICE, CONFLICT_SLICE)
+
+
+def all_jobs() -> dict[str, Job]:
+    return {job.name: job for loop in SLICES for job in loop.jobs}
+
+
+def job_named(name: str) -> Job:
+    jobs = all_jobs()
+    if name not in jobs:
+        raise NotFound(f"no job {name!r}; known: {', '.join(sorted(jobs)) or 'none'}")
+    return jobs[name]
+
+
+def all_kinds() -> dict[str, ModelKind]:
+    return {kind.name: kind for loop in SLICES for kind in loop.kinds}
