@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -24,57 +23,19 @@ from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import clear_stage, copy_into_stage, merge_staged_events, stage_for_intake
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
+from shared.platform.records import check_record_shape, describe_problem, file_records
 
 CHUNK_ROWS = 2000
 MAX_REPORTED_ERRORS = 20
 _LIST_COLUMNS = frozenset({"fields_changed", "conflict_fields"})
-_TRUE = {"true", "t", "1", "yes"}
-_FALSE = {"false", "f", "0", "no", ""}
-
-
-def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        for row in reader:
-            record: dict[str, Any] = {}
-            for name, value in zip(header, row, strict=False):
-                if value == "":
-                    continue
-                if name in _LIST_COLUMNS:
-                    record[name] = [item for item in value.split(";") if item]
-                elif name == "conflicted":
-                    flag = value.strip().lower()
-                    record[name] = True if flag in _TRUE else False if flag in _FALSE else value
-                else:
-                    record[name] = value
-            if len(row) > len(header):
-                record["__extra_columns__"] = row[len(header):]
-            yield reader.line_num, record
-
-
-def _ndjson_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    yield line, json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, {"__invalid_json__": str(exc)}
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    return _ndjson_records(path) if path.suffix in (".ndjson", ".jsonl") else _csv_records(path)
+    return file_records(path, list_columns=_LIST_COLUMNS, bool_columns=frozenset({"conflicted"}))
 
 
 def _validate(line: int, record: Any, seen: dict[str, int]) -> SyncEvent:
-    if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
-    if "__invalid_json__" in record:
-        raise ValueError(f"not JSON: {record['__invalid_json__']}")
-    if "__extra_columns__" in record:
-        raise ValueError("more values than header columns")
-    event = SyncEvent.model_validate(record)
+    event = SyncEvent.model_validate(check_record_shape(record))
     if event.received_at is None:
         raise ValueError("received_at is required in a history import")
     if event.client_event_id in seen:
@@ -84,9 +45,7 @@ def _validate(line: int, record: Any, seen: dict[str, int]) -> SyncEvent:
 
 
 def _describe(exc: ValidationError | ValueError) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
+    return describe_problem(exc)
 
 
 def _array_literal(items: list[str]) -> str:

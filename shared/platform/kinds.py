@@ -118,9 +118,11 @@ class ModelKind(Protocol):
     def risk_level(self, probability: float) -> str: ...
 
 
-def feature_quantiles(design: NDArray[np.float64], names: Sequence[str]) -> dict[str, list[float]]:
+def feature_quantiles(design: NDArray[np.float64], names: Sequence[str]) -> dict[str, list[float] | None]:
     """Deciles of each model input at training time, kept in the manifest for drift checks."""
-    if design.shape[0] == 0:
-        return {}
-    deciles = np.quantile(design, np.linspace(0, 1, 11), axis=0)
-    return {name: [round(float(v), 6) for v in deciles[:, column]] for column, name in enumerate(names)}
+    sketch: dict[str, list[float] | None] = {}
+    for column, name in enumerate(names):
+        values = design[:, column][~np.isnan(design[:, column])] if design.shape[0] else design[:0, 0]
+        # Missing values (NaN) are left out; a feature never observed has no sketch.
+        sketch[name] = [round(float(v), 6) for v in np.quantile(values, np.linspace(0, 1, 11))] if len(values) else None
+    return sketch

@@ -1,0 +1,1 @@
+"""Attendance-fraud detection: sites, holidays, events, labels, features, per-tenant XGBoost."""

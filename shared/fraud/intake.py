@@ -1,0 +1,97 @@
+"""What valid fraud-loop input is: sites, holidays, attendance events and investigators' labels."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.platform.validation import Identifier
+
+MAX_BATCH = 1000
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class SiteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    site_id: Identifier
+    latitude: Latitude
+    longitude: Longitude
+    radius_m: float = Field(gt=0, le=100_000, allow_inf_nan=False)
+    timezone: str = Field(min_length=1, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class HolidayIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    date: date
+    name: str = Field(min_length=1, max_length=200)
+
+
+class AttendanceEventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    client_event_id: Identifier
+    user_id: Identifier
+    site_id: Identifier
+    device_id: Identifier
+    event_type: Literal["check_in", "check_out"]
+    occurred_at: AwareDatetime
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    gps_accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
+    face_match_confidence: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    biometric_verified: bool | None = None
+
+    @model_validator(mode="after")
+    def _position_complete(self) -> AttendanceEventIn:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("latitude and longitude come together or not at all")
+        return self
+
+
+class AttendanceBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[AttendanceEventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> AttendanceBatch:
+        ids = [event.client_event_id for event in self.events]
+        if len(set(ids)) != len(ids):
+            raise ValueError("client_event_id repeats within the batch")
+        return self
+
+
+class FraudLabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    client_event_id: Identifier
+    is_fraud: bool  # 1 confirmed, 0 cleared
+
+
+class FraudLabelBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: list[FraudLabelIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+def parse_events(payload: Any) -> AttendanceBatch:
+    """One event, or {"events": [...]}."""
+    if isinstance(payload, dict) and "events" in payload:
+        return AttendanceBatch.model_validate(payload)
+    return AttendanceBatch(events=[AttendanceEventIn.model_validate(payload)])
+
+
+def parse_labels(payload: Any) -> FraudLabelBatch:
+    """One label, or {"labels": [...]}."""
+    if isinstance(payload, dict) and "labels" in payload:
+        return FraudLabelBatch.model_validate(payload)
+    return FraudLabelBatch(labels=[FraudLabelIn.model_validate(payload)])

@@ -1,0 +1,57 @@
+"""Reading and moving a tenant's operating point (staff), with the trade-off table behind it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.errors import InvalidInput
+from shared.fraud.kind import FRAUD
+from shared.fraud.prediction import operating_point
+from shared.fraud.services import FraudServices
+from shared.platform.serving import choose_serving
+
+
+class OperatingPointBody(BaseModel):
+    """Either both thresholds, or a target recall read off the serving model's trade-off table."""
+
+    model_config = ConfigDict(extra="forbid")
+    review_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    block_threshold: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    target_recall: float | None = Field(default=None, gt=0, le=1, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OperatingPointBody:
+        thresholds = self.review_threshold is not None and self.block_threshold is not None
+        if thresholds == (self.target_recall is not None):
+            raise ValueError("give review_threshold and block_threshold, or target_recall")
+        if thresholds and self.review_threshold > self.block_threshold:  # type: ignore[operator]
+            raise ValueError("review_threshold must not exceed block_threshold")
+        return self
+
+
+def read_operating_point(services: FraudServices, tenant_id: str) -> dict[str, Any]:
+    serving = choose_serving(FRAUD, services.models, tenant_id, "operating-point", allow_challenger=False,
+                             with_shadow=False)
+    with services.transactions.transaction() as tx:
+        point = operating_point(services, tx, tenant_id, serving)
+    chosen = serving.answering.version.manifest.get("operating_point", {}) if serving.answering else {}
+    return {**point, "model_version": serving.label, "scope": serving.scope,
+            "trained_at_target_recall": chosen.get("target_recall"), "tradeoff": chosen.get("tradeoff", [])}
+
+
+def move_operating_point(services: FraudServices, tenant_id: str, body: OperatingPointBody, actor: str) -> dict[str, Any]:
+    if body.target_recall is not None:
+        current = read_operating_point(services, tenant_id)
+        reaching = [row for row in current["tradeoff"] if (row["recall"] or 0) >= body.target_recall]
+        if not reaching:
+            raise InvalidInput("no serving model's trade-off table reaches that recall",
+                               [])
+        review = max(row["threshold"] for row in reaching)
+        block = max(review, current["block_threshold"])
+    else:
+        review, block = body.review_threshold, body.block_threshold  # type: ignore[assignment]
+    with services.transactions.transaction() as tx:
+        services.operating_points.set(tx, tenant_id, review, block, actor)
+    return read_operating_point(services, tenant_id)

@@ -1,0 +1,74 @@
+"""Reading bulk-import files: CSV (with a header) or NDJSON (`.ndjson`/`.jsonl`), one record per
+line with its line number, so an import can report every bad row by line. A CSV empty cell is an
+absent value; list columns are `;`-separated; boolean columns take true/false/1/0/yes/no."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+_TRUE = {"true", "t", "1", "yes"}
+_FALSE = {"false", "f", "0", "no"}
+INVALID_JSON = "__invalid_json__"
+EXTRA_COLUMNS = "__extra_columns__"
+
+
+def csv_records(path: Path, *, list_columns: frozenset[str] = frozenset(),
+                bool_columns: frozenset[str] = frozenset()) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        for row in reader:
+            record: dict[str, Any] = {}
+            for name, value in zip(header, row, strict=False):
+                if value == "":
+                    continue
+                if name in list_columns:
+                    record[name] = [item for item in value.split(";") if item]
+                elif name in bool_columns:
+                    flag = value.strip().lower()
+                    record[name] = True if flag in _TRUE else False if flag in _FALSE else value
+                else:
+                    record[name] = value
+            if len(row) > len(header):
+                record[EXTRA_COLUMNS] = row[len(header):]
+            yield reader.line_num, record
+
+
+def ndjson_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if text.strip():
+                try:
+                    yield line, json.loads(text)
+                except json.JSONDecodeError as exc:
+                    yield line, {INVALID_JSON: str(exc)}
+
+
+def file_records(path: Path, *, list_columns: frozenset[str] = frozenset(),
+                 bool_columns: frozenset[str] = frozenset()) -> Iterator[tuple[int, dict[str, Any]]]:
+    if path.suffix in (".ndjson", ".jsonl"):
+        return ndjson_records(path)
+    return csv_records(path, list_columns=list_columns, bool_columns=bool_columns)
+
+
+def check_record_shape(record: Any) -> dict[str, Any]:
+    """The problems every format can have before validation: not an object, not JSON, extra cells."""
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if INVALID_JSON in record:
+        raise ValueError(f"not JSON: {record[INVALID_JSON]}")
+    if EXTRA_COLUMNS in record:
+        raise ValueError("more values than header columns")
+    return record
+
+
+def describe_problem(exc: ValidationError | ValueError) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+    return str(exc)

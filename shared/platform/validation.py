@@ -1,0 +1,11 @@
+"""Value types every intake validates the same way (pydantic constraints)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import StringConstraints
+
+# Client-chosen ids: letters, digits and _.:@/- (no spaces, quotes or control characters).
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/-]+$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
