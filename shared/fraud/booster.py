@@ -43,7 +43,7 @@ class FraudBooster:
     def contributions(self, design: NDArray[np.float64]) -> NDArray[np.float64]:
         """Exact per-feature contributions (TreeSHAP) to the log-odds; the last column is the bias."""
         xgboost = import_xgboost()
-        matrix = xgboost.DMatrix(design, missing=np.nan, feature_names=list(self.feature_names))
+        matrix = xgboost.DMatrix(design, missing=np.nan, feature_names=list(self.feature_names), nthread=1)
         result: NDArray[np.float64] = np.asarray(self.booster.predict(matrix, pred_contribs=True), dtype=np.float64)
         return result
 
@@ -55,6 +55,9 @@ class FraudBooster:
         xgboost = import_xgboost()
         booster = xgboost.Booster()
         booster.load_model(bytearray(data))
+        # One row per request: OpenMP threads cost more to wake than they save (16 ms against
+        # under 1 ms per prediction, measured on 2 busy cores).
+        booster.set_param({"nthread": 1})
         if booster.num_features() != len(feature_names):
             raise ValueError(f"booster has {booster.num_features()} features, the kind {len(feature_names)}")
         names = booster.feature_names

@@ -87,7 +87,7 @@ class EventColumns:
             tenant=objects("tenant_id"), user=objects("user_id"), site=objects("site_id"),
             device=objects("device_id"),
             is_check_in=np.array([r["event_type"] == "check_in" for r in rows], dtype=bool),
-            t=np.array([_epoch(r["occurred_at"]) for r in rows], dtype=np.int64),  # type: ignore[arg-type]
+            t=np.array([r["t"] if "t" in r else _epoch(r["occurred_at"]) for r in rows], dtype=np.int64),  # type: ignore[arg-type]
             latitude=floats("latitude"), longitude=floats("longitude"), gps_accuracy_m=floats("gps_accuracy_m"),
             face=floats("face_match_confidence"),
             biometric_failed=np.array([r.get("biometric_verified") is False for r in rows], dtype=bool),
@@ -95,6 +95,8 @@ class EventColumns:
 
 
 def _epoch(value: datetime) -> int:
+    """Rows from the database carry `t` (epoch seconds, cheaper to read than a timestamp);
+    others carry `occurred_at`."""
     return int(value.timestamp())
 
 
