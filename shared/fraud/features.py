@@ -100,17 +100,54 @@ def _epoch(value: datetime) -> int:
     return int(value.timestamp())
 
 
-class _Codes:
-    """Stable integer codes for group keys shared by history and targets."""
+def _factorize(values: list[object]) -> tuple[NDArray[np.int64], list[object]]:
+    """Dense integer codes in first-seen order, and the distinct values (one dict pass: a string
+    sort is slower, and pandas stays off the request path)."""
+    distinct = list(dict.fromkeys(values))
+    index = {value: code for code, value in enumerate(distinct)}
+    return np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values)), distinct
 
-    def __init__(self) -> None:
-        self._index: dict[object, int] = {}
 
-    def __call__(self, *parts: NDArray[np.object_]) -> NDArray[np.int64]:
-        index = self._index
-        keys: Iterable[object] = zip(*parts, strict=True) if len(parts) > 1 else parts[0]
-        return np.fromiter((index.setdefault(k, len(index)) for k in keys), dtype=np.int64,
-                           count=len(parts[0]))
+def _pair(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Dense codes of (a, b) pairs."""
+    combined = a * (int(b.max(initial=0)) + 1) + b
+    return np.unique(combined, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Groups:
+    """Group codes of history rows followed by target rows (one coding, so the two agree)."""
+
+    tenant: NDArray[np.int64]
+    user: NDArray[np.int64]
+    device: NDArray[np.int64]
+    site: NDArray[np.int64]  # (tenant, site)
+    user_site: NDArray[np.int64]
+    user_device: NDArray[np.int64]
+    tenants: list[object]
+    site_names: list[str]  # "tenant|site" per site code
+
+    @classmethod
+    def of(cls, history: EventColumns, targets: EventColumns) -> _Groups:
+        same = history is targets
+
+        def joined(name: str) -> list[object]:
+            values = getattr(history, name).tolist()
+            return values if same else values + getattr(targets, name).tolist()
+
+        tenant, tenants = _factorize(joined("tenant"))
+        user = _pair(tenant, _factorize(joined("user"))[0])
+        device = _pair(tenant, _factorize(joined("device"))[0])
+        raw_site, raw_names = _factorize(joined("site"))
+        site = _pair(tenant, raw_site)
+        first = np.zeros(int(site.max(initial=-1)) + 1, dtype=np.int64)
+        first[site[::-1]] = np.arange(len(site))[::-1]  # a row of each site code
+        names = [f"{tenants[tenant[i]]}|{raw_names[raw_site[i]]}" for i in first.tolist()]
+        return cls(tenant, user, device, site, _pair(user, site), _pair(user, device), tenants, names)
+
+    def split(self, name: str, history_rows: int, same: bool) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        codes: NDArray[np.int64] = getattr(self, name)
+        return (codes, codes) if same else (codes[:history_rows], codes[history_rows:])
 
 
 @dataclass(frozen=True)
@@ -154,20 +191,19 @@ def _at(values: NDArray[Any], rows: NDArray[np.int64]) -> NDArray[np.float64]:
     return np.where(rows >= 0, picked, np.nan)
 
 
-def local_time(t: NDArray[np.int64], sites: NDArray[np.object_], site_table: Mapping[str, Site]) -> NDArray[np.int64]:
-    """Epoch seconds shifted to each event's site-local wall clock (UTC offsets per distinct hour
+def local_time(t: NDArray[np.int64], zones: NDArray[np.object_]) -> NDArray[np.int64]:
+    """Epoch seconds shifted to each event's wall clock in its zone (UTC offsets per distinct hour
     and zone, so a year of events costs a few thousand zone look-ups, not one per event)."""
-    zones = np.array([site_table[s].timezone if s in site_table else "UTC" for s in sites], dtype=object)
     shifted = t.copy()
     for zone_name in set(zones.tolist()):
-        mask = zones == zone_name
         if zone_name == "UTC":
             continue
+        mask = zones == zone_name
         zone = ZoneInfo(zone_name)
         hours, inverse = np.unique(t[mask] // HOUR, return_inverse=True)
         offsets = np.array([datetime.fromtimestamp(int(h) * HOUR, UTC).astimezone(zone).utcoffset().total_seconds()  # type: ignore[union-attr]
                             for h in hours], dtype=np.int64)
-        shifted[mask] = t[mask] + offsets[inverse]
+        shifted[mask] = t[mask] + offsets[inverse.reshape(-1)]
     return shifted
 
 
@@ -201,15 +237,19 @@ def compute_features(
     n = len(targets)
     if n == 0:
         return {name: np.zeros(0) for name in FEATURE_NAMES}
-    codes = _Codes()
-    h_user, q_user = codes(history.tenant, history.user), codes(targets.tenant, targets.user)
-    h_device, q_device = codes(history.tenant, history.device), codes(targets.tenant, targets.device)
-    h_site_key = np.array([f"{a}|{b}" for a, b in zip(history.tenant, history.site, strict=True)], dtype=object)
-    q_site_key = np.array([f"{a}|{b}" for a, b in zip(targets.tenant, targets.site, strict=True)], dtype=object)
-    h_site, q_site = codes(h_site_key), codes(q_site_key)
-    h_user_site, q_user_site = codes(history.user, h_site_key), codes(targets.user, q_site_key)
-    h_user_device = codes(history.user, history.device, history.tenant)
-    q_user_device = codes(targets.user, targets.device, targets.tenant)
+    same = history is targets
+    groups = _Groups.of(history, targets)
+    h_user, q_user = groups.split("user", len(history), same)
+    h_device, q_device = groups.split("device", len(history), same)
+    h_site, q_site = groups.split("site", len(history), same)
+    h_user_site, q_user_site = groups.split("user_site", len(history), same)
+    h_user_device, q_user_device = groups.split("user_device", len(history), same)
+    _, q_tenant = groups.split("tenant", len(history), same)
+    known = [site_table.get(name) for name in groups.site_names]
+    site_zone = np.array([s.timezone if s else "UTC" for s in known], dtype=object)
+    site_lat_by_code = np.array([s.latitude if s else np.nan for s in known], dtype=np.float64)
+    site_lon_by_code = np.array([s.longitude if s else np.nan for s in known], dtype=np.float64)
+    site_radius_by_code = np.array([s.radius_m if s else np.nan for s in known], dtype=np.float64)
 
     times = np.concatenate((history.t, targets.t))
     origin = int(times.min()) - HISTORY_DAYS * DAY - 1
@@ -223,20 +263,19 @@ def compute_features(
     out: dict[str, NDArray[np.float64]] = {}
 
     # -- temporal, in the site's local time --------------------------------------------------
-    q_local = local_time(targets.t, q_site_key, site_table)
+    q_local = local_time(targets.t, site_zone[q_site])
     local_day = q_local // DAY
     out["hour_of_day"] = ((q_local % DAY) // HOUR).astype(np.float64)
     out["day_of_week"] = ((local_day + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday: Monday = 0
     out["is_weekend"] = (out["day_of_week"] >= 5).astype(np.float64)
-    holiday_keys = {f"{tenant}|{day.toordinal()}" for tenant, day in holidays}
+    tenant_code = {tenant: code for code, tenant in enumerate(groups.tenants)}
     epoch_ordinal = date(1970, 1, 1).toordinal()
-    out["is_holiday"] = np.array([f"{tenant}|{int(d) + epoch_ordinal}" in holiday_keys
-                                  for tenant, d in zip(targets.tenant, local_day, strict=True)], dtype=np.float64)
+    holiday_keys = np.array([tenant_code[t] * 1_000_000 + day.toordinal() - epoch_ordinal
+                             for t, day in holidays if t in tenant_code], dtype=np.int64)
+    out["is_holiday"] = np.isin(q_tenant * 1_000_000 + local_day, holiday_keys).astype(np.float64)
 
     # -- location ------------------------------------------------------------------------------
-    site_lat = np.array([site_table[k].latitude if k in site_table else np.nan for k in q_site_key])
-    site_lon = np.array([site_table[k].longitude if k in site_table else np.nan for k in q_site_key])
-    site_radius = np.array([site_table[k].radius_m if k in site_table else np.nan for k in q_site_key])
+    site_lat, site_lon, site_radius = site_lat_by_code[q_site], site_lon_by_code[q_site], site_radius_by_code[q_site]
     out["gps_drift_meters"] = np.maximum(haversine_m(targets.latitude, targets.longitude, site_lat, site_lon)
                                          - site_radius, 0.0)
     has_gps = ~np.isnan(history.latitude)
@@ -258,7 +297,7 @@ def compute_features(
     per_day = (ci_right - ci_left_30) / 30.0
     out["check_in_frequency_zscore"] = ((ci_right - ci_left_1) - per_day) / np.sqrt(per_day + 0.25)
 
-    h_local = local_time(history.t, h_site_key, site_table)
+    h_local = q_local if same else local_time(history.t, site_zone[h_site])
     h_minutes = ((h_local % DAY) / 60.0).astype(np.float64)
     # Each past check-in's own usual start (its 30 days before), so "late" is judged as it was then.
     h_ci_left, h_ci_right = check_ins.bounds(h_user, history.t, 30 * DAY)
