@@ -45,7 +45,7 @@ class AppContext:
 
     @cached_property
     def database(self) -> Database:
-        return Database(self.database_url)
+        return Database(self.database_url, statement_timeout=self.settings.statement_timeout_seconds)
 
     @cached_property
     def object_store(self) -> ObjectStore:
