@@ -70,6 +70,12 @@ class AppContext:
     def serving_models(self) -> ServingModels:
         return ServingModels(self.registry, refresh_seconds=self.settings.model_refresh_seconds)
 
+    def loaded_serving_models(self) -> ServingModels | None:
+        """The serving cache if this process built one (health must not build it: that may fetch
+        the signing key from Secrets Manager)."""
+        built = self.__dict__.get("serving_models")
+        return built if isinstance(built, ServingModels) else None
+
     @cached_property
     def tenants(self) -> TenantDirectory:
         return TenantDirectory(self.database)

@@ -116,3 +116,41 @@ def test_only_postgres_uuid_forms_are_ids() -> None:
     assert is_uuid(str(value)) and is_uuid(value.hex) and is_uuid(str(value).upper())
     for odd in (f"urn:uuid:{value}", f"{{{value}}}", f"{value}\n", f"{str(value)[:8]}{str(value)[9:]}", ""):
         assert not is_uuid(odd), odd
+
+
+def _conflict_model(context: Any, tenant_id: str | None) -> Any:
+    import numpy as np
+
+    from shared.conflict.model import FEATURE_NAMES, LinearConflictModel
+
+    n = len(FEATURE_NAMES)
+    model = LinearConflictModel(FEATURE_NAMES, np.zeros(n), np.ones(n), np.full(n, 0.1), -1.0)
+    version = context.registry.register(kind="conflict", tenant_id=tenant_id, artifact=model.to_artifact(),
+                                        artifact_format="json", manifest={}, actor="test")
+    context.registry.activate(version.version_id, actor="test")
+    return version
+
+
+PREDICT = b'{"domain": "voice", "user_id": "u1", "entity_type": "recording", "entity_id": "r1"}'
+
+
+def test_a_warm_function_stops_serving_a_tampered_artifact_and_health_says_so(
+    client: Client, tenant_keys: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.context import get_context
+
+    context, acme = get_context(), tenant_keys["acme"]
+    own, shared = _conflict_model(context, acme["tenant_id"]), _conflict_model(context, None)
+    first = json.loads(client.http.post("/api/v2/predict/conflict", headers=auth(acme["client"]), body=PREDICT).body)
+    assert first["scope"] == "tenant" and first["model_version"] == own.label
+    # The object in S3 replaced behind the registry's back (the test settings refresh at once).
+    context.object_store.put(own.artifact_key, context.object_store.get(own.artifact_key).replace(b"-1.0", b"9.0"))
+    capsys.readouterr()
+    second = json.loads(client.http.post("/api/v2/predict/conflict", headers=auth(acme["client"]), body=PREDICT).body)
+    assert second["scope"] == "global" and second["model_version"] == shared.label
+    assert any(line.get("event") == "security.artifact_rejected" and line["version_id"] == own.version_id
+               for line in log_lines(capsys))
+    health = client.http.get("/health")
+    assert health.status_code == 503
+    assert json.loads(health.body)["checks"]["model_artifacts"] == {
+        "ok": False, "rejected": [{"kind": "conflict", "scope": "tenant"}]}
