@@ -99,6 +99,36 @@ def local_test_client(app_object: Chalice, stage_name: str = "local") -> Any:
     return client
 
 
+def wsgi_app(app_object: Chalice, config: Config) -> Any:
+    """The same gateway as a WSGI application: the contract test drives the app in-process with it."""
+    from http import HTTPStatus
+
+    gateway = ShapedLocalGateway(app_object, config)
+
+    def application(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        path = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+        if "?" not in path and environ.get("QUERY_STRING"):
+            path = f"{path}?{environ['QUERY_STRING']}"
+        headers = {
+            name[5:].replace("_", "-").lower(): value for name, value in environ.items() if name.startswith("HTTP_")
+        }
+        if environ.get("CONTENT_TYPE"):
+            headers["content-type"] = environ["CONTENT_TYPE"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else None
+        response = gateway.handle_request(environ["REQUEST_METHOD"], path, headers, body)
+        payload = response.get("body") or b""
+        if isinstance(payload, str):
+            payload = payload.encode()
+        status = int(response["statusCode"])
+        pairs = [(k, str(v)) for k, v in response["headers"].items()]
+        pairs += [(k, str(v)) for k, values in response.get("multiValueHeaders", {}).items() for v in values]
+        start_response(f"{status} {HTTPStatus(status).phrase}", pairs)
+        return [payload]
+
+    return application
+
+
 def main() -> int:
     from chalice.cli.factory import CLIFactory
 

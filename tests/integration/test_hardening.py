@@ -154,3 +154,14 @@ def test_a_warm_function_stops_serving_a_tampered_artifact_and_health_says_so(
     assert health.status_code == 503
     assert json.loads(health.body)["checks"]["model_artifacts"] == {
         "ok": False, "rejected": [{"kind": "conflict", "scope": "tenant"}]}
+
+
+def test_activate_takes_no_body_as_the_readme_says(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    acme = tenant_keys["acme"]
+    version = get_context().registry.register(
+        kind="fraud", tenant_id=acme["tenant_id"], artifact=b"{}", artifact_format="json", manifest={}, actor="t"
+    )
+    response = client.http.post(f"/api/v2/models/{version.version_id}/activate", headers=auth(acme["staff"]))
+    assert response.status_code == 200 and json.loads(response.body)["status"] == "active"
