@@ -76,6 +76,10 @@ class ShapedLocalGateway(LocalGateway):
 
 def _handler(app_object: Chalice, config: Config) -> Any:
     class Handler(ChaliceRequestHandler):
+        # Headers and body go out as two writes; with Nagle on, a keep-alive client waits for the
+        # delayed ACK (about 40 ms) on every request.
+        disable_nagle_algorithm = True
+
         def __init__(self, request: Any, client_address: Any, server: Any) -> None:
             self.local_gateway = ShapedLocalGateway(app_object, config)
             # BaseHTTPRequestHandler handles the request inside __init__: the gateway must be set.
