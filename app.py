@@ -4,6 +4,7 @@ from importlib import import_module
 
 from chalice import Chalice
 
+from functions.api_docs import docs_blueprint
 from functions.api_health import health_blueprint
 from functions.auth import auth_blueprint
 from functions.http import handle_request
@@ -14,6 +15,7 @@ app = Chalice(app_name="mlstack")
 app.register_middleware(handle_request, "http")
 app.register_blueprint(auth_blueprint)
 app.register_blueprint(health_blueprint)
+app.register_blueprint(docs_blueprint)
 for loop in SLICES:  # each slice's routes, from the one list of slices
     if loop.routes_module:
         app.register_blueprint(import_module(loop.routes_module).blueprint)

@@ -55,7 +55,8 @@ def _own_version(version_id: str, tenant_id: str) -> None:
 def activate_model(version_id: str) -> Response:
     request = models_blueprint.current_request
     principal = require_role(request, "staff")
-    body = parse_body(request, ActivateBody)
+    # The body is optional (README): no body is no reason.
+    body = parse_body(request, ActivateBody) if request.raw_body else ActivateBody()
     _own_version(version_id, principal.tenant_id)
     activated = get_context().registry.activate(
         version_id, actor=f"key:{principal.key_id}", reason=body.reason

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,13 @@ from shared.errors import (
 from shared.logs import configure_logging, log_event
 from shared.platform.tenants_repository import Principal
 
+# Limits on a request body, each a 400 (documented in README, "Limits"). The deepest body a route
+# takes is four levels ({"events": [{"fields_changed": [...]}]}).
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_JSON_DEPTH = 16
+MAX_INTEGER_DIGITS = 30
+# How long a client should wait before retrying a 503 (a database restart takes seconds).
+RETRY_AFTER_SECONDS = 5
 Body = TypeVar("Body", bound=BaseModel)
 
 STATUS_BY_ERROR: dict[type[MlstackError], int] = {
@@ -102,6 +109,58 @@ def request_id_of(request: Request) -> str:
     )
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range for a number")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise ValueError(f"integers have at most {MAX_INTEGER_DIGITS} digits")
+    return int(text)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON, iteratively (a recursive walk is what we are guarding)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                return level
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON from a request, refusing what the decoder or a later step would choke on: nesting deeper
+    than MAX_JSON_DEPTH (100,000 `[` exhaust the recursion limit), integers longer than
+    MAX_INTEGER_DIGITS (5,000 digits exceed Python's int-length limit), and NaN/Infinity (not JSON,
+    and unanswerable in JSON). Each is a 400, never a 500."""
+    try:
+        payload = json.loads(
+            raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant
+        )
+    except RecursionError:
+        raise InvalidInput(
+            "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidInput("request body is not JSON", [FieldProblem("body", str(exc))]) from None
+    if _depth(payload) > MAX_JSON_DEPTH:
+        raise InvalidInput(
+            "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
+        )
+    return payload
+
+
 @overload
 def parse_body(request: Request, model: type[Body]) -> Body: ...
 @overload
@@ -113,10 +172,7 @@ def parse_body(request: Request, model: type[Body] | None) -> Any:
         raise InvalidInput(
             "request body too large", [FieldProblem("body", f"at most {MAX_BODY_BYTES} bytes")]
         )
-    try:
-        payload = json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput("request body is not JSON", [FieldProblem("body", str(exc))]) from None
+    payload = decode_json(raw or b"null")
     if model is None:
         return payload
     return validated(model.model_validate, payload)
@@ -144,14 +200,47 @@ def require_role(request: Request, *roles: str) -> Principal:
     return principal
 
 
+def unavailable_response(code: str = "dependency_unavailable") -> Response:
+    return json_response(
+        error_body(code, "a dependency is unavailable; try again later"),
+        503,
+        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+# Chalice answers some requests itself, before or around the view, with {"Code", "Message"}:
+# an unsupported method (405), content type (415), an unhandled exception (500).
+CHALICE_CODES = {
+    "MethodNotAllowedError": "method_not_allowed",
+    "UnsupportedMediaType": "unsupported_media_type",
+    "BadRequest": "invalid_input",
+    "BadRequestError": "invalid_input",
+    "NotFoundError": "not_found",
+    "InternalServerError": "internal_error",
+}
+
+
+def in_error_shape(response: Response) -> Response:
+    """Chalice's own error bodies rewritten into the one shape (headers such as Allow are kept)."""
+    body = response.body
+    if response.status_code < 400 or not isinstance(body, dict) or "Code" not in body:
+        return response
+    code = CHALICE_CODES.get(str(body["Code"]), "internal_error" if response.status_code >= 500 else "bad_request")
+    message = str(body.get("Message", "")) if response.status_code < 500 else "internal error"
+    response.body = json.dumps(error_body(code, message))
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
 def error_response(exc: Exception) -> Response:
     if isinstance(exc, MlstackError):
         status = status_for(exc)
         if status >= 500:
             # Which host refused, which variable is malformed: for the log, not for the caller.
             log_event("server_error", logging.ERROR, code=exc.code, detail=exc.message)
-            message = "a dependency is unavailable; try again later" if status == 503 else "internal error"
-            return json_response(error_body(exc.code, message), status)
+            if status == 503:
+                return unavailable_response(exc.code)
+            return json_response(error_body(exc.code, "internal error"), status)
         return json_response(error_body(exc.code, exc.message, exc.fields), status)
     # Anything unexpected is a plain 500 without internals; the traceback goes to the log only.
     logging.getLogger("mlstack_errors").error("unhandled error", exc_info=exc)
@@ -190,6 +279,7 @@ def handle_request(event: Request, get_response: Callable[[Request], Response]) 
         response = get_response(event)
     except Exception as exc:  # noqa: BLE001
         response = error_response(exc)
+    response = in_error_shape(response)
     authorizer = (event.context or {}).get("authorizer") or {}
     response.headers["X-Request-Id"] = request_id
     log_event(

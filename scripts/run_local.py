@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The run command's body: embedded PostgreSQL, a local-folder object store, migrations, a demo
-tenant, then `chalice local` on http://127.0.0.1:8000. State lives in .mlstack/ and is reused by
+tenant, then `chalice local` (functions/local_gateway.py) on http://127.0.0.1:8000. State lives in .mlstack/ and is reused by
 the next run; Ctrl-C stops everything this started.
 """
 
@@ -98,9 +98,10 @@ def main() -> int:
             flush=True,
         )
         print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
+        # `chalice local` with API Gateway's gateway responses (401/403/404/503 in the error shape).
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "chalice"), "local", "--host", "127.0.0.1",
-             "--port", str(args.port), "--stage", "local", "--no-autoreload"],
+            [sys.executable, "-m", "functions.local_gateway", "--host", "127.0.0.1",
+             "--port", str(args.port), "--stage", "local"],
             cwd=ROOT,
         )
         try:

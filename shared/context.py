@@ -45,7 +45,7 @@ class AppContext:
 
     @cached_property
     def database(self) -> Database:
-        return Database(self.database_url)
+        return Database(self.database_url, statement_timeout=self.settings.statement_timeout_seconds)
 
     @cached_property
     def object_store(self) -> ObjectStore:
@@ -69,6 +69,12 @@ class AppContext:
     @cached_property
     def serving_models(self) -> ServingModels:
         return ServingModels(self.registry, refresh_seconds=self.settings.model_refresh_seconds)
+
+    def loaded_serving_models(self) -> ServingModels | None:
+        """The serving cache if this process built one (health must not build it: that may fetch
+        the signing key from Secrets Manager)."""
+        built = self.__dict__.get("serving_models")
+        return built if isinstance(built, ServingModels) else None
 
     @cached_property
     def tenants(self) -> TenantDirectory:

@@ -37,6 +37,10 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # How often a warm function re-reads which model version is active.
     model_refresh_seconds: float = Field(default=60.0, ge=0, le=3600)
+    # Longest a statement may run (PostgreSQL's statement_timeout; 0: no limit). The API's
+    # functions set it (.chalice/config.json) so a stalled database is a 503, not a hang; the
+    # jobs leave it off (a training extraction can take minutes).
+    statement_timeout_seconds: float = Field(default=0.0, ge=0, le=900)
     stage: str = "local"
 
     @field_validator("database_url")

@@ -7,9 +7,9 @@ transaction per use case through `Database.transaction()`.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import threading
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +26,11 @@ from shared.errors import Conflict, DependencyUnavailable, InvalidInput
 UNIQUE_VIOLATION = "23505"
 DATA_EXCEPTION_CLASS = "22"
 UNDEFINED_TABLE = "42P01"
+QUERY_CANCELED = "57014"  # statement_timeout, or a cancel from outside
+# The server cannot serve now, through no fault of the request: connection exceptions (08),
+# insufficient resources (53, e.g. too many connections), operator intervention (57P, e.g. a
+# shutdown terminating the session), and a statement cut short by statement_timeout.
+UNAVAILABLE_CLASSES = ("08", "53", "57P", QUERY_CANCELED)
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,16 @@ class ConnectionParameters:
         return context
 
 
+# What PostgreSQL's uuid input takes and Python's uuid.UUID also would: 32 hex digits, hyphenated
+# in the standard places or not at all. uuid.UUID alone is wider (`urn:uuid:…`, braces, hyphens
+# anywhere), and such an id reached SQL and came back as a 400 with the database's message.
+_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}(-?)[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{4}\1[0-9a-fA-F]{12}")
+
+
 def is_uuid(value: str) -> bool:
     """Ids from URLs and the CLI are checked before they reach SQL: a malformed one is simply not
     found (and a uuid column compared as uuid keeps its index)."""
-    try:
-        uuid.UUID(str(value))
-    except ValueError:
-        return False
-    return True
+    return _UUID_TEXT.fullmatch(str(value)) is not None
 
 
 def sql_state(exc: BaseException) -> str | None:
@@ -81,6 +88,11 @@ def sql_state(exc: BaseException) -> str | None:
     if isinstance(exc, DatabaseError) and exc.args and isinstance(exc.args[0], dict):
         return exc.args[0].get("C")
     return None
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    state = sql_state(exc)
+    return state is not None and state.startswith(UNAVAILABLE_CLASSES)
 
 
 def _raise_domain_error(exc: BaseException) -> None:
@@ -96,6 +108,8 @@ def _raise_domain_error(exc: BaseException) -> None:
         raise InvalidInput(f"a value was refused: {detail.get('M', '')}") from exc
     if state == UNDEFINED_TABLE:
         raise DependencyUnavailable("database schema missing: run `mlstack db migrate`") from exc
+    if _is_unavailable(exc):
+        raise DependencyUnavailable(f"database unavailable ({state}): {detail.get('M', '')}") from exc
 
 
 # pg8000 turns `:name` parameters into `$n` by scanning the SQL text character by character on
@@ -155,10 +169,19 @@ class Database:
 
     # pg8000's timeout bounds every socket read, not only the connect: it must outlast the
     # longest query (a training extraction), while still ending a read from a dead server.
-    def __init__(self, url: str, *, socket_timeout: float = 300.0, application_name: str = "mlstack"):
+    # statement_timeout (seconds, 0: none) is set on the session at connect: a request against a
+    # stalled database then fails in bounded time (a 503) instead of hanging until the socket
+    # timeout.
+    def __init__(
+        self, url: str, *, socket_timeout: float = 300.0, application_name: str = "mlstack",
+        statement_timeout: float = 0.0,
+    ):
         self._parameters = ConnectionParameters.from_url(url)
         self._socket_timeout = socket_timeout
         self._application_name = application_name
+        self._startup_params = (
+            {"statement_timeout": str(int(statement_timeout * 1000))} if statement_timeout > 0 else None
+        )
         self._local = threading.local()
 
     def _connect(self) -> pg8000.native.Connection:
@@ -174,6 +197,7 @@ class Database:
                 ssl_context=p.ssl_context(),
                 timeout=self._socket_timeout,
                 application_name=self._application_name,
+                startup_params=self._startup_params,
             )
         except (InterfaceError, OSError, DatabaseError) as exc:
             raise DependencyUnavailable(f"database unreachable: {exc}") from exc
@@ -202,7 +226,10 @@ class Database:
             try:
                 connection.run("BEGIN")
                 return connection
-            except (InterfaceError, OSError) as exc:
+            except (InterfaceError, OSError, DatabaseError) as exc:
+                # A restarted server first answers a cached session with FATAL 57P01: same case.
+                if isinstance(exc, DatabaseError) and not _is_unavailable(exc):
+                    raise
                 self._discard_connection()
                 if attempt == 2:
                     raise DependencyUnavailable(f"database unreachable: {exc}") from exc

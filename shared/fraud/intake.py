@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -52,6 +52,15 @@ class AttendanceEventIn(BaseModel):
     gps_accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     face_match_confidence: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     biometric_verified: bool | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # Local-time features need a real calendar year; an attendance record older than 2000 or
+        # after 2100 is a client's clock gone wrong.
+        if not 2000 <= value.astimezone(UTC).year < 2100:
+            raise ValueError("occurred_at must be between 2000 and 2100")
+        return value
 
     @model_validator(mode="after")
     def _position_complete(self) -> AttendanceEventIn:

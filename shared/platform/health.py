@@ -32,5 +32,12 @@ def check_health(context: AppContext) -> tuple[bool, dict[str, Any]]:
             # Before migrations ran there is no registry table; health says so instead of failing.
             healthy = False
             checks["database"] = {"ok": False, "error": exc.message}
+    # Artifacts this process refused (tampered or unusable) among the versions chosen to serve:
+    # predictions fall back meanwhile, and the operator must act. Kind and scope only: public.
+    serving = context.loaded_serving_models()
+    rejected = serving.rejected() if serving is not None else []
+    refused = sorted({(version.kind, version.scope) for version in rejected})
+    checks["model_artifacts"] = {"ok": not refused, "rejected": [{"kind": k, "scope": s} for k, s in refused]}
+    healthy = healthy and not rejected
     body = {"status": "ok" if healthy else "degraded", "checks": checks, "active_models": active}
     return healthy, body

@@ -1,8 +1,11 @@
 """Which versions serve, and their loaded models, cached in the process.
 
-Loaded models are kept by version id (a version's bytes never change). Which versions serve a
-(kind, tenant) is re-read at most every `refresh_seconds`, so an activation reaches warm functions
-within that time without a redeploy.
+Loaded models are kept by version id. Which versions serve a (kind, tenant) is re-read at most
+every `refresh_seconds`, so an activation reaches warm functions within that time without a
+redeploy. A version's bytes should never change, but the object store is outside the registry's
+control: on the same refresh, the stored object of every loaded version in use is fetched and
+verified again (one GET, SHA-256 and HMAC per version and interval), so a tampered artifact stops
+serving within the interval, not at the next cold start.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class ServingModels:
         self._choices: dict[tuple[str, str | None], tuple[float, ServingChoice]] = {}
         self._loaded: OrderedDict[str, Any] = OrderedDict()
         self._failures: dict[str, tuple[float, MlstackError]] = {}
+        self._rejected: dict[str, ModelVersion] = {}
         self._lock = threading.Lock()
 
     def choice(self, kind: str, tenant_id: str | None) -> ServingChoice:
@@ -65,8 +69,34 @@ class ServingModels:
             challenger=next((s.challenger for s in scopes if s.challenger is not None), None),
             shadow=next((s.shadow for s in scopes if s.shadow is not None), None),
         )
+        self._recheck_loaded(choice, now)
         self._choices[key] = (now, choice)
         return choice
+
+    def _recheck_loaded(self, choice: ServingChoice, now: float) -> None:
+        for version in (*choice.champions, choice.challenger, choice.shadow):
+            if version is None or version.version_id not in self._loaded:
+                continue
+            try:
+                # Logs security.artifact_rejected and audits it when the bytes no longer verify.
+                self._registry.load_verified_bytes(version)
+            except ArtifactRejected as exc:
+                with self._lock:
+                    self._loaded.pop(version.version_id, None)
+                    self._failures[version.version_id] = (now, exc)
+                    self._rejected[version.version_id] = version
+            except MlstackError:
+                pass  # the store is unreachable: the copy verified at load keeps serving
+
+    def rejected(self) -> list[ModelVersion]:
+        """Versions in use (chosen to serve) whose artifact was refused, for /health."""
+        in_use = {
+            version.version_id
+            for _, choice in list(self._choices.values())
+            for version in (*choice.champions, choice.challenger, choice.shadow)
+            if version is not None
+        }
+        return [version for version_id, version in list(self._rejected.items()) if version_id in in_use]
 
     def load(self, version: ModelVersion, build: Callable[[bytes], Built], *, artifact_format: str = "json") -> Built:
         """The serving object of a version: fetched, verified, built once.
@@ -91,13 +121,17 @@ class ServingModels:
             if isinstance(exc, MlstackError):
                 with self._lock:
                     self._failures[key] = (now, exc)
+                    if isinstance(exc, ArtifactRejected):
+                        self._rejected[key] = version
                 raise
             refused = ArtifactRejected(f"{version.label}: {exc}")
             with self._lock:
                 self._failures[key] = (now, refused)
+                self._rejected[key] = version
             raise refused from exc
         with self._lock:
             self._failures.pop(key, None)
+            self._rejected.pop(key, None)
             self._loaded[key] = model
             while len(self._loaded) > self._max_loaded:
                 self._loaded.popitem(last=False)

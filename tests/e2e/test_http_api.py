@@ -45,8 +45,8 @@ def api_url(app_environment: dict[str, str], tmp_path: Path) -> Iterator[str]:
     # A file, not a pipe: nobody reads the server's log while it runs, and a full pipe blocks it.
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "chalice"), "local", "--host", "127.0.0.1", "--port", str(port),
-         "--stage", "local", "--no-autoreload"],
+        [sys.executable, "-m", "functions.local_gateway", "--host", "127.0.0.1", "--port", str(port),
+         "--stage", "local"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log,
     )
     base = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from functions.local_gateway import local_test_client
 from tests.conftest import auth
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 def client(app_environment: dict[str, str]) -> Iterator[Client]:
     from app import app
 
-    with Client(app, stage_name="local") as test_client:
+    with local_test_client(app) as test_client:
         yield test_client
 
 

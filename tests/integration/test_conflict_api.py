@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
+from functions.local_gateway import local_test_client
 from tests.conftest import auth
 
 pytestmark = pytest.mark.integration
@@ -23,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def client(app_environment: dict[str, str]) -> Iterator[Client]:
     from app import app
 
-    with Client(app, stage_name="local") as test_client:
+    with local_test_client(app) as test_client:
         yield test_client
 
 
@@ -165,6 +166,8 @@ def test_request_path_never_imports_scikit_learn(app_environment: dict[str, str]
     probe = f"""
 import json, sys
 from chalice.test import Client
+
+from functions.local_gateway import local_test_client
 from app import app
 with Client(app) as c:
     r = c.http.post('/api/v2/predict/conflict', headers={{'Authorization': 'Bearer {tenant_keys['acme']['client']}'}},

@@ -410,3 +410,28 @@ def test_alerts_topic_accepts_messages(deployed: dict[str, str], aws_endpoint_ur
     sns = aws_client("sns", endpoint_url=aws_endpoint_url)
     response = sns.publish(TopicArn=deployed["AlertsTopicArn"], Subject="infra", Message="probe")
     assert response["MessageId"]
+
+
+def test_api_gateways_own_answers_are_in_the_error_shape_with_a_request_id(merged_template: dict[str, Any]) -> None:
+    from functions.gateway_responses import GATEWAY_RESPONSES
+
+    api = merged_template["Resources"]["RestAPI"]["Properties"]
+    deployed = api["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+    assert set(deployed) == set(GATEWAY_RESPONSES)
+    for kind, answer in GATEWAY_RESPONSES.items():
+        response = deployed[kind]
+        assert response["statusCode"] == answer.status, kind
+        body = json.loads(response["responseTemplates"]["application/json"])
+        assert body == {"error": {"code": answer.code, "message": answer.message, "fields": []}}, kind
+        headers = response["responseParameters"]
+        assert headers["gatewayresponse.header.X-Request-Id"] == "context.requestId", kind
+        if answer.retry_after is not None:
+            assert headers["gatewayresponse.header.Retry-After"] == f"'{answer.retry_after}'", kind
+    # The database down during the key check: a 503 a client retries, not API Gateway's 500.
+    assert deployed["AUTHORIZER_FAILURE"]["statusCode"] == 503
+
+
+def test_the_stage_is_throttled(merged_template: dict[str, Any]) -> None:
+    settings = merged_template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
+    assert [(s["ResourcePath"], s["HttpMethod"]) for s in settings] == [("/*", "*")]
+    assert 0 < settings[0]["ThrottlingRateLimit"] <= settings[0]["ThrottlingBurstLimit"]

@@ -195,3 +195,33 @@ def test_a_shadow_is_scored_and_logged_on_every_request_but_never_answers(world:
     assert {m["model_label"] for m in metrics} == {champion.label, shadow.label}  # each judged live
     registry.activate(shadow.version_id, actor="test")  # promoting a shadow ends its shadow role
     assert registry.get(shadow.version_id).shadow is False
+
+
+def test_a_warm_process_notices_a_tampered_artifact_within_the_refresh_interval(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from shared.logs import configure_logging
+
+    configure_logging()
+    now = [0.0]
+    world["models"] = ServingModels(world["registry"], refresh_seconds=60, clock=lambda: now[0])
+    own, shared = train(world, "t1"), train(world)
+    world["registry"].activate(own.version_id, actor="t")
+    world["registry"].activate(shared.version_id, actor="t")
+    assert predict(world, "t1", 0.7, "r1")["scope"] == "tenant"
+    original = world["store"].get(own.artifact_key)
+    world["store"].put(own.artifact_key, b'{"slope": 40.0, "offset": 0.0}')  # swapped in the store
+    now[0] = 59.0
+    assert predict(world, "t1", 0.7, "r2")["scope"] == "tenant"  # the verified copy, until the refresh
+    assert world["models"].rejected() == []
+    now[0] = 61.0
+    assert predict(world, "t1", 0.7, "r3")["scope"] == "global"
+    assert [v.version_id for v in world["models"].rejected()] == [own.version_id]
+    logged = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "security.artifact_rejected" and line["version_id"] == own.version_id
+               for line in logged)
+    # The signed bytes put back: the next refresh serves the tenant's model again, nothing reported.
+    world["store"].put(own.artifact_key, original)
+    now[0] = 200.0
+    assert predict(world, "t1", 0.7, "r4")["scope"] == "tenant"
+    assert world["models"].rejected() == []
