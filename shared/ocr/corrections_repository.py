@@ -117,13 +117,13 @@ class InMemoryCorrectionRepository:
         results = []
         for new in corrections:
             key = (tenant_id, new.reading_id, new.correction_type, new.corrected_text)
-            existing = next((c for c in self.memory.corrections
+            existing = next((c for c in self.memory.by_reading.get(new.reading_id, ())
                              if (c["tenant_id"], c["reading_id"], c["correction_type"], c["corrected_text"]) == key), None)
             if existing is not None:
                 results.append((existing["correction_id"], False))
                 continue
             row = {"correction_id": str(uuid.uuid4()), "tenant_id": tenant_id, **new.__dict__,
                    "created_at": datetime.now(UTC)}
-            self.memory.corrections.append(row)
+            self.memory.add_correction(row)
             results.append((row["correction_id"], True))
         return results

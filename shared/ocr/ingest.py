@@ -8,6 +8,7 @@ line and then nothing of the file is stored.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,12 @@ def ingest_readings(services: OcrServices, tenant_id: str, path: Path) -> dict[s
         return reading
 
     rows = validated_rows(path, parse)
+    return store_history(services, tenant_id, rows, path.name)
+
+
+def store_history(services: OcrServices, tenant_id: str, rows: Sequence[tuple[int, OcrReading]],
+                  name: str = "the batch") -> dict[str, Any]:
+    """Store (line, reading) rows as unscored history in one transaction, idempotently."""
     stored = 0
     with services.transactions.transaction() as tx:
         for start in range(0, len(rows), CHUNK):
@@ -48,7 +55,7 @@ def ingest_readings(services: OcrServices, tenant_id: str, path: Path) -> dict[s
             changed = [FieldProblem(f"line {line}", "client_reading_id already stored with other content")
                        for line, r in chunk if r.client_reading_id in known and not same_content(known[r.client_reading_id], r)]
             if changed:
-                raise InvalidInput(f"{len(changed)} changed reading(s) in {path.name}; nothing was stored", changed[:20])
+                raise InvalidInput(f"{len(changed)} changed reading(s) in {name}; nothing was stored", changed[:20])
             new = [AssessedReading(str(uuid.uuid4()), r, _normalized(r), None, False, ())
                    for _, r in chunk if r.client_reading_id not in known]
             stored += len(services.readings.insert(tx, tenant_id, new))
@@ -63,7 +70,12 @@ def ingest_corrections(services: OcrServices, tenant_id: str, path: Path) -> dic
             raise ValueError(f"missing {', '.join(sorted(missing))}")
         return record
 
-    rows = validated_rows(path, parse)
+    return store_corrections(services, tenant_id, validated_rows(path, parse), path.name)
+
+
+def store_corrections(services: OcrServices, tenant_id: str, rows: Sequence[tuple[int, dict[str, Any]]],
+                      name: str = "the batch") -> dict[str, Any]:
+    """Store (line, {client_reading_id, corrected_text, correction_type}) rows in one transaction."""
     with services.transactions.transaction() as tx:
         readings = services.corrections.readings_by_client_id(tx, tenant_id, [r["client_reading_id"] for _, r in rows])
         judged, problems = [], []
@@ -82,7 +94,7 @@ def ingest_corrections(services: OcrServices, tenant_id: str, path: Path) -> dic
             judged.append(judge_correction(reading["source_type"], str(reading["reading_id"]), reading["ocr_text"],
                                            request.corrected_text, request.correction_type))
         if problems:
-            raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored", problems[:20])
+            raise InvalidInput(f"{len(problems)} bad row(s) in {name}; nothing was stored", problems[:20])
         results = services.corrections.add(tx, tenant_id, judged)
     created = sum(1 for _, new in results if new)
     return {"rows": len(rows), "stored": created, "already_present": len(rows) - created,

@@ -92,13 +92,25 @@ def fit_error_model(design: NDArray[np.float64], labels: NDArray[np.bool_], iter
     penalty[-1] = 0.0
     beta = np.zeros(x.shape[1])
     beta[-1] = math.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3))
+
+    def loss(b: NDArray[np.float64]) -> float:
+        z = x @ b
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * b * b))
+
+    current = loss(beta)
     for _ in range(iterations):
         p = 0.5 * (1.0 + np.tanh(0.5 * (x @ beta)))
         gradient = x.T @ (p - y) + penalty * beta
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-6)
         step = np.linalg.solve(hessian, gradient)
-        beta -= step
-        if float(np.max(np.abs(step))) < 1e-8:
+        # Halve the step until the loss falls: a plain Newton step can overshoot when a signal
+        # almost separates the classes (rare signals do).
+        scale = 1.0
+        while scale > 1e-6 and loss(beta - scale * step) > current:
+            scale /= 2
+        beta = beta - scale * step
+        improved, current = current - loss(beta), loss(beta)
+        if improved < 1e-7 * max(current, 1.0):
             break
     return OcrErrorModel(means, scales, beta[:-1].copy(), float(beta[-1]))
 

@@ -206,12 +206,18 @@ class OcrMemory:
     selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # reading id -> selection
     batches: list[dict[str, Any]] = field(default_factory=list)
 
+    by_reading: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add_correction(self, row: dict[str, Any]) -> None:
+        self.corrections.append(row)
+        self.by_reading.setdefault(row["reading_id"], []).append(row)
+
     def latest_correction(self, reading_id: str) -> dict[str, Any] | None:
-        mine = [c for c in self.corrections if c["reading_id"] == reading_id]
+        mine = self.by_reading.get(reading_id)
         return mine[-1] if mine else None
 
     def resets(self, reading_id: str) -> bool:
-        return any(c["resets_meter"] for c in self.corrections if c["reading_id"] == reading_id)
+        return any(c["resets_meter"] for c in self.by_reading.get(reading_id, ()))
 
 
 class InMemoryReadingRepository:
