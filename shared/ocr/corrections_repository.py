@@ -52,7 +52,7 @@ WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS
 _ADD_SQL = """
 WITH incoming AS (
     SELECT ordinality, reading_id, corrected_text, correction_type, is_error, resets_meter, character_error_rate
-    FROM jsonb_to_recordset(CAST(:batch AS jsonb)) WITH ORDINALITY AS c(reading_id uuid, corrected_text text,
+    FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS c(ordinality int, reading_id uuid, corrected_text text,
         correction_type text, is_error boolean, resets_meter boolean, character_error_rate float8)
 ),
 inserted AS (
@@ -88,7 +88,7 @@ class PostgresCorrectionRepository:
     def add(self, tx: Transaction, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
         if not corrections:
             return []
-        batch = json.dumps([c.__dict__ for c in corrections])
+        batch = json.dumps([{"ordinality": n, **c.__dict__} for n, c in enumerate(corrections)])
         return [(row["correction_id"], bool(row["created"])) for row in tx.fetch_all(_ADD_SQL, tenant=tenant_id,
                                                                                       batch=batch)]
 
