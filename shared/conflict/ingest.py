@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import multiprocessing
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.adapters.textfiles import ndjson_lines
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import clear_stage, copy_into_stage, merge_staged_events, stage_for_intake
 from shared.context import AppContext
@@ -54,13 +54,8 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _ndjson_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    yield line, json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, {"__invalid_json__": str(exc)}
+    for line, value, problem in ndjson_lines(path):
+        yield line, value if problem is None else {"__invalid_json__": problem}
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -4,13 +4,13 @@ and triage report a bad row by its line, and store nothing of a file with one.""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from shared.adapters.textfiles import ndjson_lines
 from shared.errors import FieldProblem, InvalidInput
 
 MAX_REPORTED = 20
@@ -31,13 +31,8 @@ def _csv_records(path: Path) -> Iterator[tuple[int, Any]]:
 
 
 def _ndjson_records(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    yield line, json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, ValueError(f"not JSON: {exc}")
+    for line, value, problem in ndjson_lines(path):
+        yield line, value if problem is None else ValueError(f"not JSON: {problem}")
 
 
 def records(path: Path) -> Iterator[tuple[int, Any]]:

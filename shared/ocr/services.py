@@ -34,29 +34,21 @@ from shared.ocr.readings_repository import (
     ReadingRepository,
 )
 from shared.ocr.training_repository import InMemoryOcrTrainingSource, PostgresOcrTrainingSource
-from shared.platform.locks import DatabaseLocks, InMemoryLocks, Locks
-from shared.platform.outcomes import OutcomeSource
-from shared.platform.prediction_log import InMemoryPredictionLog, PostgresPredictionLog, PredictionLog
+from shared.platform.locks import DatabaseLocks, InMemoryLocks
+from shared.platform.loop_services import LoopServices
+from shared.platform.prediction_log import InMemoryPredictionLog, PostgresPredictionLog
 from shared.platform.registry import Registry
 from shared.platform.registry_repository import InMemoryRegistryRepository
 from shared.platform.serving_cache import ServingModels
-from shared.platform.training import TrainingSource
-from shared.platform.transactions import InMemoryTransactions, Transactions
+from shared.platform.transactions import InMemoryTransactions
 
 
-@dataclass(frozen=True)
-class OcrServices:
-    transactions: Transactions
+@dataclass(frozen=True, kw_only=True)
+class OcrServices(LoopServices):
     readings: ReadingRepository
     corrections: CorrectionRepository
     labelling: LabellingRepository
     quality: QualityRepository
-    log: PredictionLog
-    outcomes: OutcomeSource
-    training: TrainingSource
-    registry: Registry
-    models: ServingModels
-    locks: Locks
     store: ObjectStore
     # Where the store's keys live (s3://bucket/prefix or file:///path): photos' URIs for labelling.
     store_url: str
