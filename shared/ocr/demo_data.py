@@ -179,3 +179,4 @@ def corrections_for(readings: list[DemoReading], seed: int = 11) -> list[dict[st
             rows.append({"client_reading_id": r.record["client_reading_id"], "corrected_text": r.true_text,
                          "correction_type": "OCR_ERROR"})
     return rows
+

@@ -240,3 +240,18 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas', 
     assert result.stdout.strip().splitlines()[-1] == "[]"
     with get_context().database.transaction() as tx:
         assert tx.fetch_value("SELECT model_label FROM ocr_predictions") == trained.version.label
+
+
+def test_the_demo_seeds_an_ocr_history_and_a_model_once(context: Any) -> None:
+    from shared.demo import seed_ocr_demo
+    from shared.ocr.kind import OCR_ERROR
+
+    tenant = context.tenants.create_tenant("demo", "Demo")
+    lines: list[str] = []
+    seed_ocr_demo(context, tenant.tenant_id, lines, days=40)
+    assert context.registry.active_version(OCR_ERROR.name, None) is not None, lines
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM ocr_corrections WHERE is_error") > 30
+        assert tx.fetch_value("SELECT count(*) FROM ocr_readings WHERE client_reading_id = 'demo-m0-3'") == 1
+    seed_ocr_demo(context, tenant.tenant_id, lines, days=40)
+    assert "skipped" in lines[-1]
