@@ -16,12 +16,14 @@ from pydantic.json_schema import models_json_schema
 
 from functions.api_fraud import SiteBatch
 from functions.api_models import ActivateBody, ListModelsQuery, RollbackBody
+from functions.api_ocr import MetricsQuery
 from functions.http import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from shared.conflict.events import SyncEvent, SyncEventBatch
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteIn
 from shared.fraud.operating_point import OperatingPointBody
 from shared.fraud.prediction import StoredEventRef
+from shared.ocr.readings import CorrectionRequest, OcrReading, OcrReadingBatch
 
 
 # -- what the routes answer ----------------------------------------------------------------------
@@ -139,6 +141,12 @@ class OperatingPointView(BaseModel):
     tradeoff: list[dict[str, Any]]
 
 
+class OpenObject(BaseModel):
+    """A JSON object whose fields the route's section of README describes."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, Any]
@@ -192,6 +200,12 @@ OPERATIONS: tuple[Operation, ...] = (
               OperatingPointView, ("staff",)),
     Operation("PUT", "/api/v2/fraud/operating-point", "Move the tenant's thresholds", OperatingPointView, ("staff",),
               body=(OperatingPointBody,), errors=(400,)),
+    Operation("POST", "/api/v2/ocr/readings", "Assess and store OCR readings; idempotent on client_reading_id",
+              OpenObject, ("client", "service"), body=(OcrReading, OcrReadingBatch), errors=(400, 409)),
+    Operation("POST", "/api/v2/ml-training/corrections", "Record a correction of a reading", OpenObject, ANY_ROLE,
+              body=(CorrectionRequest,), errors=(400, 404, 409)),
+    Operation("GET", "/api/v2/ocr/metrics", "The OCR loop's quality figures", OpenObject, ("staff",),
+              query=MetricsQuery, errors=(400,)),
 )
 
 ERROR_MEANINGS = {

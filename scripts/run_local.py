@@ -97,6 +97,13 @@ def main() -> int:
             """ "entity_id": "rec-00029", "fields": ["notes"]}'""",
             flush=True,
         )
+        print(
+            f"mlstack: an OCR correction: curl -s -X POST http://127.0.0.1:{args.port}/api/v2/ml-training/corrections/"
+            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+            """ -d '{"source_type": "meter_reading", "source_id": "demo-m0-3", "corrected_text": "00123.4","""
+            """ "correction_type": "OCR_ERROR"}'""",
+            flush=True,
+        )
         print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
         # `chalice local` with API Gateway's gateway responses (401/403/404/503 in the error shape).
         server = subprocess.Popen(

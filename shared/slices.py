@@ -7,11 +7,12 @@ from __future__ import annotations
 from shared.conflict.slice import CONFLICT_SLICE
 from shared.errors import NotFound
 from shared.fraud.slice import FRAUD_SLICE
+from shared.ocr.slice import OCR_SLICE
 from shared.platform.jobs import Job, Slice
 from shared.platform.kinds import ModelKind
 from shared.platform.maintenance import PLATFORM_SLICE
 
-SLICES: tuple[Slice, ...] = (PLATFORM_SLICE, CONFLICT_SLICE, FRAUD_SLICE)
+SLICES: tuple[Slice, ...] = (PLATFORM_SLICE, CONFLICT_SLICE, FRAUD_SLICE, OCR_SLICE)
 
 
 def all_jobs() -> dict[str, Job]:

@@ -13,25 +13,14 @@ from shared.conflict.features_repository import (
 from shared.conflict.kind import CONFLICT
 from shared.conflict.outcomes_repository import PREDICTIONS_TABLE, SUBJECT_COLUMNS, PostgresConflictOutcomes
 from shared.context import AppContext
-from shared.platform.locks import DatabaseLocks, Locks
-from shared.platform.outcomes import OutcomeSource
-from shared.platform.prediction_log import PostgresPredictionLog, PredictionLog
-from shared.platform.registry import Registry
-from shared.platform.serving_cache import ServingModels
-from shared.platform.training import TrainingSource
-from shared.platform.transactions import Transactions
+from shared.platform.locks import DatabaseLocks
+from shared.platform.loop_services import LoopServices
+from shared.platform.prediction_log import PostgresPredictionLog
 
 
-@dataclass(frozen=True)
-class ConflictServices:
-    transactions: Transactions
+@dataclass(frozen=True, kw_only=True)
+class ConflictServices(LoopServices):
     features: ConflictFeatures
-    log: PredictionLog
-    outcomes: OutcomeSource
-    training: TrainingSource
-    registry: Registry
-    models: ServingModels
-    locks: Locks
 
 
 # Stateless: they hold SQL, not connections (each call gets the use case's transaction).

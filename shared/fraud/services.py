@@ -9,26 +9,15 @@ from shared.fraud.features_repository import FraudContext, PostgresFraudContext,
 from shared.fraud.kind import FRAUD
 from shared.fraud.operating_points_repository import OperatingPoints, PostgresOperatingPoints
 from shared.fraud.outcomes_repository import PREDICTIONS_TABLE, SUBJECT_COLUMNS, PostgresFraudOutcomes
-from shared.platform.locks import DatabaseLocks, Locks
-from shared.platform.outcomes import OutcomeSource
-from shared.platform.prediction_log import PostgresPredictionLog, PredictionLog
-from shared.platform.registry import Registry
-from shared.platform.serving_cache import ServingModels
-from shared.platform.training import TrainingSource
-from shared.platform.transactions import Transactions
+from shared.platform.locks import DatabaseLocks
+from shared.platform.loop_services import LoopServices
+from shared.platform.prediction_log import PostgresPredictionLog
 
 
-@dataclass(frozen=True)
-class FraudServices:
-    transactions: Transactions
+@dataclass(frozen=True, kw_only=True)
+class FraudServices(LoopServices):
     inputs: FraudContext
-    log: PredictionLog
-    outcomes: OutcomeSource
-    training: TrainingSource
     operating_points: OperatingPoints
-    registry: Registry
-    models: ServingModels
-    locks: Locks
 
 
 _INPUTS = PostgresFraudContext()

@@ -5,12 +5,13 @@ absent value; list columns are `;`-separated; boolean columns take true/false/1/
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+
+from shared.adapters.textfiles import ndjson_lines
 
 _TRUE = {"true", "t", "1", "yes"}
 _FALSE = {"false", "f", "0", "no"}
@@ -41,13 +42,8 @@ def csv_records(path: Path, *, list_columns: frozenset[str] = frozenset(),
 
 
 def ndjson_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if text.strip():
-                try:
-                    yield line, json.loads(text)
-                except json.JSONDecodeError as exc:
-                    yield line, {INVALID_JSON: str(exc)}
+    for line, value, problem in ndjson_lines(path):
+        yield line, value if problem is None else {INVALID_JSON: problem}
 
 
 def file_records(path: Path, *, list_columns: frozenset[str] = frozenset(),

@@ -1,0 +1,1 @@
+"""The OCR feedback loop: readings, their error probability, corrections, labelling, quality."""

@@ -1,0 +1,129 @@
+"""Where corrections are stored: one row per distinct (reading, type, corrected text), so the same
+correction sent twice is the same row and gets the same id."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from shared.adapters.db import Transaction, is_uuid
+from shared.ocr.readings_repository import OcrMemory
+
+
+@dataclass(frozen=True)
+class NewCorrection:
+    reading_id: str
+    corrected_text: str
+    correction_type: str
+    is_error: bool
+    resets_meter: bool
+    character_error_rate: float
+
+
+class CorrectionRepository(Protocol):
+    def find_reading(self, tx: Any, tenant_id: str, source_type: str, reference: str) -> dict[str, Any] | None:
+        """This tenant's reading by its reading_id or its client_reading_id, of this source type."""
+        ...
+
+    def readings_by_client_id(self, tx: Any, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]: ...
+
+    def add(self, tx: Any, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
+        """Store what is new; (correction_id, created) per correction, in order."""
+        ...
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+_READING_COLUMNS = "reading_id::text AS reading_id, client_reading_id, source_type, source_id, ocr_text"
+_FIND_BY_ID_SQL = f"""
+SELECT {_READING_COLUMNS} FROM ocr_readings
+WHERE tenant_id = CAST(:tenant AS uuid) AND source_type = :source_type
+  AND (client_reading_id = :ref OR reading_id = CAST(:ref_uuid AS uuid))
+ORDER BY (client_reading_id = :ref) DESC LIMIT 1
+"""
+_BY_CLIENT_IDS_SQL = f"""
+SELECT {_READING_COLUMNS} FROM ocr_readings
+WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS text[]))
+"""
+_ADD_SQL = """
+WITH incoming AS (
+    SELECT ordinality, reading_id, corrected_text, correction_type, is_error, resets_meter, character_error_rate
+    FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS c(ordinality int, reading_id uuid, corrected_text text,
+        correction_type text, is_error boolean, resets_meter boolean, character_error_rate float8)
+),
+inserted AS (
+    INSERT INTO ocr_corrections (tenant_id, reading_id, corrected_text, correction_type, is_error, resets_meter,
+        character_error_rate)
+    SELECT CAST(:tenant AS uuid), reading_id, corrected_text, correction_type, is_error, resets_meter,
+        character_error_rate
+    FROM incoming ORDER BY ordinality
+    ON CONFLICT (tenant_id, reading_id, correction_type, corrected_text) DO NOTHING
+    RETURNING correction_id, reading_id, corrected_text, correction_type
+)
+SELECT i.ordinality, COALESCE(n.correction_id, o.correction_id)::text AS correction_id,
+       n.correction_id IS NOT NULL AS created
+FROM incoming i
+LEFT JOIN inserted n USING (reading_id, corrected_text, correction_type)
+LEFT JOIN ocr_corrections o ON o.tenant_id = CAST(:tenant AS uuid) AND o.reading_id = i.reading_id
+     AND o.corrected_text = i.corrected_text AND o.correction_type = i.correction_type
+ORDER BY i.ordinality
+"""
+
+
+class PostgresCorrectionRepository:
+    def find_reading(self, tx: Transaction, tenant_id: str, source_type: str, reference: str) -> dict[str, Any] | None:
+        return tx.fetch_one(_FIND_BY_ID_SQL, tenant=tenant_id, source_type=source_type, ref=reference,
+                            ref_uuid=reference if is_uuid(reference) else None)
+
+    def readings_by_client_id(
+        self, tx: Transaction, tenant_id: str, client_ids: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        ids = "{" + ",".join(json.dumps(i) for i in client_ids) + "}"
+        return {row["client_reading_id"]: row for row in tx.fetch_all(_BY_CLIENT_IDS_SQL, tenant=tenant_id, ids=ids)}
+
+    def add(self, tx: Transaction, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
+        if not corrections:
+            return []
+        batch = json.dumps([{"ordinality": n, **c.__dict__} for n, c in enumerate(corrections)])
+        return [(row["correction_id"], bool(row["created"])) for row in tx.fetch_all(_ADD_SQL, tenant=tenant_id,
+                                                                                      batch=batch)]
+
+
+# -- in memory ----------------------------------------------------------------------------------
+
+
+class InMemoryCorrectionRepository:
+    def __init__(self, memory: OcrMemory) -> None:
+        self.memory = memory
+
+    def _reading(self, row: dict[str, Any]) -> dict[str, Any]:
+        return {k: row[k] for k in ("reading_id", "client_reading_id", "source_type", "source_id", "ocr_text")}
+
+    def find_reading(self, tx: Any, tenant_id: str, source_type: str, reference: str) -> dict[str, Any] | None:
+        for (tenant, client_id), row in self.memory.readings.items():
+            if tenant == tenant_id and row["source_type"] == source_type and reference in (client_id, row["reading_id"]):
+                return self._reading(row)
+        return None
+
+    def readings_by_client_id(self, tx: Any, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {i: self._reading(self.memory.readings[(tenant_id, i)]) for i in client_ids
+                if (tenant_id, i) in self.memory.readings}
+
+    def add(self, tx: Any, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
+        results = []
+        for new in corrections:
+            key = (tenant_id, new.reading_id, new.correction_type, new.corrected_text)
+            existing = next((c for c in self.memory.by_reading.get(new.reading_id, ())
+                             if (c["tenant_id"], c["reading_id"], c["correction_type"], c["corrected_text"]) == key), None)
+            if existing is not None:
+                results.append((existing["correction_id"], False))
+                continue
+            row = {"correction_id": str(uuid.uuid4()), "tenant_id": tenant_id, **new.__dict__,
+                   "created_at": datetime.now(UTC)}
+            self.memory.add_correction(row)
+            results.append((row["correction_id"], True))
+        return results

@@ -1,0 +1,80 @@
+"""OCR intake: what a valid reading and a valid correction are (storage: readings_repository.py,
+corrections_repository.py). The field names are fixed: outside tools send them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+MAX_BATCH = 1000
+SourceType = Literal["meter_reading", "license_plate"]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/#-]+$")]
+ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")]
+OcrText = Annotated[str, StringConstraints(max_length=64, pattern=r"^[^\x00-\x1f]*$")]
+CorrectionType = Annotated[str, StringConstraints(min_length=2, max_length=40, pattern=r"^[A-Z][A-Z_]+$")]
+
+# Corrections that record what happened to the meter, or confirm the text: not OCR errors.
+NOT_ERRORS = frozenset({"METER_RESET", "METER_REPLACED", "CONFIRMED", "CORRECT"})
+RESETS = frozenset({"METER_RESET", "METER_REPLACED"})
+# Errors whatever the corrected text says (a wrong unit keeps the digits; unreadable has none).
+ALWAYS_ERRORS = frozenset({"UNREADABLE", "WRONG_UNIT"})
+
+
+class OcrReading(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_reading_id: Identifier
+    source_type: SourceType
+    source_id: Identifier  # the meter's or the gate's id
+    ocr_text: OcrText
+    confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
+    captured_at: AwareDatetime
+    unit: Literal["kWh", "m3"] | None = None
+    image_key: ObjectKey | None = None
+
+    @model_validator(mode="after")
+    def _unit_only_for_meters(self) -> OcrReading:
+        if self.unit is not None and self.source_type != "meter_reading":
+            raise ValueError("unit is only for meter_reading")
+        return self
+
+
+class OcrReadingBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    readings: list[OcrReading] = Field(min_length=1, max_length=MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> OcrReadingBatch:
+        ids = [reading.client_reading_id for reading in self.readings]
+        if len(set(ids)) != len(ids):
+            raise ValueError("client_reading_id repeats within the batch")
+        return self
+
+
+def is_batch(payload: Any) -> bool:
+    return isinstance(payload, dict) and "readings" in payload
+
+
+def parse_readings(payload: Any) -> OcrReadingBatch:
+    """One reading or {"readings": [...]} (a single reading's answer is not a list)."""
+    if is_batch(payload):
+        return OcrReadingBatch.model_validate(payload)
+    return OcrReadingBatch(readings=[OcrReading.model_validate(payload)])
+
+
+class CorrectionRequest(BaseModel):
+    """The seed's body: `source_id` names the reading (its reading_id or client_reading_id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source_type: SourceType
+    source_id: Identifier
+    corrected_text: OcrText
+    correction_type: CorrectionType
+
+    @model_validator(mode="after")
+    def _text_unless_unreadable(self) -> CorrectionRequest:
+        if not self.corrected_text.strip() and self.correction_type != "UNREADABLE":
+            raise ValueError("corrected_text is empty (only UNREADABLE may leave it empty)")
+        return self

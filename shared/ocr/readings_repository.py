@@ -1,0 +1,280 @@
+"""Where OCR readings and the tenant's capture settings are stored, and how a source's history
+is read back for plausibility: idempotent on the client's reading id."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from shared.adapters.db import Transaction
+from shared.ocr.normalise import DEFAULT_PLATE_COUNTRIES, canonical_plate
+from shared.ocr.plausibility import HistorySnapshot, meter_event, plate_event
+from shared.ocr.readings import OcrReading
+
+# The content that makes two readings "the same": a replay must match it.
+CONTENT_FIELDS = ("source_type", "source_id", "ocr_text", "confidence", "captured_at", "unit", "image_key")
+
+
+@dataclass(frozen=True)
+class OcrSettings:
+    capture_threshold: float | None = None
+    daily_capture_budget: int | None = None
+    plate_countries: tuple[str, ...] = ()
+
+    @property
+    def countries(self) -> tuple[str, ...]:
+        return self.plate_countries or DEFAULT_PLATE_COUNTRIES
+
+
+@dataclass(frozen=True)
+class AssessedReading:
+    """A reading with what the service made of it: the row the API stores."""
+
+    reading_id: str
+    reading: OcrReading
+    normalized: str | None
+    error_probability: float | None
+    captured: bool
+    reasons: tuple[str, ...]
+
+
+class ReadingRepository(Protocol):
+    def settings(self, tx: Any, tenant_id: str) -> OcrSettings: ...
+    def save_settings(self, tx: Any, tenant_id: str, settings: OcrSettings) -> None: ...
+
+    def stored(self, tx: Any, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored readings by client id: the content fields plus the stored answer."""
+        ...
+
+    def insert(self, tx: Any, tenant_id: str, readings: Sequence[AssessedReading]) -> set[str]:
+        """Store the readings whose client id is new; returns those client ids."""
+        ...
+
+    def history(
+        self, tx: Any, tenant_id: str | None, sources: Iterable[tuple[str, str]] | None, start: datetime, end: datetime
+    ) -> HistorySnapshot:
+        """Stored history for plausibility: meter readings before `end`; plate counts before
+        `start` and plate readings in [start, end). tenant_id/sources None: all of them."""
+        ...
+
+    def captured_per_day(self, tx: Any, tenant_id: str, days: Sequence[date]) -> dict[date, int]: ...
+
+
+def same_content(stored: dict[str, Any], reading: OcrReading) -> bool:
+    incoming = reading.model_dump()
+    return all(stored[name] == incoming[name] for name in CONTENT_FIELDS)
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+_SETTINGS_SQL = """
+SELECT capture_threshold, daily_capture_budget, plate_countries FROM ocr_settings
+WHERE tenant_id = CAST(:tenant AS uuid)
+"""
+_SAVE_SETTINGS_SQL = """
+INSERT INTO ocr_settings (tenant_id, capture_threshold, daily_capture_budget, plate_countries, updated_at)
+VALUES (CAST(:tenant AS uuid), :threshold, :budget, CAST(:countries AS text[]), now())
+ON CONFLICT (tenant_id) DO UPDATE SET capture_threshold = EXCLUDED.capture_threshold,
+    daily_capture_budget = EXCLUDED.daily_capture_budget, plate_countries = EXCLUDED.plate_countries,
+    updated_at = now()
+"""
+_STORED_SQL = """
+SELECT reading_id::text AS reading_id, client_reading_id, source_type, source_id, ocr_text, confidence, captured_at,
+       unit, image_key, normalized, error_probability, captured, reasons
+FROM ocr_readings WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS text[]))
+"""
+_INSERT_SQL = """
+INSERT INTO ocr_readings (reading_id, tenant_id, client_reading_id, source_type, source_id, ocr_text, confidence,
+    captured_at, unit, image_key, normalized, error_probability, captured, reasons)
+SELECT reading_id, CAST(:tenant AS uuid), client_reading_id, source_type, source_id, ocr_text, confidence,
+    captured_at, unit, image_key, normalized, error_probability, captured, reasons
+FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS r(reading_id uuid, client_reading_id text, source_type text,
+    source_id text, ocr_text text, confidence float8, captured_at timestamptz, unit text, image_key text,
+    normalized text, error_probability float8, captured boolean, reasons text[])
+ON CONFLICT (tenant_id, client_reading_id) DO NOTHING
+RETURNING client_reading_id
+"""
+# Each stored reading with its latest correction (and whether any correction restarted the meter).
+_HISTORY_SELECT = """
+SELECT r.tenant_id::text AS tenant_id, r.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
+       c.corrected_text, COALESCE(c.is_error, false) AS is_error, COALESCE(c.resets_meter, false) AS resets_meter
+FROM ocr_readings r
+LEFT JOIN LATERAL (
+    SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
+           (array_agg(k.is_error ORDER BY k.seq DESC))[1] AS is_error, bool_or(k.resets_meter) AS resets_meter
+    FROM ocr_corrections k WHERE k.reading_id = r.reading_id
+) c ON true
+WHERE r.source_type = :source_type
+  AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
+  AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))
+"""
+_METER_HISTORY_SQL = _HISTORY_SELECT + " AND r.captured_at < :end"
+_PLATE_EVENTS_SQL = _HISTORY_SELECT + " AND r.captured_at >= :start AND r.captured_at < :end"
+_PLATE_COUNTS_SQL = f"""
+SELECT tenant_id, source_id, CASE WHEN is_error THEN corrected_text ELSE ocr_text END AS text, count(*) AS n
+FROM ({_HISTORY_SELECT} AND r.captured_at < :start) h
+GROUP BY 1, 2, 3
+"""
+_CAPTURED_PER_DAY_SQL = """
+SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM ocr_readings
+WHERE tenant_id = CAST(:tenant AS uuid) AND captured
+  AND (captured_at AT TIME ZONE 'UTC')::date = ANY(CAST(:days AS date[]))
+GROUP BY 1
+"""
+
+
+def _array(values: Iterable[str]) -> str:
+    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+
+
+def _row_for_insert(item: AssessedReading) -> dict[str, Any]:
+    return {"reading_id": item.reading_id, **item.reading.model_dump(mode="json"), "normalized": item.normalized,
+            "error_probability": item.error_probability, "captured": item.captured, "reasons": list(item.reasons)}
+
+
+def _source_ids(sources: Iterable[tuple[str, str]] | None, source_type: str) -> str | None:
+    return None if sources is None else _array(sorted({i for t, i in sources if t == source_type}))
+
+
+class PostgresReadingRepository:
+    def settings(self, tx: Transaction, tenant_id: str) -> OcrSettings:
+        row = tx.fetch_one(_SETTINGS_SQL, tenant=tenant_id)
+        if row is None:
+            return OcrSettings()
+        return OcrSettings(row["capture_threshold"], row["daily_capture_budget"], tuple(row["plate_countries"]))
+
+    def save_settings(self, tx: Transaction, tenant_id: str, settings: OcrSettings) -> None:
+        tx.execute(_SAVE_SETTINGS_SQL, tenant=tenant_id, threshold=settings.capture_threshold,
+                   budget=settings.daily_capture_budget, countries=_array(settings.plate_countries))
+
+    def stored(self, tx: Transaction, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows = tx.fetch_all(_STORED_SQL, tenant=tenant_id, ids=_array(client_ids))
+        return {row["client_reading_id"]: row for row in rows}
+
+    def insert(self, tx: Transaction, tenant_id: str, readings: Sequence[AssessedReading]) -> set[str]:
+        if not readings:
+            return set()
+        batch = json.dumps([_row_for_insert(item) for item in readings])
+        return {row["client_reading_id"] for row in tx.fetch_all(_INSERT_SQL, tenant=tenant_id, batch=batch)}
+
+    def history(
+        self, tx: Transaction, tenant_id: str | None, sources: Iterable[tuple[str, str]] | None, start: datetime,
+        end: datetime,
+    ) -> HistorySnapshot:
+        sources = None if sources is None else list(sources)
+        snapshot = HistorySnapshot()
+        meters = _source_ids(sources, "meter_reading")
+        if meters != "{}":
+            for row in tx.fetch_all(_METER_HISTORY_SQL, source_type="meter_reading", tenant=tenant_id, ids=meters,
+                                    end=end):
+                snapshot.meters.setdefault((row["tenant_id"], row["source_id"]), []).append(meter_event(
+                    row["captured_at"], row["client_reading_id"], row["ocr_text"], row["unit"],
+                    corrected_text=row["corrected_text"], is_error=row["is_error"], reset=row["resets_meter"]))
+        gates = _source_ids(sources, "license_plate")
+        if gates != "{}":
+            params = {"source_type": "license_plate", "tenant": tenant_id, "ids": gates, "start": start, "end": end}
+            for row in tx.fetch_all(_PLATE_COUNTS_SQL, **params):
+                plate = canonical_plate(row["text"] or "")
+                if plate:
+                    snapshot.plate_counts.setdefault((row["tenant_id"], row["source_id"]), Counter())[plate] += row["n"]
+            for row in tx.fetch_all(_PLATE_EVENTS_SQL, **params):
+                event = plate_event(row["captured_at"], row["client_reading_id"], row["ocr_text"],
+                                    corrected_text=row["corrected_text"], is_error=row["is_error"])
+                if event is not None:
+                    snapshot.plates.setdefault((row["tenant_id"], row["source_id"]), []).append(event)
+        return snapshot
+
+    def captured_per_day(self, tx: Transaction, tenant_id: str, days: Sequence[date]) -> dict[date, int]:
+        rows = tx.fetch_all(_CAPTURED_PER_DAY_SQL, tenant=tenant_id, days="{" + ",".join(d.isoformat() for d in days) + "}")
+        return {row["day"]: int(row["n"]) for row in rows}
+
+
+# -- in memory ----------------------------------------------------------------------------------
+
+
+@dataclass
+class OcrMemory:
+    """The fakes' shared state: what the tables would hold."""
+
+    readings: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (tenant, client id)
+    corrections: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, OcrSettings] = field(default_factory=dict)
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # reading id -> selection
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    by_reading: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def add_correction(self, row: dict[str, Any]) -> None:
+        self.corrections.append(row)
+        self.by_reading.setdefault(row["reading_id"], []).append(row)
+
+    def latest_correction(self, reading_id: str) -> dict[str, Any] | None:
+        mine = self.by_reading.get(reading_id)
+        return mine[-1] if mine else None
+
+    def resets(self, reading_id: str) -> bool:
+        return any(c["resets_meter"] for c in self.by_reading.get(reading_id, ()))
+
+
+class InMemoryReadingRepository:
+    def __init__(self, memory: OcrMemory) -> None:
+        self.memory = memory
+
+    def settings(self, tx: Any, tenant_id: str) -> OcrSettings:
+        return self.memory.settings.get(tenant_id, OcrSettings())
+
+    def save_settings(self, tx: Any, tenant_id: str, settings: OcrSettings) -> None:
+        self.memory.settings[tenant_id] = settings
+
+    def stored(self, tx: Any, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        return {i: dict(self.memory.readings[(tenant_id, i)]) for i in client_ids if (tenant_id, i) in self.memory.readings}
+
+    def insert(self, tx: Any, tenant_id: str, readings: Sequence[AssessedReading]) -> set[str]:
+        new = set()
+        for item in readings:
+            key = (tenant_id, item.reading.client_reading_id)
+            if key not in self.memory.readings:
+                self.memory.readings[key] = {"tenant_id": tenant_id, **item.reading.model_dump(),
+                                             **{k: v for k, v in _row_for_insert(item).items()
+                                                if k not in CONTENT_FIELDS}}
+                new.add(item.reading.client_reading_id)
+        return new
+
+    def history(
+        self, tx: Any, tenant_id: str | None, sources: Iterable[tuple[str, str]] | None, start: datetime, end: datetime
+    ) -> HistorySnapshot:
+        wanted = None if sources is None else set(sources)
+        snapshot = HistorySnapshot()
+        for (tenant, _), row in self.memory.readings.items():
+            if (tenant_id is not None and tenant != tenant_id) or row["captured_at"] >= end:
+                continue
+            if wanted is not None and (row["source_type"], row["source_id"]) not in wanted:
+                continue
+            latest = self.memory.latest_correction(row["reading_id"]) or {}
+            corrected, is_error = latest.get("corrected_text"), bool(latest.get("is_error"))
+            key = (tenant, row["source_id"])
+            if row["source_type"] == "meter_reading":
+                snapshot.meters.setdefault(key, []).append(meter_event(
+                    row["captured_at"], row["client_reading_id"], row["ocr_text"], row["unit"],
+                    corrected_text=corrected, is_error=is_error, reset=self.memory.resets(row["reading_id"])))
+                continue
+            event = plate_event(row["captured_at"], row["client_reading_id"], row["ocr_text"],
+                                corrected_text=corrected, is_error=is_error)
+            if event is None:
+                continue
+            if row["captured_at"] < start:
+                snapshot.plate_counts.setdefault(key, Counter())[event.plate] += 1
+            else:
+                snapshot.plates.setdefault(key, []).append(event)
+        return snapshot
+
+    def captured_per_day(self, tx: Any, tenant_id: str, days: Sequence[date]) -> dict[date, int]:
+        counts: Counter[date] = Counter(
+            row["captured_at"].astimezone(UTC).date() for (tenant, _), row in self.memory.readings.items()
+            if tenant == tenant_id and row["captured"])
+        return {day: counts[day] for day in days if counts[day]}
+
