@@ -104,6 +104,15 @@ def main() -> int:
             """ "correction_type": "OCR_ERROR"}'""",
             flush=True,
         )
+        print(
+            f"mlstack: a fraud score: curl -s -X POST http://127.0.0.1:{args.port}/api/v2/predict/fraud/"
+            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+            """ -d '{"client_event_id": "demo-u0-checkin", "user_id": "demo-u0", "site_id": "demo-site-0","""
+            """ "device_id": "someone-elses-phone", "event_type": "check_in", "occurred_at": "'"$(date -u +%FT%TZ)"'","""
+            """ "latitude": null, "longitude": null, "gps_accuracy_m": null, "face_match_confidence": 0.31,"""
+            """ "biometric_verified": false}'""",
+            flush=True,
+        )
         print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
         # `chalice local` with API Gateway's gateway responses (401/403/404/503 in the error shape).
         server = subprocess.Popen(

@@ -107,6 +107,7 @@ def ensure_demo(context: AppContext, *, with_models: bool = True) -> list[str]:
     if with_models:
         _seed_conflict_model(context, tenant_ids, lines)
         seed_ocr_demo(context, tenant_ids[DEMO_SLUG], lines)
+        seed_fraud_demo(context, tenant_ids, lines)
     return lines
 
 
@@ -139,3 +140,32 @@ def seed_ocr_demo(context: AppContext, tenant_id: str, lines: list[str], *, days
     context.registry.activate(result.version.version_id, actor="demo", reason="demo start")
     lines.append(f"mlstack: seeded {len(history)} demo OCR readings and trained {result.version.label} in"
                  f" {time.perf_counter() - started:.1f} s (PR-AUC {result.metrics['pr_auc']:.3f} on the newest 20 %)")
+
+
+def seed_fraud_demo(context: AppContext, tenant_ids: dict[str, str], lines: list[str], *, days: int = 150) -> None:
+    """A simulated attendance history for the demo tenants (the last one too small for a model of
+    its own), the pooled global fraud model and the demo tenant's own, trained and activated."""
+    from shared.fraud.demo import seed_fraud_history
+    from shared.fraud.demo_data import FraudDemoConfig, generate_fraud_history
+    from shared.fraud.kind import FRAUD
+    from shared.fraud.learning import train_fraud_candidate
+
+    if context.registry.active_version(FRAUD.name, None) is not None:
+        lines.append("mlstack: a fraud model is active; fraud demo data and training skipped")
+        return
+    started = time.perf_counter()
+    sizes = dict(zip(DEMO_TENANTS, (120, 60, 8), strict=True))
+    history = generate_fraud_history(FraudDemoConfig(tenants=tuple(sizes.items()), days=days, end=datetime.now(UTC)))
+    stored = seed_fraud_history(context, tenant_ids, history)
+    trained = []
+    for tenant_id in (None, tenant_ids[DEMO_SLUG]):
+        try:
+            result = train_fraud_candidate(context, tenant_id=tenant_id, actor="demo")
+        except InsufficientData as exc:
+            lines.append(f"mlstack: no fraud model trained: {exc.message}")
+            continue
+        assert result.version is not None
+        context.registry.activate(result.version.version_id, actor="demo", reason="demo start")
+        trained.append(f"{result.version.label} (PR-AUC {result.metrics['pr_auc']:.3f})")
+    lines.append(f"mlstack: seeded {stored} demo attendance events and trained {', '.join(trained) or 'nothing'}"
+                 f" in {time.perf_counter() - started:.1f} s")

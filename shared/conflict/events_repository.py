@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.adapters.db import Transaction
 from shared.conflict.events import SyncEvent
-from shared.errors import Conflict
+from shared.errors import Conflict, FieldProblem
 
 # Every intake lands in a per-transaction staging table first (the API from a JSON recordset, the
 # bulk import by COPY), then one merge statement stores what is new. The content hash is computed
@@ -85,7 +85,8 @@ def merge_staged_events(tx: Transaction, tenant_id: str, now: datetime, staged: 
         changed = [row["client_event_id"] for row in tx.fetch_all(_CHANGED_SQL, tenant=tenant_id)]
         if changed:
             raise Conflict(
-                f"{len(changed)} client_event_id(s) already stored with other content: {', '.join(changed[:5])}"
+                f"{len(changed)} client_event_id(s) already stored with other content: {', '.join(changed[:5])}",
+                [FieldProblem(cid, "already stored with other content") for cid in changed],
             )
     return stored
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import clear_stage, copy_into_stage, merge_staged_events, stage_for_intake
 from shared.context import AppContext
-from shared.errors import FieldProblem, InvalidInput
+from shared.errors import Conflict, FieldProblem, InvalidInput
 from shared.platform.records import check_record_shape, describe_problem, file_records
 
 CHUNK_ROWS = 2000
@@ -85,6 +85,7 @@ def _validate_and_send(path: Path, chunks: Any) -> None:
     buffer = io.StringIO()
     rows_out = csv.writer(buffer)
     pending = total = 0
+    lines: dict[str, int] = {}  # this chunk's ids and their lines, to place a conflict in the file
     for line, record in _records(path):
         total += 1
         try:
@@ -95,14 +96,15 @@ def _validate_and_send(path: Path, chunks: Any) -> None:
         if problems:
             continue  # the file will not be stored; keep validating to report every bad row
         rows_out.writerow(_copy_row(event))
+        lines[event.client_event_id] = line
         pending += 1
         if pending == CHUNK_ROWS:
-            chunks.send(("chunk", buffer.getvalue(), pending))
+            chunks.send(("chunk", buffer.getvalue(), pending, lines))
             buffer.seek(0)
             buffer.truncate()
-            pending = 0
+            pending, lines = 0, {}
     if pending and not problems:
-        chunks.send(("chunk", buffer.getvalue(), pending))
+        chunks.send(("chunk", buffer.getvalue(), pending, lines))
     chunks.send(("done", total, problems))
 
 
@@ -139,12 +141,20 @@ def ingest_sync_events(
                 if message[0] == "done":
                     _, total, problems = message
                     break
-                _, chunk, rows = message
+                _, chunk, rows, lines = message
                 copy_into_stage(tx, io.StringIO(chunk))
-                stored += merge_staged_events(tx, tenant_id, now, staged=rows)
+                try:
+                    stored += merge_staged_events(tx, tenant_id, now, staged=rows)
+                except Conflict as exc:
+                    placed = [FieldProblem(f"line {lines[p.field]}", f"client_event_id {p.field}: {p.reason}")
+                              for p in exc.fields if p.field in lines]
+                    raise Conflict(f"{len(placed)} row(s) of {path.name} conflict with stored events;"
+                                   " nothing was stored", placed[:MAX_REPORTED_ERRORS]) from None
                 clear_stage(tx)
                 if progress:
                     progress(rows)
+            if total == 0:
+                raise InvalidInput(f"{path.name} holds no rows; nothing was stored", [FieldProblem("file", "no rows")])
             if problems:
                 shown = [FieldProblem(where, reason) for where, reason in problems[:MAX_REPORTED_ERRORS]]
                 more = f" (and {len(problems) - len(shown)} more)" if len(problems) > len(shown) else ""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.context import AppContext
-from shared.errors import FieldProblem, InvalidInput
+from shared.errors import Conflict, FieldProblem, InvalidInput
 from shared.fraud.intake import AttendanceEventIn, FraudLabelIn, HolidayIn, SiteIn
 from shared.fraud.intake_repository import store_attendance_events, store_labels, upsert_holidays, upsert_sites
 from shared.platform.records import check_record_shape, describe_problem, file_records
@@ -24,7 +24,12 @@ _BOOLEANS = frozenset({"biometric_verified", "is_fraud"})
 
 def read_valid_rows(path: Path, model: type[Row], key: Callable[[Row], str] | None = None) -> list[Row]:
     """Every row validated; InvalidInput listing the bad ones by line when any is bad."""
-    rows: list[Row] = []
+    return [row for _, row in read_numbered_rows(path, model, key)]
+
+
+def read_numbered_rows(path: Path, model: type[Row], key: Callable[[Row], str] | None = None) -> list[tuple[int, Row]]:
+    """Every row validated, with its line; InvalidInput listing the bad ones by line when any is bad."""
+    rows: list[tuple[int, Row]] = []
     problems: list[FieldProblem] = []
     seen: dict[str, int] = {}
     try:
@@ -35,7 +40,7 @@ def read_valid_rows(path: Path, model: type[Row], key: Callable[[Row], str] | No
                     if key(row) in seen:
                         raise ValueError(f"{key(row)} repeats line {seen[key(row)]}")
                     seen[key(row)] = line
-                rows.append(row)
+                rows.append((line, row))
             except (ValidationError, ValueError) as exc:
                 problems.append(FieldProblem(f"line {line}", describe_problem(exc)))
     except (OSError, UnicodeDecodeError) as exc:
@@ -66,8 +71,18 @@ def ingest_holidays(context: AppContext, tenant_id: str, path: Path) -> dict[str
 
 
 def ingest_attendance(context: AppContext, tenant_id: str, path: Path) -> dict[str, Any]:
-    rows = read_valid_rows(path, AttendanceEventIn, key=lambda e: e.client_event_id)
-    return {"events": _in_chunks(context, rows, lambda tx, chunk: store_attendance_events(tx, tenant_id, chunk))}
+    numbered = read_numbered_rows(path, AttendanceEventIn, key=lambda e: e.client_event_id)
+    rows = [row for _, row in numbered]
+    try:
+        stored = _in_chunks(context, rows, lambda tx, chunk: store_attendance_events(tx, tenant_id, chunk))
+    except Conflict as exc:
+        # The same id already stored with other content: say where in the file.
+        line_of = {row.client_event_id: line for line, row in numbered}
+        problems = [FieldProblem(f"line {line_of[p.field]}", f"client_event_id {p.field}: {p.reason}")
+                    for p in exc.fields if p.field in line_of]
+        raise Conflict(f"{len(problems)} row(s) of {path.name} conflict with stored events; nothing was stored",
+                       problems[:MAX_REPORTED_ERRORS]) from None
+    return {"events": stored}
 
 
 def ingest_fraud_labels(context: AppContext, tenant_id: str, path: Path) -> dict[str, Any]:

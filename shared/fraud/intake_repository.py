@@ -29,8 +29,9 @@ SELECT i.client_event_id, s.event_id FROM {_RECORDSET}
 JOIN attendance_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
 WHERE ({", ".join("i." + c for c in _EVENT_COLUMNS)}) IS DISTINCT FROM ({", ".join("s." + c for c in _EVENT_COLUMNS)})
 """
+# The answer's event_id is a random UUID: the serial key would show one tenant the platform's volume.
 _STORED_IDS_SQL = f"""
-SELECT i.client_event_id, s.event_id FROM {_RECORDSET}
+SELECT i.client_event_id, s.public_id FROM {_RECORDSET}
 JOIN attendance_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
 """
 
@@ -43,8 +44,10 @@ def store_attendance_events(tx: Transaction, tenant_id: str, events: Sequence[At
     if stored < len(events):
         changed = [row["client_event_id"] for row in tx.fetch_all(_CHANGED_EVENTS_SQL, tenant=tenant_id, batch=batch)]
         if changed:
-            raise Conflict(f"{len(changed)} client_event_id(s) already stored with other content: {', '.join(changed[:5])}")
-    ids = {row["client_event_id"]: row["event_id"] for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id, batch=batch)}
+            raise Conflict(f"{len(changed)} client_event_id(s) already stored with other content: {', '.join(changed[:5])}",
+                           [FieldProblem(cid, "already stored with other content") for cid in changed])
+    ids = {row["client_event_id"]: str(row["public_id"])
+           for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id, batch=batch)}
     return [{"client_event_id": e.client_event_id, "event_id": ids[e.client_event_id]} for e in events]
 
 

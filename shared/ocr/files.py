@@ -18,7 +18,8 @@ Row = TypeVar("Row")
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Excel) would otherwise become part of the first column's name.
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]
         for row in reader:

@@ -17,14 +17,21 @@ _TRUE = {"true", "t", "1", "yes"}
 _FALSE = {"false", "f", "0", "no"}
 INVALID_JSON = "__invalid_json__"
 EXTRA_COLUMNS = "__extra_columns__"
+INVALID_TEXT = "__invalid_text__"
 
 
 def csv_records(path: Path, *, list_columns: frozenset[str] = frozenset(),
                 bool_columns: frozenset[str] = frozenset()) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: Excel writes a byte-order mark, which would otherwise glue itself to the first
+    # column's name. Undecodable bytes (a file cut inside a character) are kept as surrogates and
+    # reported on their own line instead of failing the whole file.
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         for row in reader:
+            if any(_undecodable(value) for value in row):
+                yield reader.line_num, {INVALID_TEXT: "not valid UTF-8 text"}
+                continue
             record: dict[str, Any] = {}
             for name, value in zip(header, row, strict=False):
                 if value == "":
@@ -53,12 +60,18 @@ def file_records(path: Path, *, list_columns: frozenset[str] = frozenset(),
     return csv_records(path, list_columns=list_columns, bool_columns=bool_columns)
 
 
+def _undecodable(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
+
+
 def check_record_shape(record: Any) -> dict[str, Any]:
     """The problems every format can have before validation: not an object, not JSON, extra cells."""
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
     if INVALID_JSON in record:
         raise ValueError(f"not JSON: {record[INVALID_JSON]}")
+    if INVALID_TEXT in record:
+        raise ValueError(record[INVALID_TEXT])
     if EXTRA_COLUMNS in record:
         raise ValueError("more values than header columns")
     return record

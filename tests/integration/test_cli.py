@@ -127,5 +127,6 @@ def test_an_unreadable_file_is_refused_cleanly(context: AppContext, settings_env
     write_history(history, rows=50)
     history.write_bytes(history.read_bytes() + b"\xff\xfe not utf-8\n")
     result = mlstack(settings_env, "ingest", "sync-events", str(history), "--tenant", "acme", "--quiet")
-    assert result.returncode == 2 and "cannot read history.csv" in result.stderr
+    # Reported on its own line (the rows before it are fine), and nothing is stored.
+    assert result.returncode == 2 and "line 52: not valid UTF-8 text" in result.stderr
     assert count_events(context) == 0

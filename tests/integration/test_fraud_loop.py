@@ -239,3 +239,20 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas'))
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_run_commands_demo_trains_a_global_and_a_tenant_model(context: AppContext) -> None:
+    from shared.demo import DEMO_TENANTS, seed_fraud_demo
+
+    tenant_ids = {slug: context.tenants.create_tenant(slug, slug).tenant_id for slug in DEMO_TENANTS}
+    lines: list[str] = []
+    seed_fraud_demo(context, tenant_ids, lines, days=75)
+    active = {(v.tenant_id, v.status) for v in context.registry.list_versions(kind="fraud") if v.status == "active"}
+    assert active == {(None, "active"), (tenant_ids["demo"], "active")}, lines
+    small = [e for e in context.database.run_outside_transaction(
+        "SELECT client_event_id FROM attendance_events WHERE tenant_id = CAST(:t AS uuid) LIMIT 1",
+        t=tenant_ids[DEMO_TENANTS[-1]])]
+    answer = predict_fraud(context, tenant_ids[DEMO_TENANTS[-1]], StoredEventRef(client_event_id=small[0][0]), "q")
+    assert answer["scope"] == "global"
+    seed_fraud_demo(context, tenant_ids, lines)
+    assert "skipped" in lines[-1]  # a second start reuses what is there
