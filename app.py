@@ -9,6 +9,7 @@ from functions.api_health import health_blueprint
 from functions.auth import auth_blueprint
 from functions.http import handle_request
 from functions.schedules import schedules_blueprint
+from functions.workers import workers_blueprint
 from shared.slices import SLICES
 
 app = Chalice(app_name="mlstack")
@@ -20,3 +21,4 @@ for loop in SLICES:  # each slice's routes, from the one list of slices
     if loop.routes_module:
         app.register_blueprint(import_module(loop.routes_module).blueprint)
 app.register_blueprint(schedules_blueprint)
+app.register_blueprint(workers_blueprint)

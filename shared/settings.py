@@ -42,6 +42,8 @@ class Settings(BaseModel):
     # jobs leave it off (a training extraction can take minutes).
     statement_timeout_seconds: float = Field(default=0.0, ge=0, le=900)
     stage: str = "local"
+    # SQS queue of per-scope training jobs (deployed); empty: scheduled retraining runs in-process.
+    training_jobs_queue_url: str = ""
 
     @field_validator("database_url")
     @classmethod

@@ -4,7 +4,12 @@ a function. Adding a loop is adding its slice here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
 from shared.conflict.slice import CONFLICT_SLICE
+from shared.context import AppContext
 from shared.errors import NotFound
 from shared.fraud.slice import FRAUD_SLICE
 from shared.ocr.slice import OCR_SLICE
@@ -28,3 +33,8 @@ def job_named(name: str) -> Job:
 
 def all_kinds() -> dict[str, ModelKind]:
     return {kind.name: kind for loop in SLICES for kind in loop.kinds}
+
+
+def scope_retrainers(context: AppContext) -> dict[str, Callable[[str | None], dict[str, Any]]]:
+    """What the training-jobs worker can run, by kind."""
+    return {kind: partial(run, context) for loop in SLICES for kind, run in loop.retrainers.items()}

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.context import AppContext
-from shared.errors import InsufficientData
 from shared.fraud.kind import FRAUD
 from shared.fraud.services import fraud_services
 from shared.platform.outcomes import track_outcomes
 from shared.platform.retraining import retrain
 from shared.platform.training import TrainingResult, train_candidate
+from shared.platform.training_jobs import fan_out
 
 DAYS_PER_MONTH = 30.5
 
@@ -31,15 +31,19 @@ def retrain_fraud_scope(context: AppContext, tenant_id: str | None, *, now: date
 
 
 def retrain_all_fraud_models(context: AppContext, *, now: datetime | None = None) -> dict[str, Any]:
-    """The global model, then each tenant's own; a tenant with too few labels keeps the global one.
-    (Each scope is independent and locked on its own: a deployment can fan these out.)"""
-    results: dict[str, Any] = {"global": retrain_fraud_scope(context, None, now=now)}
-    for tenant in context.tenants.list_tenants():
-        try:
-            results[tenant.slug] = retrain_fraud_scope(context, tenant.tenant_id, now=now)
-        except InsufficientData as exc:  # pragma: no cover - retrain records it and answers instead
-            results[tenant.slug] = {"promoted": False, "reason": exc.message}
-    return results
+    """The global model and each tenant's own, one job per scope: queued for the training workers
+    when a queue is configured, else run here one after the other. A tenant with too few labels
+    keeps being served by the global model (its retrain records why)."""
+    scopes: list[str | None] = [None, *(tenant.tenant_id for tenant in context.tenants.list_tenants())]
+    send = None
+    if context.settings.training_jobs_queue_url:
+        queue, url = context.aws("sqs"), context.settings.training_jobs_queue_url
+
+        def send(body: str) -> Any:
+            return queue.send_message(QueueUrl=url, MessageBody=body)
+
+    return fan_out(FRAUD.name, scopes, send=send, retrain=lambda tenant_id: retrain_fraud_scope(
+        context, tenant_id, now=now))
 
 
 def track_fraud_outcomes(context: AppContext, now: datetime | None = None) -> dict[str, Any]:

@@ -25,6 +25,12 @@ def _retrain(context: AppContext) -> dict[str, Any]:
     return retrain_all_fraud_models(context)
 
 
+def _retrain_scope(context: AppContext, tenant_id: str | None) -> dict[str, Any]:
+    from shared.fraud.learning import retrain_fraud_scope
+
+    return retrain_fraud_scope(context, tenant_id)
+
+
 def _tenant_id(slug_or_id: str) -> str:
     return get_context().tenants.find_tenant(slug_or_id).tenant_id
 
@@ -100,4 +106,5 @@ FRAUD_SLICE = Slice(
     ),
     cli=add_cli_commands,
     routes_module="functions.api_fraud",
+    retrainers={FRAUD.name: lambda context, tenant_id: _retrain_scope(context, tenant_id)},
 )

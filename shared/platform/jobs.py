@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shared.platform.kinds import ModelKind
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from shared.context import AppContext
 
 CliRegistrar = Callable[["CliGroups"], None]
+# Retrain one scope of a kind: (context, tenant_id or None for the global model) -> the decision.
+ScopeRetrainer = Callable[["AppContext", "str | None"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Slice:
     jobs: tuple[Job, ...] = ()
     cli: CliRegistrar | None = None
     routes_module: str | None = None
+    # Per kind name: how one scope is retrained (what the training-jobs queue's worker calls).
+    retrainers: dict[str, ScopeRetrainer] = field(default_factory=dict)
 
 
 class CliGroups:

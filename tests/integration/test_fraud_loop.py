@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -256,3 +257,42 @@ def test_the_run_commands_demo_trains_a_global_and_a_tenant_model(context: AppCo
     assert answer["scope"] == "global"
     seed_fraud_demo(context, tenant_ids, lines)
     assert "skipped" in lines[-1]  # a second start reuses what is there
+
+
+def test_monthly_retraining_fans_out_one_job_per_scope_through_the_queue(
+    app_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, history: Any,
+) -> None:
+    from shared.adapters.aws import aws_client
+    from shared.context import get_context, reset_context
+    from shared.fraud.learning import retrain_all_fraud_models
+
+    sqs = aws_client("sqs", endpoint_url=app_environment["MLSTACK_AWS_ENDPOINT_URL"])
+    url = sqs.create_queue(QueueName=f"training-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    monkeypatch.setenv("MLSTACK_TRAINING_JOBS_QUEUE_URL", url)
+    reset_context()
+    context = get_context()
+    tenants = seed(context, {"acme": history["acme"], "tiny": history["tiny"]})
+    assert retrain_all_fraud_models(context, now=NOW) == {"queued": 3, "kind": "fraud"}
+    messages = []
+    while len(messages) < 3:
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        assert received, messages
+        messages += received
+    jobs = sorted(json.loads(m["Body"])["tenant_id"] or "" for m in messages)
+    assert jobs == sorted(["", tenants["acme"], tenants["tiny"]])
+
+    from app import app
+
+    with Client(app) as client:
+        def work(message: dict[str, Any]) -> Any:
+            event = client.events.generate_sqs_event(queue_name="training-jobs", message_bodies=[message["Body"]])
+            return client.lambda_.invoke("train_worker", event).payload
+
+        results = {r["scope"]: r for m in messages for r in work(m)["results"]}
+    assert results["global"]["promoted"] is True
+    # acme's own candidate was judged against what served acme then: the global model, if it came first.
+    acme = results[tenants["acme"]]
+    assert acme["candidate"] and acme["metric"] == "pr_auc" and acme["reason"]
+    assert results[tenants["tiny"]]["promoted"] is False and "confirmed frauds" in results[tenants["tiny"]]["reason"]
+    active = {v.tenant_id for v in context.registry.list_versions(kind="fraud") if v.status == "active"}
+    assert active == ({None, tenants["acme"]} if acme["promoted"] else {None})
