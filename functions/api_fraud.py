@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
 from shared.context import get_context
+from shared.fraud.dashboard import fraud_dashboard
 from shared.fraud.intake import SiteIn, parse_events, parse_labels
 from shared.fraud.intake_repository import store_attendance_events, store_labels, upsert_sites
 from shared.fraud.operating_point import OperatingPointBody, move_operating_point, read_operating_point
@@ -83,3 +84,9 @@ def operating_point() -> Response:
         return json_response(read_operating_point(services, principal.tenant_id))
     body = parse_body(request, OperatingPointBody)
     return json_response(move_operating_point(services, principal.tenant_id, body, f"key:{principal.key_id}"))
+
+
+@api_route(blueprint, "/api/v2/fraud/dashboard", ["GET"])
+def dashboard() -> Response:
+    principal = require_role(blueprint.current_request, "staff")
+    return json_response(fraud_dashboard(fraud_services(get_context()), principal.tenant_id))

@@ -200,6 +200,8 @@ OPERATIONS: tuple[Operation, ...] = (
               OperatingPointView, ("staff",)),
     Operation("PUT", "/api/v2/fraud/operating-point", "Move the tenant's thresholds", OperatingPointView, ("staff",),
               body=(OperatingPointBody,), errors=(400,)),
+    Operation("GET", "/api/v2/fraud/dashboard", "The fraud dashboard's data: quality, decisions, importance",
+              OpenObject, ("staff",)),
     Operation("POST", "/api/v2/ocr/readings", "Assess and store OCR readings; idempotent on client_reading_id",
               OpenObject, ("client", "service"), body=(OcrReading, OcrReadingBatch), errors=(400, 409)),
     Operation("POST", "/api/v2/ml-training/corrections", "Record a correction of a reading", OpenObject, ANY_ROLE,

@@ -296,3 +296,29 @@ def test_monthly_retraining_fans_out_one_job_per_scope_through_the_queue(
     assert results[tenants["tiny"]]["promoted"] is False and "confirmed frauds" in results[tenants["tiny"]]["reason"]
     active = {v.tenant_id for v in context.registry.list_versions(kind="fraud") if v.status == "active"}
     assert active == ({None, tenants["acme"]} if acme["promoted"] else {None})
+
+
+def test_the_dashboard_shows_quality_decisions_and_importance(
+    app_environment: dict[str, str], tenant_keys: dict[str, Any], history: Any,
+) -> None:
+    from app import app
+    from shared.context import get_context
+
+    context = get_context()
+    acme_id = tenant_keys["acme"]["tenant_id"]
+    seed_fraud_history(context, {"acme": acme_id}, {"acme": history["acme"]})
+    version = activate(context, acme_id)
+    events = history["acme"]["events"]
+    old = [e for e in events if datetime.fromisoformat(e["occurred_at"]) < NOW - timedelta(days=31)][-20:]
+    for n, e in enumerate(old):
+        predict_fraud(context, acme_id, StoredEventRef(client_event_id=e["client_event_id"]), f"d{n}")
+    track_fraud_outcomes(context, now=NOW)
+    with Client(app) as client:
+        assert client.http.get("/api/v2/fraud/dashboard", headers=auth(tenant_keys["acme"]["client"])).status_code == 403
+        board = client.http.get("/api/v2/fraud/dashboard", headers=auth(tenant_keys["acme"]["staff"])).json_body
+    assert board["model_version"] == version.label and board["trained"]["metrics"]["pr_auc"] > 0
+    assert board["traffic"]["scored"] == 20 and board["traffic"]["with_outcome"] == 20
+    confusion = board["confusion_at_review"]
+    assert sum(confusion[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")) == 20
+    assert set(board["feature_importance"]["mean_abs_contribution"]) == set(FEATURE_NAMES)
+    assert board["tradeoff"] and {m["window_days"] for m in board["live_metrics"]} == {7, 30}

@@ -1,0 +1,59 @@
+"""The fraud dashboard's data (staff, JSON): the serving model's quality at training and live,
+what the operating point does to real traffic, and which features drive the scores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from shared.fraud.dashboard_repository import latest_live_metrics, recent_scores
+from shared.fraud.features import FEATURE_NAMES
+from shared.fraud.kind import FRAUD
+from shared.fraud.prediction import operating_point
+from shared.fraud.services import FraudServices
+from shared.platform.serving import choose_serving
+
+
+def confusion_at(scores: list[float], outcomes: list[bool], threshold: float) -> dict[str, Any]:
+    flagged = np.asarray(scores) >= threshold
+    truth = np.asarray(outcomes, dtype=bool)
+    tp, fp = int(np.sum(flagged & truth)), int(np.sum(flagged & ~truth))
+    fn, tn = int(np.sum(~flagged & truth)), int(np.sum(~flagged & ~truth))
+    return {"threshold": threshold, "true_positives": tp, "false_positives": fp, "false_negatives": fn,
+            "true_negatives": tn, "false_positive_rate": fp / (fp + tn) if fp + tn else None,
+            "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None}
+
+
+def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> dict[str, Any]:
+    serving = choose_serving(FRAUD, services.models, tenant_id, "dashboard", allow_challenger=False,
+                             with_shadow=False)
+    labels = [v.label for v in services.registry.list_versions(kind=FRAUD.name, tenant_id=tenant_id)]
+    with services.transactions.transaction() as tx:
+        point = operating_point(services, tx, tenant_id, serving)
+        scored = recent_scores(tx, tenant_id, days)
+        live = latest_live_metrics(tx, labels)
+    known = [row for row in scored if row["outcome"] is not None]
+    manifest = serving.answering.version.manifest if serving.answering else {}
+    importance: dict[str, Any] = {"gain": manifest.get("feature_importance_gain", {})}
+    if serving.answering is not None and scored:
+        design = FRAUD.design_matrix([row["features"] for row in scored])
+        contributions = serving.answering.model.contributions(design)[:, :-1]  # type: ignore[attr-defined]
+        importance["mean_abs_contribution"] = {
+            name: round(float(value), 6) for name, value in zip(FEATURE_NAMES, np.abs(contributions).mean(axis=0),
+                                                                 strict=True)}
+    decisions = [("block" if r["probability"] >= point["block_threshold"] else
+                  "review" if r["probability"] >= point["review_threshold"] else "allow") for r in scored]
+    return {
+        "model_version": serving.label, "scope": serving.scope, "degraded": serving.degraded,
+        "trained": {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),
+                    "window": manifest.get("training_window")},
+        "operating_point": point,
+        "tradeoff": manifest.get("operating_point", {}).get("tradeoff", []),
+        "traffic": {"days": days, "scored": len(scored), "with_outcome": len(known),
+                    "decisions": {d: decisions.count(d) for d in ("allow", "review", "block")}},
+        "confusion_at_review": confusion_at([r["probability"] for r in known], [r["outcome"] for r in known],
+                                            point["review_threshold"]),
+        "feature_importance": importance,
+        "live_metrics": live,
+    }
