@@ -97,7 +97,7 @@ class EventColumns:
 def _epoch(value: datetime) -> int:
     """Rows from the database carry `t` (epoch seconds, cheaper to read than a timestamp);
     others carry `occurred_at`."""
-    return int(value.timestamp())
+    return math.floor(value.timestamp())  # whole seconds, as the SQL floor() of the live path
 
 
 def _factorize(values: list[object]) -> tuple[NDArray[np.int64], list[object]]:

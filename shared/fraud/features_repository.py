@@ -3,6 +3,7 @@ under the label policy. The features themselves are computed in shared/fraud/fea
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -18,8 +19,6 @@ _EVENT_COLUMNS = (
     " e.latitude, e.longitude, e.gps_accuracy_m, e.face_match_confidence, e.biometric_verified"
 )
 _EVENT_SELECT = f"SELECT {_EVENT_COLUMNS}, e.occurred_at FROM attendance_events e"
-# History rows carry epoch seconds (`t`): parsing a timestamp per row was a fifth of a prediction.
-_HISTORY_SELECT = f"SELECT {_EVENT_COLUMNS}, CAST(extract(epoch FROM e.occurred_at) AS bigint) AS t FROM attendance_events e"
 
 
 def load_sites(tx: Transaction, tenant_id: str | None) -> dict[str, Site]:
@@ -44,21 +43,6 @@ def load_events(tx: Transaction, tenant_id: str | None, start: datetime, end: da
         " ORDER BY e.occurred_at, e.event_id", start=start, end=end, tenant=tenant_id)
 
 
-def load_live_history(tx: Transaction, tenant_id: str, user_id: str, device_id: str, site_id: str,
-                      before: datetime) -> list[dict[str, Any]]:
-    """What one event's features look at: the user's last 60 days, the device's 12 hours, the
-    site's 10 minutes (each through its own index)."""
-    return tx.fetch_all(
-        _HISTORY_SELECT + " WHERE e.event_id IN ("
-        " SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND user_id = :user"
-        "   AND occurred_at >= CAST(:before AS timestamptz) - make_interval(days => :days) AND occurred_at < :before"
-        " UNION SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND device_id = :device"
-        "   AND occurred_at >= CAST(:before AS timestamptz) - INTERVAL '12 hours' AND occurred_at < :before"
-        " UNION SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND site_id = :site"
-        "   AND occurred_at >= CAST(:before AS timestamptz) - INTERVAL '10 minutes' AND occurred_at < :before)",
-        tenant=tenant_id, user=user_id, device=device_id, site=site_id, before=before, days=HISTORY_DAYS)
-
-
 def load_stored_event(tx: Transaction, tenant_id: str, client_event_id: str) -> dict[str, Any] | None:
     return tx.fetch_one(_EVENT_SELECT + " WHERE e.tenant_id = CAST(:tenant AS uuid) AND e.client_event_id = :id",
                         tenant=tenant_id, id=client_event_id)
@@ -77,12 +61,46 @@ class FraudContext(Protocol):
                     ) -> tuple[list[dict[str, Any]], dict[str, Site], list[tuple[str, date]]]: ...
 
 
+# Everything one live score reads, in one round trip: the history the features look at (as
+# compact JSON arrays: cheaper to read than typed rows), the sites of those events and of the
+# target, and the tenant's holidays around the target's date.
+_LIVE_INPUTS_SQL = """
+WITH history AS (
+    SELECT * FROM attendance_events WHERE event_id IN (
+        SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND user_id = :user
+          AND occurred_at >= CAST(:before AS timestamptz) - make_interval(days => :days) AND occurred_at < :before
+        UNION SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND device_id = :device
+          AND occurred_at >= CAST(:before AS timestamptz) - INTERVAL '12 hours' AND occurred_at < :before
+        UNION SELECT event_id FROM attendance_events WHERE tenant_id = CAST(:tenant AS uuid) AND site_id = :site
+          AND occurred_at >= CAST(:before AS timestamptz) - INTERVAL '10 minutes' AND occurred_at < :before)
+)
+SELECT
+    (SELECT COALESCE(json_agg(json_build_array(user_id, site_id, device_id, event_type,
+            CAST(floor(extract(epoch FROM occurred_at)) AS bigint), latitude, longitude, gps_accuracy_m,
+            face_match_confidence, biometric_verified)), '[]'::json) FROM history) AS history,
+    (SELECT COALESCE(json_agg(json_build_array(site_id, latitude, longitude, radius_m, timezone)), '[]'::json)
+       FROM sites WHERE tenant_id = CAST(:tenant AS uuid)
+        AND (site_id = :site OR site_id IN (SELECT site_id FROM history))) AS sites,
+    (SELECT COALESCE(json_agg(day), '[]'::json) FROM holidays WHERE tenant_id = CAST(:tenant AS uuid)
+        AND day BETWEEN CAST(:before AS date) - 2 AND CAST(:before AS date) + 2) AS holidays
+"""
+_HISTORY_FIELDS = ("user_id", "site_id", "device_id", "event_type", "t", "latitude", "longitude", "gps_accuracy_m",
+                   "face_match_confidence", "biometric_verified")
+
+
 class PostgresFraudContext:
     def live_inputs(self, session: Transaction, tenant_id: str, event: dict[str, Any]
                     ) -> tuple[list[dict[str, Any]], dict[str, Site], list[tuple[str, date]]]:
-        history = load_live_history(session, tenant_id, event["user_id"], event["device_id"], event["site_id"],
-                                    event["occurred_at"])
-        return history, load_sites(session, tenant_id), load_holidays(session, tenant_id)
+        row = session.fetch_one(_LIVE_INPUTS_SQL, tenant=tenant_id, user=event["user_id"], device=event["device_id"],
+                                site=event["site_id"], before=event["occurred_at"], days=HISTORY_DAYS)
+        assert row is not None
+        decoded = {name: json.loads(row[name]) if isinstance(row[name], str) else row[name]
+                   for name in ("history", "sites", "holidays")}
+        history = [{"tenant_id": tenant_id, **dict(zip(_HISTORY_FIELDS, values, strict=True))}
+                   for values in decoded["history"]]
+        sites = {f"{tenant_id}|{s[0]}": Site(s[1], s[2], s[3], s[4]) for s in decoded["sites"]}
+        holidays = [(tenant_id, date.fromisoformat(day)) for day in decoded["holidays"]]
+        return history, sites, holidays
 
 
 def labelled_training_set(events: list[dict[str, Any]], labels: dict[tuple[str, str], bool], sites: dict[str, Site],

@@ -322,3 +322,23 @@ def test_the_dashboard_shows_quality_decisions_and_importance(
     assert sum(confusion[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")) == 20
     assert set(board["feature_importance"]["mean_abs_contribution"]) == set(FEATURE_NAMES)
     assert board["tradeoff"] and {m["window_days"] for m in board["live_metrics"]} == {7, 30}
+
+
+def test_live_scores_read_the_same_features_as_training_from_postgresql(context: AppContext, history: Any) -> None:
+    import math
+
+    from shared.fraud.features import HISTORY_DAYS, EventColumns, compute_features
+    from shared.fraud.features_repository import load_events, load_holidays, load_sites
+
+    tenants = seed(context, {"acme": history["acme"]})
+    with context.database.transaction() as tx:
+        events = load_events(tx, tenants["acme"], NOW - timedelta(days=CONFIG.days + HISTORY_DAYS), NOW + timedelta(days=1))
+        sites, holidays = load_sites(tx, tenants["acme"]), load_holidays(tx, tenants["acme"])
+    columns = EventColumns.from_rows(events)
+    training = compute_features(columns, columns, sites, holidays)
+    for i in range(len(events) - 1, len(events) - 400, -20):
+        live = predict_fraud(context, tenants["acme"], StoredEventRef(client_event_id=events[i]["client_event_id"]),
+                             f"same-{i}")["features"]
+        for name in FEATURE_NAMES:
+            expected = float(training[name][i])
+            assert (live[name] is None and math.isnan(expected)) or live[name] == pytest.approx(expected, rel=1e-7, abs=1e-9), (name, i)
