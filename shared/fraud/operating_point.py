@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.errors import InvalidInput
+from shared.errors import FieldProblem, InvalidInput
 from shared.fraud.kind import FRAUD
 from shared.fraud.prediction import operating_point
 from shared.fraud.services import FraudServices
@@ -46,8 +46,8 @@ def move_operating_point(services: FraudServices, tenant_id: str, body: Operatin
         current = read_operating_point(services, tenant_id)
         reaching = [row for row in current["tradeoff"] if (row["recall"] or 0) >= body.target_recall]
         if not reaching:
-            raise InvalidInput("no serving model's trade-off table reaches that recall",
-                               [])
+            raise InvalidInput("the serving model's trade-off table does not reach that recall",
+                               [FieldProblem("target_recall", "no threshold reaches it (or no model serves)")])
         review = max(row["threshold"] for row in reaching)
         block = max(review, current["block_threshold"])
     else:

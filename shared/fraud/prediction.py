@@ -60,6 +60,7 @@ def reasons_for(serving: Serving, features: dict[str, float | None]) -> list[dic
 
 
 def score_event(features_by_name: dict[str, Any], index: int = 0) -> dict[str, float | None]:
+    """One event's features as a dict (NaN as None) out of a computed batch."""
     return feature_rows({name: values[index:index + 1] for name, values in features_by_name.items()})[0]
 
 
