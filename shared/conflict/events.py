@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.platform.validation import Identifier, Name
+from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000
 
@@ -52,9 +52,7 @@ class SyncEventBatch(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SyncEventBatch:
-        ids = [event.client_event_id for event in self.events]
-        if len(set(ids)) != len(ids):
-            raise ValueError("client_event_id repeats within the batch")
+        ensure_unique([item.client_event_id for item in self.events], "client_event_id")
         return self
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from shared.conflict.kind import CONFLICT
 from shared.context import AppContext, get_context
-from shared.platform.jobs import CliGroups, Job, Slice
+from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
 def _track_outcomes(context: AppContext) -> dict[str, Any]:
@@ -87,14 +86,11 @@ def add_cli_commands(groups: CliGroups) -> None:
                    "train a conflict candidate on the last N days")
     p.add_argument("--days-back", type=int, default=90)
     p.add_argument("--tenant", help="train the tenant's own model on its events (default: global, all tenants)")
-    p.add_argument("--activate", action="store_true", help="activate the candidate right away")
-    p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+    add_candidate_flags(p)
 
     p = groups.add(groups.group("score", "batch scoring"), "conflict", cmd_score_conflict,
                    "score a CSV of requests with the active conflict model")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
+    add_batch_files(p)
 
 
 CONFLICT_SLICE = Slice(

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.platform.validation import Identifier
+from shared.platform.validation import Identifier, ensure_unique
 
 MAX_BATCH = 1000
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -75,9 +75,7 @@ class AttendanceBatch(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AttendanceBatch:
-        ids = [event.client_event_id for event in self.events]
-        if len(set(ids)) != len(ids):
-            raise ValueError("client_event_id repeats within the batch")
+        ensure_unique([item.client_event_id for item in self.events], "client_event_id")
         return self
 
 

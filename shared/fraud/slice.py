@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
 from shared.context import AppContext, get_context
 from shared.errors import InvalidInput
 from shared.fraud.kind import FRAUD
-from shared.platform.jobs import CliGroups, Job, Slice
+from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
 def _track_outcomes(context: AppContext) -> dict[str, Any]:
@@ -85,14 +84,11 @@ def add_cli_commands(groups: CliGroups) -> None:
     p.add_argument("--tenant")
     p.add_argument("--global", dest="global_model", action="store_true")
     p.add_argument("--months-back", type=int, default=6)
-    p.add_argument("--activate", action="store_true", help="activate the candidate right away")
-    p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+    add_candidate_flags(p)
 
     p = groups.add(groups.group("score", "batch scoring"), "fraud", cmd_score_fraud,
                    "score attendance events (intake schema) with the tenant's serving fraud model")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
+    add_batch_files(p)
 
 
 FRAUD_SLICE = Slice(

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared.platform.validation import ensure_unique
+
 MAX_BATCH = 1000
 SourceType = Literal["meter_reading", "license_plate"]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/#-]+$")]
@@ -46,9 +48,7 @@ class OcrReadingBatch(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> OcrReadingBatch:
-        ids = [reading.client_reading_id for reading in self.readings]
-        if len(set(ids)) != len(ids):
-            raise ValueError("client_reading_id repeats within the batch")
+        ensure_unique([item.client_reading_id for item in self.readings], "client_reading_id")
         return self
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.context import AppContext, get_context
 from shared.ocr.kind import OCR_ERROR
-from shared.platform.jobs import CliGroups, Job, Slice
+from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
 def _track_outcomes(context: AppContext) -> dict[str, Any]:
@@ -122,9 +121,7 @@ def add_cli_commands(groups: CliGroups) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--size", type=int, default=50)
     p = groups.add(ocr, "triage", cmd_triage, "score a file of readings as the API would, storing nothing")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--input", type=Path, required=True)
-    p.add_argument("--output", type=Path, required=True)
+    add_batch_files(p)
     p = groups.add(ocr, "metrics", cmd_metrics, "capture, corrections, backlog and quality figures (JSON)")
     p.add_argument("--tenant", required=True)
     p.add_argument("--target-share", type=float, default=0.8, help="share of errors the threshold should catch")
@@ -139,8 +136,7 @@ def add_cli_commands(groups: CliGroups) -> None:
     p.add_argument("--tenant", help="the tenant's own model (default: global, all tenants)")
     p.add_argument("--days-back", type=int, default=None)
     p.add_argument("--end", help="end of the window, ISO 8601 (default: now)")
-    p.add_argument("--activate", action="store_true", help="activate the candidate right away")
-    p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+    add_candidate_flags(p)
 
 
 OCR_SLICE = Slice(

@@ -4,8 +4,10 @@ the CLI are all built from (the one list is `shared.slices.SLICES`)."""
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.platform.kinds import ModelKind
@@ -44,6 +46,19 @@ class Slice:
     routes_module: str | None = None
     # Per kind name: how one scope is retrained (what the training-jobs queue's worker calls).
     retrainers: dict[str, ScopeRetrainer] = field(default_factory=dict)
+
+
+def add_candidate_flags(parser: argparse.ArgumentParser) -> None:
+    """--activate and --actor, as every `mlstack train KIND` takes them."""
+    parser.add_argument("--activate", action="store_true", help="activate the candidate right away")
+    parser.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+
+
+def add_batch_files(parser: argparse.ArgumentParser) -> None:
+    """--tenant, --input and --output, as every batch scoring command takes them."""
+    parser.add_argument("--tenant", required=True)
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
 
 
 class CliGroups:
