@@ -80,14 +80,14 @@ WITH r AS (
            CAST(:entity_type AS text) AS entity_type, CAST(:entity_id AS text) AS entity_id,
            CAST(:device_id AS text) AS device_id, CAST(:last_sync AS timestamptz) AS last_sync,
            CAST(:fields AS text[]) AS fields, CAST(:as_of AS timestamptz) AS asked
-), a AS (
+), a AS MATERIALIZED (
     SELECT r.*, COALESCE((
         SELECT min(e.received_at) FROM sync_events e
         WHERE e.tenant_id = r.tenant_id AND e.user_id = r.user_id AND e.device_id = r.device_id
           AND e.client_last_sync_at = r.last_sync
           AND e.received_at >= r.asked - INTERVAL '1 hour' AND e.received_at < r.asked), r.asked) AS as_of
     FROM r
-), u AS (
+), u AS MATERIALIZED (
     SELECT a.*, h.syncs, h.conflicts, h.last_at FROM a CROSS JOIN LATERAL (
         SELECT count(*) AS syncs, count(*) FILTER (WHERE e.conflicted) AS conflicts,
                max(e.received_at) FILTER (WHERE e.received_at >= a.as_of - INTERVAL '720 hours') AS last_at
@@ -105,12 +105,14 @@ SELECT {_epoch_us("s.as_of")} AS as_of, {_epoch_us("s.last_at")} AS last_user_sy
        (SELECT count(*) FROM unnest(mine.fields) AS f WHERE f = ANY(others.fields)) AS overlapping_fields
 FROM s
 CROSS JOIN LATERAL (
-    SELECT count(*) FILTER (WHERE e.received_at >= s.as_of - INTERVAL '168 hours') AS edits,
-           count(DISTINCT e.user_id) FILTER (WHERE e.user_id <> s.user_id
-                                              AND e.received_at >= s.as_of - INTERVAL '24 hours') AS editors
-    FROM sync_events e
-    WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
-      AND e.entity_id = s.entity_id AND e.received_at >= s.as_of - INTERVAL '168 hours' AND e.received_at < s.as_of
+    SELECT (SELECT count(*) FROM sync_events e
+            WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
+              AND e.entity_id = s.entity_id AND e.received_at >= s.as_of - INTERVAL '168 hours'
+              AND e.received_at < s.as_of) AS edits,
+           (SELECT count(DISTINCT e.user_id) FROM sync_events e
+            WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
+              AND e.entity_id = s.entity_id AND e.user_id <> s.user_id
+              AND e.received_at >= s.as_of - INTERVAL '24 hours' AND e.received_at < s.as_of) AS editors
 ) ent
 CROSS JOIN LATERAL (
     SELECT count(DISTINCT e.event_id) AS n, array_agg(DISTINCT f) AS fields
@@ -129,13 +131,12 @@ CROSS JOIN LATERAL (
 
 def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
     """One request's feature row (FEATURE_NAMES, SUPPORT_NAMES, as_of) in one statement."""
-    counts = tx.fetch_one(
+    counts = tx.fetch_prepared(
         LIVE_COUNTS_SQL, tenant=request.tenant_id, user_id=request.user_id, domain=request.domain,
         entity_type=request.entity_type, entity_id=request.entity_id, device_id=request.device_id,
         last_sync=request.client_last_sync_at, fields=list(request.fields) if request.fields else None,
         as_of=request.as_of,
-    )
-    assert counts is not None  # one row always
+    )[0]  # one row always
     last_sync = to_us(request.client_last_sync_at) if request.client_last_sync_at else NO_TIME
     values = features_from_counts({
         **counts, "last_sync": last_sync,

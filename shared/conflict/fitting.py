@@ -48,23 +48,39 @@ def choose_knots(design: NDArray[np.float64]) -> dict[str, tuple[float, ...]]:
     return knots
 
 
-def _fit_logistic(x: NDArray[np.float64], y: NDArray[np.float64], l2: float,
-                  start: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
-    """Penalised Newton-Raphson; x carries a leading column of ones (not penalised)."""
+def _objective(x: NDArray[np.float64], y: NDArray[np.float64], beta: NDArray[np.float64],
+               penalty: NDArray[np.float64]) -> float:
+    z = x @ beta
+    # log(1 + e^z) - y z, computed without overflow, plus the ridge term.
+    return float(np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * beta * beta))
+
+
+def _fit_logistic(x: NDArray[np.float64], y: NDArray[np.float64], l2: float) -> NDArray[np.float64]:
+    """Penalised Newton-Raphson with step halving (a full step can overshoot on near-separable
+    inputs such as indicators); x carries a leading column of ones (not penalised)."""
     rows, width = x.shape
     penalty = np.full(width, l2 * rows)
     penalty[0] = 0.0
-    beta = np.zeros(width) if start is None else start.copy()
-    if start is None:
-        prior = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
-        beta[0] = np.log(prior / (1 - prior))
+    beta = np.zeros(width)
+    prior = min(max(float(y.mean()), 1e-6), 1 - 1e-6)
+    beta[0] = np.log(prior / (1 - prior))
+    current = _objective(x, y, beta, penalty)
     for _ in range(NEWTON_STEPS):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -500, 500)))
         gradient = x.T @ (p - y) + penalty * beta
-        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-9)
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + np.diag(penalty + 1e-6)
         step = np.linalg.solve(hessian, gradient)
-        beta -= step
-        if float(np.max(np.abs(step))) < 1e-7:
+        scale = 1.0
+        while scale > 1e-4:
+            candidate = beta - scale * step
+            value = _objective(x, y, candidate, penalty)
+            if np.isfinite(value) and value <= current:
+                break
+            scale /= 2
+        else:
+            break  # no step improves: converged as far as floating point allows
+        beta, improvement, current = candidate, current - value, value
+        if improvement < 1e-9 * max(1.0, abs(current)):
             break
     return beta
 

@@ -144,7 +144,7 @@ def test_prediction_without_a_model_is_the_heuristic_and_is_logged(client: Clien
     assert answer["degraded"] is True and answer["model_version"].startswith("heuristic-")
     assert 0 <= answer["probability"] <= 1 and answer["risk_level"] in ("low", "medium", "high")
     assert set(answer["features"]) == {"concurrent_editors", "hours_since_last_sync", "user_conflict_rate",
-                                       "entity_edit_frequency", "field_overlap_score"}
+                                       "entity_edit_frequency", "field_overlap_score", "other_edits_since_sync"}
     response = client.http.get(f"/api/v2/predictions/conflict/{answer['prediction_id']}", headers=auth(key))
     logged = json.loads(response.body)
     assert logged["probability"] == pytest.approx(answer["probability"], abs=1e-6)
