@@ -175,11 +175,6 @@ class Transaction:
         self._connection.run(sql, stream=stream)
         return self._connection.row_count
 
-    def copy_out(self, sql: str, stream: Any) -> int:
-        """COPY ... TO STDOUT into a binary (or text) stream; returns the rows copied."""
-        self._connection.run(sql, stream=stream)
-        return self._connection.row_count
-
 
 class Database:
     """A lazily opened connection per thread. Nothing connects at import time."""

@@ -4,7 +4,7 @@ Two readings of the same definitions:
 - live, one request: one SQL statement computes the counts the definitions need (each an index
   range scan), and `features_from_counts` turns them into features;
 - many rows (training, batch scoring): the stored events of the window are read as integer
-  columns through binary COPY (no per-row parsing in Python) and `compute_features` computes every
+  columns packed by PostgreSQL into one binary value (no per-row parsing in Python) and `compute_features` computes every
   row at once.
 tests/integration/test_conflict_features.py holds the two equal on histories with sync batches.
 
@@ -15,8 +15,6 @@ to be mistaken for each other.
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -25,7 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.adapters.db import Database, Transaction, is_uuid
+from shared.adapters.db import Database, Transaction
 from shared.conflict.features import (
     FEATURE_NAMES,
     HOURS_CAP,
@@ -148,42 +146,25 @@ def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
     return row
 
 
-# -- many rows: binary COPY into numpy ------------------------------------------------------------
+# -- many rows: packed integer columns into numpy -------------------------------------------------
 
-# Binary COPY of fixed-width columns: a 19-byte header, then per row a field count (int16) and per
-# field a length (int32) and the value (big-endian int8), then a -1 trailer. Every column is a
-# non-null bigint, so the rows are one numpy record array: no parsing per row.
-_HEADER_BYTES = 19
-
-
-def _copy_columns(tx: Transaction, query: str, columns: int) -> NDArray[Any]:
-    buffer = io.BytesIO()
-    tx.copy_out(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
-    data = buffer.getbuffer()
-    extension = int.from_bytes(data[15:19], "big")
-    body = data[_HEADER_BYTES + extension:len(data) - 2]
-    layout = [("count", ">i2")] + [item for n in range(columns) for item in ((f"l{n}", ">i4"), (f"v{n}", ">i8"))]
-    records = np.frombuffer(body, dtype=np.dtype(layout))
-    return np.stack([records[f"v{n}"].astype(np.int64) for n in range(columns)]) if len(records) else \
-        np.zeros((columns, 0), dtype=np.int64)
+# Every column of a bulk read is a non-null bigint. PostgreSQL packs each row's values with
+# int8send into one bytea for the whole result, so the client receives one value and numpy reads
+# it in place: no per-row or per-value parsing in Python (pg8000 handles each row, or each COPY
+# message, in Python, which cost several microseconds a row).
+def _packed_columns(tx: Transaction, query: str, columns: int, **params: Any) -> NDArray[np.int64]:
+    names = [f"c{n}" for n in range(columns)]
+    packed = " || ".join(f"int8send(q.{name})" for name in names)
+    data = tx.fetch_value(
+        f"SELECT string_agg({packed}, ''::bytea) FROM ({query}) AS q({', '.join(names)})", **params)
+    if not data:
+        return np.zeros((columns, 0), dtype=np.int64)
+    values: NDArray[np.int64] = np.frombuffer(data, dtype=">i8").astype(np.int64).reshape(-1, columns).T
+    return values
 
 
-def _literal_time(at: datetime) -> str:
-    if at.tzinfo is None:
-        raise ValueError("times must be timezone-aware")
-    return f"CAST('{at.isoformat()}' AS timestamptz)"  # isoformat holds no quote
-
-
-def _event_filter(tenant_id: str | None, start: datetime, end: datetime) -> str:
-    # COPY takes no bind parameters: the values are ours, checked and formatted here.
-    where = f"e.received_at >= {_literal_time(start)} AND e.received_at < {_literal_time(end)}"
-    if tenant_id is not None:
-        if not is_uuid(tenant_id):
-            raise ValueError(f"not a tenant id: {tenant_id!r}")
-        where += f" AND e.tenant_id = CAST('{tenant_id}' AS uuid)"
-    return where
-
-
+_EVENT_FILTER = ("e.received_at >= CAST(:start AS timestamptz) AND e.received_at < CAST(:end AS timestamptz)"
+                 " AND (CAST(:tenant AS uuid) IS NULL OR e.tenant_id = CAST(:tenant AS uuid))")
 _USER_KEY = "e.tenant_id::text || '|' || e.user_id"
 _ENTITY_KEY = "e.tenant_id::text || '|' || e.domain || '|' || e.entity_type || '|' || e.entity_id"
 _DEVICE_KEY = "e.tenant_id::text || '|' || e.user_id || '|' || e.device_id"
@@ -191,22 +172,21 @@ _EVENTS_QUERY = f"""
 SELECT e.event_id, {_epoch_us("e.received_at")}, hashtextextended({_USER_KEY}, 0),
        hashtextextended({_ENTITY_KEY}, 0), hashtextextended({_DEVICE_KEY}, 0),
        COALESCE({_epoch_us("e.client_last_sync_at")}, {NO_TIME}), CAST(e.conflicted AS integer)::bigint
-FROM sync_events e WHERE {{where}}
+FROM sync_events e WHERE {_EVENT_FILTER}
 """
-_FIELDS_QUERY = """
+_FIELDS_QUERY = f"""
 SELECT e.event_id, hashtextextended(f, 0)
-FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f WHERE {where}
+FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f WHERE {_EVENT_FILTER}
 """
 
 
 def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime) -> EventColumns:
     """Every stored event received in [start, end) (of the tenant, or of all), in receipt order."""
-    where = _event_filter(tenant_id, start, end)
-    event_id, t, user, entity, device, last_sync, conflicted = _copy_columns(
-        tx, _EVENTS_QUERY.format(where=where), 7)
+    window = {"start": start, "end": end, "tenant": tenant_id}
+    event_id, t, user, entity, device, last_sync, conflicted = _packed_columns(tx, _EVENTS_QUERY, 7, **window)
     order = np.lexsort((event_id, t))
     event_id = event_id[order]
-    field_event, field = _copy_columns(tx, _FIELDS_QUERY.format(where=where), 2)
+    field_event, field = _packed_columns(tx, _FIELDS_QUERY, 2, **window)
     by_id = np.argsort(event_id)
     field_row = by_id[np.searchsorted(event_id, field_event, sorter=by_id)]
     return EventColumns(t=t[order], user=user[order], entity=entity[order], device=device[order],
@@ -214,9 +194,12 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
                         field_row=field_row.astype(np.int64), field=field)
 
 
+# Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
+# Python, which cost more than everything else in batch scoring. No key holds a newline (ids,
+# names and fields are validated), and the answer is one comma-joined text for the same reason.
 _HASH_KEYS_SQL = """
 SELECT string_agg(CAST(hashtextextended(k, 0) AS text), ',' ORDER BY n)
-FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS x(k, n)
+FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k, n)
 """
 
 
@@ -224,7 +207,7 @@ def _hashes(tx: Transaction, keys: list[str]) -> NDArray[np.int64]:
     """PostgreSQL's hashes of the keys, as the stored events' columns carry them."""
     if not keys:
         return np.zeros(0, dtype=np.int64)
-    joined = tx.fetch_value(_HASH_KEYS_SQL, keys=keys)
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(keys))
     return np.array(joined.split(","), dtype=np.int64)
 
 
@@ -347,4 +330,3 @@ class InMemoryConflictFeatures:
         return columns
 
 
-__all__ = ["FEATURE_NAMES", "FeatureRequest", "json"]
