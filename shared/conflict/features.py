@@ -146,24 +146,30 @@ class _Timeline:
     query is a binary search over one sorted array: its cost grows with log(history), not with
     the number of events in its window.
 
-    Keys and times are searched as one int64, key * width + rank(time), where rank is the time's
-    position among the distinct stored times: `stored < bound` exactly when
-    `rank(stored) < rank(bound)` (rank of a bound: how many distinct stored times lie below it),
-    so nothing overflows however long the history."""
+    Keys and times are searched as one int64, key * width + rank(time), where rank is how many
+    stored times lie below: `stored < bound` exactly when `rank(stored) < rank(bound)`, duplicates
+    or not, so nothing overflows however long the history."""
 
     def __init__(self, keys: Int, times: Int, weights: Int | None = None) -> None:
-        self._grid = np.unique(times)
+        in_order = bool(np.all(times[1:] >= times[:-1]))
+        self._grid = times if in_order else np.sort(times)
         self._width = len(self._grid) + 1
-        combined = keys * self._width + np.searchsorted(self._grid, times)
-        order = np.argsort(combined, kind="stable")
-        self._sorted = combined[order]
-        self._times = times[order]
+        # Events arrive in time order: then a stable sort by key alone orders (key, time).
+        order = np.argsort(keys, kind="stable") if in_order else np.lexsort((times, keys))
         self._keys = keys[order]
+        self._times = times[order]
+        self._sorted = self._keys * self._width + np.searchsorted(self._grid, self._times)
         self._cumulative = None if weights is None else np.concatenate(([0], np.cumsum(weights[order])))
 
     def _position(self, keys: Int, times: Int) -> Int:
         position: Int = np.searchsorted(self._sorted, keys * self._width + np.searchsorted(self._grid, times))
         return position
+
+    def _total(self, position: Int) -> Int:
+        if self._cumulative is None:
+            return position
+        total: Int = self._cumulative[position]
+        return total
 
     def count_before(self, keys: Int, times: Int) -> Int:
         """Elements of each key with time < the bound (the weights' sum when weighted)."""
@@ -176,7 +182,7 @@ class _Timeline:
 
     def count_in(self, keys: Int, lo: Int, hi: Int) -> Int:
         """Elements of each key with lo <= time < hi (0 when hi <= lo)."""
-        return np.maximum(self.count_before(keys, hi) - self.count_before(keys, lo), 0)
+        return np.maximum(self._total(self._position(keys, hi)) - self._total(self._position(keys, lo)), 0)
 
     def last_before(self, keys: Int, times: Int) -> Int:
         """The latest time of each key below the bound, or NO_TIME."""
