@@ -20,10 +20,11 @@ conflict_blueprint = blueprint = Blueprint(__name__)
 def ingest_sync_events() -> Response:
     request = conflict_blueprint.current_request
     principal = require_role(request, "client", "service")
-    batch = validated(parse_intake, parse_body(request, None))
+    now = datetime.now(UTC)  # the received_at of events that omit it
+    batch = validated(lambda payload: parse_intake(payload, now), parse_body(request, None))
     context = get_context()
     with context.database.transaction() as tx:
-        stored = store_sync_events(tx, principal.tenant_id, batch.events, datetime.now(UTC))
+        stored = store_sync_events(tx, principal.tenant_id, batch.events, now)
     return json_response({"accepted": len(stored), "events": stored})
 
 

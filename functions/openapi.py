@@ -69,7 +69,17 @@ class StoredEventView(BaseModel):
     event_id: int | str
 
 
+class StoredSyncEventView(BaseModel):
+    client_event_id: str
+    event_id: str = Field(json_schema_extra={"format": "uuid"})  # random: reveals no volume
+
+
 class SyncIntakeAnswer(BaseModel):
+    accepted: int = Field(ge=0)
+    events: list[StoredSyncEventView]
+
+
+class AttendanceIntakeAnswer(BaseModel):
     accepted: int = Field(ge=0)
     events: list[StoredEventView]
 
@@ -189,7 +199,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/v2/sites", "Register or update sites", CountAnswer, ("staff",),
               body=(SiteIn, SiteBatch), errors=(400,)),
     Operation("POST", "/api/v2/attendance/events", "Store attendance events; idempotent on client_event_id",
-              SyncIntakeAnswer, ("client", "service"), body=(AttendanceEventIn, AttendanceBatch), errors=(400, 409)),
+              AttendanceIntakeAnswer, ("client", "service"), body=(AttendanceEventIn, AttendanceBatch), errors=(400, 409)),
     Operation("POST", "/api/v2/fraud/labels", "Investigators' verdicts on stored events", CountAnswer, ("staff",),
               body=(FraudLabelIn, FraudLabelBatch), errors=(400, 404)),
     Operation("POST", "/api/v2/predict/fraud", "Fraud score, decision and reasons of an attendance event, logged",

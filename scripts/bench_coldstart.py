@@ -91,7 +91,7 @@ data = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[3])["Body"].read()
 t_fetch = time.perf_counter()
 pipeline = joblib.load(io.BytesIO(data))
 t_load = time.perf_counter()
-pipeline.predict_proba(np.array([[1.0, 2.0, 0.1, 1.0, 0.5]]))
+pipeline.predict_proba(np.array([[1.0, 2.0, 0.1, 1.0, 0.5, 1.0]]))
 t_call = time.perf_counter()
 print(json.dumps({"import": t_import - t0, "s3_fetch": t_fetch - t_import, "unpickle": t_load - t_fetch,
                   "first_request": t_call - t_load, "total": t_call - t0}))
@@ -138,7 +138,7 @@ def _prepare(work: Path) -> dict[str, Any]:
     from shared.adapters.aws import aws_client
     from shared.adapters.migrate import migrate
     from shared.conflict.demo_data import DemoConfig, generate_sync_history
-    from shared.conflict.training import extract_conflict_training_data, train_candidate, train_conflict_model
+    from shared.conflict.training import extract_conflict_training_data, train_candidate
     from shared.context import AppContext
     from shared.demo import seed_sync_history
     from shared.settings import Settings
@@ -161,7 +161,12 @@ def _prepare(work: Path) -> dict[str, Any]:
     result = train_candidate(context, end=end)
     context.registry.activate(result.version.version_id, actor="bench")
     # The naive path's artifact: the same model as a pickled scikit-learn pipeline.
-    _, pipeline = train_conflict_model(extract_conflict_training_data(context, end=end).split()[0])
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train = extract_conflict_training_data(context, end=end).split(0.2)[0]
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(train.design, train.labels)
     buffer = io.BytesIO()
     joblib.dump(pipeline, buffer)
     s3.put_object(Bucket=bucket, Key="naive/pipeline.joblib", Body=buffer.getvalue())

@@ -1,23 +1,30 @@
 #!/usr/bin/env python3
-"""Benchmark of the sync-conflict loop. Prints JSON, then a table.
+"""Benchmark of the sync-conflict loop at production scale. Prints JSON, then tables.
 
 Starts its own throwaway PostgreSQL (fsync on: the default) and uses a local-folder object store.
-Measures, in one run:
-- bulk ingestion rows/s (`mlstack ingest sync-events` path, CSV with the demo history);
-- feature extraction rows/s: the set-based training query against a per-row baseline (one
-  feature query per event, as a Python loop would do it), on the same events;
-- warm predict latency in process (features from the database, model, log insert, commit): p50/p99.
+Generates a demo history of --events events (one tenant; the history grows in time at a constant
+density, as a real deployment's does) and stores it in three steps, 100k, 300k and all of it. At
+each size, in the same run:
+- features rows/s: the training pass over every stored event (columnar, as of each sync batch's
+  start), and the previous approach (the LATERAL SQL of commit 5e64eb2, read from git at run time)
+  on the newest --baseline-rows events against the same history;
+- batch scoring rows/s: the newest 20 % of the events scored through `score_conflict_csv`
+  (features as of each row's as_of, model, CSV out), and the previous SQL on a sample;
+- training seconds: `train_candidate` on the last 90 days.
+At the largest size: warm predict in process (features, model, log insert, commit), p50/p99,
+beside the previous path (BEGIN, the LATERAL SQL, the same insert, COMMIT); and model quality on
+the demo hold-out (the newest 20 %): ROC-AUC, PR-AUC and Brier of the trained model's batch scores
+against a plain logistic regression on the five original features computed as of the same moments.
 
-    .venv/bin/python scripts/bench_conflict.py [--predictions 500] [--baseline-rows 1000] [--json FILE]
-        [--against REF]
-
-With --against REF (a commit, e.g. HEAD~3), the same benchmark first runs on a checkout of REF in
-the same process tree and machine state, then on this tree, and a table of this/REF ratios follows.
+    .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
+        [--baseline-rows 2000] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import secrets
 import shutil
@@ -26,22 +33,60 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import localpg  # noqa: E402
 
+BASELINE_REF = "5e64eb2"
+SIZES = (100_000, 300_000)
+USERS = 600
+EVENTS_PER_USER_PER_DAY = 4.0
 
-def _write_history_csv(path: Path, end: datetime) -> int:
+
+def _previous_sql() -> str:
+    """The previous approach's feature SQL (one LATERAL subquery per feature), from git."""
+    source = subprocess.run(["git", "show", f"{BASELINE_REF}:shared/conflict/features_repository.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    module = types.ModuleType("previous_features_repository")
+    sys.modules[module.__name__] = module  # its dataclasses look themselves up there
+    exec(compile(source, "previous_features_repository.py", "exec"), module.__dict__)  # noqa: S102 - our own history
+    return str(module.FEATURES_FOR_REQUESTS_SQL)
+
+
+def _write_history(path: Path, events: int, end: datetime) -> int:
     from shared.conflict.demo_data import DemoConfig, generate_sync_history, write_history_csv
 
-    config = replace(DemoConfig(), tenants=("bench",), users_per_tenant=120, end=end)
-    return write_history_csv(generate_sync_history(config), path)
+    days = max(10, int(round(events / (USERS * EVENTS_PER_USER_PER_DAY))) + 1)
+    config = replace(DemoConfig(), tenants=("bench",), users_per_tenant=USERS, entities_per_tenant=USERS * 8,
+                     events_per_user_per_day=EVENTS_PER_USER_PER_DAY, days=days, end=end)
+    return write_history_csv(generate_sync_history(config), path, limit=events)
+
+
+def _split_csv(path: Path, sizes: list[int], work: Path) -> list[Path]:
+    """The history's rows cut at each size: part k holds rows sizes[k-1]..sizes[k]."""
+    parts, bounds = [], [0, *sizes]
+    with path.open(newline="") as handle:
+        header = handle.readline()
+        for k in range(1, len(bounds)):
+            part = work / f"part{k}.csv"
+            with part.open("w", newline="") as out:
+                out.write(header)
+                for _ in range(bounds[k] - bounds[k - 1]):
+                    line = handle.readline()
+                    if not line:
+                        break
+                    out.write(line)
+            parts.append(part)
+    return parts
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -49,148 +94,247 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def run(predictions: int, baseline_rows: int, work: Path) -> dict[str, Any]:
-    from shared.adapters.migrate import migrate
-    from shared.conflict.features_repository import FeatureRequest, features_for_requests, features_for_stored_events
-    from shared.conflict.ingest import ingest_sync_events
-    from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
+def _requests_csv(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
+                     "client_last_sync_at"])
+    for r in rows:
+        writer.writerow([r["user_id"], r["domain"], r["entity_type"], r["entity_id"], ";".join(r["fields_changed"]),
+                         r["received_at"].isoformat(), r["device_id"],
+                         r["client_last_sync_at"].isoformat() if r["client_last_sync_at"] else ""])
+    return out.getvalue()
+
+
+def _previous_rows_per_s(context: Any, tenant: str, previous_sql: str, rows: list[dict[str, Any]]) -> float:
+    payload = json.dumps([{"request_id": str(n), "tenant_id": tenant, "user_id": r["user_id"], "domain": r["domain"],
+                           "entity_type": r["entity_type"], "entity_id": r["entity_id"],
+                           "fields": r["fields_changed"], "as_of": r["received_at"].isoformat()}
+                          for n, r in enumerate(rows)])
+    started = time.perf_counter()
+    with context.database.transaction() as tx:
+        tx.fetch_all(previous_sql, requests=payload)
+    return len(rows) / (time.perf_counter() - started)
+
+
+def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: int) -> dict[str, Any]:
+    from shared.conflict.features_repository import training_rows
+    from shared.conflict.scoring import score_conflict_csv
     from shared.conflict.training import train_candidate
+
+    with context.database.transaction() as tx:
+        stored = int(tx.fetch_value("SELECT count(*) FROM sync_events"))
+        first, last = tx.fetch_all("SELECT min(received_at) AS a, max(received_at) AS b FROM sync_events")[0].values()
+    context.database.run_outside_transaction("VACUUM ANALYZE sync_events")  # what autovacuum keeps up
+    end = last + timedelta(microseconds=1)
+
+    started = time.perf_counter()
+    with context.database.transaction() as tx:
+        columns, _ = training_rows(tx, tenant, first, end)
+    feature_seconds = time.perf_counter() - started
+    rows = len(columns["as_of"])
+
+    newest = max(1, stored // 5)
+    with context.database.transaction() as tx:
+        recent = tx.fetch_all(
+            "SELECT user_id, domain, entity_type, entity_id, fields_changed, received_at, device_id,"
+            " client_last_sync_at, conflicted FROM sync_events ORDER BY received_at DESC, event_id DESC LIMIT :n", n=newest)
+    recent.reverse()
+    previous_features = _previous_rows_per_s(context, tenant, previous_sql, recent[-baseline_rows:])
+
+    started = time.perf_counter()
+    training = train_candidate(context, end=end, days_back=90)
+    training_seconds = time.perf_counter() - started
+    assert training.version is not None
+    context.registry.activate(training.version.version_id, actor="bench")
+
+    requests = _requests_csv(recent)
+    started = time.perf_counter()
+    scored = io.StringIO()
+    score_conflict_csv(context, tenant, io.StringIO(requests), scored)
+    scoring_seconds = time.perf_counter() - started
+    return {
+        "events": stored,
+        "features": {"rows": rows, "seconds": round(feature_seconds, 3), "rows_per_s": round(rows / feature_seconds),
+                     "us_per_row": round(feature_seconds / rows * 1e6, 2),
+                     "previous_rows_per_s": round(previous_features), "previous_sample": min(baseline_rows, newest)},
+        "batch_scoring": {"rows": newest, "seconds": round(scoring_seconds, 3),
+                          "rows_per_s": round(newest / scoring_seconds),
+                          "us_per_row": round(scoring_seconds / newest * 1e6, 2)},
+        "training": {"seconds": round(training_seconds, 2), "rows": training.manifest["rows"],
+                     "basis": training.manifest["basis"], "holdout": training.metrics},
+        "_scored": scored.getvalue(), "_recent": recent,
+    }
+
+
+def _plain_logistic_quality(context: Any, tenant: str, recent_count: int) -> dict[str, Any]:
+    """The plain logistic regression on the five original features (log1p of counts and hours,
+    standardised), trained and judged on the same split as the model."""
+    from shared.conflict.features import FEATURE_NAMES
+    from shared.conflict.features_repository import training_rows
+    from shared.conflict.fitting import _fit_logistic
+    from shared.platform.metrics import average_precision, brier_score, roc_auc
+
+    with context.database.transaction() as tx:
+        first, last = tx.fetch_all("SELECT min(received_at) AS a, max(received_at) AS b FROM sync_events")[0].values()
+        columns, labels = training_rows(tx, tenant, first, last + timedelta(microseconds=1))
+    five = FEATURE_NAMES[:5]
+    x = np.column_stack([np.log1p(columns[n]) if n in ("concurrent_editors", "hours_since_last_sync",
+                                                       "entity_edit_frequency") else columns[n] for n in five])
+    cut = len(labels) - recent_count
+    window = columns["as_of"][:cut] >= columns["as_of"][cut - 1] - 90 * 86400e6
+    train_x, train_y = x[:cut][window], labels[:cut][window]
+    means, scales = train_x.mean(axis=0), train_x.std(axis=0)
+    scales[scales == 0] = 1
+
+    def design(m: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(m)), (m - means) / scales])
+
+    beta = _fit_logistic(design(train_x), train_y.astype(float), 1e-6)
+    p = 1 / (1 + np.exp(-design(x[cut:]) @ beta))
+    y = labels[cut:]
+    return {"roc_auc": round(roc_auc(y, p) or 0, 4), "pr_auc": round(average_precision(y, p) or 0, 4),
+            "brier": round(brier_score(y, p), 4)}
+
+
+def _quality(scored_csv: str, recent: list[dict[str, Any]]) -> dict[str, Any]:
+    from shared.platform.metrics import average_precision, brier_score, reliability_table, roc_auc
+
+    p = np.array([float(r["probability"]) for r in csv.DictReader(io.StringIO(scored_csv))])
+    y = np.array([bool(r["conflicted"]) for r in recent])
+    return {"roc_auc": round(roc_auc(y, p) or 0, 4), "pr_auc": round(average_precision(y, p) or 0, 4),
+            "brier": round(brier_score(y, p), 4), "reliability": reliability_table(y, p)}
+
+
+def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions: int) -> dict[str, Any]:
+    from shared.conflict.kind import CONFLICT
+    from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
+    from shared.conflict.services import conflict_services
+    from shared.platform.serving import choose_serving
+
+    with context.database.transaction() as tx:
+        targets = tx.fetch_all(
+            "SELECT user_id, domain, entity_type, entity_id, device_id, fields_changed, client_last_sync_at"
+            " FROM sync_events ORDER BY received_at DESC LIMIT :n", n=predictions)
+    requests = [ConflictPredictionRequest(user_id=t["user_id"], domain=t["domain"], entity_type=t["entity_type"],
+                                          entity_id=t["entity_id"], fields=t["fields_changed"],
+                                          device_id=t["device_id"], client_last_sync_at=t["client_last_sync_at"])
+                for t in targets]
+    predict_conflict(context, tenant, requests[0], "warm-up")  # loads and verifies the model once
+    now_latencies = []
+    for n, request in enumerate(requests):
+        started = time.perf_counter()
+        predict_conflict(context, tenant, request, f"bench-{n}")
+        now_latencies.append((time.perf_counter() - started) * 1000)
+
+    # The previous path: BEGIN, the LATERAL feature SQL, the model, the same log insert, COMMIT.
+    services = conflict_services(context)
+    previous_latencies = []
+    for n, request in enumerate(requests):
+        started = time.perf_counter()
+        serving = choose_serving(CONFLICT, services.models, tenant, f"prev-{n}")
+        now = datetime.now(UTC)
+        payload = json.dumps([{"request_id": "q", "tenant_id": tenant, "user_id": request.user_id,
+                               "domain": request.domain, "entity_type": request.entity_type,
+                               "entity_id": request.entity_id, "fields": request.fields, "as_of": now.isoformat()}])
+        with context.database.transaction() as tx:
+            row = tx.fetch_all(previous_sql, requests=payload)[0]
+            features = {name: float(row.get(name, 0.0) or 0.0) for name in CONFLICT.feature_names}
+            probability = serving.probability(features)
+            records = serving.records(tenant_id=tenant, request_id=f"prev-{n}", subject=request.model_dump(),
+                                      features=features, probability=probability, predicted_at=now)
+            services.log.append(tx, records)
+        previous_latencies.append((time.perf_counter() - started) * 1000)
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {"p50": round(statistics.median(values), 2), "p99": round(_percentile(values, 99), 2),
+                "mean": round(statistics.fmean(values), 2)}
+
+    return {"n": len(requests), "now": summary(now_latencies), "previous": summary(previous_latencies)}
+
+
+def run(events: int, predictions: int, baseline_rows: int, work: Path) -> dict[str, Any]:
+    from shared.adapters.migrate import migrate
+    from shared.conflict.ingest import ingest_sync_events
     from shared.context import AppContext
     from shared.settings import Settings
 
+    previous_sql = _previous_sql()
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)
     context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}",
                                   signing_key=secrets.token_hex(32)))
     migrate(context.database)
     tenant = context.tenants.create_tenant("bench", "Bench").tenant_id
-    end = datetime.now(UTC)
     history = work / "history.csv"
-    rows = _write_history_csv(history, end)
-
     started = time.perf_counter()
-    ingest_sync_events(context, tenant, history)
-    ingest_seconds = time.perf_counter() - started
-
-    start = end - timedelta(days=90)
-    started = time.perf_counter()
-    with context.database.transaction() as tx:
-        training_rows = features_for_stored_events(tx, start, end)
-    set_seconds = time.perf_counter() - started
-
-    # Baseline: the same features, one query per event, for the first `baseline_rows` events.
-    with context.database.transaction() as tx:
-        sample = tx.fetch_all(
-            "SELECT event_id::text, tenant_id::text, user_id, domain, entity_type, entity_id, fields_changed,"
-            " received_at FROM sync_events ORDER BY received_at LIMIT :n", n=baseline_rows)
-    started = time.perf_counter()
-    for row in sample:
-        request = FeatureRequest(row["event_id"], row["tenant_id"], row["user_id"], row["domain"], row["entity_type"],
-                                 row["entity_id"], tuple(row["fields_changed"]), row["received_at"])
-        with context.database.transaction() as tx:
-            features_for_requests(tx, [request])
-    per_row_seconds = time.perf_counter() - started
-
-    result = train_candidate(context, end=end)
-    assert result.version is not None
-    context.registry.activate(result.version.version_id, actor="bench")
-    with context.database.transaction() as tx:
-        targets = tx.fetch_all(
-            "SELECT DISTINCT user_id, domain, entity_type, entity_id FROM sync_events LIMIT :n", n=predictions)
-    requests = [ConflictPredictionRequest(**t) for t in targets]
-    predict_conflict(context, tenant, requests[0], "warm-up")  # loads and verifies the model once
-    latencies = []
-    for n, request in enumerate(requests):
+    total = _write_history(history, events, datetime.now(UTC))
+    generate_seconds = time.perf_counter() - started
+    sizes = [s for s in SIZES if s < total] + [total]
+    report: dict[str, Any] = {"events": total, "generate_seconds": round(generate_seconds, 1), "sizes": []}
+    ingest_rows = ingest_seconds = 0.0
+    last: dict[str, Any] = {}
+    for part in _split_csv(history, sizes, work):
         started = time.perf_counter()
-        predict_conflict(context, tenant, request, f"bench-{n}")
-        latencies.append((time.perf_counter() - started) * 1000)
-
+        ingest_rows += ingest_sync_events(context, tenant, part)["stored"]
+        ingest_seconds += time.perf_counter() - started
+        last = _measure_size(context, tenant, previous_sql, baseline_rows)
+        report["sizes"].append({k: v for k, v in last.items() if not k.startswith("_")})
+        print(json.dumps(report["sizes"][-1]), file=sys.stderr)
+    report["ingest"] = {"rows": int(ingest_rows), "rows_per_s": round(ingest_rows / ingest_seconds)}
+    first_cost = report["sizes"][0]["features"]["us_per_row"]
+    report["features_cost_ratio_largest_vs_100k"] = round(report["sizes"][-1]["features"]["us_per_row"] / first_cost, 2)
+    report["scoring_cost_ratio_largest_vs_100k"] = round(
+        report["sizes"][-1]["batch_scoring"]["us_per_row"] / report["sizes"][0]["batch_scoring"]["us_per_row"], 2)
+    report["predict_warm_ms"] = _predict_latencies(context, tenant, previous_sql, predictions)
+    report["quality_on_demo_holdout"] = {
+        "rows": len(last["_recent"]),
+        "model": _quality(last["_scored"], last["_recent"]),
+        "plain_logistic_five_features": _plain_logistic_quality(context, tenant, len(last["_recent"])),
+    }
     context.database.close()
     localpg.stop(work / "pg")
-    set_rate = len(training_rows) / set_seconds
-    per_row_rate = len(sample) / per_row_seconds
-    return {
-        "ingest": {"rows": rows, "seconds": round(ingest_seconds, 3), "rows_per_s": round(rows / ingest_seconds)},
-        "features": {
-            "set_based": {"rows": len(training_rows), "seconds": round(set_seconds, 3), "rows_per_s": round(set_rate)},
-            "per_row_baseline": {"rows": len(sample), "seconds": round(per_row_seconds, 3),
-                                 "rows_per_s": round(per_row_rate)},
-            "speedup": round(set_rate / per_row_rate, 1),
-        },
-        "predict_warm_ms": {
-            "n": len(latencies),
-            "p50": round(statistics.median(latencies), 2),
-            "p99": round(_percentile(latencies, 99), 2),
-            "mean": round(statistics.fmean(latencies), 2),
-        },
-        "model": {"label": result.version.label, "roc_auc": result.metrics["roc_auc"], "brier": result.metrics["brier"]},
-    }
+    return report
 
 
 def table(report: dict[str, Any]) -> str:
-    f = report["features"]
+    lines = [f"{'events':>10}{'features rows/s':>17}{'previous':>10}{'µs/row':>8}{'scoring rows/s':>16}"
+             f"{'µs/row':>8}{'training s':>12}", "-" * 81]
+    for size in report["sizes"]:
+        f, s = size["features"], size["batch_scoring"]
+        lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{f['previous_rows_per_s']:>10,}{f['us_per_row']:>8}"
+                     f"{s['rows_per_s']:>16,}{s['us_per_row']:>8}{size['training']['seconds']:>12}")
     p = report["predict_warm_ms"]
-    lines = [
-        f"{'measure':<44}{'value':>14}",
-        "-" * 58,
-        f"{'bulk ingestion (rows/s, ' + str(report['ingest']['rows']) + ' rows)':<44}{report['ingest']['rows_per_s']:>14,}",
-        f"{'features, set-based (rows/s)':<44}{f['set_based']['rows_per_s']:>14,}",
-        f"{'features, per-row baseline (rows/s)':<44}{f['per_row_baseline']['rows_per_s']:>14,}",
-        f"{'features, set-based / per-row':<44}{f['speedup']:>13}x",
-        f"{'warm predict p50 (ms)':<44}{p['p50']:>14}",
-        f"{'warm predict p99 (ms)':<44}{p['p99']:>14}",
+    q = report["quality_on_demo_holdout"]
+    lines += [
+        "",
+        f"per-row cost, largest / 100k: features {report['features_cost_ratio_largest_vs_100k']}x,"
+        f" batch scoring {report['scoring_cost_ratio_largest_vs_100k']}x",
+        f"warm predict p50/p99 ms: {p['now']['p50']} / {p['now']['p99']}"
+        f"   (previous path: {p['previous']['p50']} / {p['previous']['p99']})",
+        f"demo hold-out ({q['rows']:,} rows) ROC-AUC / PR-AUC / Brier: model {q['model']['roc_auc']} /"
+        f" {q['model']['pr_auc']} / {q['model']['brier']};  plain logistic on the five:"
+        f" {q['plain_logistic_five_features']['roc_auc']} / {q['plain_logistic_five_features']['pr_auc']} /"
+        f" {q['plain_logistic_five_features']['brier']}",
     ]
-    return "\n".join(lines)
-
-
-def run_at_ref(ref: str, predictions: int, baseline_rows: int) -> dict[str, Any]:
-    """The same benchmark on a checkout of `ref` (its own script and code), this project's venv."""
-    checkout = Path(tempfile.mkdtemp(prefix="mlstack-bench-ref-"))
-    out = checkout / "report.json"
-    try:
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(checkout / "tree"), ref], cwd=ROOT, check=True)
-        subprocess.run([sys.executable, str(checkout / "tree" / "scripts" / "bench_conflict.py"),
-                        "--predictions", str(predictions), "--baseline-rows", str(baseline_rows), "--json", str(out)],
-                       cwd=checkout / "tree", check=True, stdout=subprocess.DEVNULL)
-        return dict(json.loads(out.read_text()))
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(checkout / "tree")], cwd=ROOT, check=False)
-        shutil.rmtree(checkout, ignore_errors=True)
-
-
-def comparison(before: dict[str, Any], after: dict[str, Any], ref: str) -> str:
-    rows = [
-        ("bulk ingestion rows/s", before["ingest"]["rows_per_s"], after["ingest"]["rows_per_s"]),
-        ("features set-based rows/s", before["features"]["set_based"]["rows_per_s"],
-         after["features"]["set_based"]["rows_per_s"]),
-        ("warm predict p50 ms", before["predict_warm_ms"]["p50"], after["predict_warm_ms"]["p50"]),
-        ("warm predict p99 ms", before["predict_warm_ms"]["p99"], after["predict_warm_ms"]["p99"]),
-    ]
-    lines = [f"{'measure':<30}{ref:>14}{'this tree':>14}{'ratio':>9}", "-" * 67]
-    lines += [f"{name:<30}{b:>14,}{a:>14,}{a / b:>8.2f}x" for name, b, a in rows]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--predictions", type=int, default=500)
-    parser.add_argument("--baseline-rows", type=int, default=1000)
+    parser.add_argument("--baseline-rows", type=int, default=2000)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--against", metavar="REF", help="also run the benchmark at this commit and compare")
     args = parser.parse_args()
-    before = run_at_ref(args.against, args.predictions, args.baseline_rows) if args.against else None
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-"))
     try:
-        report = run(args.predictions, args.baseline_rows, work)
+        report = run(args.events, args.predictions, args.baseline_rows, work)
     finally:
         localpg.stop(work / "pg")
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     print()
     print(table(report))
-    if before is not None:
-        report = {"this_tree": report, args.against: before}
-        print()
-        print(comparison(before, report["this_tree"], args.against))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

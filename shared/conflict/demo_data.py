@@ -13,13 +13,17 @@ conflict propensity, and each has favourite fields and favourite entities within
 work (voice recordings, facilities work orders and meters, timesheet shifts). Entities are hot or
 cold: popularity follows a Zipf-like law, so a few hot entities are edited by many users every
 day while most are touched now and then. Activity follows a working-hours daily rhythm in each
-tenant's own time zone, with quiet nights and weekends. Conflicts are decided event by event from
-the state the simulation keeps as it goes (each entity's recent edits with their user, fields and
-time; each user's last sync): the log-odds of a conflict rise strongly with the share of the
-event's fields that other users changed on that entity since this user's last sync, moderately
-with staleness (log of the hours since the user's last sync) and with the number of other users
-who edited the entity in the last 24 hours, and with the user's hidden propensity (which the
-user's observed conflict rate can learn), plus noise. About one event in ten conflicts.
+tenant's own time zone, with quiet nights and weekends.
+
+Conflicts come from the mechanism that causes them in a real offline-first app. A device works
+offline and, when it syncs, uploads the batch of edits made since its previous sync
+(`client_last_sync_at`, shared by the whole batch); an edit collides when another user's sync of
+the same entity reached the server after this device's previous sync, i.e. the device edited a
+version that is no longer current. The chance of a conflict is small otherwise, rises steeply
+when someone else changed the entity in between, more so when they changed the same fields and
+the longer this device was away, a little with how crowded the entity is, and with the user's
+hidden carelessness (which the user's observed conflict rate can learn), plus noise. About one
+event in ten conflicts.
 """
 
 from __future__ import annotations
@@ -111,14 +115,20 @@ ENTITY_TYPES: tuple[EntityType, ...] = (
     ),
 )
 
-# --- How conflicts arise: log-odds = intercept + weights * (what the features measure) + noise.
-# Overlap is the direct cause (two edits of the same field), so it dominates; staleness and
-# crowding make overlap likelier to bite; log1p matches the transforms the model applies.
-_CONFLICT_INTERCEPT = -4.9
-_W_OVERLAP = 4.0
-_W_STALENESS = 0.3  # per unit of log1p(hours since the user's last sync)
-_W_EDITORS = 0.5  # per unit of log1p(other users on the entity in the last 24 h)
-_LOGIT_NOISE_SD = 0.8
+# --- How conflicts arise: log-odds = intercept + noise + propensity, plus, when another user's
+# sync of the entity arrived since this device's previous sync (the version it edited is stale):
+# a step, more with the share of this edit's fields they changed, more the longer the device was
+# away. Crowding adds a little either way (busy entities hide concurrent offline edits).
+_CONFLICT_INTERCEPT = -5.8
+_W_CHANGED_SINCE = 1.6
+_W_OVERLAP = 2.6
+_W_STALENESS = 0.3  # per unit of log1p(hours since this device's previous sync), when changed
+_W_EDITORS = 0.25  # per unit of log1p(other users on the entity in the last 24 h)
+_LOGIT_NOISE_SD = 0.6
+# A sync uploads 1 + Poisson(_EXTRA_EDITS_MEAN) edits (at most _MAX_BATCH), _EDIT_STEP_US apart.
+_EXTRA_EDITS_MEAN = 1.0
+_MAX_BATCH = 8
+_EDIT_STEP_US = 400_000
 # Hidden per-user propensity: most users near zero, a few careless ones well above.
 _PROPENSITY_SD = 0.35
 _CARELESS_SHARE = 0.08
@@ -437,6 +447,7 @@ class _Schedule:
 
     offset_us: list[int]
     user: list[int]
+    session: list[int]  # the sync (batch) each event was uploaded in
     entity: list[int]
     field_mask: list[int]
     device: list[int]
@@ -451,9 +462,11 @@ def _schedule(
     clock: _ActivityClock,
     rng: np.random.Generator,
 ) -> _Schedule:
+    # Syncs per user, then the edits each sync uploads: the user's rate counts edits.
+    mean_batch = 1.0 + _EXTRA_EDITS_MEAN
     per_user = [
         _user_activity_times(
-            float(users.rate[u]),
+            float(users.rate[u]) / mean_batch,
             float(users.burst_share[u]),
             float(users.offline_share[u]),
             float(config.days),
@@ -461,31 +474,38 @@ def _schedule(
         )
         for u in range(len(users.ids))
     ]
-    user = np.concatenate(
+    session_user = np.concatenate(
         [np.full(times.size, u, dtype=np.int64) for u, times in enumerate(per_user)]
     )
-    offset = clock.to_offset_us(np.concatenate(per_user))
-    order = np.argsort(offset, kind="stable")
-    user, offset = user[order], offset[order]
+    session_at = clock.to_offset_us(np.concatenate(per_user))
+    sessions = session_at.size
+    second = rng.random(sessions) < users.second_device_share[session_user]
+    session_device = np.where(second, users.devices[session_user, 1], users.devices[session_user, 0])
+    size = np.minimum(1 + rng.poisson(_EXTRA_EDITS_MEAN, sessions), _MAX_BATCH)
+    session = np.repeat(np.arange(sessions), size)
+    within = np.arange(session.size) - np.repeat(np.cumsum(size) - size, size)
+    offset = session_at[session] + within * _EDIT_STEP_US
+    order = np.lexsort((within, session, offset))
+    session, offset = session[order], offset[order]
     # Microsecond precision, strictly increasing: nudge ties forward by a microsecond each, then
     # drop whatever a nudge pushed past the end.
     us = np.floor(offset).astype(np.int64)
     steps = np.arange(us.size, dtype=np.int64)
     us = np.maximum.accumulate(us - steps) + steps
     keep = us < config.days * _US_PER_DAY
-    us, user = us[keep], user[keep]
+    us, session = us[keep], session[keep]
+    user = session_user[session]
     n = us.size
 
     entity = _choose_entities(users, entities, user, rng)
     field_mask = _choose_fields(users, entities, user, entity, rng)
-    second = rng.random(n) < users.second_device_share[user]
-    device = np.where(second, users.devices[user, 1], users.devices[user, 0])
     return _Schedule(
         offset_us=us.tolist(),
         user=user.tolist(),
+        session=session.tolist(),
         entity=entity.tolist(),
         field_mask=field_mask.tolist(),
-        device=device.tolist(),
+        device=session_device[session].tolist(),
         logit_noise=rng.normal(0.0, _LOGIT_NOISE_SD, n).tolist(),
         uniform=rng.random(n).tolist(),
     )
@@ -562,15 +582,17 @@ def _tenant_history(config: DemoConfig, tenant: str) -> Iterator[SyncEventDict]:
     entity_domain = [ENTITY_TYPES[t].domain for t in entities.type_index.tolist()]
     entity_type = [ENTITY_TYPES[t].name for t in entities.type_index.tolist()]
     propensity = users.propensity.tolist()
-    # Per entity: (time, user, field mask) of its edits, oldest first; per user: last sync.
+    # Per entity: (time, user, field mask) of its edits, oldest first. Per device: the start of
+    # its current sync and of the one before (what its uploads were edited against).
     history: list[list[tuple[int, int, int]]] = [[] for _ in entities.ids]
-    last_us: list[int | None] = [None] * len(users.ids)
-    last_at: list[datetime | None] = [None] * len(users.ids)
+    current: dict[int, tuple[int, int]] = {}  # device -> (session, its start in µs)
+    previous: dict[int, int | None] = {}  # device -> start of its previous sync in µs
 
-    for n, (t, u, e, mask, device, noise, draw) in enumerate(
+    for n, (t, u, session, e, mask, device, noise, draw) in enumerate(
         zip(
             schedule.offset_us,
             schedule.user,
+            schedule.session,
             schedule.entity,
             schedule.field_mask,
             schedule.device,
@@ -580,19 +602,18 @@ def _tenant_history(config: DemoConfig, tenant: str) -> Iterator[SyncEventDict]:
         ),
         start=1,
     ):
-        previous = last_us[u]
-        hours = _HOURS_CAP if previous is None else min((t - previous) / _US_PER_HOUR, _HOURS_CAP)
-        since = t - _OVERLAP_LOOKBACK_US if previous is None else previous
-        editors, others_mask = _entity_state(history[e], u, t - _US_PER_DAY, since)
+        if device not in current or current[device][0] != session:
+            previous[device] = current[device][1] if device in current else None
+            current[device] = (session, t)
+        base = previous[device]
+        batch_start = current[device][1]
+        hours = _HOURS_CAP if base is None else min((batch_start - base) / _US_PER_HOUR, _HOURS_CAP)
+        since = batch_start - _OVERLAP_LOOKBACK_US if base is None else base
+        editors, changed, others_mask = _entity_state(history[e], u, batch_start - _US_PER_DAY, since, t)
         overlap = (mask & others_mask).bit_count() / mask.bit_count()
-        logit = (
-            _CONFLICT_INTERCEPT
-            + _W_OVERLAP * overlap
-            + _W_STALENESS * math.log1p(hours)
-            + _W_EDITORS * math.log1p(editors)
-            + propensity[u]
-            + noise
-        )
+        logit = _CONFLICT_INTERCEPT + _W_EDITORS * math.log1p(editors) + propensity[u] + noise
+        if changed:
+            logit += _W_CHANGED_SINCE + _W_OVERLAP * overlap + _W_STALENESS * math.log1p(hours)
         conflicted = draw < 1.0 / (1.0 + math.exp(-logit))
         received_at = start + timedelta(microseconds=t)
         yield {
@@ -604,34 +625,34 @@ def _tenant_history(config: DemoConfig, tenant: str) -> Iterator[SyncEventDict]:
             "entity_type": entity_type[e],
             "entity_id": entities.ids[e],
             "fields_changed": list(names[mask]),
-            "client_last_sync_at": last_at[u],
+            "client_last_sync_at": None if base is None else start + timedelta(microseconds=base),
             "received_at": received_at,
             "conflicted": conflicted,
             "conflict_fields": list(names[mask & others_mask]) if conflicted else [],
         }
-        # Kept whole: a user back from a long absence must see every change made meanwhile.
+        # Kept whole: a device back from a long absence must see every change made meanwhile.
         history[e].append((t, u, mask))
-        last_us[u] = t
-        last_at[u] = received_at
 
 
 def _entity_state(
-    edits: list[tuple[int, int, int]], user: int, editors_from: int, fields_since: int
-) -> tuple[int, int]:
-    """Other users on the entity since `editors_from`, and the union of the fields other users
-    changed since `fields_since`. Walks back from the newest edit and stops at the older cutoff,
-    so the cost is the entity's recent activity, not its whole history."""
+    edits: list[tuple[int, int, int]], user: int, editors_from: int, changed_from: int, now: int
+) -> tuple[int, bool, int]:
+    """Other users on the entity since `editors_from`; whether other users' syncs changed it in
+    [changed_from, now), and the union of the fields they changed. Walks back from the newest
+    edit and stops at the older cutoff, so the cost is the entity's recent activity."""
     editors: set[int] = set()
+    changed = False
     others_mask = 0
-    cutoff = min(editors_from, fields_since)
+    cutoff = min(editors_from, changed_from)
     for i in range(len(edits) - 1, -1, -1):
         at, other, mask = edits[i]
         if at < cutoff:
             break
-        if other == user:
+        if other == user or at >= now:
             continue
         if at >= editors_from:
             editors.add(other)
-        if at >= fields_since:
+        if at >= changed_from:
+            changed = True
             others_mask |= mask
-    return len(editors), others_mask
+    return len(editors), changed, others_mask

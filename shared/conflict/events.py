@@ -6,13 +6,27 @@ answer; a different event under a known id is refused (409) and nothing of its b
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000
+# The plausible range of every sync timestamp (README, "Sync events"). Outside it a client clock
+# has gone wrong, and PostgreSQL would store year 1 as 1 BC or 9999-12-31-14:00 as year 10000.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
 
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w.]*$")]
 
@@ -33,8 +47,16 @@ class SyncEvent(BaseModel):
     conflicted: bool = False
     conflict_fields: list[FieldName] = Field(default_factory=list, max_length=64)
 
+    @field_validator("client_last_sync_at", "received_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+        # Compared as aware datetimes: converting year 1 at +14:00 to UTC would overflow.
+        if value is not None and not EARLIEST_TIME <= value < LATEST_TIME:
+            raise ValueError("must be from 2000-01-01 up to (not including) 2100-01-01 UTC")
+        return value
+
     @model_validator(mode="after")
-    def _consistent(self) -> SyncEvent:
+    def _consistent(self, info: ValidationInfo) -> SyncEvent:
         if len(set(self.fields_changed)) != len(self.fields_changed):
             raise ValueError("fields_changed has duplicates")
         if self.conflict_fields and not self.conflicted:
@@ -43,6 +65,12 @@ class SyncEvent(BaseModel):
             raise ValueError("conflict_fields must be among fields_changed")
         if self.client_last_sync_at and self.received_at and self.client_last_sync_at > self.received_at:
             raise ValueError("client_last_sync_at is after received_at")
+        # Without received_at the event is stamped with the intake time (given as context), and
+        # a last sync after that is a clock in the future.
+        intake_time = (info.context or {}).get("intake_time")
+        if (self.received_at is None and self.client_last_sync_at is not None and intake_time is not None
+                and self.client_last_sync_at > intake_time):
+            raise ValueError("client_last_sync_at is after the intake time (received_at is omitted)")
         return self
 
 
@@ -56,8 +84,10 @@ class SyncEventBatch(BaseModel):
         return self
 
 
-def parse_intake(payload: Any) -> SyncEventBatch:
-    """The API takes one event or {"events": [...]}."""
+def parse_intake(payload: Any, intake_time: datetime | None = None) -> SyncEventBatch:
+    """The API takes one event or {"events": [...]}. `intake_time` is the received_at of events
+    that omit it (checked against their client_last_sync_at)."""
+    context = {"intake_time": intake_time}
     if isinstance(payload, dict) and "events" in payload:
-        return SyncEventBatch.model_validate(payload)
-    return SyncEventBatch(events=[SyncEvent.model_validate(payload)])
+        return SyncEventBatch.model_validate(payload, context=context)
+    return SyncEventBatch(events=[SyncEvent.model_validate(payload, context=context)])

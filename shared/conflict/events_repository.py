@@ -56,8 +56,9 @@ WHERE (i.user_id, i.device_id, i.domain, i.entity_type, i.entity_id, i.fields_ch
    OR i.received_at <> s.received_at
 ORDER BY i.client_event_id
 """
+# The answer's event_id is the random event_uuid (never the internal sequence), the same for a replay.
 _STORED_IDS_SQL = """
-SELECT i.client_event_id, s.event_id FROM incoming_sync_events i
+SELECT i.client_event_id, s.event_uuid::text AS event_id FROM incoming_sync_events i
 JOIN sync_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
 """
 

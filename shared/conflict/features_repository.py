@@ -1,44 +1,48 @@
-"""The five conflict features, computed in SQL *as of* a time from events strictly before it.
+"""Where the conflict features' inputs come from (definitions: shared/conflict/features.py).
 
-One SQL text serves training, batch scoring and live prediction: only the source of the
-"requests" (what to compute features for, and as of when) differs. For training the requests are
-the stored sync events themselves (as of their own received_at, so an event never sees itself or
-anything after it); for scoring and prediction they come in as a JSON recordset. Each feature is
-one LATERAL subquery that the indexes on sync_events answer with a range scan, and a whole batch
-is one round trip.
+Two readings of the same definitions:
+- live, one request: one SQL statement computes the counts the definitions need (each an index
+  range scan), and `features_from_counts` turns them into features;
+- many rows (training, batch scoring): the stored events of the window are read as integer
+  columns packed by PostgreSQL into one binary value (no per-row parsing in Python) and `compute_features` computes every
+  row at once.
+tests/integration/test_conflict_features.py holds the two equal on histories with sync batches.
 
-Definitions (also in README):
-- concurrent_editors: distinct other users who edited the same entity in the 24 hours before.
-- hours_since_last_sync: hours since this user's last sync (any entity), capped at 720.
-- user_conflict_rate: (the user's conflicts + 1) / (the user's syncs + 10) over the 90 days
-  before, so a new user starts at 0.1, not 0 or 1.
-- entity_edit_frequency: syncs of the entity per day over the 7 days before.
-- field_overlap_score: the share of "my fields" that other users changed on this entity since my
-  last sync (or in the 30 days before, if I never synced); "my fields" are the request's fields when
-  given, else every field the user edited in the 30 days before.
+Keys travel as 64-bit hashes (`hashtextextended`) of the tenant-qualified ids, computed by
+PostgreSQL for stored events and for requests alike; two ids would have to collide in 64 bits
+to be mistaken for each other.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from shared.adapters.db import Database, Transaction
-from shared.conflict.model import FEATURE_NAMES, design_matrix
+from shared.conflict.features import (
+    FEATURE_NAMES,
+    HOURS_CAP,
+    LOOKBACK,
+    NO_KEY,
+    NO_TIME,
+    PRIOR_CONFLICTS,
+    PRIOR_SYNCS,
+    SUPPORT_NAMES,
+    EventColumns,
+    RequestColumns,
+    compute_features,
+    features_from_counts,
+    from_us,
+    requests_from_events,
+    to_us,
+)
+from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
-
-CONCURRENT_WINDOW = "24 hours"
-CONFLICT_RATE_WINDOW = "90 days"
-EDIT_FREQUENCY_DAYS = 7
-USUAL_FIELDS_WINDOW = "30 days"
-HOURS_CAP = 720.0
-PRIOR_CONFLICTS = 1.0
-PRIOR_SYNCS = 10.0
 
 
 @dataclass(frozen=True)
@@ -51,107 +55,209 @@ class FeatureRequest:
     entity_id: str
     fields: tuple[str, ...] | None
     as_of: datetime
+    device_id: str | None = None
+    client_last_sync_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
         values = asdict(self)
         values["fields"] = list(self.fields) if self.fields else None
         values["as_of"] = self.as_of.isoformat()
+        values["client_last_sync_at"] = self.client_last_sync_at.isoformat() if self.client_last_sync_at else None
         return values
 
 
-# `{requests}` yields: request_id, tenant_id, user_id, domain, entity_type, entity_id, fields,
-# as_of, label (NULL when unknown).
-_FEATURES_SQL = f"""
-WITH requests AS ({{requests}})
-SELECT
-    r.request_id,
-    r.as_of,
-    r.label,
-    COALESCE(editors.n, 0)::float8 AS concurrent_editors,
-    LEAST(COALESCE(EXTRACT(EPOCH FROM r.as_of - last_sync.at) / 3600.0, {HOURS_CAP}), {HOURS_CAP})::float8
-        AS hours_since_last_sync,
-    ((COALESCE(history.conflicts, 0) + {PRIOR_CONFLICTS}) / (COALESCE(history.syncs, 0) + {PRIOR_SYNCS}))::float8
-        AS user_conflict_rate,
-    (COALESCE(recent.edits, 0) / {EDIT_FREQUENCY_DAYS}.0)::float8 AS entity_edit_frequency,
-    CASE WHEN COALESCE(cardinality(mine.fields), 0) = 0 THEN 0.0
-         ELSE (SELECT count(*) FROM unnest(mine.fields) AS f WHERE f = ANY(theirs.fields))::float8
-              / cardinality(mine.fields)
-    END AS field_overlap_score,
-    COALESCE(history.syncs, 0) AS support_user_syncs,
-    COALESCE(recent.edits, 0) AS support_entity_edits
-FROM requests r
-LEFT JOIN LATERAL (
-    SELECT count(DISTINCT e.user_id) AS n FROM sync_events e
-    WHERE e.tenant_id = r.tenant_id AND e.domain = r.domain AND e.entity_type = r.entity_type
-      AND e.entity_id = r.entity_id AND e.user_id <> r.user_id
-      AND e.received_at >= r.as_of - INTERVAL '{CONCURRENT_WINDOW}' AND e.received_at < r.as_of
-) editors ON TRUE
-LEFT JOIN LATERAL (
-    SELECT max(e.received_at) AS at FROM sync_events e
-    WHERE e.tenant_id = r.tenant_id AND e.user_id = r.user_id AND e.received_at < r.as_of
-) last_sync ON TRUE
-LEFT JOIN LATERAL (
-    SELECT count(*) AS syncs, count(*) FILTER (WHERE e.conflicted) AS conflicts FROM sync_events e
-    WHERE e.tenant_id = r.tenant_id AND e.user_id = r.user_id
-      AND e.received_at >= r.as_of - INTERVAL '{CONFLICT_RATE_WINDOW}' AND e.received_at < r.as_of
-) history ON TRUE
-LEFT JOIN LATERAL (
-    SELECT count(*) AS edits FROM sync_events e
-    WHERE e.tenant_id = r.tenant_id AND e.domain = r.domain AND e.entity_type = r.entity_type
-      AND e.entity_id = r.entity_id
-      AND e.received_at >= r.as_of - INTERVAL '{EDIT_FREQUENCY_DAYS} days' AND e.received_at < r.as_of
-) recent ON TRUE
-LEFT JOIN LATERAL (
-    SELECT COALESCE(r.fields, (
+def _epoch_us(column: str) -> str:
+    return f"CAST(extract(epoch FROM {column}) * 1000000 AS bigint)"
+
+
+# One request's counts. Intervals are in hours: a day in a session time zone with daylight saving
+# is not always 24 hours, and the columnar path counts exact microseconds.
+LIVE_COUNTS_SQL = f"""
+WITH r AS (
+    SELECT CAST(:tenant AS uuid) AS tenant_id, CAST(:user_id AS text) AS user_id, CAST(:domain AS text) AS domain,
+           CAST(:entity_type AS text) AS entity_type, CAST(:entity_id AS text) AS entity_id,
+           CAST(:device_id AS text) AS device_id, CAST(:last_sync AS timestamptz) AS last_sync,
+           CAST(:fields AS text[]) AS fields, CAST(:as_of AS timestamptz) AS asked
+), a AS MATERIALIZED (
+    SELECT r.*, COALESCE((
+        SELECT min(e.received_at) FROM sync_events e
+        WHERE e.tenant_id = r.tenant_id AND e.user_id = r.user_id AND e.device_id = r.device_id
+          AND e.client_last_sync_at = r.last_sync
+          AND e.received_at >= r.asked - INTERVAL '1 hour' AND e.received_at < r.asked), r.asked) AS as_of
+    FROM r
+), u AS MATERIALIZED (
+    SELECT a.*, h.syncs, h.conflicts, h.last_at FROM a CROSS JOIN LATERAL (
+        SELECT count(*) AS syncs, count(*) FILTER (WHERE e.conflicted) AS conflicts,
+               max(e.received_at) FILTER (WHERE e.received_at >= a.as_of - INTERVAL '720 hours') AS last_at
+        FROM sync_events e
+        WHERE e.tenant_id = a.tenant_id AND e.user_id = a.user_id
+          AND e.received_at >= a.as_of - INTERVAL '2160 hours' AND e.received_at < a.as_of) h
+), s AS (
+    SELECT u.*, LEAST(GREATEST(COALESCE(u.last_sync, u.last_at, u.as_of - INTERVAL '720 hours'),
+                               u.as_of - INTERVAL '720 hours'), u.as_of) AS since
+    FROM u
+)
+SELECT {_epoch_us("s.as_of")} AS as_of, {_epoch_us("s.last_at")} AS last_user_sync, s.syncs AS user_syncs,
+       s.conflicts AS user_conflicts, ent.edits AS entity_edits, ent.editors, others.n AS others_since,
+       COALESCE(cardinality(mine.fields), 0) AS my_fields,
+       (SELECT count(*) FROM unnest(mine.fields) AS f WHERE f = ANY(others.fields)) AS overlapping_fields
+FROM s
+CROSS JOIN LATERAL (
+    SELECT (SELECT count(*) FROM sync_events e
+            WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
+              AND e.entity_id = s.entity_id AND e.received_at >= s.as_of - INTERVAL '168 hours'
+              AND e.received_at < s.as_of) AS edits,
+           (SELECT count(DISTINCT e.user_id) FROM sync_events e
+            WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
+              AND e.entity_id = s.entity_id AND e.user_id <> s.user_id
+              AND e.received_at >= s.as_of - INTERVAL '24 hours' AND e.received_at < s.as_of) AS editors
+) ent
+CROSS JOIN LATERAL (
+    SELECT count(DISTINCT e.event_id) AS n, array_agg(DISTINCT f) AS fields
+    FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f
+    WHERE e.tenant_id = s.tenant_id AND e.domain = s.domain AND e.entity_type = s.entity_type
+      AND e.entity_id = s.entity_id AND e.user_id <> s.user_id AND e.received_at >= s.since AND e.received_at < s.as_of
+) others
+CROSS JOIN LATERAL (
+    SELECT COALESCE(s.fields, (
         SELECT array_agg(DISTINCT f) FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f
-        WHERE e.tenant_id = r.tenant_id AND e.user_id = r.user_id
-          AND e.received_at >= r.as_of - INTERVAL '{USUAL_FIELDS_WINDOW}' AND e.received_at < r.as_of
-    )) AS fields
-) mine ON TRUE
-LEFT JOIN LATERAL (
-    SELECT array_agg(DISTINCT f) AS fields FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f
-    WHERE e.tenant_id = r.tenant_id AND e.domain = r.domain AND e.entity_type = r.entity_type
-      AND e.entity_id = r.entity_id AND e.user_id <> r.user_id
-      AND e.received_at >= COALESCE(last_sync.at, r.as_of - INTERVAL '{USUAL_FIELDS_WINDOW}')
-      AND e.received_at < r.as_of
-) theirs ON TRUE
-ORDER BY r.as_of, r.request_id
+        WHERE e.tenant_id = s.tenant_id AND e.user_id = s.user_id
+          AND e.received_at >= s.as_of - INTERVAL '720 hours' AND e.received_at < s.as_of)) AS fields
+) mine
 """
 
-_REQUESTS_FROM_JSON = """
-SELECT request_id, tenant_id, user_id, domain, entity_type, entity_id, fields, as_of, NULL::boolean AS label
-FROM jsonb_to_recordset(CAST(:requests AS jsonb)) AS x(
-    request_id text, tenant_id uuid, user_id text, domain text, entity_type text, entity_id text,
-    fields text[], as_of timestamptz)
+
+def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
+    """One request's feature row (FEATURE_NAMES, SUPPORT_NAMES, as_of) in one statement."""
+    counts = tx.fetch_prepared(
+        LIVE_COUNTS_SQL, tenant=request.tenant_id, user_id=request.user_id, domain=request.domain,
+        entity_type=request.entity_type, entity_id=request.entity_id, device_id=request.device_id,
+        last_sync=request.client_last_sync_at, fields=list(request.fields) if request.fields else None,
+        as_of=request.as_of,
+    )[0]  # one row always
+    last_sync = to_us(request.client_last_sync_at) if request.client_last_sync_at else NO_TIME
+    values = features_from_counts({
+        **counts, "last_sync": last_sync,
+        "last_user_sync": NO_TIME if counts["last_user_sync"] is None else counts["last_user_sync"],
+    })
+    row: dict[str, Any] = {name: float(values[name]) for name in (*FEATURE_NAMES, *SUPPORT_NAMES)}
+    row["request_id"] = request.request_id
+    row["as_of"] = from_us(counts["as_of"])
+    return row
+
+
+# -- many rows: packed integer columns into numpy -------------------------------------------------
+
+# Every column of a bulk read is a non-null bigint. PostgreSQL packs each row's values with
+# int8send into one bytea for the whole result, so the client receives one value and numpy reads
+# it in place: no per-row or per-value parsing in Python (pg8000 handles each row, or each COPY
+# message, in Python, which cost several microseconds a row).
+def _packed_columns(tx: Transaction, query: str, columns: int, **params: Any) -> NDArray[np.int64]:
+    names = [f"c{n}" for n in range(columns)]
+    packed = " || ".join(f"int8send(q.{name})" for name in names)
+    data = tx.fetch_value(
+        f"SELECT string_agg({packed}, ''::bytea) FROM ({query}) AS q({', '.join(names)})", **params)
+    if not data:
+        return np.zeros((columns, 0), dtype=np.int64)
+    values: NDArray[np.int64] = np.frombuffer(data, dtype=">i8").astype(np.int64).reshape(-1, columns).T
+    return values
+
+
+_EVENT_FILTER = ("e.received_at >= CAST(:start AS timestamptz) AND e.received_at < CAST(:end AS timestamptz)"
+                 " AND (CAST(:tenant AS uuid) IS NULL OR e.tenant_id = CAST(:tenant AS uuid))")
+_USER_KEY = "e.tenant_id::text || '|' || e.user_id"
+_ENTITY_KEY = "e.tenant_id::text || '|' || e.domain || '|' || e.entity_type || '|' || e.entity_id"
+_DEVICE_KEY = "e.tenant_id::text || '|' || e.user_id || '|' || e.device_id"
+_EVENTS_QUERY = f"""
+SELECT e.event_id, {_epoch_us("e.received_at")}, hashtextextended({_USER_KEY}, 0),
+       hashtextextended({_ENTITY_KEY}, 0), hashtextextended({_DEVICE_KEY}, 0),
+       COALESCE({_epoch_us("e.client_last_sync_at")}, {NO_TIME}), CAST(e.conflicted AS integer)::bigint
+FROM sync_events e WHERE {_EVENT_FILTER}
+"""
+_FIELDS_QUERY = f"""
+SELECT e.event_id, hashtextextended(f, 0)
+FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f WHERE {_EVENT_FILTER}
 """
 
-_REQUESTS_FROM_EVENTS = """
-SELECT e.event_id::text AS request_id, e.tenant_id, e.user_id, e.domain, e.entity_type, e.entity_id,
-       e.fields_changed AS fields, e.received_at AS as_of, e.conflicted AS label
-FROM sync_events e
-WHERE e.received_at >= :start AND e.received_at < :end
-  AND (CAST(:tenant AS uuid) IS NULL OR e.tenant_id = CAST(:tenant AS uuid))
+
+def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime) -> EventColumns:
+    """Every stored event received in [start, end) (of the tenant, or of all), in receipt order."""
+    window = {"start": start, "end": end, "tenant": tenant_id}
+    event_id, t, user, entity, device, last_sync, conflicted = _packed_columns(tx, _EVENTS_QUERY, 7, **window)
+    order = np.lexsort((event_id, t))
+    event_id = event_id[order]
+    field_event, field = _packed_columns(tx, _FIELDS_QUERY, 2, **window)
+    by_id = np.argsort(event_id)
+    field_row = by_id[np.searchsorted(event_id, field_event, sorter=by_id)]
+    return EventColumns(t=t[order], user=user[order], entity=entity[order], device=device[order],
+                        last_sync=last_sync[order], conflicted=conflicted[order].astype(bool),
+                        field_row=field_row.astype(np.int64), field=field)
+
+
+# Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
+# Python, which cost more than everything else in batch scoring. No key holds a newline (ids,
+# names and fields are validated), and the answer is one comma-joined text for the same reason.
+_HASH_KEYS_SQL = """
+SELECT string_agg(CAST(hashtextextended(k, 0) AS text), ',' ORDER BY n)
+FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k, n)
 """
 
-FEATURES_FOR_REQUESTS_SQL = _FEATURES_SQL.format(requests=_REQUESTS_FROM_JSON)
-FEATURES_FOR_STORED_EVENTS_SQL = _FEATURES_SQL.format(requests=_REQUESTS_FROM_EVENTS)
+
+def _hashes(tx: Transaction, keys: list[str]) -> NDArray[np.int64]:
+    """PostgreSQL's hashes of the keys, as the stored events' columns carry them."""
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(keys))
+    return np.array(joined.split(","), dtype=np.int64)
 
 
-def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
-    """Features for live prediction and batch scoring: one query for the whole batch, rows in
-    as_of order (request_id breaks ties)."""
+def request_columns(tx: Transaction, requests: Sequence[FeatureRequest]) -> RequestColumns:
+    users = [f"{r.tenant_id}|{r.user_id}" for r in requests]
+    entities = [f"{r.tenant_id}|{r.domain}|{r.entity_type}|{r.entity_id}" for r in requests]
+    devices = [f"{r.tenant_id}|{r.user_id}|{r.device_id}" for r in requests]
+    field_row = [n for n, r in enumerate(requests) for _ in (r.fields or ())]
+    field_names = [f for r in requests for f in (r.fields or ())]
+    hashed = _hashes(tx, users + entities + devices + field_names)
+    n = len(requests)
+    has_device = np.array([r.device_id is not None for r in requests], dtype=bool)
+    return RequestColumns(
+        as_of=np.array([to_us(r.as_of) for r in requests], dtype=np.int64),
+        user=hashed[:n], entity=hashed[n:2 * n], device=np.where(has_device, hashed[2 * n:3 * n], NO_KEY),
+        last_sync=np.array([to_us(r.client_last_sync_at) if r.client_last_sync_at else NO_TIME for r in requests],
+                           dtype=np.int64),
+        field_row=np.array(field_row, dtype=np.int64), field=hashed[3 * n:],
+    )
+
+
+def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+    """Batch scoring: feature columns for every request, in the requests' order, from one read of
+    the history their windows need."""
     if not requests:
-        return []
-    payload = json.dumps([request.as_json() for request in requests])
-    return tx.fetch_all(FEATURES_FOR_REQUESTS_SQL, requests=payload)
+        return compute_features(_empty_events(), request_columns(tx, []))
+    tenants = {r.tenant_id for r in requests}
+    tenant = next(iter(tenants)) if len(tenants) == 1 else None
+    start = min(r.as_of for r in requests) - LOOKBACK
+    end = max(r.as_of for r in requests)
+    return compute_features(load_event_columns(tx, tenant, start, end), request_columns(tx, requests))
 
 
-def features_for_stored_events(
-    tx: Transaction, start: datetime, end: datetime, tenant_id: str | None = None
-) -> list[dict[str, Any]]:
-    """Training rows: every sync event received in [start, end), with its features as of its own
-    receipt and its label (did it conflict)."""
-    return tx.fetch_all(FEATURES_FOR_STORED_EVENTS_SQL, start=start, end=end, tenant=tenant_id)
+def _empty_events() -> EventColumns:
+    empty = np.zeros(0, dtype=np.int64)
+    return EventColumns(empty, empty, empty, empty, empty, np.zeros(0, dtype=bool), empty, empty)
+
+
+def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime
+                  ) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.bool_]]:
+    """Every stored event received in [start, end), in receipt order: its features as of the start
+    of its sync batch, and its label (did it conflict)."""
+    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end)
+    first = int(np.searchsorted(events.t, to_us(start)))
+    rows = requests_from_events(events)
+    keep = np.arange(first, len(events))
+    field_keep = events.field_row >= first
+    requests = RequestColumns(rows.as_of[keep], rows.user[keep], rows.entity[keep], rows.device[keep],
+                              rows.last_sync[keep], rows.field_row[field_keep] - first, rows.field[field_keep])
+    return compute_features(events, requests), events.conflicted[keep]
 
 
 def feature_vector(row: dict[str, Any]) -> dict[str, float]:
@@ -168,28 +274,35 @@ def confidence(row: dict[str, Any]) -> float:
 
 
 class ConflictFeatures(Protocol):
-    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
-        """Feature rows (the five features, support counts, request_id, as_of) in as_of order."""
+    def for_request(self, session: Any, request: FeatureRequest) -> dict[str, Any]:
+        """One live request's row: FEATURE_NAMES, SUPPORT_NAMES, request_id, as_of."""
+        ...
+
+    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+        """Batch scoring: columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order."""
         ...
 
 
 class PostgresConflictFeatures:
-    def for_requests(self, session: Transaction, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
+    def for_request(self, session: Transaction, request: FeatureRequest) -> dict[str, Any]:
+        return live_features(session, request)
+
+    def for_requests(self, session: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
         return features_for_requests(session, requests)
 
 
 class PostgresConflictTrainingSource:
-    """Training rows: every sync event of the window, features as of its own receipt, its label."""
+    """Training rows: every sync event of the window, features as of its batch's start, its label."""
 
     def __init__(self, database: Database) -> None:
         self._database = database
 
     def training_set(self, tenant_id: str | None, start: datetime, end: datetime) -> TrainingSet:
         with self._database.transaction() as tx:
-            rows = features_for_stored_events(tx, start, end, tenant_id)
-        design = design_matrix([feature_vector(row) for row in rows])
-        labels = np.array([bool(row["label"]) for row in rows], dtype=bool)
-        return TrainingSet(design, labels, [row["as_of"] for row in rows], start, end)
+            columns, labels = training_rows(tx, tenant_id, start, end)
+        design = design_matrix(columns)
+        as_of = [from_us(int(us)) for us in columns["as_of"]]
+        return TrainingSet(design, labels, as_of, start, end)
 
 
 class InMemoryConflictFeatures:
@@ -198,16 +311,22 @@ class InMemoryConflictFeatures:
     def __init__(self, features: dict[tuple[str, str], dict[str, float]] | None = None) -> None:
         self.features = features or {}
 
-    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> list[dict[str, Any]]:
-        rows = []
-        for request in sorted(requests, key=lambda r: (r.as_of, r.request_id)):
-            values = self.features.get((request.user_id, request.entity_id), {})
-            rows.append({
-                "request_id": request.request_id, "as_of": request.as_of, "label": None,
-                **{name: float(values.get(name, 0.0)) for name in FEATURE_NAMES},
-                "hours_since_last_sync": float(values.get("hours_since_last_sync", HOURS_CAP)),
-                "user_conflict_rate": float(values.get("user_conflict_rate", PRIOR_CONFLICTS / PRIOR_SYNCS)),
-                "support_user_syncs": int(values.get("support_user_syncs", 0)),
-                "support_entity_edits": int(values.get("support_entity_edits", 0)),
-            })
-        return rows
+    def for_request(self, session: Any, request: FeatureRequest) -> dict[str, Any]:
+        values = self.features.get((request.user_id, request.entity_id), {})
+        return {
+            "request_id": request.request_id, "as_of": request.as_of,
+            **{name: float(values.get(name, 0.0)) for name in FEATURE_NAMES},
+            "hours_since_last_sync": float(values.get("hours_since_last_sync", HOURS_CAP)),
+            "user_conflict_rate": float(values.get("user_conflict_rate", PRIOR_CONFLICTS / PRIOR_SYNCS)),
+            "support_user_syncs": float(values.get("support_user_syncs", 0)),
+            "support_entity_edits": float(values.get("support_entity_edits", 0)),
+        }
+
+    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+        rows = [self.for_request(session, request) for request in requests]
+        columns = {name: np.array([row[name] for row in rows], dtype=np.float64)
+                   for name in (*FEATURE_NAMES, *SUPPORT_NAMES)}
+        columns["as_of"] = np.array([to_us(request.as_of) for request in requests], dtype=np.float64)
+        return columns
+
+

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from shared.conflict.features import FEATURE_NAMES
 from shared.conflict.model import (
     ARTIFACT_FORMAT,
-    FEATURE_NAMES,
     HEURISTIC_VERSION,
     KIND,
-    LOG1P_FEATURES,
+    BasisLogisticModel,
     LinearConflictModel,
     design_matrix,
     heuristic_probability,
+    load_model,
     risk_level,
 )
 from shared.platform.kinds import Fitted, PromotionPolicy, TrainingPolicy, TrainingSet
@@ -36,21 +37,28 @@ class ConflictKind:
         return design_matrix(rows, self.feature_names)
 
     def fit(self, train: TrainingSet) -> Fitted:
-        from shared.conflict.fitting import train_conflict_model  # scikit-learn: training only
+        from shared.conflict.fitting import L2_STRENGTHS, VALIDATION_FRACTION, train_conflict_model
 
-        model, _ = train_conflict_model(train)
-        import sklearn
-
+        model, selection = train_conflict_model(train)
         return Fitted(
             model=model,
             artifact=model.to_artifact(),
-            estimator="StandardScaler + LogisticRegression(C=1.0)",
-            library_versions={"scikit-learn": sklearn.__version__},
-            manifest_extra={"log1p_features": sorted(LOG1P_FEATURES)},
+            estimator=f"logistic regression on basis {selection.basis!r}, L2 {selection.l2:g} per row (numpy Newton)",
+            library_versions={},
+            manifest_extra={
+                "basis": selection.basis,
+                "l2": selection.l2,
+                "knots": {name: list(values) for name, values in model.knots.items()},
+                "model_selection": {
+                    "validation": f"newest {VALIDATION_FRACTION:.0%} of the training rows, by log loss",
+                    "l2_strengths": list(L2_STRENGTHS),
+                    "candidates": selection.table,
+                },
+            },
         )
 
-    def load(self, artifact: bytes) -> LinearConflictModel:
-        return LinearConflictModel.from_artifact(json.loads(artifact.decode("utf-8")))
+    def load(self, artifact: bytes) -> BasisLogisticModel | LinearConflictModel:
+        return load_model(json.loads(artifact.decode("utf-8")))
 
     def heuristic(self, features: Mapping[str, float]) -> float:
         return heuristic_probability(features)

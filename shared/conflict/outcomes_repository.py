@@ -11,7 +11,7 @@ from shared.platform.prediction_log import InMemoryPredictionLog
 
 OUTCOME_HORIZON = timedelta(hours=24)
 PREDICTIONS_TABLE = "conflict_predictions"
-SUBJECT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields")
+SUBJECT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "device_id", "client_last_sync_at")
 
 # Set-based: one UPDATE labels every due prediction (shadow rows too: they get live metrics of
 # their own). Only unlabelled rows are touched, so a re-run labels nothing twice.

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.conflict.events import FieldName, Identifier, Name
+from shared.conflict.events import EARLIEST_TIME, LATEST_TIME, FieldName, Identifier, Name
 from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector
 from shared.conflict.kind import CONFLICT
 from shared.conflict.services import ConflictServices, conflict_services
@@ -24,6 +24,25 @@ class ConflictPredictionRequest(BaseModel):
     entity_type: Name
     entity_id: Identifier
     fields: Annotated[list[FieldName], Field(min_length=1, max_length=64)] | None = None
+    # The device starting the sync and its last sync: the features are then as of the start of
+    # that device's sync batch, and "since my last sync" is since this device's.
+    device_id: Identifier | None = None
+    client_last_sync_at: AwareDatetime | None = None
+
+    @field_validator("client_last_sync_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not EARLIEST_TIME <= value < LATEST_TIME:
+            raise ValueError("must be from 2000-01-01 up to (not including) 2100-01-01 UTC")
+        return value
+
+    def feature_request(self, request_id: str, tenant_id: str, as_of: datetime) -> FeatureRequest:
+        return FeatureRequest(
+            request_id=request_id, tenant_id=tenant_id, user_id=self.user_id, domain=self.domain,
+            entity_type=self.entity_type, entity_id=self.entity_id,
+            fields=tuple(self.fields) if self.fields else None, as_of=as_of, device_id=self.device_id,
+            client_last_sync_at=self.client_last_sync_at,
+        )
 
 
 def answer_conflict(
@@ -32,15 +51,12 @@ def answer_conflict(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     serving = choose_serving(CONFLICT, services.models, tenant_id, request_id)
-    feature_request = FeatureRequest(
-        request_id=request_id, tenant_id=tenant_id, user_id=request.user_id, domain=request.domain,
-        entity_type=request.entity_type, entity_id=request.entity_id,
-        fields=tuple(request.fields) if request.fields else None, as_of=now,
-    )
+    feature_request = request.feature_request(request_id, tenant_id, now)
     subject = {"user_id": request.user_id, "domain": request.domain, "entity_type": request.entity_type,
-               "entity_id": request.entity_id, "fields": request.fields}
+               "entity_id": request.entity_id, "fields": request.fields, "device_id": request.device_id,
+               "client_last_sync_at": request.client_last_sync_at}
     with services.transactions.transaction() as tx:
-        row = services.features.for_requests(tx, [feature_request])[0]
+        row = services.features.for_request(tx, feature_request)
         features = feature_vector(row)
         probability = serving.probability(features)
         records = serving.records(tenant_id=tenant_id, request_id=request_id, subject=subject, features=features,

@@ -60,7 +60,8 @@ def cmd_train_conflict(args: argparse.Namespace) -> Any:
                              tenant_id=tenant_id)
     assert result.version is not None
     report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
-              "metrics": result.metrics, "split": result.manifest["split"]}
+              "metrics": result.metrics, "reliability": result.manifest["reliability"],
+              "basis": result.manifest["basis"], "l2": result.manifest["l2"], "split": result.manifest["split"]}
     if args.activate:
         report["status"] = context.registry.activate(result.version.version_id, actor=args.actor,
                                                      reason="mlstack train conflict --activate").status

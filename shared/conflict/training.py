@@ -1,7 +1,6 @@
-"""Training the conflict model: StandardScaler + LogisticRegression, saved in its numpy serving form.
-
-This module imports scikit-learn (about 2 s); only training code paths import it, never serving.
-The window, split, checks and registration are the shared lifecycle's (shared/platform/training.py).
+"""Training the conflict model: a basis and a shrinkage chosen on a time-ordered validation split,
+saved in its numpy serving form (shared/conflict/fitting.py). The window, split, checks and
+registration are the shared lifecycle's (shared/platform/training.py).
 """
 
 from __future__ import annotations

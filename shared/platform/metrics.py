@@ -83,6 +83,18 @@ def classification_report(labels: ArrayLike, probabilities: ArrayLike) -> dict[s
     }
 
 
+def reliability_table(labels: ArrayLike, probabilities: ArrayLike, bins: int = 10) -> list[dict[str, float | int]]:
+    """Calibration by decile of the predicted probability: mean predicted against observed rate."""
+    y = np.asarray(labels, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    table: list[dict[str, float | int]] = []
+    for n, part in enumerate(np.array_split(np.argsort(p, kind="stable"), bins), start=1):
+        if len(part):
+            table.append({"decile": n, "rows": int(len(part)), "mean_predicted": round(float(p[part].mean()), 4),
+                          "observed_rate": round(float(y[part].mean()), 4)})
+    return table
+
+
 def metric_named(name: str) -> Callable[[ArrayLike, ArrayLike], float | None]:
     """The promotion metrics by name: roc_auc, or pr_auc (average precision)."""
     return {"roc_auc": roc_auc, "pr_auc": average_precision}[name]

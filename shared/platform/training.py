@@ -15,7 +15,7 @@ import numpy as np
 
 from shared.errors import InsufficientData
 from shared.platform.kinds import ModelKind, ServingModel, TrainingPolicy, TrainingSet, feature_quantiles
-from shared.platform.metrics import classification_report
+from shared.platform.metrics import classification_report, reliability_table
 from shared.platform.registry import ModelVersion, Registry
 
 
@@ -65,7 +65,8 @@ def train_candidate(
     train, holdout = data.split(policy.holdout_fraction)
     check_holdout(holdout, policy)
     fitted = kind.fit(train)
-    metrics = classification_report(holdout.labels, fitted.model.predict_proba(holdout.design))
+    holdout_scores = fitted.model.predict_proba(holdout.design)
+    metrics = classification_report(holdout.labels, holdout_scores)
     manifest = {
         "kind": kind.name,
         "scope": "global" if tenant_id is None else "tenant",
@@ -80,6 +81,7 @@ def train_candidate(
         "rows": data.rows,
         "positives": data.positives,
         "metrics": metrics,
+        "reliability": reliability_table(holdout.labels, holdout_scores),
         "promotion_metric": kind.promotion.metric,
         "feature_quantiles": feature_quantiles(train.design, kind.feature_names),
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,

@@ -82,6 +82,7 @@ def test_bulk_import_then_train_then_score(context: AppContext, settings_env: di
     assert trained.returncode == 0, trained.stderr
     report = json.loads(trained.stdout)
     assert report["status"] == "active" and report["metrics"]["roc_auc"] > 0.6 and "brier" in report["metrics"]
+    assert len(report["reliability"]) == 10 and report["basis"] in ("plain", "indicators", "interactions", "hinges")
 
     requests = tmp_path / "requests.csv"
     requests.write_text("user_id,domain,entity_type,entity_id,fields,as_of\n"

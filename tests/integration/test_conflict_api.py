@@ -61,6 +61,28 @@ def test_intake_is_idempotent_on_the_client_event_id(client: Client, tenant_keys
     assert single[1]["events"] == [first[1]["events"][3]]
 
 
+def test_event_ids_are_random_and_the_same_for_a_replay(client: Client, tenant_keys: dict[str, Any]) -> None:
+    import uuid
+
+    acme, globex = tenant_keys["acme"]["client"], tenant_keys["globex"]["client"]
+    answers = []
+    for n in range(3):  # interleaved posts of two tenants: a sequence would count up across them
+        answers.append(post(client, "/api/v2/events/sync", acme, sync_event(n))[1]["events"][0]["event_id"])
+        answers.append(post(client, "/api/v2/events/sync", globex, sync_event(n))[1]["events"][0]["event_id"])
+    assert all(uuid.UUID(event_id).version == 4 for event_id in answers)
+    assert len(set(answers)) == 6
+    assert post(client, "/api/v2/events/sync", acme, sync_event(1))[1]["events"][0]["event_id"] == answers[2]
+
+
+def test_a_last_sync_up_to_the_intake_time_is_accepted(client: Client, tenant_keys: dict[str, Any]) -> None:
+    from datetime import UTC, timedelta
+
+    just_before = (datetime.now(UTC) - timedelta(seconds=5)).isoformat()
+    status, _ = post(client, "/api/v2/events/sync", tenant_keys["acme"]["client"],
+                     sync_event(1, received_at=None, client_last_sync_at=just_before))
+    assert status == 200 and stored_events() == 1
+
+
 def test_the_same_id_from_another_tenant_is_another_event(client: Client, tenant_keys: dict[str, Any]) -> None:
     post(client, "/api/v2/events/sync", tenant_keys["acme"]["client"], sync_event(1))
     status, _ = post(client, "/api/v2/events/sync", tenant_keys["globex"]["client"], sync_event(1))
@@ -88,6 +110,18 @@ def test_a_changed_event_under_a_known_id_is_409_and_its_batch_is_not_stored(
         ({"events": [sync_event(n) for n in range(1001)]}, "events"),
         ({"events": [sync_event(1, tenant_id="globex")]}, "events.0.tenant_id"),
         (sync_event(1, received_at="yesterday"), "received_at"),
+        # Outside the plausible range (2000 up to 2100): year 1 would be stored as 1 BC, 9999 at
+        # -14:00 as year 10000.
+        (sync_event(1, received_at="0001-01-01T00:00:00+14:00"), "received_at"),
+        (sync_event(1, received_at="9999-12-31T23:59:59-14:00"), "received_at"),
+        (sync_event(1, received_at="2100-01-01T00:00:00+00:00"), "received_at"),
+        (sync_event(1, received_at="1999-12-31T23:59:59+00:00"), "received_at"),
+        (sync_event(1, client_last_sync_at="2000-01-01T00:30:00+01:00"), "client_last_sync_at"),
+        (sync_event(1, client_last_sync_at="2026-11-20T10:05:00+00:00", received_at="2026-11-20T10:04:00+00:00"),
+         "body"),
+        # received_at omitted: the intake time is the received_at, and a last sync in the future is refused.
+        (sync_event(1, received_at=None, client_last_sync_at="9999-01-01T00:00:00+00:00"), "client_last_sync_at"),
+        (sync_event(1, received_at=None, client_last_sync_at="2099-12-31T00:00:00+00:00"), "body"),
     ],
 )
 def test_bad_intake_is_400_naming_the_field_and_stores_nothing(
@@ -110,7 +144,7 @@ def test_prediction_without_a_model_is_the_heuristic_and_is_logged(client: Clien
     assert answer["degraded"] is True and answer["model_version"].startswith("heuristic-")
     assert 0 <= answer["probability"] <= 1 and answer["risk_level"] in ("low", "medium", "high")
     assert set(answer["features"]) == {"concurrent_editors", "hours_since_last_sync", "user_conflict_rate",
-                                       "entity_edit_frequency", "field_overlap_score"}
+                                       "entity_edit_frequency", "field_overlap_score", "other_edits_since_sync"}
     response = client.http.get(f"/api/v2/predictions/conflict/{answer['prediction_id']}", headers=auth(key))
     logged = json.loads(response.body)
     assert logged["probability"] == pytest.approx(answer["probability"], abs=1e-6)

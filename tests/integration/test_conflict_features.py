@@ -1,21 +1,19 @@
-"""Features as of a time: hand-checked values, no peeking, and one path for all three uses."""
+"""Features as of the moment a prediction is asked: hand-checked values, no peeking, sync batches,
+and one definition whose three readings (live SQL, batch scoring, training) agree."""
 
 from __future__ import annotations
 
 import csv
 import io
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.features_repository import (
-    FeatureRequest,
-    feature_vector,
-    features_for_requests,
-    features_for_stored_events,
-)
+from shared.conflict.features import FEATURE_NAMES, from_us
+from shared.conflict.features_repository import FeatureRequest, feature_vector, live_features, training_rows
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv
 from shared.context import AppContext
@@ -24,11 +22,14 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def event(n: int, user: str, minutes: float, fields: list[str], entity: str = "r1", conflicted: bool = False) -> SyncEvent:
+def event(n: int | str, user: str, minutes: float, fields: list[str], entity: str = "r1", conflicted: bool = False,
+          device: str | None = None, last_sync: float | None = None) -> SyncEvent:
     return SyncEvent(
-        client_event_id=f"e{n}", user_id=user, device_id=f"{user}-phone", domain="voice", entity_type="recording",
-        entity_id=entity, fields_changed=fields, received_at=T0 + timedelta(minutes=minutes), conflicted=conflicted,
+        client_event_id=f"e{n}", user_id=user, device_id=device or f"{user}-phone", domain="voice",
+        entity_type="recording", entity_id=entity, fields_changed=fields,
+        received_at=T0 + timedelta(minutes=minutes), conflicted=conflicted,
         conflict_fields=fields[:1] if conflicted else [],
+        client_last_sync_at=None if last_sync is None else T0 + timedelta(minutes=last_sync),
     )
 
 
@@ -38,10 +39,20 @@ def store(context: AppContext, tenant_id: str, events: list[SyncEvent]) -> None:
 
 
 def features_at(context: AppContext, tenant_id: str, user: str, as_of: datetime, fields: list[str] | None,
-                entity: str = "r1") -> dict[str, float]:
-    request = FeatureRequest("q", tenant_id, user, "voice", "recording", entity, tuple(fields) if fields else None, as_of)
+                entity: str = "r1", device: str | None = None, last_sync: datetime | None = None) -> dict[str, float]:
+    request = FeatureRequest("q", tenant_id, user, "voice", "recording", entity, tuple(fields) if fields else None,
+                             as_of, device, last_sync)
     with context.database.transaction() as tx:
-        return feature_vector(features_for_requests(tx, [request])[0])
+        return feature_vector(live_features(tx, request))
+
+
+def training(context: AppContext, tenant: str) -> dict[str, dict[str, float]]:
+    """Training rows by client_event_id."""
+    with context.database.transaction() as tx:
+        columns, _ = training_rows(tx, tenant, T0 - timedelta(days=2), T0 + timedelta(days=5))
+        ids = [r["client_event_id"] for r in tx.fetch_all(
+            "SELECT client_event_id FROM sync_events ORDER BY received_at, event_id")]
+    return {cid: {name: float(columns[name][n]) for name in (*FEATURE_NAMES, "as_of")} for n, cid in enumerate(ids)}
 
 
 @pytest.fixture
@@ -56,25 +67,34 @@ def test_hand_computed_features(context: AppContext, tenant: str) -> None:
         event(3, "carol", 90, ["tags"]),
         event(4, "bob", 100, ["title"], entity="r2"),
         event(5, "dave", -60 * 30, ["notes"]),  # 30 h before: outside the 24 h editor window
+        event(6, "bob", 70, ["notes"]),  # bob twice: one editor, two edits
     ])
     as_of = T0 + timedelta(minutes=120)
     f = features_at(context, tenant, "alice", as_of, ["notes", "duration"])
     assert f["concurrent_editors"] == 2.0                   # bob, carol (dave too old, alice is me)
     assert f["hours_since_last_sync"] == pytest.approx(2.0)  # alice synced at T0
     assert f["user_conflict_rate"] == pytest.approx((1 + 1) / (1 + 10))
-    assert f["entity_edit_frequency"] == pytest.approx(4 / 7)  # e1, e2, e3, e5 on r1 within 7 days
+    assert f["entity_edit_frequency"] == pytest.approx(5 / 7)  # e1, e2, e3, e5, e6 on r1 within 7 days
     assert f["field_overlap_score"] == pytest.approx(0.5)    # notes changed by bob since my sync; duration not
+    assert f["other_edits_since_sync"] == 3.0                # e2, e3, e6 since alice's sync at T0
     usual = features_at(context, tenant, "alice", as_of, None)
     assert usual["field_overlap_score"] == pytest.approx(0.5)  # my usual fields: title, notes -> notes overlaps
     newcomer = features_at(context, tenant, "zoe", as_of, ["notes"])
     assert newcomer["user_conflict_rate"] == pytest.approx(0.1)
     assert newcomer["hours_since_last_sync"] == 720.0
+    # The device says it last synced 80 minutes in: only bob's and carol's later edits count.
+    device = features_at(context, tenant, "alice", as_of, ["notes", "tags"], device="alice-tablet",
+                         last_sync=T0 + timedelta(minutes=80))
+    assert device["hours_since_last_sync"] == pytest.approx(40 / 60)
+    assert device["other_edits_since_sync"] == 1.0            # carol at 90
+    assert device["field_overlap_score"] == pytest.approx(0.5)  # tags yes, notes (bob at 60, 70) no
 
 
 def test_features_never_see_the_future(context: AppContext, tenant: str) -> None:
     store(context, tenant, [event(1, "alice", 0, ["notes"]), event(2, "bob", 30, ["notes"])])
     as_of = T0 + timedelta(minutes=60)
     before = features_at(context, tenant, "alice", as_of, ["notes"])
+    batch_before = training(context, tenant)
     # Events at exactly as_of and after it, by others and by alice, conflicting or not.
     store(context, tenant, [
         event(3, "carol", 60, ["notes"], conflicted=True),
@@ -82,45 +102,104 @@ def test_features_never_see_the_future(context: AppContext, tenant: str) -> None
         event(5, "dave", 600, ["notes", "title"]),
     ])
     assert features_at(context, tenant, "alice", as_of, ["notes"]) == before
+    after = training(context, tenant)
+    assert {k: after[k] for k in batch_before} == batch_before
 
 
-def test_training_batch_and_live_features_agree(context: AppContext, tenant: str) -> None:
-    history = [
-        event(i, user, minutes, fields, entity=entity, conflicted=(i % 4 == 0))
-        for i, (user, minutes, fields, entity) in enumerate([
-            ("alice", 0, ["notes"], "r1"), ("bob", 20, ["notes", "title"], "r1"), ("carol", 35, ["tags"], "r2"),
-            ("alice", 50, ["title"], "r2"), ("bob", 70, ["notes"], "r1"), ("carol", 95, ["notes"], "r1"),
-            ("alice", 130, ["notes", "tags"], "r1"), ("dave", 140, ["title"], "r1"),
-        ])
-    ]
+def test_a_sync_batch_is_as_of_its_start_and_its_later_events_never_leak(context: AppContext, tenant: str) -> None:
+    # Alice's tablet last synced at 0; bob edits r1 at 30; alice's tablet uploads three offline
+    # edits at 100, 100.5 and 101 (one batch: same device, same client_last_sync_at).
+    store(context, tenant, [
+        event(1, "alice", 0, ["notes"], device="tab"),
+        event(2, "bob", 30, ["notes"]),
+        event("b1", "alice", 100, ["notes"], device="tab", last_sync=0, conflicted=True),
+        event("b2", "alice", 100.5, ["notes"], entity="r2", device="tab", last_sync=0, conflicted=True),
+        event("b3", "alice", 101, ["tags"], device="tab", last_sync=0),
+    ])
+    rows = training(context, tenant)
+    start = T0 + timedelta(minutes=100)
+    for later in ("eb2", "eb3"):
+        assert from_us(int(rows[later]["as_of"])) == start
+    # b1 conflicted at 100, yet b3's rate and hours are as at the batch's start: nothing of b1, b2.
+    assert rows["eb3"]["user_conflict_rate"] == pytest.approx(rows["eb1"]["user_conflict_rate"])
+    assert rows["eb3"]["hours_since_last_sync"] == pytest.approx(100 / 60)
+    assert rows["eb3"]["entity_edit_frequency"] == rows["eb1"]["entity_edit_frequency"]
+    # A live request of the same device within the batch is answered as of its start as well.
+    live = features_at(context, tenant, "alice", T0 + timedelta(minutes=102), ["tags"], device="tab", last_sync=T0)
+    assert live == {k: v for k, v in rows["eb3"].items() if k != "as_of"}
+    # Later events of the batch, stored afterwards, change nothing of its earlier rows.
+    store(context, tenant, [event("b4", "alice", 103, ["notes"], device="tab", last_sync=0, conflicted=True)])
+    again = training(context, tenant)
+    assert {k: again[k] for k in rows} == rows
+
+
+def random_history(seed: int) -> list[SyncEvent]:
+    """Users on two devices syncing batches of offline edits of a few shared entities, with some
+    batches stamped with one intake time and some events without a last sync."""
+    rng = random.Random(seed)
+    users = ["ann", "ben", "cat", "dan", "eve"]
+    fields = ["notes", "title", "tags", "status", "photo"]
+    last: dict[tuple[str, str], float | None] = {}
+    events: list[SyncEvent] = []
+    minute = 0.0
+    for batch in range(60):
+        minute += rng.expovariate(1 / 90)
+        user = rng.choice(users)
+        device = f"{user}-{rng.choice(['phone', 'tab'])}"
+        previous = last.get((user, device))
+        same_time = rng.random() < 0.2
+        for k in range(rng.randint(1, 4)):
+            at = minute if same_time else minute + k * rng.uniform(0, 2)
+            events.append(event(f"{batch}-{k}", user, at, rng.sample(fields, rng.randint(1, 3)),
+                                entity=f"r{rng.randint(1, 4)}", conflicted=rng.random() < 0.25, device=device,
+                                last_sync=previous))
+        last[(user, device)] = minute
+    return events
+
+
+def test_live_batch_and_training_features_are_equal_on_histories_with_sync_batches(
+    context: AppContext, tenant: str
+) -> None:
+    history = random_history(11)
     store(context, tenant, history)
-    with context.database.transaction() as tx:
-        training_rows = features_for_stored_events(tx, T0 - timedelta(days=1), T0 + timedelta(days=1), tenant)
-        ids = {row["event_id"]: row["client_event_id"] for row in tx.fetch_all(
-            "SELECT event_id::text, client_event_id FROM sync_events")}
-    by_client_id = {e.client_event_id: e for e in history}
-    assert len(training_rows) == len(history)
-
+    rows = training(context, tenant)
+    assert len(rows) == len(history)
+    by_id = {e.client_event_id: e for e in history}
     batch_input = io.StringIO()
     writer = csv.writer(batch_input)
-    writer.writerow(["user_id", "domain", "entity_type", "entity_id", "fields", "as_of"])
-    for row in training_rows:
-        e = by_client_id[ids[row["request_id"]]]
-        writer.writerow([e.user_id, e.domain, e.entity_type, e.entity_id, ";".join(e.fields_changed), row["as_of"].isoformat()])
+    writer.writerow(["user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
+                     "client_last_sync_at"])
+    ordered = list(rows)
+    for cid in ordered:  # as of each event's own receipt: the rule moves it to its batch's start
+        e = by_id[cid]
+        assert e.received_at is not None
+        writer.writerow([e.user_id, e.domain, e.entity_type, e.entity_id, ";".join(e.fields_changed),
+                         e.received_at.isoformat(), e.device_id,
+                         e.client_last_sync_at.isoformat() if e.client_last_sync_at else ""])
     batch_output = io.StringIO()
     score_conflict_csv(context, tenant, io.StringIO(batch_input.getvalue()), batch_output)
     batch_rows = list(csv.DictReader(io.StringIO(batch_output.getvalue())))
-
-    for training_row, batch_row in zip(training_rows, batch_rows, strict=True):
-        e = by_client_id[ids[training_row["request_id"]]]
+    assert len(batch_rows) == len(ordered)
+    for cid, batch_row in zip(ordered, batch_rows, strict=True):
+        e = by_id[cid]
+        expected = {name: rows[cid][name] for name in FEATURE_NAMES}
         live = predict_conflict(
             context, tenant,
             ConflictPredictionRequest(domain=e.domain, user_id=e.user_id, entity_type=e.entity_type,
-                                      entity_id=e.entity_id, fields=e.fields_changed),
-            request_id=f"live-{e.client_event_id}", now=training_row["as_of"],
+                                      entity_id=e.entity_id, fields=e.fields_changed, device_id=e.device_id,
+                                      client_last_sync_at=e.client_last_sync_at),
+            request_id=f"live-{cid}", now=e.received_at,
         )["features"]
-        expected = feature_vector(training_row)
-        assert live == pytest.approx(expected, abs=1e-12), e.client_event_id
-        assert {k: float(batch_row[k]) for k in expected} == pytest.approx(expected, abs=1e-9), e.client_event_id
+        assert live == pytest.approx(expected, abs=1e-12), cid
+        assert {k: float(batch_row[k]) for k in expected} == pytest.approx(expected, abs=1e-9), cid
+        assert datetime.fromisoformat(batch_row["features_as_of"]) == from_us(int(rows[cid]["as_of"]))
+    # Requests without fields or device take the user's usual fields and latest sync, alike.
+    plain = [FeatureRequest(f"p{n}", tenant, e.user_id, e.domain, e.entity_type, e.entity_id, None,
+                            e.received_at or T0) for n, e in enumerate(history[::7])]
+    with context.database.transaction() as tx:
+        from shared.conflict.features_repository import features_for_requests
 
-
+        columns = features_for_requests(tx, plain)
+        for n, request in enumerate(plain):
+            live_row = feature_vector(live_features(tx, request))
+            assert live_row == pytest.approx({name: float(columns[name][n]) for name in FEATURE_NAMES}, abs=1e-12)

@@ -14,7 +14,7 @@ from chalice.test import Client
 from shared.conflict.demo_data import DemoConfig, generate_sync_history
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.model import FEATURE_NAMES, LinearConflictModel
+from shared.conflict.model import FEATURE_NAMES, LinearConflictModel, load_model
 from shared.conflict.outcomes import track_conflict_outcomes
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.retraining import retrain_conflict_model
@@ -224,7 +224,7 @@ def test_scheduled_handlers_run_through_chalice_with_cloudwatch_events(app_envir
     assert active is not None and active.version_id == retrained["candidate"]
     # The promoted artifact lives in LocalStack S3 and verifies.
     assert isinstance(context.registry.load_verified(active), dict)
-    assert np.isfinite(LinearConflictModel.from_artifact(context.registry.load_verified(active)).intercept)
+    assert np.isfinite(load_model(context.registry.load_verified(active)).intercept)
 
 
 def test_a_champion_that_fails_verification_is_replaced_by_the_next_retrain(context: AppContext) -> None:

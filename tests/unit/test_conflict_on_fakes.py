@@ -39,7 +39,8 @@ class SyntheticHistory:
         n = 1500
         rows = [{"concurrent_editors": float(rng.integers(0, 4)), "hours_since_last_sync": float(rng.exponential(20)),
                  "user_conflict_rate": float(rng.uniform(0.02, 0.3)), "entity_edit_frequency": float(rng.exponential(2)),
-                 "field_overlap_score": float(rng.uniform())} for _ in range(n)]
+                 "field_overlap_score": float(rng.uniform()),
+                 "other_edits_since_sync": float(rng.poisson(0.5))} for _ in range(n)]
         logit = np.array([-3 + 4 * r["field_overlap_score"] + 0.05 * r["hours_since_last_sync"] for r in rows])
         labels = rng.random(n) < 1 / (1 + np.exp(-logit))
         times = [start + (end - start) * i / n for i in range(n)]

@@ -76,33 +76,34 @@ def _entity(event: Event) -> tuple[str, str, str, str]:
     return event["tenant"], event["domain"], event["entity_type"], event["entity_id"]
 
 
-def _with_prior_events(events: list[Event]) -> list[tuple[Event, dict[str, list[Event]]]]:
-    """Each event with the earlier events of its entity ("entity") and of its user ("user")."""
+def _with_prior_events(events: list[Event]) -> list[tuple[Event, dict[str, Any]]]:
+    """Each event with the earlier events of its entity ("entity") and the start of its sync
+    batch ("batch_start": the first event of its device with the same client_last_sync_at)."""
     by_entity: dict[tuple[str, str, str, str], list[Event]] = defaultdict(list)
-    by_user: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    batch_start: dict[tuple[str, str, datetime | None], datetime] = {}
     result = []
     for event in events:
-        entity_events, user_events = (
-            by_entity[_entity(event)],
-            by_user[(event["tenant"], event["user_id"])],
-        )
-        result.append((event, {"entity": list(entity_events), "user": list(user_events)}))
+        batch = (event["tenant"], event["device_id"], event["client_last_sync_at"])
+        batch_start.setdefault(batch, event["received_at"])
+        entity_events = by_entity[_entity(event)]
+        result.append((event, {"entity": list(entity_events), "batch_start": batch_start[batch]}))
         entity_events.append(event)
-        user_events.append(event)
     return result
 
 
-def _features(event: Event, before: dict[str, list[Event]]) -> dict[str, float]:
-    """The feature definitions, written out plainly (no shared code with the generator)."""
-    at, user = event["received_at"], event["user_id"]
-    previous = before["user"][-1]["received_at"] if before["user"] else None
-    hours = 720.0 if previous is None else min((at - previous).total_seconds() / 3600, 720.0)
-    since = previous if previous is not None else at - timedelta(days=30)
-    others = [e for e in before["entity"] if e["user_id"] != user]
+def _features(event: Event, before: dict[str, Any]) -> dict[str, float]:
+    """What the mechanism turns on, written out plainly (no shared code with the generator), as of
+    the start of the event's sync batch."""
+    at, user, last = before["batch_start"], event["user_id"], event["client_last_sync_at"]
+    hours = 720.0 if last is None else min((at - last).total_seconds() / 3600, 720.0)
+    since = last if last is not None else at - timedelta(days=30)
+    others = [e for e in before["entity"] if e["user_id"] != user and e["received_at"] < at]
     editors = {e["user_id"] for e in others if e["received_at"] >= at - timedelta(hours=24)}
-    theirs = {field for e in others if e["received_at"] >= since for field in e["fields_changed"]}
+    changed = [e for e in others if e["received_at"] >= since]
+    theirs = {field for e in changed for field in e["fields_changed"]}
     mine = set(event["fields_changed"])
     return {
+        "changed_since_sync": float(bool(changed)),
         "concurrent_editors": float(len(editors)),
         "hours_since_last_sync": hours,
         "field_overlap_score": len(mine & theirs) / len(mine),
@@ -171,12 +172,22 @@ def test_client_event_ids_are_unique_per_tenant(history: list[Event]) -> None:
         assert all(i.startswith(f"{tenant}-") for i in ids)
 
 
-def test_client_last_sync_at_is_the_users_previous_sync(history: list[Event]) -> None:
-    last: dict[tuple[str, str], datetime] = {}
+def test_a_sync_uploads_a_batch_whose_last_sync_is_the_devices_previous_sync(history: list[Event]) -> None:
+    """Events of one device come in batches (a few edits seconds apart); every event of a batch
+    carries the start of that device's previous batch as client_last_sync_at."""
+    starts: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    batches: Counter[tuple[str, str, datetime | None]] = Counter()
     for event in history:
-        key = (event["tenant"], event["user_id"])
-        assert event["client_last_sync_at"] == last.get(key)
-        last[key] = event["received_at"]
+        device = (event["tenant"], event["device_id"])
+        last = event["client_last_sync_at"]
+        if not starts[device] or last != (starts[device][-2] if len(starts[device]) > 1 else None):
+            # A new batch: its last sync is the start of the device's batch before it.
+            assert last == (starts[device][-1] if starts[device] else None)
+            starts[device].append(event["received_at"])
+        assert last is None or last < event["received_at"]
+        batches[(event["tenant"], event["device_id"], last)] += 1
+    sizes = list(batches.values())
+    assert max(sizes) > 1 and 1.5 <= sum(sizes) / len(sizes) <= 2.5
 
 
 def test_fields_are_one_to_five_distinct_and_conflict_fields_are_among_them(
@@ -238,6 +249,12 @@ def test_activity_follows_a_daily_rhythm(history: list[Event]) -> None:
         assert sum(per_hour[:12]) >= 0.75 * len(events)
 
 
+def test_conflicts_follow_others_edits_since_the_devices_last_sync(labelled: list[Labelled]) -> None:
+    changed = _rate(labelled, "changed_since_sync", 1.0, 1.0)
+    untouched = _rate(labelled, "changed_since_sync", 0.0, 0.0)
+    assert changed >= 5 * untouched
+
+
 def test_conflicts_follow_field_overlap(labelled: list[Labelled]) -> None:
     high = _rate(labelled, "field_overlap_score", 0.5 + 1e-9, 1.0)
     none = _rate(labelled, "field_overlap_score", 0.0, 0.0)
@@ -250,25 +267,21 @@ def test_stale_syncs_conflict_more(labelled: list[Labelled]) -> None:
     assert stale > 1.5 * fresh
 
 
-def test_crowded_entities_conflict_more(labelled: list[Labelled]) -> None:
-    crowded = _rate(labelled, "concurrent_editors", 4.0, 1e9)
-    alone = _rate(labelled, "concurrent_editors", 0.0, 0.0)
-    assert crowded > 1.5 * alone
-
-
 def test_each_cause_carries_its_own_weight(labelled: list[Labelled]) -> None:
-    """Overlap, staleness and crowding go together (a stale user has missed more edits), so the
-    rate comparisons above could pass on overlap alone. A joint logistic fit separates them."""
-    _, overlap, staleness, editors = _logistic_fit(_design(labelled), _labels(labelled))
-    assert overlap > 2.0
-    assert staleness > 0.15
-    assert editors > 0.2
+    """Staleness and overlap go together with others' edits (a device away longer has missed more
+    of them), so the rate comparisons above could pass on one cause alone. A joint logistic fit
+    separates them."""
+    _, changed, overlap, staleness, editors = _logistic_fit(_design(labelled), _labels(labelled))
+    assert changed > 1.0
+    assert overlap > 1.5
+    assert staleness > 0.1
+    assert editors > 0.05
 
 
 def test_some_users_conflict_more_than_their_situations_explain(labelled: list[Labelled]) -> None:
-    """Careless users: after accounting for overlap, staleness and crowding, each user's excess
-    conflicts (observed minus expected, in standard errors) vary far more than chance allows
-    (variance about 1 if users did not differ)."""
+    """Careless users: after accounting for the situation, each user's excess conflicts (observed
+    minus expected, in standard errors) vary far more than chance allows (variance about 1 if
+    users did not differ)."""
     design, labels = _design(labelled), _labels(labelled)
     expected = 1.0 / (1.0 + np.exp(-design @ _logistic_fit(design, labels)))
     excess: dict[tuple[str, str], float] = defaultdict(float)
@@ -285,8 +298,9 @@ def _design(rows: list[Labelled]) -> np.ndarray:
         [
             [
                 1.0,
-                row.features["field_overlap_score"],
-                np.log1p(row.features["hours_since_last_sync"]),
+                row.features["changed_since_sync"],
+                row.features["changed_since_sync"] * row.features["field_overlap_score"],
+                row.features["changed_since_sync"] * np.log1p(row.features["hours_since_last_sync"]),
                 np.log1p(row.features["concurrent_editors"]),
             ]
             for row in rows

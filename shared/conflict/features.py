@@ -1,0 +1,345 @@
+"""The conflict features: their one definition, as of the moment a prediction is asked.
+
+A client asks for a prediction when it starts a sync, before it uploads the edits it made offline
+since its last sync (`client_last_sync_at`). So every feature is computed *as of* a time `A`, from
+stored events received strictly before `A`:
+
+- `A` is the time asked (`as_of`; now for a live prediction), moved back to the **start of the
+  device's sync batch** when the request names its `device_id` and `client_last_sync_at` and the
+  store already holds events of that batch (same user, device and `client_last_sync_at`)
+  received in the hour before: the earliest of them. A training row (a stored event) is thus as of
+  its batch's start, and the batch's earlier events never leak into its later rows.
+- `since` is the device's last sync (`client_last_sync_at`), else the user's latest stored sync
+  before `A`, and never more than 30 days before `A`.
+
+| feature | definition |
+| --- | --- |
+| concurrent_editors | distinct other users with a sync of the entity in [A - 24 h, A) |
+| hours_since_last_sync | hours from `client_last_sync_at` (else the user's latest sync in the 30 days before) to A, in [0, 720]; 720 when there is none |
+| user_conflict_rate | (the user's conflicts + 1) / (the user's syncs + 10) in [A - 90 d, A) |
+| entity_edit_frequency | syncs of the entity (any user) in [A - 7 d, A), per day |
+| field_overlap_score | share of "my fields" that other users' syncs of the entity in [since, A) changed; my fields are the request's, else every field the user changed in [A - 30 d, A) |
+| other_edits_since_sync | other users' syncs of the entity in [since, A) |
+
+This module computes them for many requests at once from columns of stored events (numpy: one
+sort per grouping and binary searches, so a row costs the same against 100k or 1M events);
+`features_repository.py` computes the same numbers for one live request in one SQL statement, and
+a test holds the two equal. The final arithmetic (`features_from_counts`) is shared by both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Int = NDArray[np.int64]
+Float = NDArray[np.float64]
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "concurrent_editors",
+    "hours_since_last_sync",
+    "user_conflict_rate",
+    "entity_edit_frequency",
+    "field_overlap_score",
+    "other_edits_since_sync",
+)
+# What the counts rest on (the answer's `confidence`), beside the features in every row.
+SUPPORT_NAMES: tuple[str, ...] = ("support_user_syncs", "support_entity_edits")
+
+US = 1_000_000
+HOUR_US = 3600 * US
+DAY_US = 24 * HOUR_US
+CONCURRENT_WINDOW_US = DAY_US
+CONFLICT_RATE_WINDOW_US = 90 * DAY_US
+EDIT_FREQUENCY_DAYS = 7
+FIELDS_WINDOW_US = 30 * DAY_US  # usual fields; the longest look back for "since"
+SYNC_BATCH_SPAN_US = HOUR_US  # a batch is uploaded within minutes; a retry next day is a new moment
+HOURS_CAP = 720.0
+PRIOR_CONFLICTS = 1.0
+PRIOR_SYNCS = 10.0
+# How far before the earliest as-of time the stored history must reach for every window.
+LOOKBACK = timedelta(microseconds=CONFLICT_RATE_WINDOW_US + SYNC_BATCH_SPAN_US)
+
+NO_TIME = np.iinfo(np.int64).min  # a missing time (no last sync, no earlier event)
+NO_KEY = np.int64(0)  # a missing device; hashed keys are never 0 in practice (see features_repository)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(at: datetime) -> int:
+    """Exact epoch microseconds (a float timestamp would round)."""
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Stored sync events as integer columns. Keys are 64-bit hashes of the tenant-qualified ids
+    (user: tenant|user; entity: tenant|domain|type|id; device: tenant|user|device), so a global
+    model never mixes tenants; fields are hashes of their names, one row per (event, field)."""
+
+    t: Int  # received_at, epoch microseconds
+    user: Int
+    entity: Int
+    device: Int
+    last_sync: Int  # client_last_sync_at, epoch microseconds, NO_TIME when absent
+    conflicted: NDArray[np.bool_]
+    field_row: Int  # index of the event of each field row
+    field: Int
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+
+@dataclass(frozen=True)
+class RequestColumns:
+    """What to compute features for: the asked time, the keys (device NO_KEY and last_sync NO_TIME
+    when not given) and the request's fields (none: the user's usual fields)."""
+
+    as_of: Int
+    user: Int
+    entity: Int
+    device: Int
+    last_sync: Int
+    field_row: Int
+    field: Int
+
+    def __len__(self) -> int:
+        return len(self.as_of)
+
+
+def requests_from_events(events: EventColumns) -> RequestColumns:
+    """Training rows: each stored event asks as of its own receipt (moved to its batch's start)."""
+    return RequestColumns(events.t, events.user, events.entity, events.device, events.last_sync,
+                          events.field_row, events.field)
+
+
+# -- grouped timelines ----------------------------------------------------------------------------
+
+
+def _codes(*arrays: Int) -> list[Int]:
+    """Dense codes 0..k-1 for the values of several arrays, consistent across them."""
+    joined = np.concatenate(arrays)
+    _, inverse = np.unique(joined, return_inverse=True)
+    out, at = [], 0
+    for array in arrays:
+        out.append(inverse[at:at + len(array)].astype(np.int64))
+        at += len(array)
+    return out
+
+
+def _pair_codes(a: list[Int], b: list[Int]) -> list[Int]:
+    """Dense codes of (a, b) pairs, where a and b are dense codes already."""
+    width = int(max((int(x.max()) for x in b if len(x)), default=0)) + 1
+    return _codes(*[x * width + y for x, y in zip(a, b, strict=True)])
+
+
+class _Timeline:
+    """Times grouped by a dense key, sorted, for counting and finding times before a bound. Each
+    query is a binary search over one sorted array: its cost grows with log(history), not with
+    the number of events in its window.
+
+    Keys and times are searched as one int64, key * width + rank(time), where rank is how many
+    stored times lie below: `stored < bound` exactly when `rank(stored) < rank(bound)`, duplicates
+    or not, so nothing overflows however long the history."""
+
+    def __init__(self, keys: Int, times: Int, weights: Int | None = None) -> None:
+        in_order = bool(np.all(times[1:] >= times[:-1]))
+        self._grid = times if in_order else np.sort(times)
+        self._width = len(self._grid) + 1
+        # Events arrive in time order: then a stable sort by key alone orders (key, time).
+        order = np.argsort(keys, kind="stable") if in_order else np.lexsort((times, keys))
+        self._keys = keys[order]
+        self._times = times[order]
+        self._sorted = self._keys * self._width + np.searchsorted(self._grid, self._times)
+        self._cumulative = None if weights is None else np.concatenate(([0], np.cumsum(weights[order])))
+
+    def _position(self, keys: Int, times: Int) -> Int:
+        position: Int = np.searchsorted(self._sorted, keys * self._width + np.searchsorted(self._grid, times))
+        return position
+
+    def _total(self, position: Int) -> Int:
+        if self._cumulative is None:
+            return position
+        total: Int = self._cumulative[position]
+        return total
+
+    def count_before(self, keys: Int, times: Int) -> Int:
+        """Elements of each key with time < the bound (the weights' sum when weighted)."""
+        position = self._position(keys, times)
+        start: Int = np.searchsorted(self._sorted, keys * self._width)
+        if self._cumulative is None:
+            return position - start
+        counted: Int = self._cumulative[position] - self._cumulative[start]
+        return counted
+
+    def count_in(self, keys: Int, lo: Int, hi: Int) -> Int:
+        """Elements of each key with lo <= time < hi (0 when hi <= lo)."""
+        return np.maximum(self._total(self._position(keys, hi)) - self._total(self._position(keys, lo)), 0)
+
+    def last_before(self, keys: Int, times: Int) -> Int:
+        """The latest time of each key below the bound, or NO_TIME."""
+        position = self._position(keys, times) - 1
+        found = position >= 0
+        found[found] = self._keys[position[found]] == keys[found]
+        return np.where(found, self._times[np.maximum(position, 0)], NO_TIME)
+
+    def first_at_or_after(self, keys: Int, times: Int) -> Int:
+        """The earliest time of each key at or above the bound, or NO_TIME."""
+        position = self._position(keys, times)
+        found = position < len(self._sorted)
+        found[found] = self._keys[position[found]] == keys[found]
+        return np.where(found, self._times[np.minimum(position, len(self._sorted) - 1)], NO_TIME)
+
+
+def _previous_of_same_key(keys: Int, times: Int) -> Int:
+    """For each element, the time of the element before it in (key, time) order with the same key,
+    or NO_TIME. Equal times count as earlier (a batch stamped with one intake time)."""
+    order = np.lexsort((times, keys))
+    previous = np.full(len(times), NO_TIME, dtype=np.int64)
+    same = keys[order][1:] == keys[order][:-1]
+    previous[order[1:][same]] = times[order][:-1][same]
+    return previous
+
+
+# -- the features ---------------------------------------------------------------------------------
+
+
+def features_from_counts(counts: Mapping[str, Any]) -> dict[str, Any]:
+    """The one arithmetic from counts to features, for arrays (bulk) and scalars (live) alike.
+
+    counts: as_of, last_sync, last_user_sync (NO_TIME when absent), user_syncs, user_conflicts,
+    entity_edits, editors, others_since, my_fields, overlapping_fields."""
+    as_of = np.asarray(counts["as_of"], dtype=np.int64)
+    last_sync = np.asarray(counts["last_sync"], dtype=np.int64)
+    last_user = np.asarray(counts["last_user_sync"], dtype=np.int64)
+    reference = np.where(last_sync != NO_TIME, last_sync, last_user)
+    hours = np.where(reference != NO_TIME,
+                     np.clip((as_of - np.where(reference != NO_TIME, reference, as_of)) / HOUR_US, 0.0, HOURS_CAP),
+                     HOURS_CAP)
+    syncs = np.asarray(counts["user_syncs"], dtype=np.float64)
+    my_fields = np.asarray(counts["my_fields"], dtype=np.float64)
+    return {
+        "concurrent_editors": np.asarray(counts["editors"], dtype=np.float64),
+        "hours_since_last_sync": hours.astype(np.float64),
+        "user_conflict_rate": (np.asarray(counts["user_conflicts"], dtype=np.float64) + PRIOR_CONFLICTS)
+        / (syncs + PRIOR_SYNCS),
+        "entity_edit_frequency": np.asarray(counts["entity_edits"], dtype=np.float64) / EDIT_FREQUENCY_DAYS,
+        "field_overlap_score": np.where(
+            my_fields > 0, np.asarray(counts["overlapping_fields"], dtype=np.float64) / np.maximum(my_fields, 1), 0.0),
+        "other_edits_since_sync": np.asarray(counts["others_since"], dtype=np.float64),
+        "support_user_syncs": syncs,
+        "support_entity_edits": np.asarray(counts["entity_edits"], dtype=np.float64),
+    }
+
+
+def since_time(as_of: Int, last_sync: Int, last_user_sync: Int) -> Int:
+    """The device's last sync, else the user's latest, never more than 30 days back nor after as_of."""
+    reference = np.where(last_sync != NO_TIME, last_sync, last_user_sync)
+    floor = as_of - FIELDS_WINDOW_US
+    return np.minimum(np.where(reference != NO_TIME, np.maximum(reference, floor), floor), as_of)
+
+
+def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str, Float]:
+    """Feature columns (FEATURE_NAMES, SUPPORT_NAMES, and `as_of`: the moment each row is as of)
+    for every request, from the stored events strictly before it. Events outside the requests'
+    windows may be present; they change nothing."""
+    n = len(requests)
+    if n == 0:
+        return {name: np.zeros(0) for name in (*FEATURE_NAMES, *SUPPORT_NAMES, "as_of")}
+    user_e, user_r = _codes(events.user, requests.user)
+    entity_e, entity_r = _codes(events.entity, requests.entity)
+    pair_e, pair_r = _pair_codes([entity_e, entity_r], [user_e, user_r])
+    device_e, device_r = _codes(events.device, requests.device)
+    sync_e, sync_r = _codes(events.last_sync, requests.last_sync)
+    batch_e, batch_r = _pair_codes([device_e, device_r], [sync_e, sync_r])
+
+    # The moment asked, moved back to the start of the device's sync batch.
+    asked = requests.as_of
+    batches = _Timeline(batch_e, events.t)
+    first = batches.first_at_or_after(batch_r, asked - SYNC_BATCH_SPAN_US)
+    names_batch = (requests.device != NO_KEY) & (requests.last_sync != NO_TIME)
+    as_of = np.where(names_batch & (first != NO_TIME) & (first < asked), first, asked)
+
+    users = _Timeline(user_e, events.t)
+    user_syncs = users.count_in(user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
+    user_conflicts = _Timeline(user_e, events.t, events.conflicted.astype(np.int64)).count_in(
+        user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
+    last_user = users.last_before(user_r, as_of)
+    last_user = np.where(last_user >= as_of - FIELDS_WINDOW_US, last_user, NO_TIME)
+    since = since_time(as_of, requests.last_sync, last_user)
+
+    entities = _Timeline(entity_e, events.t)
+    pairs = _Timeline(pair_e, events.t)
+    entity_edits = entities.count_in(entity_r, as_of - EDIT_FREQUENCY_DAYS * DAY_US, as_of)
+    others_since = entities.count_in(entity_r, since, as_of) - pairs.count_in(pair_r, since, as_of)
+
+    # Distinct other editors in [A - W, A): an event counts for A exactly when it is its user's first
+    # on the entity within the window, i.e. for A in (max(t, previous + W), t + W], where previous is
+    # the same user's previous sync of the entity. So the count at A is (#starts < A) - (#ends < A).
+    previous = _previous_of_same_key(pair_e, events.t)
+    window = CONCURRENT_WINDOW_US
+    starts = np.where(previous != NO_TIME, np.maximum(events.t, previous + window), events.t)
+    editors_all = (_Timeline(entity_e, starts).count_before(entity_r, as_of)
+                   - _Timeline(entity_e, events.t + window).count_before(entity_r, as_of))
+    mine_recent = pairs.last_before(pair_r, as_of) >= as_of - window
+    editors = editors_all - mine_recent.astype(np.int64)
+
+    my_fields, overlapping = _field_overlap(events, requests, user_e, user_r, entity_e, entity_r, pair_e, pair_r,
+                                            as_of, since)
+    counts = {
+        "as_of": as_of, "last_sync": requests.last_sync, "last_user_sync": last_user, "user_syncs": user_syncs,
+        "user_conflicts": user_conflicts, "entity_edits": entity_edits, "editors": editors,
+        "others_since": others_since, "my_fields": my_fields, "overlapping_fields": overlapping,
+    }
+    features = features_from_counts(counts)
+    features["as_of"] = as_of.astype(np.float64)  # exact below 2**53 µs (year 2255)
+    return features
+
+
+def _field_overlap(
+    events: EventColumns, requests: RequestColumns, user_e: Int, user_r: Int, entity_e: Int, entity_r: Int,
+    pair_e: Int, pair_r: Int, as_of: Int, since: Int,
+) -> tuple[Int, Int]:
+    """Per request: how many of its fields there are, and how many of them other users changed on
+    the entity in [since, as_of)."""
+    n = len(requests)
+    event_field_user = user_e[events.field_row]
+    field_times = events.t[events.field_row]
+    # Requests without fields take the user's usual ones: each field the user has ever changed in
+    # the loaded history, kept when the user changed it in [A - 30 d, A).
+    given = np.zeros(n, dtype=bool)
+    given[requests.field_row] = True
+    missing = np.flatnonzero(~given)
+    field_e, field_q = _codes(events.field, requests.field)
+    row, field = requests.field_row, field_q
+    if len(missing):
+        user_fields = np.unique(event_field_user * (int(field_e.max(initial=0)) + 1) + field_e)
+        width = int(field_e.max(initial=0)) + 1
+        owner, which = user_fields // width, user_fields % width
+        first = np.searchsorted(owner, user_r[missing], side="left")
+        last = np.searchsorted(owner, user_r[missing], side="right")
+        repeat = last - first
+        candidate_row = np.repeat(missing, repeat)
+        offsets = np.arange(repeat.sum()) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+        candidate_field = which[np.repeat(first, repeat) + offsets]
+        user_field_e, user_field_c = _pair_codes([event_field_user, user_r[candidate_row]], [field_e, candidate_field])
+        recent = _Timeline(user_field_e, field_times).count_in(
+            user_field_c, as_of[candidate_row] - FIELDS_WINDOW_US, as_of[candidate_row]) > 0
+        row = np.concatenate((row, candidate_row[recent]))
+        field = np.concatenate((field, candidate_field[recent]))
+    my_fields = np.bincount(row, minlength=n).astype(np.int64)
+    entity_field_e, entity_field_q = _pair_codes([entity_e[events.field_row], entity_r[row]], [field_e, field])
+    pair_field_e, pair_field_q = _pair_codes([pair_e[events.field_row], pair_r[row]], [field_e, field])
+    lo, hi = since[row], as_of[row]
+    changed_by_others = (_Timeline(entity_field_e, field_times).count_in(entity_field_q, lo, hi)
+                         - _Timeline(pair_field_e, field_times).count_in(pair_field_q, lo, hi)) > 0
+    overlapping = np.bincount(row, weights=changed_by_others, minlength=n).astype(np.int64)
+    return my_fields, overlapping
