@@ -14,7 +14,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from shared.errors import InsufficientData
-from shared.platform.kinds import ModelKind, ServingModel, TrainingPolicy, TrainingSet, feature_quantiles
+from shared.platform.kinds import (
+    ModelKind,
+    ServingModel,
+    TrainingPolicy,
+    TrainingSet,
+    feature_frequencies,
+    feature_quantiles,
+)
 from shared.platform.metrics import classification_report
 from shared.platform.registry import ModelVersion, Registry
 
@@ -82,6 +89,7 @@ def train_candidate(
         "metrics": metrics,
         "promotion_metric": kind.promotion.metric,
         "feature_quantiles": feature_quantiles(train.design, kind.feature_names),
+        "feature_frequencies": feature_frequencies(train.design, kind.feature_names),
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              **fitted.library_versions},
         "estimator": fitted.estimator,
