@@ -61,11 +61,12 @@ class IsolationForestModel:
         return result
 
     def predict_proba(self, design: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Anomaly score in [0, 1]: 0 up to the training vectors' 99th percentile, 1 at their maximum
-        and beyond (the scale was fixed on past data only)."""
+        """Anomaly score in (0, 1), strictly increasing in the raw score (rankings, hence ROC-AUC,
+        are the forest's own): 0.5 at the training vectors' 99th percentile, 0.98 at their maximum
+        (the scale was fixed on past data only)."""
         design = np.nan_to_num(np.asarray(design, dtype=np.float64))
-        spread = max(self.ceiling - self.reference, 1e-6)
-        result: NDArray[np.float64] = np.clip((self.raw_scores(design) - self.reference) / spread, 0.0, 1.0)
+        width = max(self.ceiling - self.reference, 1e-6) / 4.0
+        result: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-(self.raw_scores(design) - self.reference) / width))
         return result
 
     def to_dict(self) -> dict[str, Any]:
