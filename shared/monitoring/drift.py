@@ -2,7 +2,8 @@
 the distribution the model was trained on (the manifest's deciles and category shares).
 
 Numeric inputs: a Kolmogorov-Smirnov distance measured at the training deciles (where the training
-CDF is known exactly: k/10, so the sketch adds no error) and PSI over the decile bins. Categorical
+CDF is known exactly: k/10, so the sketch adds no error; for discrete inputs, to the interval the
+neighbouring deciles allow) and PSI over the decile bins. Categorical
 inputs (low-cardinality integers with shares in the manifest): chi-square and total variation.
 
 The decision is sample-size aware: drift needs both a significant test (p < ALPHA; few rows are
@@ -46,16 +47,25 @@ def numeric_drift(feature: str, values: NDArray[np.float64], deciles: Sequence[f
                   training_rows: int) -> FeatureDrift:
     from scipy.special import kolmogorov
 
-    x = np.sort(values[np.isfinite(values)])
+    # Rounded as the sketch was (kinds.feature_quantiles), so a value equal to a decile compares equal.
+    x = np.sort(np.round(values[np.isfinite(values)], 6))
     n = len(x)
     q = np.asarray(deciles, dtype=np.float64)
+    inner = q[1:-1]
+    # Discrete inputs (counts, tied deciles): the training CDF is only known to lie between
+    # neighbouring deciles at each decile value, so the distance is measured to that interval.
+    discrete = len(np.unique(inner)) < len(inner) or (n > 0 and len(np.unique(x)) <= n / 2)
     distance = 0.0
-    for value in np.unique(q[1:-1]):
-        # A value several deciles share (a point mass): the CDF jumps over all of them there.
+    for value in np.unique(inner):
         held = np.where(q == value)[0]
         below = np.searchsorted(x, value, side="left") / max(n, 1)
         at_or_below = np.searchsorted(x, value, side="right") / max(n, 1)
-        distance = max(distance, abs(at_or_below - held.max() / 10), abs(below - held.min() / 10))
+        if discrete:
+            high, low = held.max() / 10, held.min() / 10
+            gaps = (high - at_or_below, at_or_below - min(high + 0.1, 1.0), low - 0.1 - below, below - low)
+            distance = max(distance, *gaps)
+        else:
+            distance = max(distance, abs(at_or_below - held.max() / 10), abs(below - held.min() / 10))
     effective = n * training_rows / (n + training_rows) if n and training_rows else float(n)
     p_value = float(kolmogorov(math.sqrt(effective) * distance)) if n else 1.0
     # PSI over the bins between distinct inner deciles (training share: deciles per bin / 10).
@@ -64,7 +74,10 @@ def numeric_drift(feature: str, values: NDArray[np.float64], deciles: Sequence[f
     observed = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1) / max(n, 1)
     e, o = np.maximum(expected, 1e-4), np.maximum(observed, 1e-4)
     psi = float(np.sum((o - e) * np.log(o / e)))
-    drifted = n >= MIN_ROWS and p_value < ALPHA and (distance >= KS_EFFECT or psi >= PSI_EFFECT)
+    # PSI's expected shares come from the deciles: exact for continuous inputs, coarse for discrete
+    # ones, where it is reported but does not decide.
+    matters = distance >= KS_EFFECT or (psi >= PSI_EFFECT and not discrete)
+    drifted = n >= MIN_ROWS and p_value < ALPHA and matters
     return FeatureDrift(feature, "ks+psi", round(distance, 6), p_value, round(psi, 6), n, drifted)
 
 
