@@ -58,11 +58,11 @@ class Calibration:
 
 
 CALIBRATION: dict[str, Calibration] = {
-    "robust_z": Calibration(3.0, 4.0),
+    "robust_z": Calibration(2.5, 3.0),
     "iqr": Calibration(1.5, 2.5),
-    "spike": Calibration(4.0, 5.0),
-    "seasonal": Calibration(3.0, 4.0),
-    "level_shift": Calibration(3.0, 3.0),
+    "spike": Calibration(3.0, 4.0),
+    "seasonal": Calibration(2.5, 3.0),
+    "level_shift": Calibration(2.5, 3.0),
     "flatline": Calibration(1.0, 1.0),
 }
 
@@ -231,16 +231,29 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained, np.minimum(scores[name], seasonal), scores[name])
 
-    # Level shift: median of the last m points (row i included) against the median before them.
+    # Level shift: median of the last m points (row i included) against the median before them;
+    # on the seasonal residuals where the seasonal view explains the series (a daily peak is no
+    # new level), NaN-aware since early rows have no residual yet.
     m = params.shift_window
     recent_rows = np.maximum(rows - m + 1, 0)
+    residual_all = np.full(len(values), np.nan)
+    residual_all[history] = residual
     with _quiet():
         recent_block, _ = _past_windows(values, rows + 1, m)
         recent = np.nanmedian(recent_block, axis=1)
         before_median, before_scale, _, _ = _windowed(values, recent_rows, params.long_window // 2)
-    shift = np.abs(recent - before_median) / before_scale
+        if explained.any():
+            chosen = rows[explained]
+            r_block, _ = _past_windows(residual_all, chosen + 1, m)
+            b_block, _ = _past_windows(residual_all, recent_rows[explained], params.long_window // 2)
+            r_median, r_scale, _, _ = _robust_stats(b_block, full=False)
+            recent_block[explained] = r_block
+            recent[explained] = np.nanmedian(r_block, axis=1)
+            before_median[explained], before_scale[explained] = r_median, r_scale
+    shift = np.nan_to_num(np.abs(recent - before_median) / before_scale)
     # Only a tight recent window is a new level (not one spike among m points).
-    spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
+    with _quiet():
+        spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
     tight = spread < np.abs(recent - before_median)
     scores["level_shift"] = np.where(tight & (recent_rows >= WARMUP), CALIBRATION["level_shift"].score(shift), 0.0)
 
@@ -267,14 +280,16 @@ def combine(scores: dict[str, Array]) -> Array:
 
 def suppress(raw: Array, params: Parameters, state: float = 0.0) -> tuple[Array, float]:
     """Decaying suppression after a reported point: final_i = raw_i * (1 - s_i),
-    s_i = max(s_{i-1} * decay, final_{i-1}). Returns the finals and the state after the last row."""
+    s_i = max(s_{i-1} * decay, g(final_{i-1})) with g(f) = clip((f - 0.3) / 0.5, 0, 1): only a
+    point that was itself notable suppresses, and a sustained anomaly settles near 0.53 (below the
+    alert threshold) instead of alerting every minute. Returns the finals and the state after."""
     decay = math.exp(-1.0 / params.suppression_points)
     final = np.empty(len(raw))
     s = state
     for i, value in enumerate(raw.tolist()):
         f = value * (1.0 - s)
         final[i] = f
-        s = max(s * decay, f)
+        s = max(s * decay, min(1.0, max(0.0, (f - 0.3) / 0.5)))
     return final, s
 
 
