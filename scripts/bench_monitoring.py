@@ -168,7 +168,7 @@ def main() -> int:
     report = {"scan": bench_scan(args.series, now), "backtest": bench_backtest(),
               "quality": bench_quality(args.quality_series)}
     print(json.dumps(report, indent=2))
-    print(f"\n| detector | precision | recall | false-positive share | false alarms / series-day |\n|---|---|---|---|---|")
+    print("\n| detector | precision | recall | false-positive share | false alarms / series-day |\n|---|---|---|---|---|")
     for name, r in report["quality"]["results"].items():
         print(f"| {name} | {r['precision']} | {r['recall']} | {r['false_positive_share']} |"
               f" {r['false_alarms_per_series_day']} |")
