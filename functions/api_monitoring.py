@@ -48,15 +48,18 @@ def acknowledge_incident(incident_id: str) -> Response:
                                      tenant))
 
 
-@api_route(blueprint, "/api/v2/monitoring/silences", ["GET", "POST"])
+@api_route(blueprint, "/api/v2/monitoring/silences", ["GET"])
 def silences() -> Response:
+    require_role(blueprint.current_request, "operator")
+    return json_response(list_silences(monitoring_services(get_context())))
+
+
+@api_route(blueprint, "/api/v2/monitoring/silences", ["POST"])
+def silence() -> Response:
     request = blueprint.current_request
     principal = require_role(request, "operator")
-    services = monitoring_services(get_context())
-    if request.method == "GET":
-        return json_response(list_silences(services))
     body = parse_body(request, SilenceBody)
-    return json_response(add_silence(services, body, f"key:{principal.key_id}"))
+    return json_response(add_silence(monitoring_services(get_context()), body, f"key:{principal.key_id}"))
 
 
 @api_route(blueprint, "/api/v2/monitoring/drift", ["GET"])

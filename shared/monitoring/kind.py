@@ -79,16 +79,15 @@ def profile_of(hours: Sequence[datetime], medians: Sequence[float]) -> Profile:
             "hour_of_day": [float(np.median(day[h])) if len(day.get(h, [])) >= 3 else None for h in range(24)]}
 
 
-@dataclass(frozen=True)
 class AnomalyKind:
-    name: str = KIND_NAME
-    feature_names: tuple[str, ...] = FEATURE_NAMES
-    artifact_format: str = "json"
-    heuristic_label: str = HEURISTIC_LABEL
-    training: TrainingPolicy = TrainingPolicy(days_back=30, min_rows=500, min_positives=20, min_holdout_positives=5,
-                                              row_noun="host minutes", positive_noun="injected anomalies")
-    promotion: PromotionPolicy = PromotionPolicy(metric="roc_auc", min_relative_gain=0.02, first_model_min=0.7,
-                                                 bootstrap_resamples=200)
+    """The contract's values as class attributes; the five functions below."""
+
+    name, feature_names, heuristic_label = KIND_NAME, FEATURE_NAMES, HEURISTIC_LABEL
+    artifact_format = "json"
+    # 30 days of host minutes; a first forest must separate the injected anomalies (ROC-AUC 0.7).
+    training = TrainingPolicy(days_back=30, min_rows=500, min_positives=20, min_holdout_positives=5,
+                              row_noun="host minutes", positive_noun="injected anomalies")
+    promotion = PromotionPolicy(metric="roc_auc", min_relative_gain=0.02, first_model_min=0.7, bootstrap_resamples=200)
 
     def design_matrix(self, rows: Sequence[Mapping[str, float]]) -> NDArray[np.float64]:
         matrix = np.array([[float(row.get(name, 0.0)) for name in FEATURE_NAMES] for row in rows], dtype=np.float64)

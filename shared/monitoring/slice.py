@@ -17,6 +17,7 @@ from shared.context import AppContext, get_context
 from shared.monitoring.drift import WatchedKind
 from shared.monitoring.kind import ANOMALY
 from shared.platform.jobs import CliGroups, Job, Slice
+from shared.platform.training import candidate_report
 
 Retrainer = Callable[[AppContext], dict[str, Any]]
 
@@ -66,13 +67,9 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
             context = get_context()
             end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
             result = train_state(services(context), end=end, days_back=args.days_back, actor=args.actor)
-            assert result.version is not None
-            report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
-                      "metrics": result.metrics, "series_profiles": result.manifest["series_profiles"]}
-            if args.activate:
-                report["status"] = context.registry.activate(result.version.version_id, actor=args.actor,
-                                                             reason="mlstack train anomaly --activate").status
-            return report
+            return candidate_report(result, context.registry, activate=args.activate, actor=args.actor,
+                                    reason="mlstack train anomaly --activate",
+                                    series_profiles=result.manifest["series_profiles"])
 
         def cmd_backtest(args: argparse.Namespace) -> Any:
             from shared.monitoring.backtest import backtest
@@ -143,21 +140,14 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p.add_argument("--interval", type=float, default=60.0)
         p.add_argument("--once", action="store_true", help="one reading, one push, then exit")
 
-    return Slice(
-        name="monitoring",
-        kinds=(ANOMALY,),
-        jobs=(
-            Job("collect-metrics", "rate(1 minute)",
-                "Database, queue, request and prediction metrics of the minute as series points", collect_job),
-            Job("scan-metrics", "rate(1 minute)",
-                "Score new points (ensemble, forest), alert on anomalies and missing data, group incidents",
-                scan_job),
-            Job("compact-metrics", "rate(1 day)", "Hourly rollups of old points; retention", compact_job),
-            Job("check-drift", "rate(1 day)",
-                "Serving inputs of the last 30 days against each model's training distribution", drift_job),
-            Job("retrain-anomaly", "cron(0 3 ? * SUN *)",
-                "Train the detector state on the last 30 days; promote only if better", retrain_job),
-        ),
-        cli=add_cli_commands,
-        routes_module="functions.api_monitoring",
+    schedules = (  # (name, EventBridge schedule, what it does, run)
+        ("collect-metrics", "rate(1 minute)", "Database, queue, request and prediction metrics as points", collect_job),
+        ("scan-metrics", "rate(1 minute)", "Score new points; alert on anomalies and missing data; incidents", scan_job),
+        ("compact-metrics", "rate(1 day)", "Hourly rollups of points older than the raw window; retention",
+         compact_job),
+        ("check-drift", "rate(1 day)", "Serving inputs of 30 days against each model's training data", drift_job),
+        ("retrain-anomaly", "cron(0 3 ? * SUN *)", "Train the detector state on 30 days; promote if better",
+         retrain_job),
     )
+    return Slice("monitoring", (ANOMALY,), tuple(Job(*spec) for spec in schedules), add_cli_commands,
+                 "functions.api_monitoring")

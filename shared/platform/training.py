@@ -100,3 +100,15 @@ def train_candidate(
         version = registry.register(kind=kind.name, tenant_id=tenant_id, artifact=fitted.artifact,
                                     artifact_format=kind.artifact_format, manifest=manifest, actor=actor)
     return TrainingResult(fitted.model, holdout, metrics, manifest, version)
+
+
+def candidate_report(result: TrainingResult, registry: Registry, *, activate: bool, actor: str, reason: str,
+                     **extra: Any) -> dict[str, Any]:
+    """What a `mlstack train KIND` command prints: the new candidate, its metrics, and its status
+    after an optional activation."""
+    assert result.version is not None
+    report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
+              "metrics": result.metrics, **extra}
+    if activate:
+        report["status"] = registry.activate(result.version.version_id, actor=actor, reason=reason).status
+    return report
