@@ -161,14 +161,25 @@ def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float)
         ok = (found >= 0) & (target - times[np.maximum(found, 0)] <= tolerance)
         return np.where(ok, values[np.maximum(found, 0)], np.nan)
 
+    if len(times) == 0 or times[-1] - times[0] < 3 * DAY - tolerance:
+        return np.full(len(rows), np.nan)  # fewer than three earlier days: no baseline anywhere
     weekly = np.column_stack([lagged(k * WEEK) for k in range(1, 5)])
     daily = np.column_stack([lagged(k * DAY) for k in range(1, 8)])
-    with np.errstate(all="ignore"), _quiet():
-        weekly_median = np.nanmedian(weekly, axis=1)
-        daily_median = np.nanmedian(daily, axis=1)
-    weekly_count = np.sum(~np.isnan(weekly), axis=1)
-    daily_count = np.sum(~np.isnan(daily), axis=1)
+    weekly_median, weekly_count = _row_nanmedian(weekly)
+    daily_median, daily_count = _row_nanmedian(daily)
     return np.where(weekly_count >= 2, weekly_median, np.where(daily_count >= 3, daily_median, np.nan))
+
+
+def _row_nanmedian(matrix: Array) -> tuple[Array, Array]:
+    """Median of each row's non-NaN values (NaN where none) and their count; NaN sorts last, so
+    the median is read from the sorted row at the count's middle (no per-row warnings)."""
+    ordered = np.sort(matrix, axis=1)
+    count = np.sum(~np.isnan(matrix), axis=1)
+    rows = np.arange(len(matrix))
+    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    high = ordered[rows, np.maximum(count // 2, 0)]
+    high = np.where(count % 2 == 1, low, high)
+    return np.where(count > 0, (low + high) / 2.0, np.nan), count
 
 
 @contextmanager
