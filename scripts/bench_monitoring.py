@@ -166,7 +166,7 @@ def main() -> int:
     args = parser.parse_args()
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     report = {"scan": bench_scan(args.series, now), "backtest": bench_backtest(),
-              "quality": bench_quality(args.quality_series)}
+              "quality": bench_quality(args.quality_series) if args.quality_series else {"results": {}}}
     print(json.dumps(report, indent=2))
     print("\n| detector | precision | recall | false-positive share | false alarms / series-day |\n|---|---|---|---|---|")
     for name, r in report["quality"]["results"].items():
