@@ -18,6 +18,7 @@ from chalice.app import Request
 from pydantic import BaseModel, ValidationError
 
 from functions.auth import api_key_authorizer
+from shared.context import get_context
 from shared.errors import (
     ArtifactRejected,
     Conflict,
@@ -31,6 +32,8 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.logs import configure_logging, log_event
+from shared.monitoring.requests import recorder
+from shared.monitoring.timings_repository import PostgresTimingsRepository
 from shared.platform.tenants_repository import Principal
 
 # Limits on a request body, each a 400 (documented in README, "Limits"). The deepest body a route
@@ -282,13 +285,30 @@ def handle_request(event: Request, get_response: Callable[[Request], Response]) 
     response = in_error_shape(response)
     authorizer = (event.context or {}).get("authorizer") or {}
     response.headers["X-Request-Id"] = request_id
+    route = (event.context or {}).get("resourcePath", event.path)
+    latency_ms = round((time.perf_counter() - started) * 1000, 2)
     log_event(
         "request",
         request_id=request_id,
         method=event.method,
-        route=(event.context or {}).get("resourcePath", event.path),
+        route=route,
         tenant_id=authorizer.get("tenant_id"),
         status=response.status_code,
-        latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        latency_ms=latency_ms,
     )
+    # Labelled by the route's template only: a raw path (a 404) would make the label set unbounded.
+    _record(event.method, (event.context or {}).get("resourcePath") or "unmatched", response.status_code, latency_ms)
     return response
+
+
+def _record(method: str, route: str, status: int, latency_ms: float) -> None:
+    """Prometheus counters and the minute's timings per route (flushed once a minute); never
+    fails the request."""
+    try:
+        context = get_context()
+        recording = recorder(emf=context.settings.stage != "local")
+        recording.record(method, route, status, latency_ms)
+        if recording.due():
+            recording.flush(context.database, PostgresTimingsRepository())
+    except Exception as exc:  # noqa: BLE001 - metrics are never worth a failed request
+        log_event("monitoring.record_failed", logging.WARNING, error=str(exc)[:200])

@@ -23,6 +23,8 @@ from shared.conflict.prediction import ConflictPredictionRequest
 from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteIn
 from shared.fraud.operating_point import OperatingPointBody
 from shared.fraud.prediction import StoredEventRef
+from shared.monitoring.incidents import IncidentsQuery, SilenceBody
+from shared.monitoring.intake import MetricBatch
 from shared.ocr.readings import CorrectionRequest, OcrReading, OcrReadingBatch
 
 
@@ -157,6 +159,16 @@ class OpenObject(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class MetricsAnswer(BaseModel):
+    accepted: int = Field(ge=0)
+    stored: int = Field(ge=0)
+    duplicates: int = Field(ge=0, description="points whose (source, metric, ts) was already stored")
+
+
+class IncidentList(BaseModel):
+    incidents: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
     checks: dict[str, Any]
@@ -218,6 +230,19 @@ OPERATIONS: tuple[Operation, ...] = (
               body=(CorrectionRequest,), errors=(400, 404, 409)),
     Operation("GET", "/api/v2/ocr/metrics", "The OCR loop's quality figures", OpenObject, ("staff",),
               query=MetricsQuery, errors=(400,)),
+    Operation("POST", "/api/v2/metrics", "Store metric points (the agent's pushes); idempotent per series and ts",
+              MetricsAnswer, ("operator", "service"), body=(MetricBatch,), errors=(400,)),
+    Operation("GET", "/api/v2/monitoring/incidents", "Incidents with their alerts (staff: their models' only)",
+              IncidentList, ("operator", "staff"), query=IncidentsQuery, errors=(400,)),
+    Operation("POST", "/api/v2/monitoring/incidents/{incident_id}/acknowledge", "Acknowledge an open incident",
+              OpenObject, ("operator", "staff"), errors=(404,)),
+    Operation("GET", "/api/v2/monitoring/silences", "Silences not yet ended", OpenObject, ("operator",)),
+    Operation("POST", "/api/v2/monitoring/silences", "Silence alerts of a source (and metric) for a while",
+              OpenObject, ("operator",), body=(SilenceBody,), errors=(400,)),
+    Operation("GET", "/api/v2/monitoring/drift", "Latest drift report per model input (staff: their own)",
+              OpenObject, ("operator", "staff")),
+    Operation("GET", "/metrics", "The service's counters and histograms, Prometheus text format", BaseModel,
+              ("operator",)),
 )
 
 ERROR_MEANINGS = {
@@ -268,10 +293,10 @@ def _operation(op: Operation) -> dict[str, Any]:
             "description": f"JSON, at most {MAX_BODY_BYTES} bytes and {MAX_JSON_DEPTH} levels deep",
             "content": _json(schema),
         }
-    responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": _json({"type": "object"} if op.response is BaseModel
-                                                      else _ref(op.response))},
-    }
+    ok_content = _json({"type": "object"} if op.response is BaseModel else _ref(op.response))
+    if op.path == "/metrics":
+        ok_content = {"text/plain": {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": {"description": "OK", "content": ok_content}}
     if op.path == "/health":
         responses["503"] = {"description": "a dependency is down", "content": _json(_ref(Health))}
     statuses = set(op.errors) | {405, 503}

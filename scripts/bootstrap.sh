@@ -26,5 +26,5 @@ if [ ! -x .venv/bin/python ]; then
   if [ "$py" = "pyenv" ]; then PYENV_VERSION=3.12.1 pyenv exec python -m venv .venv; else "$py" -m venv .venv; fi
 fi
 echo "bootstrap: installing pinned packages into .venv (first time takes a few minutes)" >&2
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[serving,training,dev]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[serving,training,dev,agent]"
 echo "$stamp_value" > .venv/.mlstack-stamp

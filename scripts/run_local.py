@@ -25,6 +25,7 @@ PG_DATA = STATE / "postgres"
 OBJECTS = STATE / "objects"
 SIGNING_KEY_FILE = STATE / "signing.key"
 ENV_FILE = STATE / "local.env"
+AGENT_KEY_FILE = STATE / "agent.key"
 DEFAULT_PG_PORT = 54329
 
 
@@ -75,6 +76,30 @@ def seed_demo(args: argparse.Namespace) -> None:
         print(line, flush=True)
 
 
+def agent_key() -> str:
+    """An operator key on the `platform` tenant for the local agent, created once, kept 0600."""
+    if AGENT_KEY_FILE.exists():
+        return AGENT_KEY_FILE.read_text().strip()
+    from shared.context import get_context
+    from shared.errors import NotFound
+
+    directory = get_context().tenants
+    try:
+        tenant = directory.find_tenant("platform")
+    except NotFound:
+        tenant = directory.create_tenant("platform", "Platform (operators)")
+    secret = directory.create_key(tenant.tenant_id, "operator", "local agent").secret
+    _write_private(AGENT_KEY_FILE, secret)
+    return secret
+
+
+def start_agent(port: int) -> subprocess.Popen[bytes]:
+    """`mlstack agent` pushing this machine's psutil readings to the local API every 60 s."""
+    env = {**os.environ, "MLSTACK_AGENT_KEY": agent_key()}  # not in argv: ps would show it
+    return subprocess.Popen([sys.executable, "-m", "shared.cli", "agent", "--url", f"http://127.0.0.1:{port}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000)
@@ -120,6 +145,9 @@ def main() -> int:
              "--port", str(args.port), "--stage", "local"],
             cwd=ROOT,
         )
+        agent = start_agent(args.port)
+        print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
+              " scan them with: .venv/bin/mlstack --env-file .mlstack/local.env run-job scan-metrics", flush=True)
         try:
             return server.wait()
         except KeyboardInterrupt:
@@ -129,6 +157,12 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
             return 0
+        finally:
+            agent.terminate()
+            try:
+                agent.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                agent.kill()
     finally:
         localpg.stop(PG_DATA)
         print("mlstack: stopped PostgreSQL", flush=True)

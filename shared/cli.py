@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = groups.add_parser("keys", help="API keys").add_subparsers(dest="action", required=True)
     p = _add(keys, "create", cmd_keys_create, "create an API key (shown once)")
     p.add_argument("--tenant", required=True, help="tenant slug or id")
-    p.add_argument("--role", required=True, choices=["client", "staff", "service"])
+    p.add_argument("--role", required=True, choices=["client", "staff", "service", "operator"])
     p.add_argument("--label", default="", help="what the key is for")
     p = _add(keys, "revoke", cmd_keys_revoke, "revoke an API key by its id")
     p.add_argument("key_id")

@@ -42,8 +42,15 @@ class Settings(BaseModel):
     # jobs leave it off (a training extraction can take minutes).
     statement_timeout_seconds: float = Field(default=0.0, ge=0, le=900)
     stage: str = "local"
+    # Monitoring (shared/monitoring): the SNS topic alerts are published to (empty: logged only),
+    # the queues whose depth and age are collected, how many days of one-minute points are kept
+    # (hourly rollups beyond, for a year), and whether drift starts an early retrain.
+    alerts_topic_arn: str = ""
     # SQS queue of per-scope training jobs (deployed); empty: scheduled retraining runs in-process.
     training_jobs_queue_url: str = ""
+    buffered_writes_queue_url: str = ""
+    monitoring_raw_days: int = Field(default=30, ge=1, le=400)
+    drift_retrain: bool = False
 
     @field_validator("database_url")
     @classmethod

@@ -8,16 +8,30 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+
+from shared.conflict.outcomes_repository import PREDICTIONS_TABLE as CONFLICT_PREDICTIONS
 from shared.conflict.slice import CONFLICT_SLICE
 from shared.context import AppContext
 from shared.errors import NotFound
+from shared.fraud.outcomes_repository import PREDICTIONS_TABLE as FRAUD_PREDICTIONS
 from shared.fraud.slice import FRAUD_SLICE
+from shared.monitoring.drift import WatchedKind
+from shared.monitoring.slice import monitoring_slice
+from shared.ocr.outcomes_repository import PREDICTIONS_TABLE as OCR_PREDICTIONS
 from shared.ocr.slice import OCR_SLICE
 from shared.platform.jobs import Job, Slice
 from shared.platform.kinds import ModelKind
 from shared.platform.maintenance import PLATFORM_SLICE
 
-SLICES: tuple[Slice, ...] = (PLATFORM_SLICE, CONFLICT_SLICE, FRAUD_SLICE, OCR_SLICE)
+# What monitoring watches (drift, predictions per minute): each loop's kind with its prediction
+# table, and the loop's retrain job for an early retrain on drift. Monitoring never imports a loop.
+_LOOPS = ((CONFLICT_SLICE, CONFLICT_PREDICTIONS), (FRAUD_SLICE, FRAUD_PREDICTIONS), (OCR_SLICE, OCR_PREDICTIONS))
+WATCHED = {kind.name: WatchedKind(kind, table) for loop, table in _LOOPS for kind in loop.kinds}
+RETRAINERS = {kind.name: job.run for loop, _ in _LOOPS for kind in loop.kinds for job in loop.jobs
+              if job.name.startswith("retrain-")}
+MONITORING_SLICE = monitoring_slice(WATCHED, RETRAINERS)
+
+SLICES: tuple[Slice, ...] = (PLATFORM_SLICE, CONFLICT_SLICE, FRAUD_SLICE, OCR_SLICE, MONITORING_SLICE)
 
 
 def all_jobs() -> dict[str, Job]:

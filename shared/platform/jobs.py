@@ -70,6 +70,10 @@ class CliGroups:
         self._groups: dict[str, Any] = {}
         self.add = add
 
+    def root_parser(self) -> Any:
+        """The top level, for a command outside any group (`mlstack agent`)."""
+        return self._root
+
     def group(self, name: str, help_text: str) -> Any:
         if name not in self._groups:
             self._groups[name] = self._root.add_parser(name, help=help_text).add_subparsers(

@@ -126,3 +126,15 @@ def feature_quantiles(design: NDArray[np.float64], names: Sequence[str]) -> dict
         # Missing values (NaN) are left out; a feature never observed has no sketch.
         sketch[name] = [round(float(v), 6) for v in np.quantile(values, np.linspace(0, 1, 11))] if len(values) else None
     return sketch
+
+
+def feature_frequencies(design: NDArray[np.float64], names: Sequence[str], max_values: int = 12) -> dict[str, dict[str, float]]:
+    """Shares of each value of the low-cardinality integer inputs (flags, codes), kept in the
+    manifest beside the deciles: drift checks compare categories by chi-square, not by deciles."""
+    shares: dict[str, dict[str, float]] = {}
+    for column, name in enumerate(names):
+        values = design[:, column][~np.isnan(design[:, column])] if design.shape[0] else design[:0, 0]
+        distinct, counts = np.unique(values, return_counts=True)
+        if 0 < len(distinct) <= max_values and np.all(distinct == np.round(distinct)):
+            shares[name] = {f"{v:g}": round(float(c) / len(values), 6) for v, c in zip(distinct, counts, strict=True)}
+    return shares

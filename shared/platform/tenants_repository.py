@@ -16,7 +16,9 @@ from typing import Any
 from shared.adapters.db import Database, Transaction, is_uuid
 from shared.errors import InvalidInput, NotFound
 
-ROLES = ("client", "staff", "service")
+# operator: platform-wide monitoring (infrastructure metrics, every incident); its key sits on a
+# platform tenant whose data it does not use.
+ROLES = ("client", "staff", "service", "operator")
 KEY_PREFIX = "mlk_"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 

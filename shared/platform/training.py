@@ -14,7 +14,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from shared.errors import InsufficientData
-from shared.platform.kinds import ModelKind, ServingModel, TrainingPolicy, TrainingSet, feature_quantiles
+from shared.platform.kinds import (
+    ModelKind,
+    ServingModel,
+    TrainingPolicy,
+    TrainingSet,
+    feature_frequencies,
+    feature_quantiles,
+)
 from shared.platform.metrics import classification_report, reliability_table
 from shared.platform.registry import ModelVersion, Registry
 
@@ -84,6 +91,7 @@ def train_candidate(
         "reliability": reliability_table(holdout.labels, holdout_scores),
         "promotion_metric": kind.promotion.metric,
         "feature_quantiles": feature_quantiles(train.design, kind.feature_names),
+        "feature_frequencies": feature_frequencies(train.design, kind.feature_names),
         "library_versions": {"python": platform.python_version(), "numpy": np.__version__,
                              **fitted.library_versions},
         "estimator": fitted.estimator,
@@ -94,3 +102,15 @@ def train_candidate(
         version = registry.register(kind=kind.name, tenant_id=tenant_id, artifact=fitted.artifact,
                                     artifact_format=kind.artifact_format, manifest=manifest, actor=actor)
     return TrainingResult(fitted.model, holdout, metrics, manifest, version)
+
+
+def candidate_report(result: TrainingResult, registry: Registry, *, activate: bool, actor: str, reason: str,
+                     **extra: Any) -> dict[str, Any]:
+    """What a `mlstack train KIND` command prints: the new candidate, its metrics, and its status
+    after an optional activation."""
+    assert result.version is not None
+    report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
+              "metrics": result.metrics, **extra}
+    if activate:
+        report["status"] = registry.activate(result.version.version_id, actor=actor, reason=reason).status
+    return report

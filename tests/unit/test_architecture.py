@@ -16,7 +16,7 @@ from shared.slices import SLICES, all_jobs
 ROOT = Path(__file__).resolve().parents[2]
 KERNEL = {"shared", "shared.errors", "shared.logs", "shared.settings"}
 COMPOSITION = {"shared.context", "shared.slices", "shared.cli", "shared.demo"}
-SLICE_PACKAGES = {"shared.conflict", "shared.fraud", "shared.ocr"}  # every loop's folder; each new slice adds its own
+SLICE_PACKAGES = {"shared.conflict", "shared.fraud", "shared.ocr", "shared.monitoring"}  # every loop's folder; each new slice adds its own
 
 
 def module_name(path: Path) -> str:

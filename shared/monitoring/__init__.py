@@ -1,0 +1,1 @@
+"""Monitoring: metrics every minute, anomaly detection, drift, alerts grouped into incidents."""

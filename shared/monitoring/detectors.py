@@ -1,0 +1,370 @@
+"""The univariate detectors and their ensemble: one causal scorer for the minute scan and for
+`mlstack anomaly backtest` alike.
+
+Every statistic of point i is computed from rows before i (plus row i itself), so the score of a
+row never changes when later rows arrive: the scan scores only new points and keeps the rest.
+
+Detectors (each a score in [0, 1] from a robust z):
+  robust_z   |x - median| / robust scale of the past window, checked against a long window (about a
+             day) and a short one (an eighth of it): a point is odd only if odd against both, so a
+             level that shifted, or drifts slowly, stops firing once the short window has followed it
+  iqr        distance outside Tukey's fences of the same two windows, in IQRs
+  spike      the step from the previous point against the past steps (sudden jumps inside the range)
+  seasonal   the residual against the same time on earlier days (time of day) or earlier weeks (day
+             of week); where it explains the series better than its level, the level detectors are
+             capped by it, so daily peaks are not alarms
+  level_shift the median of the last few points against the median before them (a new level)
+  flatline   a run of identical values longer than any the past window held (a stuck source)
+Combined: the largest score, raised a little when a second detector agrees; then a decaying
+suppression after a reported point, so one incident reports high once (onset) and a sustained
+anomaly keeps about 0.5 instead of a stream of alarms.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "level_shift", "flatline")
+ENSEMBLE = "ensemble"
+DAY, WEEK = 86_400.0, 7 * 86_400.0
+# Rows whose parameters (sampling interval, windows) come from the first rows: scored 0.
+WARMUP = 32
+REASON_THRESHOLD = 0.5
+_CHUNK = 2048  # rows per vectorised block: bounds the (rows x window) temporaries
+
+Array = NDArray[np.float64]
+Rows = NDArray[np.integer[Any]]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """z -> score: 0 up to `floor`, then 1 - exp(-((z - floor) / spread)^2)."""
+
+    floor: float
+    spread: float
+
+    def score(self, z: Array) -> Array:
+        excess = np.maximum(np.nan_to_num(z, nan=0.0, posinf=1e6) - self.floor, 0.0) / self.spread
+        result: Array = 1.0 - np.exp(-(excess**2))
+        return result
+
+
+CALIBRATION: dict[str, Calibration] = {
+    "robust_z": Calibration(2.5, 3.0),
+    "iqr": Calibration(1.5, 2.5),
+    "spike": Calibration(3.0, 4.0),
+    "seasonal": Calibration(2.5, 3.0),
+    "level_shift": Calibration(2.5, 3.0),
+    "flatline": Calibration(1.0, 1.0),
+}
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """Derived from the first WARMUP rows only (so they are the same for any prefix)."""
+
+    interval: float
+    long_window: int
+    short_window: int
+    shift_window: int
+    suppression_points: float
+
+    @classmethod
+    def from_times(cls, times: Array) -> Parameters:
+        head = np.diff(times[:WARMUP])
+        interval = float(np.median(head[head > 0])) if np.any(head > 0) else 60.0
+        per_day = DAY / interval
+        long_window = int(min(max(per_day, 96), 1440))
+        return cls(interval=interval, long_window=long_window, short_window=max(long_window // 8, 24),
+                   shift_window=max(3, long_window // 48), suppression_points=max(long_window / 8, 6))
+
+
+@dataclass
+class SeriesScores:
+    """Per row: the ensemble score, each detector's score, and the reasons (detectors >= 0.5)."""
+
+    combined: Array
+    detectors: dict[str, Array]
+    suppression: float = 0.0
+    reasons: list[list[str]] = field(default_factory=list)
+
+
+def _past_windows(values: Array, rows: Rows, window: int) -> tuple[Array, Array]:
+    """For each row i in `rows` (all >= 1), the up-to-`window` values before it, right-aligned in a
+    (len(rows), window) matrix padded with NaN, and how many are real."""
+    padded = np.concatenate([np.full(window, np.nan), values])
+    starts = rows  # row i's past is padded[i : i + window] == values[i - window : i]
+    index = starts[:, None] + np.arange(window)[None, :]
+    block = padded[index]
+    counts = np.minimum(rows, window).astype(np.float64)
+    return block, counts
+
+
+def _robust_stats(block: Array, full: bool) -> tuple[Array, Array, Array, Array]:
+    """Median, robust scale, Q1, Q3 of each row of `block` (NaN-padded unless `full`)."""
+    if full:
+        median = np.median(block, axis=1)
+        q1, q3 = np.quantile(block, [0.25, 0.75], axis=1)
+        mad = np.median(np.abs(block - median[:, None]), axis=1)
+        std = np.std(block, axis=1)
+    else:
+        median = np.nanmedian(block, axis=1)
+        q1, q3 = np.nanquantile(block, [0.25, 0.75], axis=1)
+        mad = np.nanmedian(np.abs(block - median[:, None]), axis=1)
+        std = np.nanstd(block, axis=1)
+    # MAD is 0 for a series that is mostly one value (counters at 0): a quarter of the standard
+    # deviation keeps rare excursions from being infinitely surprising; the last term only
+    # guards the division for a truly constant past.
+    scale = np.maximum.reduce([1.4826 * mad, (q3 - q1) / 1.349, 0.25 * std, 1e-9 * (1.0 + np.abs(median))])
+    return median, scale, q1, q3
+
+
+def _windowed(values: Array, rows: Rows, window: int) -> tuple[Array, Array, Array, Array]:
+    """Robust statistics of the past `window` values of each row, in blocks."""
+    out = [np.empty(len(rows)) for _ in range(4)]
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start:start + _CHUNK]
+        block, _ = _past_windows(values, part, window)
+        full = bool(part.min() >= window)
+        stats = _robust_stats(block, full)
+        for target, value in zip(out, stats, strict=True):
+            target[start:start + len(part)] = value
+    return out[0], out[1], out[2], out[3]
+
+
+def _level_scores(values: Array, rows: Rows, window: int) -> tuple[Array, Array, Array]:
+    """Robust z, IQR-fence distance and the scale of each row against its past window."""
+    median, scale, q1, q3 = _windowed(values, rows, window)
+    x = values[rows]
+    z = np.abs(x - median) / scale
+    iqr = np.maximum(q3 - q1, scale * 1.349)
+    fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr
+    return z, fences, scale
+
+
+def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float) -> Array:
+    """Median of the values at the same time on up to 4 earlier weeks (when >= 2 exist) or else on
+    up to 7 earlier days (when >= 3 exist); NaN where neither exists yet."""
+    tolerance = 1.5 * interval
+
+    def lagged(lag: float) -> Array:
+        target = times[rows] - lag
+        found = np.searchsorted(times, target, side="right") - 1
+        ok = (found >= 0) & (target - times[np.maximum(found, 0)] <= tolerance)
+        return np.where(ok, values[np.maximum(found, 0)], np.nan)
+
+    if len(times) == 0 or times[-1] - times[0] < 3 * DAY - tolerance:
+        return np.full(len(rows), np.nan)  # fewer than three earlier days: no baseline anywhere
+    weekly = np.column_stack([lagged(k * WEEK) for k in range(1, 5)])
+    daily = np.column_stack([lagged(k * DAY) for k in range(1, 8)])
+    weekly_median, weekly_count = _row_nanmedian(weekly)
+    daily_median, daily_count = _row_nanmedian(daily)
+    return np.where(weekly_count >= 2, weekly_median, np.where(daily_count >= 3, daily_median, np.nan))
+
+
+def _row_nanmedian(matrix: Array) -> tuple[Array, Array]:
+    """Median of each row's non-NaN values (NaN where none) and their count; NaN sorts last, so
+    the median is read from the sorted row at the count's middle (no per-row warnings)."""
+    ordered = np.sort(matrix, axis=1)
+    count = np.sum(~np.isnan(matrix), axis=1)
+    rows = np.arange(len(matrix))
+    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
+    high = ordered[rows, np.maximum(count // 2, 0)]
+    high = np.where(count % 2 == 1, low, high)
+    return np.where(count > 0, (low + high) / 2.0, np.nan), count
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """All-NaN slices are expected (no earlier day yet): silence numpy's RuntimeWarning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
+def _run_lengths(values: Array) -> Array:
+    """Length of the run of identical values ending at each row."""
+    same = np.concatenate([[False], values[1:] == values[:-1]])
+    # Cumulative count that restarts at each change, without a Python loop.
+    change_points = np.where(~same)[0]
+    starts = np.repeat(change_points, np.diff(np.append(change_points, len(values))))
+    runs = np.arange(len(values)) - starts + 1.0
+    return runs
+
+
+def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
+                    baseline: Array | None = None) -> dict[str, Array]:
+    """Each detector's score of `rows` (indices >= WARMUP into finite `values`, times ascending).
+    `baseline`: the expected value of every row from a trained seasonal profile (the scan's
+    detector state); without it, the same times on earlier days and weeks of the series itself."""
+    with _quiet():
+        z_long, fence_long, scale_long = _level_scores(values, rows, params.long_window)
+        z_short, fence_short, _ = _level_scores(values, rows, params.short_window)
+    scores = {
+        "robust_z": CALIBRATION["robust_z"].score(np.minimum(z_long, z_short)),
+        "iqr": CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short)),
+    }
+    # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
+    steps = np.concatenate([[0.0], np.diff(values)])
+    with _quiet():
+        step_median, step_scale, _, _ = _windowed(steps, rows, params.long_window)
+    scores["spike"] = CALIBRATION["spike"].score(np.abs(steps[rows] - step_median) / step_scale)
+
+    # Seasonal residuals for every row up to the last scored one (their past is needed too).
+    history = np.arange(0, int(rows.max()) + 1)
+    expected = _seasonal_baseline(times, values, history, params.interval) if baseline is None else baseline[history]
+    residual = values[history] - expected
+    known = ~np.isnan(residual)
+    seasonal = np.zeros(len(rows))
+    explained = np.zeros(len(rows), dtype=bool)
+    if known.sum() > WARMUP:
+        known_rows = np.where(known)[0]
+        compact = residual[known_rows]
+        position = np.searchsorted(known_rows, rows)  # index into compact of each scored row
+        scored = (position < len(known_rows)) & (known_rows[np.minimum(position, len(known_rows) - 1)] == rows)
+        scored &= position >= WARMUP // 2
+        if scored.any():
+            with _quiet():
+                r_median, r_scale, _, _ = _windowed(compact, position[scored], params.long_window)
+            z_season = np.abs(compact[position[scored]] - r_median) / r_scale
+            seasonal[scored] = CALIBRATION["seasonal"].score(z_season)
+            # The seasonal view explains the series when its residuals are much tighter.
+            explained[scored] = r_scale < 0.7 * scale_long[scored]
+    scores["seasonal"] = seasonal
+    for name in ("robust_z", "iqr"):
+        scores[name] = np.where(explained, np.minimum(scores[name], seasonal), scores[name])
+
+    # Level shift: median of the last m points (row i included) against the median before them;
+    # on the seasonal residuals where the seasonal view explains the series (a daily peak is no
+    # new level), NaN-aware since early rows have no residual yet.
+    m = params.shift_window
+    recent_rows = np.maximum(rows - m + 1, 0)
+    residual_all = np.full(len(values), np.nan)
+    residual_all[history] = residual
+    with _quiet():
+        recent_block, _ = _past_windows(values, rows + 1, m)
+        recent = np.nanmedian(recent_block, axis=1)
+        before_median, before_scale, _, _ = _windowed(values, recent_rows, params.long_window // 2)
+        if explained.any():
+            chosen = rows[explained]
+            r_block, _ = _past_windows(residual_all, chosen + 1, m)
+            b_block, _ = _past_windows(residual_all, recent_rows[explained], params.long_window // 2)
+            r_median, r_scale, _, _ = _robust_stats(b_block, full=False)
+            recent_block[explained] = r_block
+            recent[explained] = np.nanmedian(r_block, axis=1)
+            before_median[explained], before_scale[explained] = r_median, r_scale
+    shift = np.nan_to_num(np.abs(recent - before_median) / before_scale)
+    # Only a tight recent window is a new level (not one spike among m points).
+    with _quiet():
+        spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
+    tight = spread < np.abs(recent - before_median)
+    scores["level_shift"] = np.where(tight & (recent_rows >= WARMUP), CALIBRATION["level_shift"].score(shift), 0.0)
+
+    # Flat line: a run longer than twice the longest run of the past window (and >= 5 points).
+    runs = _run_lengths(values)
+    with _quiet():
+        longest = np.empty(len(rows))
+        for start in range(0, len(rows), _CHUNK):
+            part = rows[start:start + _CHUNK]
+            block, _ = _past_windows(runs, part, params.long_window)
+            longest[start:start + len(part)] = np.nanmax(block, axis=1)
+    ratio = runs[rows] / np.maximum(2.0 * longest, 5.0)
+    scores["flatline"] = np.where(ratio >= 1.0, CALIBRATION["flatline"].score(ratio * 2.0), 0.0)
+    return scores
+
+
+def combine(scores: dict[str, Array]) -> Array:
+    """The largest score, raised when a second detector agrees: 1 - (1 - s1)(1 - s2 / 2)."""
+    stacked = np.sort(np.vstack(list(scores.values())), axis=0)
+    top, second = stacked[-1], stacked[-2]
+    result: Array = 1.0 - (1.0 - top) * (1.0 - second / 2.0)
+    return result
+
+
+def suppress(raw: Array, params: Parameters, state: float = 0.0) -> tuple[Array, float]:
+    """Decaying suppression after a reported point: final_i = raw_i * (1 - s_i),
+    s_i = max(s_{i-1} * decay, g(final_{i-1})) with g(f) = clip((f - 0.3) / 0.5, 0, 1): only a
+    point that was itself notable suppresses, and a sustained anomaly settles near 0.53 (below the
+    alert threshold) instead of alerting every minute. Returns the finals and the state after."""
+    decay = math.exp(-1.0 / params.suppression_points)
+    final = np.empty(len(raw))
+    s = state
+    for i, value in enumerate(raw.tolist()):
+        f = value * (1.0 - s)
+        final[i] = f
+        s = max(s * decay, min(1.0, max(0.0, (f - 0.3) / 0.5)))
+    return final, s
+
+
+def score_series(times: Sequence[float] | Array, values: Sequence[float] | Array, *, start: int = 0,
+                 state: float = 0.0, detector: str = ENSEMBLE, baseline: Array | None = None,
+                 extra: dict[str, Array] | None = None) -> SeriesScores:
+    """Scores of rows `start`.. of one series (timestamps in seconds, ascending). Rows before
+    `start` are history only; `state` is the suppression after row start - 1 (the scan keeps it).
+    Rows with a missing value, and the warm-up rows, score 0. `baseline` (per row) replaces the
+    seasonal lags; `extra` adds other detectors' scores of rows `start`.. (the host's forest)."""
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    n = len(v)
+    finite = np.isfinite(v)
+    out_rows = np.arange(start, n)
+    combined = np.zeros(len(out_rows))
+    per_detector = {name: np.zeros(len(out_rows)) for name in DETECTORS}
+    for name, given in (extra or {}).items():
+        per_detector[name] = np.nan_to_num(np.asarray(given, dtype=np.float64))
+    valid = np.where(finite)[0]
+    if len(valid) <= WARMUP or start >= n:
+        return SeriesScores(combined, per_detector, state, [[] for _ in out_rows])
+    tv, vv = t[valid], v[valid]
+    params = Parameters.from_times(tv)
+    # Compact index of each output row among the valid rows; only valid rows past warm-up score.
+    compact = np.searchsorted(valid, out_rows)
+    is_valid = finite[out_rows]
+    scorable = is_valid & (compact >= WARMUP)
+    rows = compact[scorable]
+    if len(rows):
+        scores = detector_scores(tv, vv, rows, params, None if baseline is None else np.asarray(baseline)[valid])
+        for name in DETECTORS:
+            per_detector[name][scorable] = scores[name]
+        for name in extra or {}:
+            scores[name] = per_detector[name][scorable]
+        raw = combine(scores) if detector == ENSEMBLE else scores[detector]
+        combined[scorable] = raw
+    final, new_state = suppress(combined, params, state)
+    if detector != ENSEMBLE:
+        final, new_state = combined, 0.0  # a single detector is reported as it is
+    reasons = [[name for name in per_detector if per_detector[name][k] >= REASON_THRESHOLD]
+               for k in range(len(out_rows))]
+    return SeriesScores(np.clip(final, 0.0, 1.0), per_detector, new_state, reasons)
+
+
+def rolling_zscore(values: Sequence[float] | Array, window: int = 60) -> Array:
+    """The naive baseline the benchmark compares against: |x - mean| / std of the past `window`
+    points, mapped like robust_z. Causal too."""
+    v = np.asarray(values, dtype=np.float64)
+    out = np.zeros(len(v))
+    for i in range(WARMUP, len(v)):
+        past = v[max(0, i - window):i]
+        past = past[np.isfinite(past)]
+        if len(past) > 2 and np.isfinite(v[i]):
+            std = float(past.std()) or 1e-9
+            out[i] = abs(v[i] - past.mean()) / std
+    return CALIBRATION["robust_z"].score(out)
+
+
+def robust_standardise(values: Sequence[float] | Array, rows: Rows, window: int = 1440) -> Array:
+    """Signed robust z of `rows` against each one's past `window` values (clipped to +-50): the
+    Isolation Forest's inputs, the same for training and the scan."""
+    v = np.asarray(values, dtype=np.float64)
+    with _quiet():
+        median, scale, _, _ = _windowed(v, rows, window)
+    result: Array = np.clip(np.nan_to_num((v[rows] - median) / scale), -50.0, 50.0)
+    return result

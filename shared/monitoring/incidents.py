@@ -1,0 +1,67 @@
+"""Reading and acting on incidents, silences and drift reports. Operators see every incident; a
+tenant's staff see only their own models' (drift) incidents and drift reports."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.adapters.db import is_uuid
+from shared.errors import InvalidInput, NotFound
+from shared.monitoring.alerts_repository import Silence
+from shared.monitoring.services import MonitoringServices
+
+
+class IncidentsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["open", "acknowledged", "resolved"] | None = None
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class SilenceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=200, description="SQL LIKE pattern: '%' matches anything")
+    metric: str = Field(default="%", min_length=1, max_length=200)
+    minutes: int = Field(default=60, ge=1, le=60 * 24 * 30, description="how long from starts_at")
+    starts_at: AwareDatetime | None = None
+    reason: str = Field(default="", max_length=500)
+
+
+def list_incidents(services: MonitoringServices, query: IncidentsQuery, tenant_id: str | None) -> dict[str, Any]:
+    with services.transactions.transaction() as tx:
+        rows = services.alerts.incidents(tx, status=query.status, tenant_id=tenant_id, limit=query.limit)
+    for row in rows:
+        row["alerts"] = row.pop("alert_list")
+    return {"incidents": rows}
+
+
+def acknowledge(services: MonitoringServices, incident_id: str, actor: str, tenant_id: str | None) -> dict[str, Any]:
+    if not is_uuid(incident_id):
+        raise NotFound(f"no open incident {incident_id}")
+    with services.transactions.transaction() as tx:
+        row = services.alerts.acknowledge(tx, incident_id, actor, datetime.now(UTC), tenant_id)
+    if row is None:
+        raise NotFound(f"no open incident {incident_id}")
+    return row
+
+
+def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> dict[str, Any]:
+    starts = (body.starts_at or datetime.now(UTC)).astimezone(UTC)
+    if starts.year < 2000 or starts.year > 2100:
+        raise InvalidInput("starts_at is out of range")
+    silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
+    with services.transactions.transaction() as tx:
+        stored = services.alerts.add_silence(tx, silence)
+    return stored.__dict__
+
+
+def list_silences(services: MonitoringServices) -> dict[str, Any]:
+    with services.transactions.transaction() as tx:
+        return {"silences": [s.__dict__ for s in services.alerts.silences(tx, datetime.now(UTC))]}
+
+
+def drift_reports(services: MonitoringServices, tenant_id: str | None) -> dict[str, Any]:
+    with services.transactions.transaction() as tx:
+        return {"reports": services.drift.latest_reports(tx, tenant_id)}

@@ -1,0 +1,153 @@
+"""The monitoring loop as one slice: its kind (the detector state), jobs, CLI commands and routes.
+
+It watches the other loops' models without importing them: the composition layer
+(shared/slices.py) hands it each watched kind with its prediction table, and each kind's retrain
+job for an early retrain on drift."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.context import AppContext, get_context
+from shared.monitoring.drift import WatchedKind
+from shared.monitoring.kind import ANOMALY
+from shared.platform.jobs import CliGroups, Job, Slice
+from shared.platform.training import candidate_report
+
+Retrainer = Callable[[AppContext], dict[str, Any]]
+
+
+def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str, Retrainer]) -> Slice:
+    tables = {name: w.table for name, w in watched.items()}
+
+    def services(context: AppContext) -> Any:
+        from shared.monitoring.services import monitoring_services
+
+        return monitoring_services(context, tables)
+
+    def collect_job(context: AppContext) -> dict[str, Any]:
+        from shared.monitoring.collection import collect
+
+        return collect(services(context))
+
+    def scan_job(context: AppContext) -> dict[str, Any]:
+        from shared.monitoring.scan import scan
+
+        return scan(services(context))
+
+    def compact_job(context: AppContext) -> dict[str, Any]:
+        from shared.monitoring.scan import compact
+
+        return compact(services(context))
+
+    def drift_job(context: AppContext, days: int = 30, retrain: bool | None = None) -> dict[str, Any]:
+        from shared.monitoring.drift import check_drift
+
+        early = context.settings.drift_retrain if retrain is None else retrain
+        hook = (lambda kind: retrainers[kind](context) if kind in retrainers else {"skipped": "no retrain job"})
+        return check_drift(services(context), watched, days=days, retrain=hook if early else None)
+
+    def retrain_job(context: AppContext) -> dict[str, Any]:
+        from shared.monitoring.retraining import retrain_state
+
+        return retrain_state(services(context))
+
+    def add_cli_commands(groups: CliGroups) -> None:
+        def cmd_drift(args: argparse.Namespace) -> Any:
+            return drift_job(get_context(), days=args.days, retrain=args.retrain or None)
+
+        def cmd_train_state(args: argparse.Namespace) -> Any:
+            from shared.monitoring.retraining import train_state
+
+            context = get_context()
+            end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
+            result = train_state(services(context), end=end, days_back=args.days_back, actor=args.actor)
+            return candidate_report(result, context.registry, activate=args.activate, actor=args.actor,
+                                    reason="mlstack train anomaly --activate",
+                                    series_profiles=result.manifest["series_profiles"])
+
+        def cmd_backtest(args: argparse.Namespace) -> Any:
+            from shared.monitoring.backtest import backtest
+
+            return backtest(args.input, args.output, args.detector)
+
+        def cmd_silence(args: argparse.Namespace) -> Any:
+            from shared.monitoring.incidents import SilenceBody, add_silence
+
+            body = SilenceBody(source=args.source, metric=args.metric, minutes=args.minutes, reason=args.reason)
+            return add_silence(services(get_context()), body, args.actor)
+
+        def cmd_silences(args: argparse.Namespace) -> Any:
+            from shared.monitoring.incidents import list_silences
+
+            return list_silences(services(get_context()))
+
+        def cmd_incidents(args: argparse.Namespace) -> Any:
+            from shared.monitoring.incidents import IncidentsQuery, list_incidents
+
+            return list_incidents(services(get_context()), IncidentsQuery(status=args.status, limit=args.limit), None)
+
+        def cmd_agent(args: argparse.Namespace) -> Any:
+            from shared.monitoring.agent import Agent
+
+            key = args.key or os.environ.get("MLSTACK_AGENT_KEY", "")
+            if not key:
+                raise SystemExit("mlstack agent needs --key or MLSTACK_AGENT_KEY (an operator or service key)")
+            agent = Agent(args.url, key, args.source)
+            agent.run(args.interval, iterations=1 if args.once else None)
+            return {"source": agent.source, "buffered": len(agent.buffer)}
+
+        from shared.monitoring.backtest import DETECTOR_CHOICES
+
+        train = groups.group("train", "train models")
+        p = groups.add(train, "drift", cmd_drift, "drift of every model's serving inputs against its training data")
+        p.add_argument("--days", type=int, default=30, help="serving inputs of the last N days")
+        p.add_argument("--retrain", action="store_true", help="retrain a drifted kind right away")
+        p = groups.add(train, "anomaly", cmd_train_state, "train the detector state (Isolation Forest, profiles)")
+        p.add_argument("--days-back", type=int, default=None)
+        p.add_argument("--end", help="end of the window, ISO 8601 (default: now)")
+        p.add_argument("--activate", action="store_true")
+        p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+
+        anomaly = groups.group("anomaly", "anomaly detection")
+        p = groups.add(anomaly, "backtest", cmd_backtest,
+                       "score CSV files (timestamp,value) as the scan would; adds anomaly_score")
+        p.add_argument("--input", type=Path, required=True, help="a CSV file or a folder (recursive)")
+        p.add_argument("--output", type=Path, required=True, help="a CSV file or a folder (mirrors the input)")
+        p.add_argument("--detector", default="ensemble", choices=DETECTOR_CHOICES)
+
+        alerts = groups.group("alerts", "alerts, incidents and silences")
+        p = groups.add(alerts, "silence", cmd_silence, "silence alerts of a source (and metric) for a while")
+        p.add_argument("--source", required=True, help="SQL LIKE pattern, e.g. host-7 or db%%")
+        p.add_argument("--metric", default="%")
+        p.add_argument("--minutes", type=int, default=60)
+        p.add_argument("--reason", default="")
+        p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
+        groups.add(alerts, "silences", cmd_silences, "silences not yet ended")
+        p = groups.add(alerts, "incidents", cmd_incidents, "incidents, newest first, with their alerts")
+        p.add_argument("--status", choices=("open", "acknowledged", "resolved"))
+        p.add_argument("--limit", type=int, default=20)
+
+        p = groups.add(groups.root_parser(), "agent", cmd_agent, "push this host's psutil readings every 60 s")
+        p.add_argument("--url", default="http://127.0.0.1:8000")
+        p.add_argument("--key", help="operator or service key (default: MLSTACK_AGENT_KEY)")
+        p.add_argument("--source", help="the host's name in the series (default: its hostname)")
+        p.add_argument("--interval", type=float, default=60.0)
+        p.add_argument("--once", action="store_true", help="one reading, one push, then exit")
+
+    schedules = (  # (name, EventBridge schedule, what it does, run)
+        ("collect-metrics", "rate(1 minute)", "Database, queue, request and prediction metrics as points", collect_job),
+        ("scan-metrics", "rate(1 minute)", "Score new points; alert on anomalies and missing data; incidents", scan_job),
+        ("compact-metrics", "rate(1 day)", "Hourly rollups of points older than the raw window; retention",
+         compact_job),
+        ("check-drift", "rate(1 day)", "Serving inputs of 30 days against each model's training data", drift_job),
+        ("retrain-anomaly", "cron(0 3 ? * SUN *)", "Train the detector state on 30 days; promote if better",
+         retrain_job),
+    )
+    return Slice("monitoring", (ANOMALY,), tuple(Job(*spec) for spec in schedules), add_cli_commands,
+                 "functions.api_monitoring")

@@ -1,0 +1,202 @@
+"""Monitoring against the real PostgreSQL and LocalStack: operator-only routes, idempotent metric
+intake, the scan's alert reaching an SQS subscriber of the SNS topic, incidents and silences over
+the API, drift per tenant, the minute collection and retention, and a scan path without
+scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from functions.local_gateway import local_test_client
+from shared.monitoring.series_repository import Point
+from tests.conftest import auth
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def operator_key() -> str:
+    from shared.context import get_context
+
+    directory = get_context().tenants
+    tenant, keys = directory.create_tenant_with_keys("platform", "Platform", ("operator", "service"))
+    return keys[0].secret
+
+
+def history(source: str, metric: str, end: datetime, minutes: int, seed: int = 0) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    return [{"source": source, "metric": metric, "ts": (end - timedelta(minutes=minutes - m)).isoformat(),
+             "value": round(100 + float(rng.normal(0, 3)), 3)} for m in range(minutes)]
+
+
+def test_operator_routes_intake_scan_and_the_alert_on_an_sqs_subscriber(
+    app_environment: dict[str, str], tenant_keys: dict[str, Any], aws_endpoint_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app import app
+    from shared.adapters.aws import aws_client
+    from shared.context import get_context, reset_context
+    from shared.slices import job_named
+
+    sns, sqs = aws_client("sns", endpoint_url=aws_endpoint_url), aws_client("sqs", endpoint_url=aws_endpoint_url)
+    topic = sns.create_topic(Name=f"alerts-{uuid.uuid4().hex[:8]}")["TopicArn"]
+    queue = sqs.create_queue(QueueName=f"alerts-sub-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    monkeypatch.setenv("MLSTACK_ALERTS_TOPIC_ARN", topic)
+    reset_context()
+
+    operator = operator_key()
+    staff, client_key = tenant_keys["acme"]["staff"], tenant_keys["acme"]["client"]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    batch = {"points": history("host-x", "latency_ms", now - timedelta(minutes=1), 240)}
+    with local_test_client(app) as client:
+        def post(path: str, body: Any, key: str) -> Any:
+            return client.http.post(path, headers=auth(key), body=json.dumps(body).encode())
+
+        assert post("/api/v2/metrics", batch, client_key).status_code == 403
+        bad = post("/api/v2/metrics", {"points": [{**batch["points"][0], "value": "high"}]}, operator)
+        assert bad.status_code == 400 and json.loads(bad.body)["error"]["fields"][0]["field"] == "points.0.value"
+        first = json.loads(post("/api/v2/metrics", batch, operator).body)
+        again = json.loads(post("/api/v2/metrics", batch, operator).body)
+        assert (first["stored"], again["stored"], again["duplicates"]) == (240, 0, 240)  # idempotent
+
+        # The spike arrives; the next scan alerts on it and publishes to the topic.
+        spike = {"points": [{"source": "host-x", "metric": "latency_ms", "ts": now.isoformat(), "value": 900.0}]}
+        assert post("/api/v2/metrics", spike, operator).status_code == 200
+        report = job_named("scan-metrics").run(get_context())
+        assert report["new"] == 1 and report["published_incidents"] == 1, report
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5, MaxNumberOfMessages=10).get("Messages", [])
+        body = json.loads(messages[0]["Body"])
+        assert body["alerts"][0]["source"] == "host-x" and body["alerts"][0]["score"] >= 0.6
+
+        incidents = json.loads(client.http.get("/api/v2/monitoring/incidents", headers=auth(operator)).body)
+        incident = incidents["incidents"][0]
+        assert incident["source"] == "host-x" and incident["alerts"][0]["metric"] == "latency_ms"
+        # A tenant's staff see their own models' incidents only; clients none.
+        mine = json.loads(client.http.get("/api/v2/monitoring/incidents", headers=auth(staff)).body)
+        assert mine == {"incidents": []}
+        assert client.http.get("/api/v2/monitoring/incidents", headers=auth(client_key)).status_code == 403
+        ack = f"/api/v2/monitoring/incidents/{incident['incident_id']}/acknowledge"
+        assert client.http.post(ack, headers=auth(staff)).status_code == 404
+        acknowledged = client.http.post(ack, headers=auth(operator))
+        assert json.loads(acknowledged.body)["status"] == "acknowledged"
+
+        silence = {"source": "host-%", "metric": "latency_ms", "minutes": 30, "reason": "deploy"}
+        assert post("/api/v2/monitoring/silences", silence, staff).status_code == 403
+        created = json.loads(post("/api/v2/monitoring/silences", silence, operator).body)
+        listed = json.loads(client.http.get("/api/v2/monitoring/silences", headers=auth(operator)).body)
+        assert [s["silence_id"] for s in listed["silences"]] == [created["silence_id"]]
+
+        assert client.http.get("/metrics", headers=auth(staff)).status_code == 403
+        exposition = client.http.get("/metrics", headers=auth(operator))
+        assert exposition.headers["Content-Type"].startswith("text/plain")
+        assert 'mlstack_requests_total{method="POST",route="/api/v2/metrics",status="200"}' in exposition.body.decode()
+
+
+def test_drift_per_tenant_staff_see_their_own(app_environment: dict[str, str], tenant_keys: dict[str, Any]) -> None:
+    from app import app
+    from shared.conflict.kind import CONFLICT
+    from shared.conflict.outcomes_repository import PREDICTIONS_TABLE, SUBJECT_COLUMNS
+    from shared.context import get_context
+    from shared.platform.kinds import feature_quantiles
+    from shared.platform.prediction_log import PostgresPredictionLog, PredictionRecord
+    from shared.slices import job_named
+
+    context = get_context()
+    rng = np.random.default_rng(4)
+    names = CONFLICT.feature_names
+
+    def rows(n: int, shift: float) -> list[dict[str, float]]:
+        return [{"concurrent_editors": float(rng.poisson(2 + shift * 4)), "hours_since_last_sync": float(rng.exponential(5)),
+                 "user_conflict_rate": float(rng.beta(2, 8)), "entity_edit_frequency": float(rng.poisson(3)),
+                 "field_overlap_score": float(rng.random())} for _ in range(n)]
+
+    training = CONFLICT.design_matrix(rows(5000, 0.0))
+    manifest = {"feature_quantiles": feature_quantiles(training, names), "split": {"train_rows": 5000}}
+    log = PostgresPredictionLog(CONFLICT.name, PREDICTIONS_TABLE, SUBJECT_COLUMNS)
+    for slug, shift in (("acme", 1.0), ("globex", 0.0)):
+        tenant_id = tenant_keys[slug]["tenant_id"]
+        version = context.registry.register(kind="conflict", tenant_id=tenant_id, artifact=b"{}", artifact_format="json",
+                                            manifest=manifest, actor="test")
+        context.registry.activate(version.version_id, actor="test")
+        with context.database.transaction() as tx:
+            for i, features in enumerate(rows(300, shift)):
+                log.append(tx, [PredictionRecord(
+                    tenant_id=tenant_id, request_id=f"r{i}",
+                    subject={"user_id": "u", "domain": "d", "entity_type": "e", "entity_id": str(i), "fields": []},
+                    features=features, probability=0.5, risk_level="low", model_version_id=version.version_id,
+                    model_label=version.label, variant="champion", scope="tenant",
+                    predicted_at=datetime.now(UTC) - timedelta(hours=1))])
+    report = job_named("check-drift").run(context)
+    assert {(d["tenant_id"], d["feature"]) for d in report["drifted"]} == {
+        (tenant_keys["acme"]["tenant_id"], "concurrent_editors")}
+    with local_test_client(app) as client:
+        acme = json.loads(client.http.get("/api/v2/monitoring/drift", headers=auth(tenant_keys["acme"]["staff"])).body)
+        globex = json.loads(client.http.get("/api/v2/monitoring/drift", headers=auth(tenant_keys["globex"]["staff"])).body)
+    assert {r["tenant_id"] for r in acme["reports"]} == {tenant_keys["acme"]["tenant_id"]}
+    assert [r["feature"] for r in acme["reports"] if r["drifted"]] == ["concurrent_editors"]
+    assert not any(r["drifted"] for r in globex["reports"]) and len(globex["reports"]) == len(names)
+
+
+def test_collection_retention_and_a_scan_path_without_scikit_learn(
+    context: Any, app_environment: dict[str, str],
+) -> None:
+    from shared.monitoring.collection import collect
+    from shared.monitoring.host import HOST_METRICS
+    from shared.monitoring.requests import RequestRecorder
+    from shared.monitoring.retraining import retrain_state
+    from shared.monitoring.scan import compact
+    from shared.monitoring.services import monitoring_services
+    from shared.monitoring.timings_repository import PostgresTimingsRepository
+
+    services = monitoring_services(context, {"conflict": "conflict_predictions"})
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    clock = [now - timedelta(minutes=1, seconds=-5)]
+    recording = RequestRecorder(clock=lambda: clock[0])
+    for latency in (10.0, 20.0, 30.0, 400.0):
+        recording.record("GET", "/api/v2/models", 200 if latency < 400 else 500, latency)
+    clock[0] = now
+    assert recording.due() and recording.flush(context.database, PostgresTimingsRepository()) == 1
+    collected = collect(services, now)
+    assert collect(services, now)["points"] < collected["points"]  # the same minute again: duplicates
+    with context.database.transaction() as tx:
+        series = {(s["source"], s["metric"]) for s in services.series.series_list(tx)}
+    assert {("api", "GET /api/v2/models requests"), ("api", "GET /api/v2/models error_rate"),
+            ("database", "connections_active"), ("predictions", "conflict")} <= series
+
+    # A host's history: the detector state trains on it (scikit-learn, here) ...
+    rng = np.random.default_rng(8)
+    points = [Point("host-y", name, now - timedelta(minutes=1500 - m), float(50 + 5 * rng.normal()))
+              for m in range(1500) for name in HOST_METRICS]
+    with context.database.transaction() as tx:
+        services.series.store_points(tx, points)
+    assert retrain_state(services, now=now)["promoted"] is True
+    # ... and the scan, in a fresh process, scores with it without importing scikit-learn or pandas.
+    probe = """
+import json, sys
+from shared.context import get_context
+from shared.slices import job_named
+report = job_named('scan-metrics').run(get_context())
+print(json.dumps({'state': report['detector_state'],
+                  'modules': sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas'))}))
+"""
+    env = {**os.environ, **app_environment}
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"state": "trained", "modules": []}
+
+    retention = compact(services, now + timedelta(days=services.raw_days, minutes=5))
+    assert retention["points_deleted"] > 10_000 and retention["rollups_written"] > 0
+    with context.database.transaction() as tx:
+        assert services.series.hourly_medians(tx, now - timedelta(days=2), now + timedelta(hours=1))

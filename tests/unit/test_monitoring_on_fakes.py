@@ -1,0 +1,243 @@
+"""The monitoring slice on fakes: causal detectors, the backtest CLI, the exported forest, the
+scan's alerts grouped into incidents (dedup, silences, missing data), drift decisions, and the
+detector state trained through the shared lifecycle."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared.monitoring.alerts_repository import Silence
+from shared.monitoring.detectors import DETECTORS, ENSEMBLE, score_series
+from shared.monitoring.drift import categorical_drift, numeric_drift
+from shared.monitoring.host import HOST_METRICS
+from shared.monitoring.scan import scan
+from shared.monitoring.series_repository import Point
+from shared.monitoring.services import in_memory_monitoring_services
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def seasonal_series(n: int, step: float = 300.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(n) * step
+    v = 50 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 2, n)
+    v[n // 2] += 60  # a spike
+    v[3 * n // 4:] += 25  # a level shift
+    return t, v
+
+
+@pytest.mark.parametrize("detector", [ENSEMBLE, *DETECTORS])
+def test_every_detector_scores_a_row_from_the_rows_up_to_it_only(detector: str) -> None:
+    t, v = seasonal_series(1400)
+    v[100:140] = v[99]  # a flat stretch, for the flat-line detector
+    full = score_series(t, v, detector=detector).combined
+    assert full.min() >= 0 and full.max() <= 1
+    for prefix in (40, 701, 1050, 1399):
+        assert np.array_equal(score_series(t[:prefix], v[:prefix], detector=detector).combined, full[:prefix])
+    if detector == ENSEMBLE:
+        # Scoring only the new rows with the state kept (what the scan does) gives the same scores.
+        head = score_series(t[:1000], v[:1000])
+        assert np.allclose(score_series(t, v, start=1000, state=head.suppression).combined, full[1000:])
+
+
+def test_the_ensemble_flags_the_spike_and_the_shift_onset_and_stays_quiet_on_the_cycle() -> None:
+    t, v = seasonal_series(1400)
+    result = score_series(t, v)
+    assert result.combined[700] > 0.9 and "spike" in result.reasons[700]
+    assert result.combined[1050:1065].max() > 0.5  # the shift, within a few points
+    quiet = np.r_[300:690, 800:1045]
+    assert (result.combined[quiet] >= 0.6).mean() < 0.01
+
+
+def test_backtest_mirrors_a_folder_and_adds_scores(tmp_path: Path) -> None:
+    from shared.cli import main
+
+    t, v = seasonal_series(600)
+    (tmp_path / "in" / "a" / "b").mkdir(parents=True)
+    for path in (tmp_path / "in" / "one.csv", tmp_path / "in" / "a" / "b" / "two.csv"):
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["timestamp", "value"])
+            for ts, value in zip(t, v, strict=True):
+                writer.writerow([datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S"), f"{value:.3f}"])
+    assert main(["anomaly", "backtest", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")]) == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "a" / "b" / "two.csv").open()))
+    assert len(rows) == 600 and set(rows[0]) == {"timestamp", "value", "anomaly_score"}
+    scores = np.array([float(r["anomaly_score"]) for r in rows])
+    assert 0 <= scores.min() and scores.max() <= 1 and scores[300] > 0.9
+    assert main(["anomaly", "backtest", "--input", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
+
+
+def test_the_exported_forest_scores_exactly_as_scikit_learn() -> None:
+    from sklearn.ensemble import IsolationForest
+
+    from shared.monitoring.forest import export_forest
+
+    rng = np.random.default_rng(3)
+    train = rng.normal(0, 1, (2000, 7))
+    fitted = IsolationForest(n_estimators=50, max_samples=256, random_state=0).fit(train)
+    probe = np.vstack([rng.normal(0, 1, (200, 7)), rng.normal(0, 6, (50, 7))])
+    exported = export_forest(fitted, train)
+    assert np.allclose(exported.raw_scores(probe), -fitted.score_samples(probe), atol=1e-12)
+    scores = exported.predict_proba(probe)
+    assert scores[200:].mean() > 0.5 > scores[:200].mean()
+    assert np.array_equal(np.argsort(scores, kind="stable"), np.argsort(exported.raw_scores(probe), kind="stable"))
+
+
+def _host_history(services, hosts: int = 1, minutes: int = 1500, end: datetime = NOW) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(1)
+    points = []
+    for h in range(hosts):
+        load = rng.normal(0, 1, minutes)
+        for m in range(minutes):
+            ts = end - timedelta(minutes=minutes - m)
+            cpu = 30 + 10 * load[m] + rng.normal(0, 2)
+            vector = {"cpu_percent": cpu, "memory_percent": 60 + rng.normal(0, 1),
+                      "disk_read_bytes_per_s": 1e5 + 1e4 * load[m], "disk_write_bytes_per_s": 2e5 + rng.normal(0, 1e4),
+                      "net_sent_bytes_per_s": 5e4 + 5e3 * load[m], "net_recv_bytes_per_s": 8e4 + rng.normal(0, 4e3),
+                      "process_count": 200 + rng.integers(-3, 4)}
+            points.extend(Point(f"host-{h}", k, ts, float(val)) for k, val in vector.items())
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, points)
+
+
+def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_missing_data() -> None:
+    services = in_memory_monitoring_services()
+    start = NOW - timedelta(minutes=300)
+    rng = np.random.default_rng(2)
+    points = [Point(src, "latency_ms", start + timedelta(minutes=m), 100 + rng.normal(0, 3))
+              for src in ("api", "db", "quiet-host") for m in range(300)]
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, points)
+        services.alerts.add_silence(tx, Silence("db", "%", NOW - timedelta(hours=1), NOW + timedelta(hours=1),
+                                                "maintenance", "test"))
+    assert scan(services, NOW)["alerts"] == 0  # history only: nothing unusual
+    # A spike of the api and of db (silenced); quiet-host stops reporting.
+    later = [Point(src, "latency_ms", NOW + timedelta(minutes=m), value)
+             for m, value in [(1, 400.0)] + [(m, 100.0 + m % 3) for m in range(2, 16)] for src in ("api", "db")]
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, later)
+    first = scan(services, NOW + timedelta(minutes=2, seconds=10))
+    assert (first["new"], first["silenced"], first["missing"]) == (2, 1, 0)
+    assert scan(services, NOW + timedelta(minutes=6, seconds=10))["missing"] == 1
+    assert scan(services, NOW + timedelta(minutes=7, seconds=10))["missing"] == 0  # alerted once
+    incidents = {i["source"]: i for i in services.alerts.incidents(None, status=None, tenant_id=None, limit=10)}
+    assert incidents["api"]["alert_list"][0]["alert_type"] == "anomaly"
+    assert incidents["db"]["alert_list"][0]["silenced"] is True
+    assert incidents["quiet-host"]["alert_list"][0]["alert_type"] == "missing_data"
+    published = services.notifier.messages  # type: ignore[attr-defined]
+    assert sorted(m[1]["alerts"][0]["source"] for m in published) == ["api", "quiet-host"]  # db silenced
+    # Reporting again clears the missing state: a later silence is a new alert.
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point("quiet-host", "latency_ms", NOW + timedelta(minutes=8), 100.0)])
+    assert scan(services, NOW + timedelta(minutes=8, seconds=10))["missing"] == 0
+    assert scan(services, NOW + timedelta(minutes=14))["missing"] == 1
+
+
+def test_alerts_of_a_source_within_the_window_are_one_incident_and_repeats_count_occurrences() -> None:
+    from shared.monitoring.alerting import publish_new, raise_alerts
+    from shared.monitoring.alerts_repository import AlertIn
+
+    services = in_memory_monitoring_services()
+    repo = services.alerts
+
+    def alert(metric: str, minutes: int) -> AlertIn:
+        return AlertIn("host-1", metric, "anomaly", 0.9, NOW + timedelta(minutes=minutes), ("spike",), 1.0)
+
+    counts = raise_alerts(None, repo, [alert("cpu_percent", 0), alert("cpu_percent", 10), alert("memory_percent", 25)],
+                          NOW + timedelta(minutes=25))
+    assert counts == {"alerts": 3, "new": 2, "deduplicated": 1, "silenced": 0}
+    assert publish_new(None, repo, services.notifier) == 1  # one message for the incident
+    raise_alerts(None, repo, [alert("cpu_percent", 200)], NOW + timedelta(minutes=200))  # quiet since: a new one
+    incidents = repo.incidents(None, status=None, tenant_id=None, limit=10)
+    assert [len(i["alert_list"]) for i in incidents] == [1, 2]
+    assert incidents[1]["status"] == "resolved"  # quiet for two hours
+    cpu = next(a for a in incidents[1]["alert_list"] if a["metric"] == "cpu_percent")
+    assert cpu["occurrences"] == 2
+    assert publish_new(None, repo, services.notifier) == 1 and publish_new(None, repo, services.notifier) == 0
+
+
+def test_drift_on_shifted_inputs_and_none_on_large_identical_samples() -> None:
+    rng = np.random.default_rng(5)
+    training = rng.lognormal(0, 1, 50_000)
+    deciles = np.quantile(training, np.linspace(0, 1, 11)).tolist()
+    same = numeric_drift("x", rng.lognormal(0, 1, 200_000), deciles, 50_000)
+    assert not same.drifted and same.statistic < 0.02
+    shifted = numeric_drift("x", rng.lognormal(0.5, 1, 2_000), deciles, 50_000)
+    assert shifted.drifted and shifted.p_value < 1e-6 and (shifted.psi or 0) > 0.1
+    few = numeric_drift("x", rng.lognormal(0.5, 1, 20), deciles, 50_000)
+    assert not few.drifted  # too few rows to decide
+    shares = {"0": 0.7, "1": 0.3}
+    assert not categorical_drift("flag", (rng.random(100_000) < 0.3).astype(float), shares).drifted
+    assert categorical_drift("flag", (rng.random(5_000) < 0.6).astype(float), shares).drifted
+
+
+def test_the_detector_state_is_trained_through_the_lifecycle_and_scores_a_hosts_vector() -> None:
+    from shared.monitoring.kind import ANOMALY
+    from shared.monitoring.retraining import retrain_state
+
+    services = in_memory_monitoring_services()
+    _host_history(services)
+    decision = retrain_state(services, now=NOW)
+    assert decision["promoted"] is True, decision
+    version = services.registry.active_version(ANOMALY.name, None)
+    assert version is not None and version.manifest["forest_trees"] == 100
+    assert version.manifest["metrics"]["roc_auc"] > 0.8  # the forest isolates injected anomalies
+    # A vector odd as a whole (cpu high while disk and network are quiet) on host-0.
+    odd = {"cpu_percent": 75.0, "memory_percent": 60.0, "disk_read_bytes_per_s": 7e4,
+           "disk_write_bytes_per_s": 2e5, "net_sent_bytes_per_s": 3.5e4, "net_recv_bytes_per_s": 8e4,
+           "process_count": 200.0}
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point("host-0", k, NOW + timedelta(minutes=1), v) for k, v in odd.items()])
+    report = scan(services, NOW + timedelta(minutes=1, seconds=30))
+    assert report["detector_state"] == "trained"
+    reasons = {r for a in services.alerts.alert_rows.values() if a["source"] == "host-0"  # type: ignore[attr-defined]
+               for r in a["reasons"]}
+    assert "isolation_forest" in reasons
+    assert set(HOST_METRICS) <= {a["metric"] for a in services.alerts.alert_rows.values()}  # type: ignore[attr-defined]
+
+
+def test_the_agent_buffers_when_the_service_is_away_and_resends_the_same_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import urllib.error
+
+    from shared.monitoring import agent as agent_module
+
+    sent: list[dict] = []  # type: ignore[type-arg]
+    up = [False]
+
+    class Answer:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+
+        def __enter__(self) -> Answer:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def read(self) -> bytes:
+            return self.body
+
+    def fake_urlopen(request, timeout):  # type: ignore[no-untyped-def]
+        assert request.full_url == "http://127.0.0.1:8000/api/v2/metrics"
+        if not up[0]:
+            raise urllib.error.URLError("refused")
+        body = json.loads(request.data)
+        sent.append(body)
+        return Answer(json.dumps({"accepted": len(body["points"])}).encode())
+
+    monkeypatch.setattr(agent_module.urllib.request, "urlopen", fake_urlopen)
+    agent = agent_module.Agent("http://127.0.0.1:8000", "mlk_x", "host-a", read=lambda now: {"cpu_percent": 5.0})
+    agent.run(interval=60, iterations=2, sleep=lambda s: None)
+    assert sent == [] and len(agent.buffer) == 2  # kept for the next push
+    up[0] = True
+    assert agent.push() == {"accepted": 2}
+    assert {p["ts"][-9:] for p in sent[0]["points"]} <= {":00+00:00"}  # whole minutes: idempotent keys
