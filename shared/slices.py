@@ -8,7 +8,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-
 from shared.conflict.outcomes_repository import PREDICTIONS_TABLE as CONFLICT_PREDICTIONS
 from shared.conflict.slice import CONFLICT_SLICE
 from shared.context import AppContext

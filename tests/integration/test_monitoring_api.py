@@ -120,7 +120,8 @@ def test_drift_per_tenant_staff_see_their_own(app_environment: dict[str, str], t
     def rows(n: int, shift: float) -> list[dict[str, float]]:
         return [{"concurrent_editors": float(rng.poisson(2 + shift * 4)), "hours_since_last_sync": float(rng.exponential(5)),
                  "user_conflict_rate": float(rng.beta(2, 8)), "entity_edit_frequency": float(rng.poisson(3)),
-                 "field_overlap_score": float(rng.random())} for _ in range(n)]
+                 "field_overlap_score": float(rng.random()), "other_edits_since_sync": float(rng.poisson(1))}
+                for _ in range(n)]
 
     training = CONFLICT.design_matrix(rows(5000, 0.0))
     manifest = {"feature_quantiles": feature_quantiles(training, names), "split": {"train_rows": 5000}}
