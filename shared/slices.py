@@ -19,7 +19,6 @@ from shared.monitoring.slice import monitoring_slice
 from shared.ocr.outcomes_repository import PREDICTIONS_TABLE as OCR_PREDICTIONS
 from shared.ocr.slice import OCR_SLICE
 from shared.platform.jobs import Job, Slice
-from shared.platform.kinds import ModelKind
 from shared.platform.maintenance import PLATFORM_SLICE
 
 # What monitoring watches (drift, predictions per minute): each loop's kind with its prediction
@@ -43,9 +42,6 @@ def job_named(name: str) -> Job:
         raise NotFound(f"no job {name!r}; known: {', '.join(sorted(jobs)) or 'none'}")
     return jobs[name]
 
-
-def all_kinds() -> dict[str, ModelKind]:
-    return {kind.name: kind for loop in SLICES for kind in loop.kinds}
 
 
 def scope_retrainers(context: AppContext) -> dict[str, Callable[[str | None], dict[str, Any]]]:

@@ -13,7 +13,6 @@ from typing import Any
 
 from shared.errors import ArtifactRejected
 
-SERVING_FORMATS = ("json", "ubjson")
 KNOWN_FORMATS = ("json", "ubjson", "joblib")
 
 

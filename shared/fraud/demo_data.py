@@ -18,7 +18,6 @@ rest stays unlabelled. The last tenant is small: too few frauds for a model of i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -174,8 +173,3 @@ def _inject_frauds(config: FraudDemoConfig, rng: np.random.Generator, users: lis
                 event(victim, home, at + timedelta(seconds=20 * k), "check_in", device=user.device_id,
                       face=float(rng.uniform(0.3, 0.8)), fraud=True)
 
-
-def iter_events(history: dict[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
-    for slug, tenant in history.items():
-        for record in tenant["events"]:
-            yield slug, record

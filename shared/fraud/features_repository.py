@@ -57,6 +57,8 @@ def load_labels(tx: Transaction, tenant_id: str | None) -> dict[tuple[str, str],
 class FraudContext(Protocol):
     """What live prediction reads, behind one transaction."""
 
+    def stored_event(self, session: Any, tenant_id: str, client_event_id: str) -> dict[str, Any] | None: ...
+
     def live_inputs(self, session: Any, tenant_id: str, event: dict[str, Any]
                     ) -> tuple[list[dict[str, Any]], dict[str, Site], list[tuple[str, date]]]: ...
 
@@ -89,6 +91,9 @@ _HISTORY_FIELDS = ("user_id", "site_id", "device_id", "event_type", "t", "latitu
 
 
 class PostgresFraudContext:
+    def stored_event(self, session: Transaction, tenant_id: str, client_event_id: str) -> dict[str, Any] | None:
+        return load_stored_event(session, tenant_id, client_event_id)
+
     def live_inputs(self, session: Transaction, tenant_id: str, event: dict[str, Any]
                     ) -> tuple[list[dict[str, Any]], dict[str, Site], list[tuple[str, date]]]:
         row = session.fetch_one(_LIVE_INPUTS_SQL, tenant=tenant_id, user=event["user_id"], device=event["device_id"],

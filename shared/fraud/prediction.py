@@ -3,7 +3,6 @@ decision at the tenant's operating point, the reasons, and the log rows in one t
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +11,6 @@ from pydantic import BaseModel, ConfigDict
 from shared.context import AppContext
 from shared.errors import NotFound
 from shared.fraud.features import FEATURE_NAMES, EventColumns, compute_features, feature_rows
-from shared.fraud.features_repository import load_stored_event
 from shared.fraud.intake import AttendanceEventIn
 from shared.fraud.kind import DEFAULT_BLOCK_THRESHOLD, DEFAULT_REVIEW_THRESHOLD, FRAUD, decision_for, rules_fired
 from shared.fraud.services import FraudServices, fraud_services
@@ -72,7 +70,7 @@ def answer_fraud(
     serving = choose_serving(FRAUD, services.models, tenant_id, request_id)
     with services.transactions.transaction() as tx:
         if isinstance(request, StoredEventRef):
-            event = load_stored_event(tx, tenant_id, request.client_event_id)
+            event = services.inputs.stored_event(tx, tenant_id, request.client_event_id)
             if event is None:
                 raise NotFound(f"no attendance event {request.client_event_id}")
         else:
@@ -86,8 +84,8 @@ def answer_fraud(
         subject = {"client_event_id": event["client_event_id"], "user_id": event["user_id"],
                    "site_id": event["site_id"], "occurred_at": event["occurred_at"]}
         records = serving.records(tenant_id=tenant_id, request_id=request_id, subject=subject,
-                                  features=features, probability=score, predicted_at=now)  # type: ignore[arg-type]
-        records[0] = replace(records[0], risk_level=decision)
+                                  features=features, probability=score, predicted_at=now,  # type: ignore[arg-type]
+                                  risk_level=decision)
         prediction_id = services.log.append(tx, records)
     return {
         "prediction_id": prediction_id,

@@ -75,12 +75,14 @@ class Serving:
 
     def records(
         self, *, tenant_id: str, request_id: str, subject: Mapping[str, Any], features: Mapping[str, float],
-        probability: float, predicted_at: datetime,
+        probability: float, predicted_at: datetime, risk_level: str | None = None,
     ) -> list[PredictionRecord]:
-        """The log rows of one answer: the answer itself, then the shadow's score if there is one."""
+        """The log rows of one answer: the answer itself, then the shadow's score if there is one.
+        `risk_level` is the answer's when the loop decides it (a tenant's thresholds); else the kind's."""
         records = [PredictionRecord(
             tenant_id=tenant_id, request_id=request_id, subject=subject, features=features,
-            probability=probability, risk_level=self.kind.risk_level(probability), model_version_id=self.version_id,
+            probability=probability, risk_level=risk_level or self.kind.risk_level(probability),
+            model_version_id=self.version_id,
             model_label=self.label, variant=self.variant, scope=self.scope, predicted_at=predicted_at,
         )]
         shadow_probability = self.shadow_probability(features)
