@@ -14,6 +14,7 @@ from shared.fraud.demo_data import FraudDemoConfig, generate_fraud_history
 from shared.fraud.features import FEATURE_NAMES, HISTORY_DAYS, EventColumns, Site, compute_features
 from shared.fraud.features_repository import labelled_training_set
 from shared.fraud.kind import FRAUD, rules_score
+from shared.fraud.memory import FraudMemory, InMemoryFraudTrainingSource
 from shared.fraud.thresholds import choose_operating_point, tradeoff_row
 from shared.platform.kinds import TrainingSet
 from shared.platform.training import train_candidate
@@ -153,31 +154,13 @@ def test_rules_answer_without_a_model_and_rise_with_each_signal() -> None:
     assert rules_score({"gps_drift_meters": None, "hour_of_day": 10.0}) == pytest.approx(0.02)  # missing adds nothing
 
 
-class DemoSource:
-    def __init__(self, config: FraudDemoConfig) -> None:
-        self.history = generate_fraud_history(config)
-
-    def training_set(self, tenant_id: str | None, start: datetime, end: datetime) -> TrainingSet:
-        events, sites, holidays, labels = [], {}, [], {}
-        for slug, raw in self.history.items():
-            if tenant_id not in (None, slug):
-                continue
-            events += [{**e, "tenant_id": slug, "occurred_at": datetime.fromisoformat(e["occurred_at"])}
-                       for e in raw["events"]]
-            sites |= {f"{slug}|{s['site_id']}": Site(s["latitude"], s["longitude"], s["radius_m"], s["timezone"])
-                      for s in raw["sites"]}
-            holidays += [(slug, date.fromisoformat(h["date"])) for h in raw["holidays"]]
-            labels |= {(slug, label["client_event_id"]): bool(label["is_fraud"]) for label in raw["labels"]}
-        events.sort(key=lambda e: e["occurred_at"])
-        return labelled_training_set(events, labels, sites, holidays, start, end)
-
-
 @pytest.fixture(scope="module")
-def demo() -> DemoSource:
-    return DemoSource(FraudDemoConfig(end=datetime(2026, 11, 1, tzinfo=UTC)))
+def demo() -> InMemoryFraudTrainingSource:
+    return InMemoryFraudTrainingSource(FraudMemory.from_demo(generate_fraud_history(
+        FraudDemoConfig(end=datetime(2026, 11, 1, tzinfo=UTC)))))
 
 
-def test_the_demo_holdout_meets_the_seed_bars(demo: DemoSource) -> None:
+def test_the_demo_holdout_meets_the_seed_bars(demo: InMemoryFraudTrainingSource) -> None:
     result = train_candidate(FRAUD, demo, None, tenant_id="acme", end=datetime(2026, 11, 1, tzinfo=UTC))
     scores, labels = result.model.predict_proba(result.holdout.design), result.holdout.labels
     at_80 = tradeoff_row(labels, scores, float(np.sort(scores[labels])[::-1][int(np.ceil(0.8 * labels.sum())) - 1]), 1)
@@ -190,7 +173,7 @@ def test_the_demo_holdout_meets_the_seed_bars(demo: DemoSource) -> None:
     np.testing.assert_allclose(loaded.predict_proba(result.holdout.design), scores, rtol=1e-6)
 
 
-def test_a_tenant_with_too_few_frauds_gets_no_model_of_its_own(demo: DemoSource) -> None:
+def test_a_tenant_with_too_few_frauds_gets_no_model_of_its_own(demo: InMemoryFraudTrainingSource) -> None:
     with pytest.raises(InsufficientData, match="confirmed frauds"):
         train_candidate(FRAUD, demo, None, tenant_id="tiny", end=datetime(2026, 11, 1, tzinfo=UTC))
 
