@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,8 +200,11 @@ def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.f
     return [values[c] for c in capped.tolist()]
 
 
-def _text(values: NDArray[np.float64], form: Callable[[float], str] = repr) -> list[str]:
-    return [form(v) for v in values.tolist()]
+def _text(values: NDArray[np.float64]) -> list[str]:
+    """repr of each value (as csv.writer writes a float), formatted once per distinct value."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    texts = np.array([repr(v) for v in distinct.tolist()], dtype=object)
+    return texts[inverse].tolist()  # type: ignore[no-any-return]
 
 
 def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
