@@ -279,8 +279,10 @@ class Database:
     def single_statement(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         """One prepared statement as its own transaction: one round trip, no BEGIN or COMMIT.
         When it returns, what it wrote is committed (durable with synchronous_commit on); when it
-        raises, nothing it wrote is. A cached connection found dead is replaced once, as for a
-        transaction: a server that ended the session (FATAL 57P01) or a closed socket ran nothing."""
+        raises, nothing it wrote is, unless the connection broke after the commit. A connection
+        found dead (a server that ended the session, FATAL 57P01; a closed socket) is replaced and
+        the statement run once more: so a write is never lost between them, and at worst (a break
+        after the commit) done twice."""
         for attempt in (1, 2):
             connection = self._connection()
             try:
