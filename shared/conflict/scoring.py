@@ -210,7 +210,8 @@ def _text(values: NDArray[np.float64]) -> list[str]:
 def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
            label: str) -> None:
     """The output rows, as csv.writer writes them: no value needs quoting (ids, names and fields
-    are checked, times and numbers hold no comma), so a row is its values joined."""
+    match the request model's patterns, which admit no comma, quote or line break; times and
+    numbers hold none), so a row is its values joined."""
     table = data.table
     n = len(table)
     output = [
@@ -221,20 +222,10 @@ def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]],
         _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
         *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
-    if not all(_plain(column) for column in output[1:9]):
-        writer = csv.writer(sink)  # a value the quick checks did not see (the row-by-row path)
-        writer.writerow(OUTPUT_COLUMNS)
-        writer.writerows(zip(*output, strict=True))
-        return
     sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
     for start in range(0, n, 10_000):
         sink.write("".join(",".join(row) + "\r\n" for row in zip(*(c[start:start + 10_000] for c in output),
                                                                    strict=True)))
-
-
-def _plain(column: list[str]) -> bool:
-    """No value csv.writer would quote."""
-    return not any(c in value for value in set(column) for c in ',"\r\n')
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
