@@ -6,18 +6,27 @@ Generates a demo history of --events events (one tenant; the history grows in ti
 density, as a real deployment's does) and stores it in three steps, 100k, 300k and all of it. At
 each size, in the same run:
 - features rows/s: the training pass over every stored event (columnar, as of each sync batch's
-  start), and the previous approach (the LATERAL SQL of commit 5e64eb2, read from git at run time)
-  on the newest --baseline-rows events against the same history;
+  start), and the LATERAL SQL of commit 5e64eb2 (read from git at run time) on the newest
+  --baseline-rows events against the same history;
 - batch scoring rows/s: the newest 20 % of the events scored through `score_conflict_csv`
-  (features as of each row's as_of, model, CSV out), and the previous SQL on a sample;
+  (CSV in, features as of each row's as_of, model, CSV out);
 - training seconds: `train_candidate` on the last 90 days.
-At the largest size: warm predict in process (features, model, log insert, commit), p50/p99,
-beside the previous path (BEGIN, the LATERAL SQL, the same insert, COMMIT); and model quality on
-the demo hold-out (the newest 20 %): ROC-AUC, PR-AUC and Brier of the trained model's batch scores
-against a plain logistic regression on the five original features computed as of the same moments.
+At the largest size: warm predict in process (features, model, log insert, commit), p50/p99, of
+the one-statement path and of the transaction path it replaced (BEGIN, features, model, insert,
+COMMIT: still the path of a model without a SQL form); and model quality on the demo hold-out (the
+newest 20 %): ROC-AUC, PR-AUC and Brier of the trained model's batch scores against a plain
+logistic regression on the five original features computed as of the same moments.
+
+The previous approach: the code of --baseline-ref (default: the commit before the scaling work
+of issue 8's second round), exported with `git archive`, runs its own measurements of the same
+four things in a child process against the same database at every size, so each number stands
+beside the previous one measured in the same run on the same data (--baseline-ref '' skips it).
+Each size runs --repeat rounds, alternating the previous code and this one; the best round of
+each throughput counts and predict latencies are the median over rounds, since other work on a
+shared machine slows single runs at random (every round's figures are in the JSON).
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
-        [--baseline-rows 2000] [--json FILE]
+        [--baseline-rows 2000] [--baseline-ref c3c35ac] [--repeat 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +55,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 import localpg  # noqa: E402
 
-BASELINE_REF = "5e64eb2"
+BASELINE_REF = "5e64eb2"  # the LATERAL feature SQL
+PREVIOUS_CODE_REF = "c3c35ac"  # the code before this round: features, scoring, training, predict
 SIZES = (100_000, 300_000)
 USERS = 600
 EVENTS_PER_USER_PER_DAY = 4.0
@@ -60,6 +70,42 @@ def _previous_sql() -> str:
     sys.modules[module.__name__] = module  # its dataclasses look themselves up there
     exec(compile(source, "previous_features_repository.py", "exec"), module.__dict__)  # noqa: S102 - our own history
     return str(module.FEATURES_FOR_REQUESTS_SQL)
+
+
+def _export(ref: str, work: Path) -> Path:
+    """The tree of `ref` (git archive), to run the previous code beside this one."""
+    tree = work / f"baseline-{ref}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
+
+
+# Run in a child process inside the previous tree: its own bench functions measure its own code.
+_BASELINE_CHILD = """
+import json, sys
+args = json.load(sys.stdin)
+sys.path[:0] = [args["tree"], args["tree"] + "/scripts"]
+import bench_conflict as b
+from shared.context import AppContext
+from shared.settings import Settings
+context = AppContext(Settings(database_url=args["url"], object_store_url=args["objects"], signing_key=args["key"]))
+if args["predictions"]:
+    out = b._predict_latencies(context, args["tenant"], args["previous_sql"], args["predictions"])
+else:
+    out = {k: v for k, v in b._measure_size(context, args["tenant"], args["previous_sql"], args["rows"]).items()
+           if not k.startswith("_")}
+print(json.dumps(out, default=str))
+"""
+
+
+def _baseline(tree: Path | None, setup: dict[str, Any], *, predictions: int = 0) -> dict[str, Any] | None:
+    if tree is None:
+        return None
+    done = subprocess.run([sys.executable, "-c", _BASELINE_CHILD], cwd=tree, check=True, capture_output=True,
+                          text=True, input=json.dumps({**setup, "tree": str(tree), "predictions": predictions}))
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def _write_history(path: Path, events: int, end: datetime) -> int:
@@ -208,7 +254,7 @@ def _quality(scored_csv: str, recent: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions: int) -> dict[str, Any]:
     from shared.conflict.kind import CONFLICT
-    from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
+    from shared.conflict.prediction import ConflictPredictionRequest, answer_conflict, predict_conflict
     from shared.conflict.services import conflict_services
     from shared.platform.serving import choose_serving
 
@@ -226,6 +272,15 @@ def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions
         started = time.perf_counter()
         predict_conflict(context, tenant, request, f"bench-{n}")
         now_latencies.append((time.perf_counter() - started) * 1000)
+
+    # The transaction path (what answers when a model has no SQL form): same code, no one-statement answers.
+    in_transaction = replace(conflict_services(context), answers=None)
+    answer_conflict(in_transaction, tenant, requests[0], "warm-up-tx")
+    transaction_latencies = []
+    for n, request in enumerate(requests):
+        started = time.perf_counter()
+        answer_conflict(in_transaction, tenant, request, f"tx-{n}")
+        transaction_latencies.append((time.perf_counter() - started) * 1000)
 
     # The previous path: BEGIN, the LATERAL feature SQL, the model, the same log insert, COMMIT.
     services = conflict_services(context)
@@ -250,21 +305,45 @@ def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions
         return {"p50": round(statistics.median(values), 2), "p99": round(_percentile(values, 99), 2),
                 "mean": round(statistics.fmean(values), 2)}
 
-    return {"n": len(requests), "now": summary(now_latencies), "previous": summary(previous_latencies)}
+    return {"n": len(requests), "now": summary(now_latencies), "transaction_path": summary(transaction_latencies),
+            "previous": summary(previous_latencies)}
 
 
-def run(events: int, predictions: int, baseline_rows: int, work: Path) -> dict[str, Any]:
+def _best(rounds: list[Any]) -> dict[str, Any]:
+    """Each measure's best round (least seconds), with every round's seconds beside it."""
+    best = dict(rounds[-1])
+    for section in ("features", "batch_scoring", "training"):
+        best[section] = {**min((r[section] for r in rounds), key=lambda m: m["seconds"]),
+                         "seconds_each_round": [r[section]["seconds"] for r in rounds]}
+    return best
+
+
+def _median_latencies(rounds: list[Any]) -> dict[str, Any]:
+    """Per path, the median over rounds of each round's p50, p99 and mean."""
+    paths = [name for name, value in rounds[0].items() if isinstance(value, dict)]
+    result: dict[str, Any] = {"n": rounds[0]["n"], "rounds": len(rounds)}
+    for path in paths:
+        result[path] = {stat: round(statistics.median(r[path][stat] for r in rounds), 2) for stat in ("p50", "p99", "mean")}
+        result[path]["p99_each_round"] = [r[path]["p99"] for r in rounds]
+    return result
+
+
+def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_ref: str,
+        repeat: int = 3) -> dict[str, Any]:
     from shared.adapters.migrate import migrate
     from shared.conflict.ingest import ingest_sync_events
     from shared.context import AppContext
     from shared.settings import Settings
 
     previous_sql = _previous_sql()
+    tree = _export(baseline_ref, work) if baseline_ref else None
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)
-    context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}",
-                                  signing_key=secrets.token_hex(32)))
+    key = secrets.token_hex(32)
+    context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}", signing_key=key))
     migrate(context.database)
     tenant = context.tenants.create_tenant("bench", "Bench").tenant_id
+    setup = {"url": url, "objects": f"file://{work / 'objects'}", "key": key, "tenant": tenant,
+             "previous_sql": previous_sql, "rows": baseline_rows}
     history = work / "history.csv"
     started = time.perf_counter()
     total = _write_history(history, events, datetime.now(UTC))
@@ -277,15 +356,30 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path) -> dict[s
         started = time.perf_counter()
         ingest_rows += ingest_sync_events(context, tenant, part)["stored"]
         ingest_seconds += time.perf_counter() - started
-        last = _measure_size(context, tenant, previous_sql, baseline_rows)
-        report["sizes"].append({k: v for k, v in last.items() if not k.startswith("_")})
+        # Rounds alternate the previous code and this one; the best round of each counts (a shared
+        # machine slows single runs at random). The previous code goes first in each round, so
+        # this run's own model is the one left active.
+        befores, rounds = [], []
+        for _ in range(repeat):
+            befores.append(_baseline(tree, setup))
+            rounds.append(_measure_size(context, tenant, previous_sql, baseline_rows))
+        last = _best(rounds)
+        report["sizes"].append({**{k: v for k, v in last.items() if not k.startswith("_")},
+                                "baseline": _best(befores) if tree is not None else None})
         print(json.dumps(report["sizes"][-1]), file=sys.stderr)
     report["ingest"] = {"rows": int(ingest_rows), "rows_per_s": round(ingest_rows / ingest_seconds)}
     first_cost = report["sizes"][0]["features"]["us_per_row"]
     report["features_cost_ratio_largest_vs_100k"] = round(report["sizes"][-1]["features"]["us_per_row"] / first_cost, 2)
     report["scoring_cost_ratio_largest_vs_100k"] = round(
         report["sizes"][-1]["batch_scoring"]["us_per_row"] / report["sizes"][0]["batch_scoring"]["us_per_row"], 2)
-    report["predict_warm_ms"] = _predict_latencies(context, tenant, previous_sql, predictions)
+    predict_rounds, predict_befores = [], []
+    for _ in range(repeat):
+        predict_rounds.append(_predict_latencies(context, tenant, previous_sql, predictions))
+        predict_befores.append(_baseline(tree, setup, predictions=predictions))
+    report["predict_warm_ms"] = _median_latencies(predict_rounds)
+    report["predict_warm_ms"]["baseline"] = _median_latencies(predict_befores) if tree is not None else None
+    report["repeat"] = repeat
+    report["baseline_ref"] = baseline_ref or None
     report["quality_on_demo_holdout"] = {
         "rows": len(last["_recent"]),
         "model": _quality(last["_scored"], last["_recent"]),
@@ -297,20 +391,32 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path) -> dict[s
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"{'events':>10}{'features rows/s':>17}{'previous':>10}{'µs/row':>8}{'scoring rows/s':>16}"
-             f"{'µs/row':>8}{'training s':>12}", "-" * 81]
+    def previous(size: dict[str, Any], *path: str) -> str:
+        value: Any = size.get("baseline")
+        for part in path:
+            value = value.get(part) if isinstance(value, dict) else None
+        return "-" if value is None else f"{value:,}"
+
+    lines = [f"best of {report['repeat']} rounds (predict: median over rounds)",
+             f"{'events':>10}{'features rows/s':>17}{'(before)':>10}{'(LATERAL)':>10}{'scoring rows/s':>16}"
+             f"{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 95]
     for size in report["sizes"]:
         f, s = size["features"], size["batch_scoring"]
-        lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{f['previous_rows_per_s']:>10,}{f['us_per_row']:>8}"
-                     f"{s['rows_per_s']:>16,}{s['us_per_row']:>8}{size['training']['seconds']:>12}")
+        lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{previous(size, 'features', 'rows_per_s'):>10}"
+                     f"{f['previous_rows_per_s']:>10,}{s['rows_per_s']:>16,}"
+                     f"{previous(size, 'batch_scoring', 'rows_per_s'):>10}{size['training']['seconds']:>12}"
+                     f"{previous(size, 'training', 'seconds'):>10}")
     p = report["predict_warm_ms"]
     q = report["quality_on_demo_holdout"]
+    before = p.get("baseline") or {}
     lines += [
         "",
         f"per-row cost, largest / 100k: features {report['features_cost_ratio_largest_vs_100k']}x,"
         f" batch scoring {report['scoring_cost_ratio_largest_vs_100k']}x",
-        f"warm predict p50/p99 ms: {p['now']['p50']} / {p['now']['p99']}"
-        f"   (previous path: {p['previous']['p50']} / {p['previous']['p99']})",
+        f"warm predict p50/p99 ms: one statement {p['now']['p50']} / {p['now']['p99']};"
+        f" transaction path {p['transaction_path']['p50']} / {p['transaction_path']['p99']};"
+        f" LATERAL path {p['previous']['p50']} / {p['previous']['p99']}"
+        + (f"; before ({report['baseline_ref']}) {before['now']['p50']} / {before['now']['p99']}" if before else ""),
         f"demo hold-out ({q['rows']:,} rows) ROC-AUC / PR-AUC / Brier: model {q['model']['roc_auc']} /"
         f" {q['model']['pr_auc']} / {q['model']['brier']};  plain logistic on the five:"
         f" {q['plain_logistic_five_features']['roc_auc']} / {q['plain_logistic_five_features']['pr_auc']} /"
@@ -324,11 +430,14 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--predictions", type=int, default=500)
     parser.add_argument("--baseline-rows", type=int, default=2000)
+    parser.add_argument("--baseline-ref", default=PREVIOUS_CODE_REF,
+                        help="the previous code, measured beside this one ('' to skip)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per size; the best round of each measure counts")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-"))
     try:
-        report = run(args.events, args.predictions, args.baseline_rows, work)
+        report = run(args.events, args.predictions, args.baseline_rows, work, args.baseline_ref, args.repeat)
     finally:
         localpg.stop(work / "pg")
         shutil.rmtree(work, ignore_errors=True)

@@ -132,20 +132,32 @@ class _Connection(pg8000.native.Connection):  # type: ignore[misc]
         return self._context.rows
 
 
+# Statements prepared per connection; the text of some depends on a model version, so the
+# oldest are closed past this many.
+PREPARED_PER_CONNECTION = 64
+
+
+def _run_prepared(connection: pg8000.native.Connection, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run `sql` through a statement prepared once per connection: a hot statement is parsed and
+    planned once instead of on every run. Every parameter needs an explicit CAST in the SQL."""
+    cache: dict[str, Any] = connection.__dict__.setdefault("_mlstack_prepared", {})
+    statement = cache.get(sql)
+    if statement is None:
+        if len(cache) >= PREPARED_PER_CONNECTION:
+            cache.pop(next(iter(cache))).close()
+        statement = cache[sql] = pg8000.native.PreparedStatement(connection, sql)
+    rows = statement.run(**params) or []
+    names = [column["name"] for column in statement.columns or []]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
 class Transaction:
     """What a use case sees: run statements inside one open transaction."""
 
     def fetch_prepared(self, sql: str, **params: Any) -> list[dict[str, Any]]:
-        """Like fetch_all, through a statement prepared once per connection: a hot statement is
-        parsed and planned once instead of on every run (planning was most of a prediction's
-        feature query). Every parameter needs an explicit CAST in the SQL."""
-        cache: dict[str, Any] = self._connection.__dict__.setdefault("_mlstack_prepared", {})
-        statement = cache.get(sql)
-        if statement is None:
-            statement = cache[sql] = pg8000.native.PreparedStatement(self._connection, sql)
-        rows = statement.run(**params) or []
-        names = [column["name"] for column in statement.columns or []]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        """Like fetch_all, through a statement prepared once per connection (planning was most
+        of a prediction's feature query). Every parameter needs an explicit CAST in the SQL."""
+        return _run_prepared(self._connection, sql, params)
 
     def __init__(self, connection: pg8000.native.Connection) -> None:
         self._connection = connection
@@ -263,6 +275,29 @@ class Database:
                 self._discard_connection()
             _raise_domain_error(exc)
             raise
+
+    def single_statement(self, sql: str, **params: Any) -> list[dict[str, Any]]:
+        """One prepared statement as its own transaction: one round trip, no BEGIN or COMMIT.
+        When it returns, what it wrote is committed (durable with synchronous_commit on); when it
+        raises, nothing it wrote is, unless the connection broke after the commit. A connection
+        found dead (a server that ended the session, FATAL 57P01; a closed socket) is replaced and
+        the statement run once more: so a write is never lost between them, and at worst (a break
+        after the commit) done twice."""
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                return _run_prepared(connection, sql, params)
+            except (InterfaceError, OSError, DatabaseError) as exc:
+                dead = not isinstance(exc, DatabaseError) or _is_unavailable(exc)
+                if dead:
+                    self._discard_connection()
+                if dead and attempt == 1 and sql_state(exc) != QUERY_CANCELED:
+                    continue
+                if not dead:
+                    _raise_domain_error(exc)
+                    raise
+                raise DependencyUnavailable(f"database unavailable: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def run_outside_transaction(self, sql: str, **params: Any) -> list[Sequence[Any]]:
         """For statements PostgreSQL refuses inside a transaction, and for advisory session locks."""

@@ -125,20 +125,53 @@ def requests_from_events(events: EventColumns) -> RequestColumns:
 
 
 def _codes(*arrays: Int) -> list[Int]:
-    """Dense codes 0..k-1 for the values of several arrays, consistent across them."""
-    joined = np.concatenate(arrays)
+    """Dense codes 0..k-1 for the values of several arrays, consistent across them. An array
+    passed twice (training rows ask about the events themselves) is coded once, and its codes are
+    one array again, so that pairs of them are coded once too."""
+    distinct = list({id(array): array for array in arrays}.values())
+    joined = np.concatenate(distinct)
     _, inverse = np.unique(joined, return_inverse=True)
-    out, at = [], 0
-    for array in arrays:
-        out.append(inverse[at:at + len(array)].astype(np.int64))
+    coded, at = {}, 0
+    for array in distinct:
+        coded[id(array)] = inverse[at:at + len(array)].astype(np.int64)
         at += len(array)
-    return out
+    return [coded[id(array)] for array in arrays]
 
 
 def _pair_codes(a: list[Int], b: list[Int]) -> list[Int]:
     """Dense codes of (a, b) pairs, where a and b are dense codes already."""
     width = int(max((int(x.max()) for x in b if len(x)), default=0)) + 1
-    return _codes(*[x * width + y for x, y in zip(a, b, strict=True)])
+    combined: dict[tuple[int, int], Int] = {}
+    for x, y in zip(a, b, strict=True):
+        combined.setdefault((id(x), id(y)), x * width + y)
+    return _codes(*[combined[(id(x), id(y))] for x, y in zip(a, b, strict=True)])
+
+
+class _Grid:
+    """Sorted times, shared by the timelines over the same times, with the rank of each query
+    array remembered (the as-of times are looked up by nearly every feature)."""
+
+    def __init__(self, sorted_times: Int) -> None:
+        self.times = sorted_times
+        self._ranks: dict[int, tuple[Int, Int]] = {}
+
+    def rank(self, times: Int) -> Int:
+        """How many grid times lie below each time."""
+        known = self._ranks.get(id(times))
+        if known is not None and known[0] is times:
+            return known[1]
+        ranks: Int = np.searchsorted(self.times, times)
+        self._ranks[id(times)] = (times, ranks)  # holding the array keeps its id unique
+        return ranks
+
+
+def _own_ranks(sorted_times: Int) -> Int:
+    """Each element's rank among sorted times (the index of the first equal one), no search."""
+    index = np.arange(len(sorted_times))
+    new = np.ones(len(sorted_times), dtype=bool)
+    new[1:] = sorted_times[1:] != sorted_times[:-1]
+    ranks: Int = np.maximum.accumulate(np.where(new, index, 0))
+    return ranks
 
 
 class _Timeline:
@@ -150,19 +183,26 @@ class _Timeline:
     stored times lie below: `stored < bound` exactly when `rank(stored) < rank(bound)`, duplicates
     or not, so nothing overflows however long the history."""
 
-    def __init__(self, keys: Int, times: Int, weights: Int | None = None) -> None:
+    def __init__(self, keys: Int, times: Int, weights: Int | None = None, grid: _Grid | None = None) -> None:
         in_order = bool(np.all(times[1:] >= times[:-1]))
-        self._grid = times if in_order else np.sort(times)
-        self._width = len(self._grid) + 1
-        # Events arrive in time order: then a stable sort by key alone orders (key, time).
-        order = np.argsort(keys, kind="stable") if in_order else np.lexsort((times, keys))
+        if in_order:
+            # Events arrive in time order: (key, position) orders (key, time), and every pair is
+            # distinct, so numpy's fastest (unstable) sort gives the one order.
+            self._grid = grid if grid is not None and grid.times is times else _Grid(times)
+            ranks = _own_ranks(times)
+            order = np.argsort(keys * len(times) + np.arange(len(times)))
+        else:
+            self._grid = _Grid(np.sort(times))
+            order = np.lexsort((times, keys))
+            ranks = self._grid.rank(times)
+        self._width = len(self._grid.times) + 1
         self._keys = keys[order]
         self._times = times[order]
-        self._sorted = self._keys * self._width + np.searchsorted(self._grid, self._times)
+        self._sorted = self._keys * self._width + ranks[order]
         self._cumulative = None if weights is None else np.concatenate(([0], np.cumsum(weights[order])))
 
     def _position(self, keys: Int, times: Int) -> Int:
-        position: Int = np.searchsorted(self._sorted, keys * self._width + np.searchsorted(self._grid, times))
+        position: Int = np.searchsorted(self._sorted, keys * self._width + self._grid.rank(times))
         return position
 
     def _total(self, position: Int) -> Int:
@@ -186,6 +226,8 @@ class _Timeline:
 
     def last_before(self, keys: Int, times: Int) -> Int:
         """The latest time of each key below the bound, or NO_TIME."""
+        if not len(self._sorted):  # no history at all
+            return np.full(len(keys), NO_TIME, dtype=np.int64)
         position = self._position(keys, times) - 1
         found = position >= 0
         found[found] = self._keys[position[found]] == keys[found]
@@ -193,6 +235,8 @@ class _Timeline:
 
     def first_at_or_after(self, keys: Int, times: Int) -> Int:
         """The earliest time of each key at or above the bound, or NO_TIME."""
+        if not len(self._sorted):
+            return np.full(len(keys), NO_TIME, dtype=np.int64)
         position = self._position(keys, times)
         found = position < len(self._sorted)
         found[found] = self._keys[position[found]] == keys[found]
@@ -263,21 +307,22 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
 
     # The moment asked, moved back to the start of the device's sync batch.
     asked = requests.as_of
-    batches = _Timeline(batch_e, events.t)
+    received = _Grid(events.t)
+    batches = _Timeline(batch_e, events.t, grid=received)
     first = batches.first_at_or_after(batch_r, asked - SYNC_BATCH_SPAN_US)
     names_batch = (requests.device != NO_KEY) & (requests.last_sync != NO_TIME)
     as_of = np.where(names_batch & (first != NO_TIME) & (first < asked), first, asked)
 
-    users = _Timeline(user_e, events.t)
+    users = _Timeline(user_e, events.t, grid=received)
     user_syncs = users.count_in(user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
-    user_conflicts = _Timeline(user_e, events.t, events.conflicted.astype(np.int64)).count_in(
+    user_conflicts = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received).count_in(
         user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
     last_user = users.last_before(user_r, as_of)
     last_user = np.where(last_user >= as_of - FIELDS_WINDOW_US, last_user, NO_TIME)
     since = since_time(as_of, requests.last_sync, last_user)
 
-    entities = _Timeline(entity_e, events.t)
-    pairs = _Timeline(pair_e, events.t)
+    entities = _Timeline(entity_e, events.t, grid=received)
+    pairs = _Timeline(pair_e, events.t, grid=received)
     entity_edits = entities.count_in(entity_r, as_of - EDIT_FREQUENCY_DAYS * DAY_US, as_of)
     others_since = entities.count_in(entity_r, since, as_of) - pairs.count_in(pair_r, since, as_of)
 

@@ -203,42 +203,79 @@ FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k
 """
 
 
-def _hashes(tx: Transaction, keys: list[str]) -> NDArray[np.int64]:
-    """PostgreSQL's hashes of the keys, as the stored events' columns carry them."""
+def _hashes(tx: Transaction, keys: Sequence[str]) -> NDArray[np.int64]:
+    """PostgreSQL's hashes of the keys, as the stored events' columns carry them. Each distinct
+    key is hashed once: a batch repeats its users, entities, devices and fields many times."""
     if not keys:
         return np.zeros(0, dtype=np.int64)
-    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(keys))
-    return np.array(joined.split(","), dtype=np.int64)
+    distinct: dict[str, int] = {}
+    codes = np.fromiter((distinct.setdefault(k, len(distinct)) for k in keys), dtype=np.int64, count=len(keys))
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(distinct))
+    hashed: NDArray[np.int64] = np.array(joined.split(","), dtype=np.int64)[codes]
+    return hashed
 
 
-def request_columns(tx: Transaction, requests: Sequence[FeatureRequest]) -> RequestColumns:
-    users = [f"{r.tenant_id}|{r.user_id}" for r in requests]
-    entities = [f"{r.tenant_id}|{r.domain}|{r.entity_type}|{r.entity_id}" for r in requests]
-    devices = [f"{r.tenant_id}|{r.user_id}|{r.device_id}" for r in requests]
-    field_row = [n for n, r in enumerate(requests) for _ in (r.fields or ())]
-    field_names = [f for r in requests for f in (r.fields or ())]
+@dataclass(frozen=True)
+class RequestTable:
+    """Requests column by column (batch scoring reads them so, without an object per row):
+    times in epoch µs, `last_sync` NO_TIME and `device_id` None when not given, `fields` None for
+    the user's usual fields."""
+
+    tenant_id: Sequence[str]
+    user_id: Sequence[str]
+    domain: Sequence[str]
+    entity_type: Sequence[str]
+    entity_id: Sequence[str]
+    device_id: Sequence[str | None]
+    fields: Sequence[Sequence[str] | None]
+    as_of: NDArray[np.int64]
+    last_sync: NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.as_of)
+
+    @classmethod
+    def of(cls, requests: Sequence[FeatureRequest]) -> RequestTable:
+        return cls(
+            [r.tenant_id for r in requests], [r.user_id for r in requests], [r.domain for r in requests],
+            [r.entity_type for r in requests], [r.entity_id for r in requests], [r.device_id for r in requests],
+            [r.fields for r in requests], np.array([to_us(r.as_of) for r in requests], dtype=np.int64),
+            np.array([to_us(r.client_last_sync_at) if r.client_last_sync_at else NO_TIME for r in requests],
+                     dtype=np.int64),
+        )
+
+
+def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
+    users = [f"{t}|{u}" for t, u in zip(table.tenant_id, table.user_id, strict=True)]
+    entities = [f"{t}|{d}|{k}|{e}" for t, d, k, e in zip(table.tenant_id, table.domain, table.entity_type,
+                                                         table.entity_id, strict=True)]
+    devices = [f"{u}|{d}" for u, d in zip(users, table.device_id, strict=True)]
+    field_row = [n for n, fields in enumerate(table.fields) for _ in (fields or ())]
+    field_names = [f for fields in table.fields for f in (fields or ())]
     hashed = _hashes(tx, users + entities + devices + field_names)
-    n = len(requests)
-    has_device = np.array([r.device_id is not None for r in requests], dtype=bool)
+    n = len(table)
+    has_device = np.array([d is not None for d in table.device_id], dtype=bool)
     return RequestColumns(
-        as_of=np.array([to_us(r.as_of) for r in requests], dtype=np.int64),
-        user=hashed[:n], entity=hashed[n:2 * n], device=np.where(has_device, hashed[2 * n:3 * n], NO_KEY),
-        last_sync=np.array([to_us(r.client_last_sync_at) if r.client_last_sync_at else NO_TIME for r in requests],
-                           dtype=np.int64),
+        as_of=table.as_of, user=hashed[:n], entity=hashed[n:2 * n],
+        device=np.where(has_device, hashed[2 * n:3 * n], NO_KEY), last_sync=table.last_sync,
         field_row=np.array(field_row, dtype=np.int64), field=hashed[3 * n:],
     )
 
 
-def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
     """Batch scoring: feature columns for every request, in the requests' order, from one read of
     the history their windows need."""
-    if not requests:
-        return compute_features(_empty_events(), request_columns(tx, []))
-    tenants = {r.tenant_id for r in requests}
+    if not len(table):
+        return compute_features(_empty_events(), request_columns(tx, table))
+    tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    start = min(r.as_of for r in requests) - LOOKBACK
-    end = max(r.as_of for r in requests)
-    return compute_features(load_event_columns(tx, tenant, start, end), request_columns(tx, requests))
+    start = from_us(int(table.as_of.min())) - LOOKBACK
+    end = from_us(int(table.as_of.max()))
+    return compute_features(load_event_columns(tx, tenant, start, end), request_columns(tx, table))
+
+
+def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+    return features_for_table(tx, RequestTable.of(requests))
 
 
 def _empty_events() -> EventColumns:
@@ -278,7 +315,7 @@ class ConflictFeatures(Protocol):
         """One live request's row: FEATURE_NAMES, SUPPORT_NAMES, request_id, as_of."""
         ...
 
-    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
+    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
         """Batch scoring: columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order."""
         ...
 
@@ -287,8 +324,8 @@ class PostgresConflictFeatures:
     def for_request(self, session: Transaction, request: FeatureRequest) -> dict[str, Any]:
         return live_features(session, request)
 
-    def for_requests(self, session: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
-        return features_for_requests(session, requests)
+    def for_table(self, session: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
+        return features_for_table(session, table)
 
 
 class PostgresConflictTrainingSource:
@@ -322,11 +359,11 @@ class InMemoryConflictFeatures:
             "support_entity_edits": float(values.get("support_entity_edits", 0)),
         }
 
-    def for_requests(self, session: Any, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
-        rows = [self.for_request(session, request) for request in requests]
+    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
+        rows = [self.for_request(session, FeatureRequest(
+            str(n), table.tenant_id[n], table.user_id[n], table.domain[n], table.entity_type[n], table.entity_id[n],
+            None, from_us(int(table.as_of[n])))) for n in range(len(table))]
         columns = {name: np.array([row[name] for row in rows], dtype=np.float64)
                    for name in (*FEATURE_NAMES, *SUPPORT_NAMES)}
-        columns["as_of"] = np.array([to_us(request.as_of) for request in requests], dtype=np.float64)
+        columns["as_of"] = table.as_of.astype(np.float64)
         return columns
-
-

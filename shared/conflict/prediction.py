@@ -1,5 +1,6 @@
 """Live conflict prediction: features as of now, the serving model (or the heuristic), and the
-prediction log rows, all in the transaction whose commit precedes the answer."""
+prediction log rows, committed before the answer: on PostgreSQL in one statement (see
+answers_repository.py), else (fakes, a model without a SQL form) in one transaction."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.conflict.answers_repository import LoggedAnswer
 from shared.conflict.events import EARLIEST_TIME, LATEST_TIME, FieldName, Identifier, Name
 from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector
 from shared.conflict.kind import CONFLICT
 from shared.conflict.services import ConflictServices, conflict_services
 from shared.context import AppContext
 from shared.errors import NotFound
-from shared.platform.serving import choose_serving
+from shared.platform.serving import Serving, choose_serving
 
 
 class ConflictPredictionRequest(BaseModel):
@@ -52,20 +54,15 @@ def answer_conflict(
     now = now or datetime.now(UTC)
     serving = choose_serving(CONFLICT, services.models, tenant_id, request_id)
     feature_request = request.feature_request(request_id, tenant_id, now)
-    subject = {"user_id": request.user_id, "domain": request.domain, "entity_type": request.entity_type,
-               "entity_id": request.entity_id, "fields": request.fields, "device_id": request.device_id,
-               "client_last_sync_at": request.client_last_sync_at}
-    with services.transactions.transaction() as tx:
-        row = services.features.for_request(tx, feature_request)
-        features = feature_vector(row)
-        probability = serving.probability(features)
-        records = serving.records(tenant_id=tenant_id, request_id=request_id, subject=subject, features=features,
-                                  probability=probability, predicted_at=now)
-        prediction_id = services.log.append(tx, records)
+    logged = services.answers.answer(feature_request, serving) if services.answers else None
+    if logged is None:
+        logged = _answer_in_transaction(services, feature_request, serving)
+    row = logged.row
+    features = feature_vector(row)
     return {
-        "prediction_id": prediction_id,
-        "probability": round(probability, 6),
-        "risk_level": records[0].risk_level,
+        "prediction_id": logged.prediction_id,
+        "probability": round(logged.probability, 6),
+        "risk_level": logged.risk_level,
         "model_version": serving.label,
         "variant": serving.variant,
         "scope": serving.scope,
@@ -73,6 +70,21 @@ def answer_conflict(
         "features": features,
         "degraded": serving.degraded,
     }
+
+
+def _answer_in_transaction(services: ConflictServices, request: FeatureRequest, serving: Serving) -> LoggedAnswer:
+    """Features, model and log insert in one transaction whose commit precedes the answer."""
+    subject = {"user_id": request.user_id, "domain": request.domain, "entity_type": request.entity_type,
+               "entity_id": request.entity_id, "fields": list(request.fields) if request.fields else None,
+               "device_id": request.device_id, "client_last_sync_at": request.client_last_sync_at}
+    with services.transactions.transaction() as tx:
+        row = services.features.for_request(tx, request)
+        features = feature_vector(row)
+        probability = serving.probability(features)
+        records = serving.records(tenant_id=request.tenant_id, request_id=request.request_id, subject=subject,
+                                  features=features, probability=probability, predicted_at=request.as_of)
+        prediction_id = services.log.append(tx, records)
+    return LoggedAnswer(row, probability, records[0].risk_level, prediction_id)
 
 
 def read_conflict_prediction(services: ConflictServices, tenant_id: str, prediction_id: str) -> dict[str, Any]:

@@ -5,23 +5,33 @@ one read of the history the rows need) and the same serving model. The as-of rul
 when the prediction is asked, i.e. when the device starts its sync (blank: now); with `device_id`
 and `client_last_sync_at` the features are as of the start of that device's sync batch, exactly as
 for a live request or a training row.
+
+The file is handled column by column, never as an object per row: each column's distinct values
+are checked once against the request's rules (a batch repeats its users, entities and fields), times
+are parsed once per distinct text, and the output is written from columns of text. A file that
+fails those checks goes through the request model row by row, which names the first bad line with
+the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydantic import TypeAdapter, ValidationError
 
-from shared.conflict.features import FEATURE_NAMES, from_us
-from shared.conflict.features_repository import FeatureRequest, confidence
+from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
+from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
+from shared.conflict.features_repository import FeatureRequest, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
-from shared.conflict.model import risk_level
+from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
@@ -34,15 +44,96 @@ OUTPUT_COLUMNS = (
     "row", "user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id", "client_last_sync_at",
     "features_as_of", "probability", "risk_level", "confidence", "model_version", *FEATURE_NAMES,
 )
+MAX_FIELDS = 64
 
 
-# One validation call for the whole file (pydantic's loop runs in its compiled core): a model per
-# row from Python cost about twice as much as every other step of scoring a row.
+# -- reading: the checks of ConflictPredictionRequest, a column's distinct values at a time ---------
+
+# The request model's patterns restricted to ASCII (what the model takes beyond goes the slow way).
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
+# A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
+_AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+class _NeedsRowChecks(Exception):
+    """A value the quick checks do not accept: the request model decides, row by row."""
+
+
+def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
+    if not all(rule.fullmatch(value) for value in set(values)):
+        raise _NeedsRowChecks
+
+
+def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
+    """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
+    case) are parsed by numpy for the whole column; others once per distinct text."""
+    if not all(_AWARE_TIME.fullmatch(text) for text in texts):
+        raise _NeedsRowChecks
+    utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
+    us = np.zeros(len(texts), dtype=np.int64)
+    normalised = np.empty(len(texts), dtype=object)
+    if utc.any():
+        local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc, strict=True)
+                 if is_utc]
+        us[utc] = np.array(local, dtype="datetime64[us]").astype(np.int64)
+        normalised[utc] = _iso_utc(us[utc])
+    others: dict[str, datetime] = {text: datetime.fromisoformat(text) for text in set(np.asarray(texts)[~utc].tolist())}
+    for n in np.flatnonzero(~utc).tolist():
+        at = others[texts[n]]
+        us[n], normalised[n] = to_us(at), at.isoformat()
+    if plausible and len(us) and (us.min() < to_us(EARLIEST_TIME) or us.max() >= to_us(LATEST_TIME)):
+        raise _NeedsRowChecks
+    return us, normalised.tolist()  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Input:
+    table: RequestTable
+    as_of_text: list[str]  # each echoed as the request model would print it
+    last_sync_text: list[str]
+
+
+def _column(rows: list[list[str]], header: list[str], name: str) -> list[str]:
+    if name not in header:
+        return [""] * len(rows)
+    at = len(header) - 1 - header[::-1].index(name)  # the last of a repeated name, as csv.DictReader
+    return [row[at] if at < len(row) else "" for row in rows]
+
+
+def _quick_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
+    user, domain, entity_type, entity_id = (_column(rows, header, c) for c in INPUT_COLUMNS[:4])
+    _checked(user + entity_id, _IDENTIFIER)
+    _checked(domain + entity_type, _NAME)
+    fields: list[list[str] | None] = [[f for f in text.split(";") if f] or None for text in _column(rows, header, "fields")]
+    _checked((f for listed in fields for f in (listed or ())), _FIELD)
+    if any(listed is not None and len(listed) > MAX_FIELDS for listed in fields):
+        raise _NeedsRowChecks
+    devices: list[str | None] = [d or None for d in _column(rows, header, "device_id")]
+    _checked((d for d in devices if d is not None), _IDENTIFIER)
+    as_of_given = _column(rows, header, "as_of")
+    as_of, as_of_text = _times([t or now.isoformat() for t in as_of_given], plausible=False)
+    syncs = _column(rows, header, "client_last_sync_at")
+    given = [t for t in syncs if t]
+    given_us, given_text = _times(given, plausible=True)
+    last_sync = np.full(len(rows), NO_TIME, dtype=np.int64)
+    has_sync = np.array([bool(t) for t in syncs], dtype=bool)
+    last_sync[has_sync] = given_us
+    texts = iter(given_text)
+    last_sync_text = [next(texts) if t else "" for t in syncs]
+    table = RequestTable([tenant_id] * len(rows), user, domain, entity_type, entity_id, devices, fields, as_of,
+                         last_sync)
+    return _Input(table, as_of_text, last_sync_text)
+
+
+# One validation call for the whole file (pydantic's loop runs in its compiled core).
 _REQUESTS = TypeAdapter(list[ConflictPredictionRequest])
 
 
-def _requests(reader: Iterator[dict[str, str]], tenant_id: str, now: datetime) -> list[FeatureRequest]:
-    raws = list(reader)
+def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
+    """The request model on every row: the first bad line is an InvalidInput naming it."""
+    raws = [dict(zip(header, row, strict=False)) for row in rows]
     bodies = [{
         "domain": raw.get("domain", ""), "user_id": raw.get("user_id", ""), "entity_type": raw.get("entity_type", ""),
         "entity_id": raw.get("entity_id", ""), "fields": [f for f in (raw.get("fields") or "").split(";") if f] or None,
@@ -56,7 +147,7 @@ def _requests(reader: Iterator[dict[str, str]], tenant_id: str, now: datetime) -
         where = ".".join(str(part) for part in first["loc"][1:])
         message = f"{where}: {first['msg']}"
         raise InvalidInput(f"line {number}: {message}", [FieldProblem(f"line {number}", message)]) from None
-    requests = []
+    requests: list[FeatureRequest] = []
     for index, (raw, request) in enumerate(zip(raws, parsed, strict=True)):
         number = index + 2
         try:
@@ -66,42 +157,92 @@ def _requests(reader: Iterator[dict[str, str]], tenant_id: str, now: datetime) -
         if as_of.tzinfo is None:
             raise InvalidInput(f"line {number}: as_of needs a time zone", [FieldProblem(f"line {number}", "as_of")])
         requests.append(request.feature_request(str(number), tenant_id, as_of))
-    return requests
+    return _Input(RequestTable.of(requests), [r.as_of.isoformat() for r in requests],
+                  [r.client_last_sync_at.isoformat() if r.client_last_sync_at else "" for r in requests])
+
+
+def _read(source: IO[str], tenant_id: str, now: datetime) -> _Input:
+    reader = csv.reader(source)
+    header = next(reader, [])
+    missing = {"user_id", "domain", "entity_type", "entity_id"} - set(header)
+    if missing:
+        raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
+    rows = [row for row in reader if row]  # csv.DictReader skips blank lines too
+    try:
+        return _quick_input(rows, header, tenant_id, now)
+    except _NeedsRowChecks:
+        return _checked_input(rows, header, tenant_id, now)
+
+
+# -- writing: columns of text ---------------------------------------------------------------------
+
+
+def _iso_utc(us: NDArray[np.int64]) -> list[str]:
+    """datetime.isoformat() of UTC epoch µs, for a whole column (no fraction on whole seconds)."""
+    stamps = us.astype("datetime64[us]")
+    whole = us % 1_000_000 == 0
+    text = np.datetime_as_string(stamps, unit="us").astype(object)
+    text[whole] = np.datetime_as_string(stamps[whole], unit="s")
+    return [f"{t}+00:00" for t in text.tolist()]
+
+
+def _risk_levels(p: NDArray[np.float64]) -> list[str]:
+    levels = np.select([p >= threshold for threshold, _ in RISK_THRESHOLDS], [level for _, level in RISK_THRESHOLDS],
+                       default="low")
+    return levels.tolist()  # type: ignore[no-any-return]
+
+
+def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.float64]) -> list[str]:
+    """`confidence` of each row: it depends on the supports only up to their caps (20 and 5)."""
+    capped = np.minimum(user_support, 20).astype(np.int64) * 6 + np.minimum(entity_support, 5).astype(np.int64)
+    values = {int(c): str(confidence({"support_user_syncs": c // 6, "support_entity_edits": c % 6}))
+              for c in np.unique(capped)}
+    return [values[c] for c in capped.tolist()]
+
+
+def _text(values: NDArray[np.float64]) -> list[str]:
+    """repr of each value (as csv.writer writes a float), formatted once per distinct value."""
+    distinct, inverse = np.unique(values, return_inverse=True)
+    texts = np.array([repr(v) for v in distinct.tolist()], dtype=object)
+    return texts[inverse].tolist()  # type: ignore[no-any-return]
+
+
+def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
+           label: str) -> None:
+    """The output rows, as csv.writer writes them: no value needs quoting (ids, names and fields
+    match the request model's patterns, which admit no comma, quote or line break; times and
+    numbers hold none), so a row is its values joined."""
+    table = data.table
+    n = len(table)
+    output = [
+        [str(number) for number in range(2, n + 2)], list(table.user_id), list(table.domain),
+        list(table.entity_type), list(table.entity_id), [";".join(f or ()) for f in table.fields], data.as_of_text,
+        [d or "" for d in table.device_id], data.last_sync_text, _iso_utc(columns["as_of"].astype(np.int64)),
+        [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
+        _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
+        *(_text(columns[name]) for name in FEATURE_NAMES),
+    ]
+    sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
+    for start in range(0, n, 10_000):
+        sink.write("".join(",".join(row) + "\r\n" for row in zip(*(c[start:start + 10_000] for c in output),
+                                                                   strict=True)))
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
     now = datetime.now(UTC)
-    reader = csv.DictReader(source)
-    missing = {"user_id", "domain", "entity_type", "entity_id"} - set(reader.fieldnames or [])
-    if missing:
-        raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
-    requests = _requests(reader, tenant_id, now)
+    data = _read(source, tenant_id, now)
     # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
     services = conflict_services(context)
     serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
     with services.transactions.transaction() as tx:
-        columns = services.features.for_requests(tx, requests)
+        columns = services.features.for_table(tx, data.table)
     if serving.answering is None:
-        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(requests))]
-        probabilities = np.array([CONFLICT.heuristic(row) for row in rows])
+        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
+        probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
     else:
         probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
-    writer = csv.writer(sink)
-    writer.writerow(OUTPUT_COLUMNS)
-    feature_columns = [columns[name].tolist() for name in FEATURE_NAMES]
-    user_support, entity_support = columns["support_user_syncs"].tolist(), columns["support_entity_edits"].tolist()
-    as_of_us = columns["as_of"].astype(np.int64).tolist()
-    for n, request in enumerate(requests):
-        probability = float(probabilities[n])
-        writer.writerow([
-            request.request_id, request.user_id, request.domain, request.entity_type, request.entity_id,
-            ";".join(request.fields or ()), request.as_of.isoformat(), request.device_id or "",
-            request.client_last_sync_at.isoformat() if request.client_last_sync_at else "",
-            from_us(as_of_us[n]).isoformat(), f"{probability:.6f}", risk_level(probability),
-            confidence({"support_user_syncs": user_support[n], "support_entity_edits": entity_support[n]}),
-            serving.label, *(column[n] for column in feature_columns),
-        ])
-    return {"rows": len(requests), "model_version": serving.label, "degraded": serving.degraded}
+    _write(sink, data, columns, probabilities, serving.label)
+    return {"rows": len(data.table), "model_version": serving.label, "degraded": serving.degraded}
 
 
 def score_conflict_file(context: AppContext, tenant_id: str, source: Path, target: Path) -> dict[str, Any]:

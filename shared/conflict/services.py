@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.conflict.answers_repository import ConflictAnswers, PostgresConflictAnswers
 from shared.conflict.features_repository import (
     ConflictFeatures,
     PostgresConflictFeatures,
@@ -21,6 +22,8 @@ from shared.platform.prediction_log import PostgresPredictionLog
 @dataclass(frozen=True, kw_only=True)
 class ConflictServices(LoopServices):
     features: ConflictFeatures
+    # Live answers in one statement (features, model, log insert); None: in one transaction.
+    answers: ConflictAnswers | None = None
 
 
 # Stateless: they hold SQL, not connections (each call gets the use case's transaction).
@@ -33,6 +36,7 @@ def conflict_services(context: AppContext) -> ConflictServices:
     return ConflictServices(
         transactions=context.database,
         features=_FEATURES,
+        answers=PostgresConflictAnswers(context.database),
         log=_LOG,
         outcomes=_OUTCOMES,
         training=PostgresConflictTrainingSource(context.database),

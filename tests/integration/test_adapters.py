@@ -28,6 +28,11 @@ def test_a_broken_connection_is_reopened_on_the_next_transaction(database_url: s
     # A warm function's cached connection died between invocations; the next use case still runs.
     with database.transaction() as tx:
         assert tx.fetch_value("SELECT pg_backend_pid()") != pid
+        pid = tx.fetch_value("SELECT pg_backend_pid()")
+    with killer.transaction() as tx:
+        assert tx.fetch_value("SELECT pg_terminate_backend(:pid)", pid=pid) is True
+    # The same for a single statement (a live prediction): it runs once on a fresh connection.
+    assert database.single_statement("SELECT pg_backend_pid() AS pid")[0]["pid"] != pid
     database.close()
     killer.close()
 

@@ -17,6 +17,7 @@ from shared.conflict.features_repository import FeatureRequest, feature_vector, 
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv
 from shared.context import AppContext
+from shared.errors import InvalidInput
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -203,3 +204,20 @@ def test_live_batch_and_training_features_are_equal_on_histories_with_sync_batch
         for n, request in enumerate(plain):
             live_row = feature_vector(live_features(tx, request))
             assert live_row == pytest.approx({name: float(columns[name][n]) for name in FEATURE_NAMES}, abs=1e-12)
+
+
+def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: AppContext, tenant: str) -> None:
+    header = "user_id,domain,entity_type,entity_id,fields,as_of,device_id,client_last_sync_at\n"
+    accepted = header + ("alice,voice,recording,r1,notes,2026-11-02T12:00:00Z,,\n"
+                         "josé,voice,recording,r1,,2026-11-02T14:00:00.5+02:00,tab-1,2026-11-01T08:00:00+00:00\n")
+    out = io.StringIO()
+    assert score_conflict_csv(context, tenant, io.StringIO(accepted), out)["rows"] == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["row"], r["user_id"], r["as_of"], r["features_as_of"]) for r in rows] == [
+        ("2", "alice", "2026-11-02T12:00:00+00:00", "2026-11-02T12:00:00+00:00"),
+        ("3", "josé", "2026-11-02T14:00:00.500000+02:00", "2026-11-02T12:00:00.500000+00:00"),
+    ]
+    assert float(rows[1]["hours_since_last_sync"]) == pytest.approx(28 + 0.5 / 3600)  # since the device's last sync
+    bad = header + "alice,voice,recording,r1,,,,\nbob,Voice,recording,r1,,,,\n"
+    with pytest.raises(InvalidInput, match="line 3: domain"):
+        score_conflict_csv(context, tenant, io.StringIO(bad), io.StringIO())
