@@ -122,25 +122,35 @@ def seed_dashboards_demo(context: AppContext, tenant_id: str, lines: list[str]) 
     from shared.monitoring.demo import seed_monitoring_demo
     from shared.monitoring.services import monitoring_services
     from shared.ocr.dashboard_repository import latest_batch
+    from shared.ocr.demo_replay import replay_readings
     from shared.ocr.labelling import select_batch
     from shared.ocr.services import ocr_services
     from shared.slices import job_named
 
-    started = time.perf_counter()
-    conflict = replay_predictions(context, tenant_id) if context.registry.active_version("conflict", None) else {}
-    fraud = replay_scores(context, tenant_id)
+    took: dict[str, float] = {}
+
+    def timed(name: str, step: Any) -> Any:
+        started = time.perf_counter()
+        result = step()
+        took[name] = time.perf_counter() - started
+        return result
+
+    has_conflict_model = context.registry.active_version("conflict", None) is not None
+    conflict = timed("conflict", lambda: replay_predictions(context, tenant_id)) if has_conflict_model else {}
+    fraud = timed("fraud", lambda: replay_scores(context, tenant_id))
     ocr = ocr_services(context)
     with context.database.transaction() as tx:
         batch = latest_batch(tx, tenant_id)
-    if batch is None:
-        select_batch(ocr, tenant_id)
-    monitoring = seed_monitoring_demo(monitoring_services(context))
+    if batch is None and context.registry.active_version("ocr_error", None) is not None:
+        timed("ocr", lambda: (replay_readings(ocr, tenant_id), select_batch(ocr, tenant_id)))
+    monitoring = timed("monitoring", lambda: seed_monitoring_demo(monitoring_services(context)))
     if monitoring.get("series") or conflict.get("predictions") or fraud.get("scored"):
-        job_named("check-drift").run(context)
+        timed("drift", lambda: job_named("check-drift").run(context))
         lines.append(
             f"mlstack: dashboards' demo: {conflict.get('predictions', 0)} conflict predictions and"
             f" {fraud.get('scored', 0)} fraud scores replayed, {monitoring.get('points', 0)} monitoring points"
-            f" ({monitoring.get('alerts', 0)} alerts), drift checked in {time.perf_counter() - started:.1f} s")
+            f" ({monitoring.get('alerts', 0)} alerts), a drift check, in {sum(took.values()):.1f} s ("
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items()) + ")")
 
 
 def seed_ocr_demo(context: AppContext, tenant_id: str, lines: list[str], *, days: int = 90) -> None:

@@ -14,7 +14,7 @@ from shared.conflict.services import conflict_services
 from shared.context import AppContext
 
 
-def replay_predictions(context: AppContext, tenant_id: str, *, days: int = 21, limit: int = 900,
+def replay_predictions(context: AppContext, tenant_id: str, *, days: int = 21, limit: int = 600,
                        now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     services = conflict_services(context)

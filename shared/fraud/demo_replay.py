@@ -14,7 +14,7 @@ from shared.fraud.prediction import StoredEventRef, answer_fraud
 from shared.fraud.services import fraud_services
 
 
-def replay_scores(context: AppContext, tenant_id: str, *, days: int = 45, limit: int = 600,
+def replay_scores(context: AppContext, tenant_id: str, *, days: int = 45, limit: int = 300,
                   now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     services = fraud_services(context)

@@ -332,8 +332,8 @@
     grid.appendChild(fprCard);
 
     var move = card("Move the operating point", true);
-    var review = el("input", { type: "number", id: "review-threshold", min: "0", max: "1", step: "0.01", value: String(point.review_threshold) });
-    var block = el("input", { type: "number", id: "block-threshold", min: "0", max: "1", step: "0.01", value: String(point.block_threshold) });
+    var review = el("input", { type: "number", id: "review-threshold", min: "0", max: "1", step: "any", value: String(point.review_threshold) });
+    var block = el("input", { type: "number", id: "block-threshold", min: "0", max: "1", step: "any", value: String(point.block_threshold) });
     var result = el("span", { id: "operating-point-result", "class": "note" });
     var form = el("form", { "class": "inline", id: "operating-point" },
       el("label", { "for": "review-threshold", text: "review at score ≥" }), review,
@@ -538,12 +538,20 @@
   }
 
   // -- wiring -------------------------------------------------------------------------------------
+  // One request after another: a cold local server (chalice local, threaded) has been seen to
+  // answer one of several simultaneous first requests with the heuristic instead of the model.
+  function inTurn(paths) {
+    var answers = [];
+    return paths.reduce(function (chain, path) {
+      return chain.then(function () { return api(path).then(function (answer) { answers.push(answer); }); });
+    }, Promise.resolve()).then(function () { return answers; });
+  }
   var PAGES = {
     ocr: { load: function () { return api("/api/v2/ocr/dashboard"); }, draw: ocrPage },
     conflict: { load: function () { return api("/api/v2/conflict/dashboard"); }, draw: conflictPage },
-    fraud: { load: function () { return Promise.all([api("/api/v2/fraud/dashboard"), api("/api/v2/fraud/activity"), api("/api/v2/fraud/operating-point")]); },
+    fraud: { load: function () { return inTurn(["/api/v2/fraud/dashboard", "/api/v2/fraud/activity", "/api/v2/fraud/operating-point"]); },
              draw: fraudPage },
-    monitoring: { load: function () { return Promise.all([api("/api/v2/monitoring/dashboard"), api("/api/v2/monitoring/incidents?limit=50"), api("/api/v2/monitoring/drift")]); },
+    monitoring: { load: function () { return inTurn(["/api/v2/monitoring/dashboard", "/api/v2/monitoring/incidents?limit=50", "/api/v2/monitoring/drift"]); },
                   draw: monitoringPage },
   };
   function fail(error) {
