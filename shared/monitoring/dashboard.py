@@ -64,7 +64,8 @@ def series_window(services: MonitoringServices, query: SeriesQuery, now: datetim
     end = now or datetime.now(UTC)
     start = end - timedelta(days=query.days)
     span = (end - start).total_seconds()
-    bucket = max(MINUTE, int(math.ceil(span / query.points / MINUTE)) * MINUTE)
+    # Buckets are aligned to the epoch, so the window's ends add one partial bucket: points - 1 whole ones.
+    bucket = max(MINUTE, int(math.ceil(span / (query.points - 1) / MINUTE)) * MINUTE)
     with services.transactions.transaction() as tx:
         rows = repo.downsampled(tx, query.source, query.metric, start, end, bucket)
     return {

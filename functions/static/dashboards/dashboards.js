@@ -104,9 +104,16 @@
       if (s.fill) entry.fill = s.fill;
       series.push(entry);
     });
+    var x = { time: spec.time !== false };
+    if (spec.x.length === 1) {  // one point (a single week): a range around it, not uPlot's guess
+      var pad = spec.time === false ? 0.5 : 4 * 86400;
+      x.range = [spec.x[0] - pad, spec.x[0] + pad];
+    }
+    var y = spec.yRange ? { range: spec.yRange } : { auto: true };
+    if (spec.zero) y = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
     var opts = {
       title: spec.title, width: width, height: spec.height || 260, series: series,
-      scales: { x: { time: spec.time !== false }, y: spec.yRange ? { range: spec.yRange } : { auto: true } },
+      scales: { x: x, y: y },
       axes: [{ label: spec.xLabel, labelSize: 20 }, { label: spec.yLabel, labelSize: 20, size: 64 }],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
@@ -184,7 +191,7 @@
     var threshold = data.threshold || {};
     var batch = data.latest_labelling_batch;
     head.appendChild(figures([
-      ["current capture threshold", fmt(data.settings.capture_threshold)],
+      ["capture threshold in force (" + data.current_threshold.source + ")", fmt(data.current_threshold.value)],
       ["recommended threshold (" + pct(threshold.target_share) + " of errors)", fmt(threshold.threshold)],
       ["captures per day at it", fmt(threshold.captures_per_day, 1)],
       ["labelling backlog: captured, uncorrected", fmt(data.labelling_backlog.captured_uncorrected)],
@@ -205,7 +212,7 @@
 
     var weeks = data.corrections_per_week;
     var corrections = card("Corrections per week");
-    chart(corrections, { title: "Corrections per week", xLabel: "week starting (UTC)", yLabel: "corrections",
+    chart(corrections, { title: "Corrections per week", xLabel: "week starting (UTC)", yLabel: "corrections", zero: true,
       x: weeks.map(function (w) { return dayTime(w.week); }),
       series: [{ label: "corrections", values: weeks.map(function (w) { return w.corrections; }), kind: "bars", digits: 0 },
                { label: "of which errors", values: weeks.map(function (w) { return w.errors; }), kind: "bars", digits: 0 }] });
@@ -263,13 +270,13 @@
     var risk = pivot(data.predictions_by_risk, function (r) { return r.risk_level; }, function (r) { return r.predictions; });
     var colors = { high: "#dc2626", medium: "#ea580c", low: "#16a34a" };
     var riskCard = card("Predictions per day by risk level");
-    chart(riskCard, { title: "Predictions per day by risk level", xLabel: "day (UTC)", yLabel: "predictions", x: risk.x,
+    chart(riskCard, { title: "Predictions per day by risk level", xLabel: "day (UTC)", yLabel: "predictions", x: risk.x, zero: true,
       series: risk.series.map(function (s) { s.color = colors[s.label]; s.digits = 0; return s; }) });
     grid.appendChild(riskCard);
 
     var outcomes = data.outcomes_by_day;
     var outCard = card("Outcomes per day");
-    chart(outCard, { title: "What happened after each prediction", xLabel: "day (UTC)", yLabel: "predictions",
+    chart(outCard, { title: "What happened after each prediction", xLabel: "day (UTC)", yLabel: "predictions", zero: true,
       x: outcomes.map(function (o) { return dayTime(o.day); }),
       series: [{ label: "conflicted", values: outcomes.map(function (o) { return o.conflicted; }), color: "#dc2626", digits: 0 },
                { label: "no conflict", values: outcomes.map(function (o) { return o.clean; }), color: "#16a34a", digits: 0 },
@@ -508,7 +515,7 @@
     var driftCard = card("Drift per model and feature");
     var psi = drift.filter(function (r) { return r.psi !== null; });
     chart(driftCard, { title: "Population stability index per feature (> 0.2: drifted)", xLabel: "feature (number, see table)",
-      yLabel: "PSI", time: false, x: psi.map(function (r, i) { return i + 1; }),
+      yLabel: "PSI", time: false, zero: true, x: psi.map(function (r, i) { return i + 1; }),
       series: [{ label: "PSI", values: psi.map(function (r) { return r.psi; }), kind: "bars", digits: 3 }] });
     driftCard.appendChild(table([
       { label: "#", num: true, get: function (r) { return psi.indexOf(r) >= 0 ? String(psi.indexOf(r) + 1) : ""; } },
