@@ -194,7 +194,6 @@ class Operation:
 
 ANY_ROLE = ("client", "staff", "service")
 HTML = ("text/html; charset=utf-8",)
-ASSET_TYPES = tuple(sorted({content_type for _, content_type in ASSETS.values()}))
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/health", "Database, object store and model artifacts usable; 503 when not", Health,
               public=True),
@@ -259,8 +258,8 @@ OPERATIONS: tuple[Operation, ...] = (
               BaseModel, public=True, media=HTML),
     Operation("GET", "/dashboards/monitoring", "The unified monitoring page (HTML shell; data from "
               "/api/v2/monitoring/*)", BaseModel, public=True, media=HTML),
-    Operation("GET", "/dashboards/static/{name}", "A script or style of the dashboards (uPlot included)", BaseModel,
-              public=True, media=ASSET_TYPES, errors=(404,)),
+    *(Operation("GET", f"/dashboards/static/{name}", f"The dashboards' {name} (served from the package)", BaseModel,
+                public=True, media=(content_type,)) for name, (_, content_type) in ASSETS.items()),
     Operation("GET", "/api/v2/conflict/dashboard", "The conflict dashboard's data: versions, live metrics per day, "
               "predictions by risk, outcomes, calibration", OpenObject, ("staff",)),
     Operation("GET", "/api/v2/fraud/activity", "PR-AUC per version, false-positive rate per day, recent high scores "

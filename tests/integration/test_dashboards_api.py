@@ -16,7 +16,6 @@ from shared.platform.metrics import brier_score, roc_auc
 from tests.conftest import auth
 
 pytestmark = pytest.mark.integration
-NOW = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 def _get(client: Any, path: str, key: str | None = None) -> tuple[int, Any]:
@@ -33,7 +32,7 @@ def _operator() -> str:
     return keys[0].secret
 
 
-def _log_conflict_predictions(tenant_id: str) -> list[tuple[int, float, bool]]:
+def _log_conflict_predictions(tenant_id: str, now: datetime) -> list[tuple[int, float, bool]]:
     """40 labelled predictions over two days and 5 pending: (day offset, probability, outcome)."""
     from shared.context import get_context
 
@@ -45,7 +44,7 @@ def _log_conflict_predictions(tenant_id: str) -> list[tuple[int, float, bool]]:
                 " features, probability, risk_level, model_label, variant, predicted_at, outcome)"
                 " VALUES (CAST(:t AS uuid), 'r', 'u', 'voice', 'recording', 'e', '{}', :p, :risk, 'conflict-v1',"
                 " 'champion', :at, :outcome)",
-                t=tenant_id, p=p, risk="high" if p >= 0.5 else "low", at=NOW - timedelta(days=day, hours=1),
+                t=tenant_id, p=p, risk="high" if p >= 0.5 else "low", at=now - timedelta(days=day, hours=1),
                 outcome=outcome)
     return rows
 
@@ -54,12 +53,13 @@ def test_conflict_dashboard_numbers_roles_and_tenant_isolation(
         app_environment: dict[str, str], tenant_keys: dict[str, Any]) -> None:
     from app import app
 
-    rows = _log_conflict_predictions(tenant_keys["acme"]["tenant_id"])
+    now = datetime.now(UTC)
+    rows = _log_conflict_predictions(tenant_keys["acme"]["tenant_id"], now)
     with local_test_client(app) as client:
         status, data = _get(client, "/api/v2/conflict/dashboard", tenant_keys["acme"]["staff"])
         assert status == 200
         day_one = [r for r in rows if r[0] == 1]
-        first = next(d for d in data["live_by_day"] if d["day"] == (NOW - timedelta(days=1, hours=1)).date().isoformat())
+        first = next(d for d in data["live_by_day"] if d["day"] == (now - timedelta(days=1, hours=1)).date().isoformat())
         assert first["predictions"] == 20 and first["model_label"] == "conflict-v1"
         assert first["roc_auc"] == pytest.approx(roc_auc([r[2] for r in day_one], [r[1] for r in day_one]), abs=1e-4)
         assert first["brier"] == pytest.approx(brier_score([r[2] for r in day_one], [r[1] for r in day_one]), abs=1e-4)
@@ -81,7 +81,7 @@ def test_fraud_activity_and_ocr_dashboard_for_staff_only(
     from shared.context import get_context
     from shared.fraud.features import FEATURE_NAMES
 
-    acme = tenant_keys["acme"]
+    acme, now = tenant_keys["acme"], datetime.now(UTC)
     features = json.dumps({name: 0.0 for name in FEATURE_NAMES})
     with get_context().database.transaction() as tx:
         for n, (p, outcome) in enumerate([(0.95, True), (0.9, False), (0.2, False), (0.1, False), (0.97, None)]):
@@ -90,7 +90,7 @@ def test_fraud_activity_and_ocr_dashboard_for_staff_only(
                 " features, probability, risk_level, model_label, variant, scope, predicted_at, outcome)"
                 " VALUES (CAST(:t AS uuid), 'r', :e, 'u1', 's1', :at, CAST(:f AS jsonb), :p, 'high', 'fraud-rules-v1',"
                 " 'heuristic', 'heuristic', :at, :outcome)",
-                t=acme["tenant_id"], e=f"ev-{n}", at=NOW - timedelta(hours=2), f=features, p=p, outcome=outcome)
+                t=acme["tenant_id"], e=f"ev-{n}", at=now - timedelta(hours=2), f=features, p=p, outcome=outcome)
     with local_test_client(app) as client:
         status, activity = _get(client, "/api/v2/fraud/activity", acme["staff"])
         assert status == 200
@@ -122,18 +122,19 @@ def test_monitoring_dashboard_series_anomalies_and_what_fired_together(
     from shared.monitoring.services import monitoring_services
 
     operator = _operator()
-    spike = NOW - timedelta(hours=3)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    spike = now - timedelta(hours=3)
     services = monitoring_services(get_context())
     with services.transactions.transaction() as tx:
         for source, metric in (("host-a", "cpu_percent"), ("api", "p95_latency_ms")):
-            seed_series(tx, source, metric, NOW - timedelta(days=2), NOW, base=40, daily=10, noise=2, spikes=[spike],
+            seed_series(tx, source, metric, now - timedelta(days=2), now, base=40, daily=10, noise=2, spikes=[spike],
                         height=300, minutes=5)
-    scan(services, now=NOW)
+    scan(services, now=now)
     with local_test_client(app) as client:
         status, series = _get(client, "/api/v2/monitoring/series?source=host-a&metric=cpu_percent&days=2&points=100",
                               operator)
         assert status == 200
-        assert len(series["t"]) <= 100 and series["raw_points"] >= 2 * 1440
+        assert len(series["t"]) <= 100 and series["raw_points"] >= 2 * 1440 - 5  # the window ends at the request
         assert all(lo <= mean <= hi for lo, mean, hi in zip(series["min"], series["mean"], series["max"], strict=True))
         assert max(series["max"]) > 300  # the spike survives downsampling (max per bucket)
 
