@@ -110,9 +110,10 @@ def chromium(user_data_dir: Path, width: int = 1400, height: int = 1000) -> Any:
 def sign_in(driver: Any, base: str, key: str, page: str) -> None:
     """Through the sign-in form, as a person would: the key, then the page it asked for."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(f"{base}/dashboards?next={page}")
-    field = driver.find_element(By.ID, "api-key")
+    field = WebDriverWait(driver, 15).until(lambda d: d.find_element(By.ID, "api-key"))
     field.clear()
     field.send_keys(key)
     driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
