@@ -11,21 +11,9 @@ from shared.conflict import dashboard_repository as repo
 from shared.conflict.kind import CONFLICT
 from shared.conflict.services import ConflictServices
 from shared.platform.metrics import brier_score, roc_auc
-from shared.platform.registry import ModelVersion
+from shared.platform.roles import serving_role
 
 WINDOW_DAYS = 30
-
-
-def role_of(version: ModelVersion) -> str:
-    """champion = the active version; challenger = a candidate given a traffic share; shadow = a
-    candidate scored alongside without answering; else the registry's status."""
-    if version.status == "active":
-        return "champion"
-    if version.shadow:
-        return "shadow"
-    if version.challenger_share:
-        return "challenger"
-    return version.status
 
 
 def _day(value: datetime) -> str:
@@ -54,7 +42,7 @@ def conflict_dashboard(services: ConflictServices, tenant_id: str, now: datetime
         "window_days": days,
         "versions": [{
             "version_id": v.version_id, "label": v.label, "scope": "global" if v.tenant_id is None else "tenant",
-            "status": v.status, "role": role_of(v), "challenger_share": v.challenger_share, "shadow": v.shadow,
+            "status": v.status, "role": serving_role(v), "challenger_share": v.challenger_share, "shadow": v.shadow,
             "created_at": v.created_at, "activated_at": v.activated_at,
             "trained_metrics": {k: v.manifest.get("metrics", {}).get(k) for k in ("roc_auc", "pr_auc", "brier")},
             "live_metrics": live_by_label.get(v.label, {}),

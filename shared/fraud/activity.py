@@ -12,16 +12,11 @@ from shared.fraud.dashboard_repository import latest_live_metrics
 from shared.fraud.kind import FRAUD
 from shared.fraud.prediction import operating_point, reasons_for
 from shared.fraud.services import FraudServices
+from shared.platform.roles import serving_role
 from shared.platform.serving import choose_serving
 
 WINDOW_DAYS = 30
 HIGH_SCORES = 20
-
-
-def _role(status: str, challenger_share: float | None, shadow: bool) -> str:
-    if status == "active":
-        return "champion"
-    return "shadow" if shadow else "challenger" if challenger_share else status
 
 
 def fraud_activity(services: FraudServices, tenant_id: str, now: datetime | None = None,
@@ -42,7 +37,7 @@ def fraud_activity(services: FraudServices, tenant_id: str, now: datetime | None
         "review_threshold": threshold,
         "versions": [{
             "label": v.label, "scope": "global" if v.tenant_id is None else "tenant", "status": v.status,
-            "role": _role(v.status, v.challenger_share, v.shadow),
+            "role": serving_role(v),
             "trained_pr_auc": v.manifest.get("metrics", {}).get("pr_auc"),
             "live_pr_auc_30d": live_pr.get((v.label, 30)), "live_pr_auc_7d": live_pr.get((v.label, 7)),
         } for v in sorted(versions, key=lambda v: (v.tenant_id is None, -v.version))],
