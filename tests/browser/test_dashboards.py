@@ -100,7 +100,7 @@ def test_staff_move_the_fraud_operating_point_and_it_is_saved(stack: dict[str, A
     assert severe_logs(driver) == []
 
 
-def test_an_operator_acknowledges_an_incident_from_the_page(stack: dict[str, Any]) -> None:
+def test_an_operator_acknowledges_and_silences_from_the_page(stack: dict[str, Any]) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -115,6 +115,14 @@ def test_an_operator_acknowledges_an_incident_from_the_page(stack: dict[str, Any
     mine = next(i for i in incidents["incidents"] if i["incident_id"] == incident_id)
     assert mine["status"] == "acknowledged"
     assert mine["acknowledged_by"].startswith("key:")
+
+    silence = driver.find_element(By.CSS_SELECTOR, "button.silence")
+    source = silence.get_attribute("data-source")
+    driver.execute_script("arguments[0].scrollIntoView()", silence)
+    silence.click()
+    WebDriverWait(driver, 10).until(lambda d: "silenced" in silence.text)
+    silences = get_json(f"{stack['base']}/api/v2/monitoring/silences", stack["keys"]["operator"])["silences"]
+    assert any(s["source"] == source and s["metric"] == "%" for s in silences)
     assert severe_logs(driver) == []
 
 
