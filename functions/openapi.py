@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from functions.api_dashboards import ASSETS
 from functions.api_fraud import SiteBatch
 from functions.api_models import ActivateBody, ListModelsQuery, RollbackBody
 from functions.api_ocr import MetricsQuery
@@ -23,6 +24,7 @@ from shared.conflict.prediction import ConflictPredictionRequest
 from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteIn
 from shared.fraud.operating_point import OperatingPointBody
 from shared.fraud.prediction import StoredEventRef
+from shared.monitoring.dashboard import DashboardQuery, SeriesQuery
 from shared.monitoring.incidents import IncidentsQuery, SilenceBody
 from shared.monitoring.intake import MetricBatch
 from shared.ocr.readings import CorrectionRequest, OcrReading, OcrReadingBatch
@@ -187,9 +189,11 @@ class Operation:
     body: tuple[type[BaseModel], ...] = ()
     query: type[BaseModel] | None = None
     errors: tuple[int, ...] = field(default=())
+    media: tuple[str, ...] = ()  # a 200 that is not JSON: its content types (the dashboards' pages and assets)
 
 
 ANY_ROLE = ("client", "staff", "service")
+HTML = ("text/html; charset=utf-8",)
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/health", "Database, object store and model artifacts usable; 503 when not", Health,
               public=True),
@@ -243,6 +247,29 @@ OPERATIONS: tuple[Operation, ...] = (
               OpenObject, ("operator", "staff")),
     Operation("GET", "/metrics", "The service's counters and histograms, Prometheus text format", BaseModel,
               ("operator",)),
+    # The dashboards: pages (public, no data in them) and the JSON they read with the signed-in key.
+    Operation("GET", "/dashboards", "Dashboards: the sign-in page (HTML, no data)", BaseModel, public=True,
+              media=HTML),
+    Operation("GET", "/dashboards/ocr", "The OCR dashboard page (HTML shell; data from /api/v2/ocr/dashboard)",
+              BaseModel, public=True, media=HTML),
+    Operation("GET", "/dashboards/conflict", "The conflict dashboard page (HTML shell; data from "
+              "/api/v2/conflict/dashboard)", BaseModel, public=True, media=HTML),
+    Operation("GET", "/dashboards/fraud", "The fraud dashboard page (HTML shell; data from /api/v2/fraud/*)",
+              BaseModel, public=True, media=HTML),
+    Operation("GET", "/dashboards/monitoring", "The unified monitoring page (HTML shell; data from "
+              "/api/v2/monitoring/*)", BaseModel, public=True, media=HTML),
+    *(Operation("GET", f"/dashboards/static/{name}", f"The dashboards' {name} (served from the package)", BaseModel,
+                public=True, media=(content_type,)) for name, (_, content_type) in ASSETS.items()),
+    Operation("GET", "/api/v2/conflict/dashboard", "The conflict dashboard's data: versions, live metrics per day, "
+              "predictions by risk, outcomes, calibration", OpenObject, ("staff",)),
+    Operation("GET", "/api/v2/fraud/activity", "PR-AUC per version, false-positive rate per day, recent high scores "
+              "with reasons", OpenObject, ("staff",)),
+    Operation("GET", "/api/v2/ocr/dashboard", "The OCR loop's quality figures and the latest labelling batch",
+              OpenObject, ("staff",), query=MetricsQuery, errors=(400,)),
+    Operation("GET", "/api/v2/monitoring/dashboard", "Infrastructure health, anomalies with the metric around "
+              "each, alerts that fired together", OpenObject, ("operator",), query=DashboardQuery, errors=(400,)),
+    Operation("GET", "/api/v2/monitoring/series", "One series over a window, min/max/mean per bucket",
+              OpenObject, ("operator",), query=SeriesQuery, errors=(400,)),
 )
 
 ERROR_MEANINGS = {
@@ -296,6 +323,8 @@ def _operation(op: Operation) -> dict[str, Any]:
     ok_content = _json({"type": "object"} if op.response is BaseModel else _ref(op.response))
     if op.path == "/metrics":
         ok_content = {"text/plain": {"schema": {"type": "string"}}}
+    if op.media:
+        ok_content = {media: {"schema": {"type": "string"}} for media in op.media}
     responses: dict[str, Any] = {"200": {"description": "OK", "content": ok_content}}
     if op.path == "/health":
         responses["503"] = {"description": "a dependency is down", "content": _json(_ref(Health))}

@@ -148,6 +148,9 @@ def main() -> int:
         agent = start_agent(args.port)
         print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
               " scan them with: .venv/bin/mlstack --env-file .mlstack/local.env run-job scan-metrics", flush=True)
+        print(f"mlstack: dashboards: http://127.0.0.1:{args.port}/dashboards — sign in with the demo staff key for"
+              " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
+              flush=True)
         try:
             return server.wait()
         except KeyboardInterrupt:

@@ -5,4 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+# The dashboards' browser tests (tests/browser) use Debian's Chromium and its driver; nothing is
+# downloaded at run time. Installed here when missing (the test command runs as root on CI).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "test: installing chromium and chromium-driver (apt-get)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    chromium chromium-driver >/dev/null
+fi
 exec .venv/bin/python scripts/with_services.py -- .venv/bin/python -m pytest "$@"

@@ -108,7 +108,49 @@ def ensure_demo(context: AppContext, *, with_models: bool = True) -> list[str]:
         _seed_conflict_model(context, tenant_ids, lines)
         seed_ocr_demo(context, tenant_ids[DEMO_SLUG], lines)
         seed_fraud_demo(context, tenant_ids, lines)
+        seed_dashboards_demo(context, tenant_ids[DEMO_SLUG], lines)
     return lines
+
+
+def seed_dashboards_demo(context: AppContext, tenant_id: str, lines: list[str]) -> None:
+    """What the dashboards draw beyond the loops' histories, each once: the demo tenant's conflict
+    predictions and fraud scores replayed through the real paths (then their outcome jobs), an OCR
+    labelling batch, a month of one-minute monitoring points with anomalies and the scans after
+    them, and a drift report."""
+    from shared.conflict.demo_replay import replay_predictions
+    from shared.fraud.demo_replay import replay_scores
+    from shared.monitoring.demo import seed_monitoring_demo
+    from shared.monitoring.services import monitoring_services
+    from shared.ocr.dashboard_repository import latest_batch
+    from shared.ocr.demo_replay import replay_readings
+    from shared.ocr.labelling import select_batch
+    from shared.ocr.services import ocr_services
+    from shared.slices import job_named
+
+    took: dict[str, float] = {}
+
+    def timed(name: str, step: Any) -> Any:
+        started = time.perf_counter()
+        result = step()
+        took[name] = time.perf_counter() - started
+        return result
+
+    has_conflict_model = context.registry.active_version("conflict", None) is not None
+    conflict = timed("conflict", lambda: replay_predictions(context, tenant_id)) if has_conflict_model else {}
+    fraud = timed("fraud", lambda: replay_scores(context, tenant_id))
+    ocr = ocr_services(context)
+    with context.database.transaction() as tx:
+        batch = latest_batch(tx, tenant_id)
+    if batch is None and context.registry.active_version("ocr_error", None) is not None:
+        timed("ocr", lambda: (replay_readings(ocr, tenant_id), select_batch(ocr, tenant_id)))
+    monitoring = timed("monitoring", lambda: seed_monitoring_demo(monitoring_services(context)))
+    if monitoring.get("series") or conflict.get("predictions") or fraud.get("scored"):
+        timed("drift", lambda: job_named("check-drift").run(context))
+        lines.append(
+            f"mlstack: dashboards' demo: {conflict.get('predictions', 0)} conflict predictions and"
+            f" {fraud.get('scored', 0)} fraud scores replayed, {monitoring.get('points', 0)} monitoring points"
+            f" ({monitoring.get('alerts', 0)} alerts), a drift check, in {sum(took.values()):.1f} s ("
+            + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in took.items()) + ")")
 
 
 def seed_ocr_demo(context: AppContext, tenant_id: str, lines: list[str], *, days: int = 90) -> None:

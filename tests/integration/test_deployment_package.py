@@ -42,6 +42,11 @@ def test_package_contains_the_project_packages(package_dir: Path) -> None:
     assert "app.py" in names
     assert "functions/http.py" in names and "shared/platform/registry.py" in names
     assert "shared/adapters/migrations/0001_foundation.sql" in names
+    # The dashboards' pages, scripts and styles (uPlot and its licence) are served from the package.
+    from functions.api_dashboards import ASSETS
+
+    assert {f"functions/static/{path}" for path, _ in ASSETS.values()} | {
+        "functions/static/dashboards/page.html", "functions/static/uplot/LICENSE"} <= names
     # Training code never ships in the function zip's dependencies: it lives in the layers.
     assert not any(n.startswith(("sklearn/", "pandas/")) for n in names)
     # boto3 comes with the Lambda runtime; bundling it would cost 25 MB of the 250 MB budget.
