@@ -9,6 +9,7 @@ native `Booster` API works either way, and training uses only that API too.
 from __future__ import annotations
 
 import sys
+import threading
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -16,19 +17,25 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+# Held for the whole import: a module is in sys.modules from the moment its import starts, so
+# without it a second thread (concurrent first requests) would take a half-initialised xgboost,
+# fail to build the booster, and the version would be refused as if its artifact were bad.
+_IMPORT_LOCK = threading.Lock()
+
 
 def import_xgboost() -> ModuleType:
-    if "xgboost" in sys.modules:
-        return sys.modules["xgboost"]
-    hidden = "sklearn" not in sys.modules
-    if hidden:
-        sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` now raises ImportError
-    try:
-        import xgboost
-    finally:
+    with _IMPORT_LOCK:
+        if "xgboost" in sys.modules:
+            return sys.modules["xgboost"]
+        hidden = "sklearn" not in sys.modules
         if hidden:
-            del sys.modules["sklearn"]
-    return xgboost
+            sys.modules["sklearn"] = None  # type: ignore[assignment]  # `import sklearn` now raises ImportError
+        try:
+            import xgboost
+        finally:
+            if hidden:
+                del sys.modules["sklearn"]
+        return xgboost
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from shared.errors import ArtifactRejected, MlstackError
 from shared.platform.registry import ModelVersion, Registry
 
 Built = TypeVar("Built")
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ServingModels:
         self._failures: dict[str, tuple[float, MlstackError]] = {}
         self._rejected: dict[str, ModelVersion] = {}
         self._lock = threading.Lock()
+        self._building: dict[str, threading.Lock] = {}
 
     def choice(self, kind: str, tenant_id: str | None) -> ServingChoice:
         key = (kind, tenant_id)
@@ -105,14 +107,32 @@ class ServingModels:
         audited) once per interval, not once per request.
         """
         key = version.version_id
-        now = self._clock()
+        found = self._cached(key)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+        # One build per version: concurrent first requests wait for it rather than each fetching,
+        # verifying and building the same artifact.
+        with self._lock:
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            found = self._cached(key)  # built (or refused) while this thread waited
+            if found is not _MISSING:
+                return found  # type: ignore[no-any-return]
+            return self._build(version, build, artifact_format)
+
+    def _cached(self, key: str) -> Any:
+        """The loaded model, or raises the failure remembered within refresh_seconds, or _MISSING."""
         with self._lock:
             failed = self._failures.get(key)
-            if failed is not None and now - failed[0] < self._refresh_seconds:
+            if failed is not None and self._clock() - failed[0] < self._refresh_seconds:
                 raise failed[1]
             if key in self._loaded:
                 self._loaded.move_to_end(key)
-                return self._loaded[key]  # type: ignore[no-any-return]
+                return self._loaded[key]
+        return _MISSING
+
+    def _build(self, version: ModelVersion, build: Callable[[bytes], Built], artifact_format: str) -> Built:
+        key, now = version.version_id, self._clock()
         try:
             if version.artifact_format != artifact_format:
                 raise ArtifactRejected(f"{version.label} is {version.artifact_format}, not a serving format")

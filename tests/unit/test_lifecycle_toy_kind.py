@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import threading
+import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -224,4 +227,25 @@ def test_a_warm_process_notices_a_tampered_artifact_within_the_refresh_interval(
     world["store"].put(own.artifact_key, original)
     now[0] = 200.0
     assert predict(world, "t1", 0.7, "r4")["scope"] == "tenant"
+    assert world["models"].rejected() == []
+
+
+def test_concurrent_first_requests_share_one_build_and_all_get_the_model(world: dict[str, Any]) -> None:
+    version = train(world, "t1")
+    world["registry"].activate(version.version_id, actor="t")
+    builds: list[int] = []
+    started = threading.Barrier(8)
+
+    def slow_build(data: bytes) -> Any:
+        builds.append(1)
+        time.sleep(0.05)  # long enough for every thread to arrive while the first one builds
+        return TOY.load(data)
+
+    def first_request(_: int) -> Any:
+        started.wait()
+        return world["models"].load(version, slow_build)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        models = list(pool.map(first_request, range(8)))
+    assert len(builds) == 1 and all(model is models[0] for model in models)
     assert world["models"].rejected() == []
