@@ -97,7 +97,8 @@ class Parameters:
 
 @dataclass
 class SeriesScores:
-    """Per row: the ensemble score, each detector's score, and the reasons (detectors >= 0.5)."""
+    """Per row: the ensemble score, each detector's score, and the reasons (detectors >= 0.5,
+    strongest first)."""
 
     combined: Array
     detectors: dict[str, Array]
@@ -397,8 +398,9 @@ def score_series(times: Sequence[float] | Array, values: Sequence[float] | Array
     final, new_state = suppress(combined, params, state)
     if detector != ENSEMBLE:
         final, new_state = combined, 0.0  # a single detector is reported as it is
-    reasons = [[name for name in per_detector if per_detector[name][k] >= REASON_THRESHOLD]
-               for k in range(len(out_rows))]
+    # Reasons strongest first: the first names the detector an alert is deduplicated by.
+    reasons = [sorted((name for name in per_detector if per_detector[name][k] >= REASON_THRESHOLD),
+                      key=lambda name, k=k: -per_detector[name][k]) for k in range(len(out_rows))]
     return SeriesScores(np.clip(final, 0.0, 1.0), per_detector, new_state, reasons)
 
 

@@ -163,6 +163,43 @@ def test_alerts_of_a_source_within_the_window_are_one_incident_and_repeats_count
     assert publish_new(None, repo, services.notifier) == 1 and publish_new(None, repo, services.notifier) == 0
 
 
+def test_incidents_group_a_service_or_host_within_the_window_and_deduplicate_by_series_and_detector() -> None:
+    from shared.monitoring.alerting import raise_alerts
+    from shared.monitoring.alerts_repository import AlertIn
+
+    repo = in_memory_monitoring_services().alerts
+    tenant_a, tenant_b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+
+    def alert(source: str, metric: str, minutes: int, detector: str = "spike", kind: str = "anomaly",
+              tenant: str | None = None) -> AlertIn:
+        return AlertIn(source, metric, kind, 0.9, NOW + timedelta(minutes=minutes), (detector,), 1.0, tenant)
+
+    window = timedelta(minutes=10)
+    raise_alerts(None, repo, [
+        alert("database", "deadlocks_per_minute", 0), alert("queue:training-jobs", "depth", 5),  # one service
+        alert("api", "GET /x p95_ms", 40),  # the service again, but after the window: a new incident
+        alert("host-1", "cpu_percent", 0), alert("host-1/disk0", "busy_percent", 8),  # one host
+        alert("host-2", "cpu_percent", 1),  # another host
+        alert("model:conflict", "age", 0, "drift", "drift", tenant_a),
+        alert("model:conflict", "age", 2, "drift", "drift", tenant_b),  # another tenant's: its own
+    ], NOW + timedelta(minutes=40), window)
+    incidents = repo.incidents(None, status=None, tenant_id=None, limit=20)
+    groups = sorted((i["group_key"], len(i["alert_list"])) for i in incidents)
+    assert groups == [("host:host-1", 2), ("host:host-2", 1), ("model:conflict", 1), ("model:conflict", 1),
+                      ("service:mlstack", 1), ("service:mlstack", 2)]
+    # While its incident is open, the same series and detector is one alert, even past the window;
+    # another detector on that series is another alert of the same incident.
+    counts = raise_alerts(None, repo, [alert("host-1", "cpu_percent", 60), alert("host-1", "cpu_percent", 61,
+                                                                                 "level_shift")],
+                          NOW + timedelta(minutes=61), window)
+    assert (counts["new"], counts["deduplicated"]) == (1, 1)
+    host = next(i for i in repo.incidents(None, status=None, tenant_id=None, limit=20)
+                if i["group_key"] == "host:host-1")
+    cpu = sorted((a["fingerprint"], a["occurrences"]) for a in host["alert_list"] if a["metric"] == "cpu_percent")
+    assert cpu == [("anomaly:host-1:cpu_percent:level_shift", 1), ("anomaly:host-1:cpu_percent:spike", 2)]
+    assert [i["tenant_id"] for i in repo.incidents(None, status=None, tenant_id=tenant_b, limit=20)] == [tenant_b]
+
+
 def test_drift_on_shifted_inputs_and_none_on_large_identical_samples() -> None:
     rng = np.random.default_rng(5)
     training = rng.lognormal(0, 1, 50_000)
@@ -241,3 +278,36 @@ def test_the_agent_buffers_when_the_service_is_away_and_resends_the_same_minutes
     up[0] = True
     assert agent.push() == {"accepted": 2}
     assert {p["ts"][-9:] for p in sent[0]["points"]} <= {":00+00:00"}  # whole minutes: idempotent keys
+
+
+def test_queue_probe_reads_depth_of_each_queue_and_its_dead_letters_and_the_oldest_age_from_cloudwatch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    from shared.adapters.aws import aws_client
+    from shared.monitoring.queues import CloudWatchQueueAges, SqsQueueProbe
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        sqs, cloudwatch = aws_client("sqs"), aws_client("cloudwatch")
+        dead = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
+        dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName="jobs", Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dead_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+        for body in ("a", "b"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        now = datetime.now(UTC)
+        cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[
+            {"MetricName": "ApproximateAgeOfOldestMessage", "Dimensions": [{"Name": "QueueName", "Value": "jobs"}],
+             "Timestamp": now - timedelta(minutes=m), "Value": value} for m, value in ((4, 60.0), (2, 180.0))])
+        readings = SqsQueueProbe(sqs, [url], CloudWatchQueueAges(cloudwatch)).readings()
+        assert readings["jobs"]["depth"] == 2 and readings["jobs"]["oldest_age_seconds"] == 180.0  # the newest
+        assert readings["jobs-dlq"]["depth"] == 0 and "oldest_age_seconds" not in readings["jobs-dlq"]
+        # The probe never received a message: the first receive is still the first.
+        received = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+        assert received["Attributes"]["ApproximateReceiveCount"] == "1"
+        # CloudWatch unreachable: depth is still read, the age left out.
+        broken = CloudWatchQueueAges(aws_client("cloudwatch", endpoint_url="http://127.0.0.1:9"))
+        assert "oldest_age_seconds" not in SqsQueueProbe(sqs, [url], broken).readings()["jobs"]
