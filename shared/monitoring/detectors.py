@@ -399,8 +399,9 @@ def score_series(times: Sequence[float] | Array, values: Sequence[float] | Array
     if detector != ENSEMBLE:
         final, new_state = combined, 0.0  # a single detector is reported as it is
     # Reasons strongest first: the first names the detector an alert is deduplicated by.
-    reasons = [sorted((name for name in per_detector if per_detector[name][k] >= REASON_THRESHOLD),
-                      key=lambda name, k=k: -per_detector[name][k]) for k in range(len(out_rows))]
+    reasons = [[name for _, name in sorted(((-float(scores_of[k]), name) for name, scores_of in per_detector.items()
+                                            if scores_of[k] >= REASON_THRESHOLD))]
+               for k in range(len(out_rows))]
     return SeriesScores(np.clip(final, 0.0, 1.0), per_detector, new_state, reasons)
 
 
