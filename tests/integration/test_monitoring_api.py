@@ -175,6 +175,10 @@ def test_collection_retention_and_a_scan_path_without_scikit_learn(
         series = {(s["source"], s["metric"]) for s in services.series.series_list(tx)}
     assert {("api", "GET /api/v2/models requests"), ("api", "GET /api/v2/models error_rate"),
             ("database", "connections_active"), ("predictions", "conflict")} <= series
+    with context.database.transaction() as tx:
+        # The test cluster has no pg_stat_statements: no statement series, the rest still collected.
+        assert services.system.slowest_statements(tx, 5) is None
+    assert not any(metric.startswith("statement ") for _, metric in series)
 
     # A host's history: the detector state trains on it (scikit-learn, here) ...
     rng = np.random.default_rng(8)

@@ -311,3 +311,21 @@ def test_queue_probe_reads_depth_of_each_queue_and_its_dead_letters_and_the_olde
         # CloudWatch unreachable: depth is still read, the age left out.
         broken = CloudWatchQueueAges(aws_client("cloudwatch", endpoint_url="http://127.0.0.1:9"))
         assert "oldest_age_seconds" not in SqsQueueProbe(sqs, [url], broken).readings()["jobs"]
+
+
+def test_collection_stores_the_slowest_statements_where_pg_stat_statements_answers() -> None:
+    from shared.monitoring.collection import collect
+    from shared.monitoring.system_repository import InMemorySystemRepository
+
+    services = in_memory_monitoring_services()
+    collect(services, NOW)  # no pg_stat_statements: no statement series
+    assert isinstance(services.system, InMemorySystemRepository)
+    services.system.statements = [{"queryid": str(q), "query": f"SELECT {q}", "calls": 10.0, "mean_ms": 2.0 * q,
+                                   "total_ms": 20.0 * q} for q in range(1, 9)]
+    collect(services, NOW + timedelta(minutes=1))
+    with services.transactions.transaction() as tx:
+        metrics = {w.metric: w.values.tolist() for w in services.series.scan_window(tx, NOW - timedelta(hours=1),
+                                                                                     NOW + timedelta(hours=1))}
+    statements = sorted(m for m in metrics if m.startswith("statement "))
+    assert statements == [f"statement {q} mean_ms" for q in (4, 5, 6, 7, 8)]  # the five with most total time
+    assert metrics["slowest_statement_mean_ms"] == [16.0]
