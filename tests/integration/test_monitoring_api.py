@@ -205,3 +205,27 @@ print(json.dumps({'state': report['detector_state'],
     assert retention["points_deleted"] > 10_000 and retention["rollups_written"] > 0
     with context.database.transaction() as tx:
         assert services.series.hourly_medians(tx, now - timedelta(days=2), now + timedelta(hours=1))
+
+
+def test_the_local_schedule_runs_collect_and_scan_and_stops_cleanly_on_sigterm(app_environment: dict[str, str]) -> None:
+    import signal
+    import time
+
+    env = {**os.environ, **app_environment}
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    assert process.stdout is not None
+    while time.monotonic() < deadline:  # the first round: collect, then scan, right at the start
+        line = process.stdout.readline()
+        seen.append(line)
+        if '"schedule.ran"' in line and '"scan-metrics"' in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, "".join(seen)[-2000:] + out[-2000:]
+    ran = [json.loads(line)["job"] for line in seen if '"schedule.ran"' in line]
+    assert ran == ["collect-metrics", "scan-metrics"]
+    runs = json.loads(out[out.index('{\n  "runs"'):])["runs"]
+    assert runs == {"collect-metrics": 1, "scan-metrics": 1, "compact-metrics": 0, "check-drift": 0}

@@ -8,6 +8,7 @@ import csv
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -329,3 +330,50 @@ def test_collection_stores_the_slowest_statements_where_pg_stat_statements_answe
     statements = sorted(m for m in metrics if m.startswith("statement "))
     assert statements == [f"statement {q} mean_ms" for q in (4, 5, 6, 7, 8)]  # the five with most total time
     assert metrics["slowest_statement_mean_ms"] == [16.0]
+
+
+def test_the_local_schedule_collects_and_scans_every_minute_so_the_local_run_raises_alerts() -> None:
+    import threading
+
+    from shared.monitoring.collection import collect
+    from shared.monitoring.local_schedule import Scheduled, rate_seconds, run_schedule
+
+    assert (rate_seconds("rate(1 minute)"), rate_seconds("rate(1 day)"), rate_seconds("cron(0 3 ? * SUN *)")) == (
+        60.0, 86_400.0, None)
+    services = in_memory_monitoring_services()
+    rng = np.random.default_rng(4)
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point("host-9", "cpu_percent", NOW - timedelta(minutes=300 - m),
+                                                30 + float(rng.normal(0, 1))) for m in range(300)])
+    clock = [0.0]
+    order: list[str] = []
+
+    def at_minute(job: str, run: Any) -> Any:  # noqa: ANN401
+        def timed() -> dict[str, Any]:
+            order.append(job)
+            result: dict[str, Any] = run(services, NOW + timedelta(seconds=clock[0]))
+            return result
+        return timed
+
+    def failing() -> dict[str, Any]:
+        raise RuntimeError("drift source down")
+
+    def wait(seconds: float) -> bool:
+        clock[0] += seconds
+        if clock[0] >= 60:  # a spike arrives during the first minute
+            with services.transactions.transaction() as tx:
+                services.series.store_points(tx, [Point("host-9", "cpu_percent", NOW + timedelta(seconds=30), 95.0)])
+        return False
+
+    entries = [Scheduled("collect-metrics", 60, at_minute("collect-metrics", collect)),
+               Scheduled("scan-metrics", 60, at_minute("scan-metrics", scan)),
+               Scheduled("check-drift", 86_400, failing)]
+    # Rounds at 0, 60, ..., 300 s; the daily job's first run is 5 minutes in (and fails).
+    runs = run_schedule(entries, threading.Event(), clock=lambda: clock[0], wait=wait, rounds=6)
+    assert runs == {"collect-metrics": 6, "scan-metrics": 6, "check-drift": 1}  # drift failed, others went on
+    assert order[:4] == ["collect-metrics", "scan-metrics", "collect-metrics", "scan-metrics"]
+    incidents = services.alerts.incidents(None, status="open", tenant_id=None, limit=5)
+    assert [(i["group_key"], i["alert_list"][0]["metric"]) for i in incidents] == [("host:host-9", "cpu_percent")]
+    stopped = threading.Event()
+    stopped.set()
+    assert run_schedule(entries, stopped) == {"collect-metrics": 0, "scan-metrics": 0, "check-drift": 0}
