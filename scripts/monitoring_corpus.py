@@ -85,6 +85,7 @@ def _base(rng: np.random.Generator, t: np.ndarray, style: str) -> tuple[np.ndarr
 def _inject(rng: np.random.Generator, t: np.ndarray, v: np.ndarray, at: int, kind: str, noise: float,
             quantised: bool) -> np.ndarray:
     n = len(v)
+    positive = bool(v.min() >= 0)  # a latency or a count stays >= 0 whatever happens to it
     v = v.copy()
     magnitude = rng.uniform(6, 12) * noise
     sign = rng.choice([-1.0, 1.0])
@@ -110,7 +111,7 @@ def _inject(rng: np.random.Generator, t: np.ndarray, v: np.ndarray, at: int, kin
         v[at:at + min(n - at, int(rng.integers(5, 30)))] = 0.0
     if quantised:
         v = np.round(v)
-    return np.maximum(v, 0.0) if v.min() >= 0 else v
+    return np.maximum(v, 0.0) if positive else v
 
 
 # Anomalies that make sense for each base style.

@@ -64,8 +64,9 @@ CALIBRATION: dict[str, Calibration] = {
     "iqr": Calibration(1.5, 2.5),
     "spike": Calibration(3.5, 2.5),
     "seasonal": Calibration(3.5, 2.0),
-    "level_shift": Calibration(3.0, 2.0),
+    "level_shift": Calibration(4.0, 2.0),
     "flatline": Calibration(1.0, 1.0),
+    "drift": Calibration(7.0, 3.0),
 }
 
 
@@ -243,8 +244,11 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     with _quiet():
         z_long, fence_long, scale_long = _level_scores(values, rows, params.long_window, floor)
         z_short, fence_short, _ = _level_scores(values, rows, params.short_window, floor)
+    # Odd against both windows; or, for a slow drift the short window follows, far out against the
+    # long one alone (a higher bar: half a day of history is a weaker reference than both).
     scores = {
-        "robust_z": CALIBRATION["robust_z"].score(np.minimum(z_long, z_short)),
+        "robust_z": np.maximum(CALIBRATION["robust_z"].score(np.minimum(z_long, z_short)),
+                               CALIBRATION["drift"].score(z_long)),
         "iqr": CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short)),
     }
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
@@ -319,7 +323,8 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
                 block, _ = _past_windows(residual_all, recent_rows[explained], window)
                 r_median, r_scale, _, _, r_tail = _robust_stats(block, False, floor[explained])
                 before_median[explained], before_scale[explained], before_tail[explained] = r_median, r_scale, r_tail
-            z = np.nan_to_num(_tail_z(recent - before_median, before_scale, before_tail))
+            # The median of m points is not a single point: the past's tail says little of it.
+            z = np.nan_to_num(np.abs(recent - before_median) / before_scale)
             shift = np.minimum(shift, z)
         spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
     tight = spread < np.abs(recent - before_median)
