@@ -105,8 +105,10 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         def cmd_schedule(args: argparse.Namespace) -> Any:
             import threading
 
+            from shared.logs import configure_logging
             from shared.monitoring.local_schedule import Scheduled, rate_seconds, run_schedule, stop_on_signals
 
+            configure_logging()  # each run's schedule.ran / schedule.failed line on stderr
             context = get_context()
             known = {name: (expression, run) for name, expression, _, run in schedules}
             names = args.job or [name for name, (expression, _) in known.items() if rate_seconds(expression)]

@@ -208,24 +208,31 @@ print(json.dumps({'state': report['detector_state'],
 
 
 def test_the_local_schedule_runs_collect_and_scan_and_stops_cleanly_on_sigterm(app_environment: dict[str, str]) -> None:
+    import queue
     import signal
-    import time
+    import threading
 
     env = {**os.environ, **app_environment}
     process = subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen: list[str] = []
-    deadline = time.monotonic() + 60
+    lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
-    while time.monotonic() < deadline:  # the first round: collect, then scan, right at the start
-        line = process.stdout.readline()
-        seen.append(line)
-        if '"schedule.ran"' in line and '"scan-metrics"' in line:
-            break
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0, "".join(seen)[-2000:] + out[-2000:]
-    ran = [json.loads(line)["job"] for line in seen if '"schedule.ran"' in line]
+    stdout = process.stdout
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        while not any('"schedule.ran"' in line and '"scan-metrics"' in line for line in seen):
+            seen.append(lines.get(timeout=60))  # the first round (collect, then scan) runs at the start
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    reader.join(timeout=10)  # the rest of its output, up to the end
+    while not lines.empty():
+        seen.append(lines.get_nowait())
+    out = "".join(seen)
+    assert process.returncode == 0, out[-3000:]
+    ran = [json.loads(line)["job"] for line in out.splitlines() if '"schedule.ran"' in line]
     assert ran == ["collect-metrics", "scan-metrics"]
     runs = json.loads(out[out.index('{\n  "runs"'):])["runs"]
     assert runs == {"collect-metrics": 1, "scan-metrics": 1, "compact-metrics": 0, "check-drift": 0}
