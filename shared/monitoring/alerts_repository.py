@@ -89,7 +89,8 @@ class AlertsRepository(Protocol):
         ...
 
 
-_INCIDENT_COLUMNS = ("incident_id::text AS incident_id, source, group_key, tenant_id::text AS tenant_id, status, opened_at,"
+_INCIDENT_COLUMNS = ("incident_id::text AS incident_id, source, coalesce(group_key, source) AS group_key,"
+                     " tenant_id::text AS tenant_id, status, opened_at,"
                      " last_alert_at, alerts, max_score, acknowledged_by, acknowledged_at, resolved_at")
 _ALERT_COLUMNS = ("alert_id::text AS alert_id, incident_id::text AS incident_id, source, metric, alert_type, score,"
                   " reasons, value, first_at, last_at, occurrences, silenced, tenant_id::text AS tenant_id")
@@ -114,7 +115,7 @@ class PostgresAlertsRepository:
     def open_incident(self, session: Any, group_key: str, since: datetime,
                       tenant_id: str | None = None) -> dict[str, Any] | None:
         return session.fetch_one(
-            f"SELECT {_INCIDENT_COLUMNS} FROM monitoring_incidents WHERE group_key = :group"
+            f"SELECT {_INCIDENT_COLUMNS} FROM monitoring_incidents WHERE coalesce(group_key, source) = :group"
             " AND tenant_id IS NOT DISTINCT FROM CAST(:tenant AS uuid) AND status <> 'resolved'"
             " AND last_alert_at >= :since ORDER BY last_alert_at DESC LIMIT 1", group=group_key, since=since,
             tenant=tenant_id)
@@ -204,7 +205,7 @@ class InMemoryAlertsRepository:
     def open_incident(self, session: Any, group_key: str, since: datetime,
                       tenant_id: str | None = None) -> dict[str, Any] | None:
         found = [i for i in self.incident_rows.values()
-                 if i["group_key"] == group_key and i["tenant_id"] == tenant_id and i["status"] != "resolved"
+                 if (i.get("group_key") or i["source"]) == group_key and i["tenant_id"] == tenant_id and i["status"] != "resolved"
                  and i["last_alert_at"] >= since]
         return dict(max(found, key=lambda i: i["last_alert_at"])) if found else None
 
