@@ -6,9 +6,11 @@
             scripts/with_services.py), else the in-memory repositories
   latency   metric in -> alert out: a spike stored, the scan run, the alert published
   backtest  points per second of `mlstack anomaly backtest`'s scorer
-  quality   a labelled synthetic set (spikes, level shifts, seasonal breaks, drifts, with windows):
-            precision, recall and false-positive share per detector, the ensemble and a plain
-            rolling z-score, at the scan's alert threshold
+  quality   the labelled corpus of scripts/monitoring_corpus.py (real-looking series: seasonality,
+            trends, counts, quantised gauges, heavy tails, gaps; spikes, shifts, drifts, stuck
+            values, ... with NAB-style windows): precision, recall, false-positive share and NAB's
+            standard score per detector, the ensemble and a plain rolling z-score, at the scan's
+            alert threshold
 
     .venv/bin/python scripts/with_services.py -- .venv/bin/python scripts/bench_monitoring.py --series 1000
 """
@@ -27,6 +29,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from monitoring_corpus import corpus, nab_normalised, nab_raw  # noqa: E402
 
 from shared.monitoring.detectors import DETECTORS, ENSEMBLE, rolling_zscore, score_series  # noqa: E402
 from shared.monitoring.scan import ALERT_THRESHOLD, scan  # noqa: E402
@@ -105,73 +110,58 @@ def bench_backtest(points: int = 20_000) -> dict[str, Any]:
     return {"points": points, "seconds": round(seconds, 2), "points_per_second": round(points / seconds)}
 
 
-def labelled_set(count: int, seed: int = 2) -> list[tuple[np.ndarray, np.ndarray, list[tuple[int, int]], str]]:
-    """5-minute series of 8 days (daily cycle, weekly wobble, noise); one anomaly each after day 5."""
-    rng = np.random.default_rng(seed)
-    n = 8 * 288
-    out = []
-    kinds = ("spike", "level_shift", "seasonal_break", "drift")
-    for i in range(count):
-        t = 1_700_000_000 + np.arange(n) * 300.0
-        amplitude, noise = rng.uniform(5, 20), rng.uniform(0.5, 3)
-        v = 100 + amplitude * np.sin(2 * np.pi * t / 86_400) + 0.2 * amplitude * np.sin(2 * np.pi * t / 604_800)
-        v = v + rng.normal(0, noise, n)
-        kind = kinds[i % len(kinds)]
-        start = int(rng.integers(5 * 288, 7 * 288))
-        if kind == "spike":
-            v[start] += rng.choice([-1, 1]) * rng.uniform(6, 10) * noise
-        elif kind == "level_shift":
-            v[start:] += rng.choice([-1, 1]) * rng.uniform(3, 6) * noise
-        elif kind == "seasonal_break":  # the day's cycle shifted by six hours
-            v[start:start + 288] = (100 + amplitude * np.sin(2 * np.pi * (t[start:start + 288] + 21_600) / 86_400)
-                                    + rng.normal(0, noise, 288))
-        else:  # drift: a ramp of 8 noise units over six hours, then staying
-            ramp = np.clip((np.arange(n) - start) / 72, 0, 1) * 8 * noise
-            v = v + ramp
-        out.append((t, v, [(start, start + 36)], kind))
-    return out
-
-
 def _events(flags: np.ndarray) -> list[int]:
     """First index of each run of consecutive flagged points."""
     idx = np.where(flags)[0]
     return [int(i) for k, i in enumerate(idx) if k == 0 or idx[k - 1] != i - 1]
 
 
-def bench_quality(count: int) -> dict[str, Any]:
-    data = labelled_set(count)
+def bench_quality(count: int, threshold: float = ALERT_THRESHOLD) -> dict[str, Any]:
+    """Every detector, the ensemble and a plain rolling z-score on the labelled corpus
+    (scripts/monitoring_corpus.py): one causal run per series gives every detector's scores."""
+    data = corpus(count)
+    scored = []
+    for series in data:
+        result = score_series(series.times, series.values)
+        scored.append({ENSEMBLE: result.combined, **result.detectors, "rolling_zscore": rolling_zscore(series.values)})
     results: dict[str, dict[str, float]] = {}
     for name in (ENSEMBLE, *DETECTORS, "rolling_zscore"):
         hits = windows = true_events = false_events = 0
-        for t, v, labelled, _ in data:
-            scores = rolling_zscore(v) if name == "rolling_zscore" else score_series(t, v, detector=name).combined
-            events = _events(scores >= ALERT_THRESHOLD)
-            inside = [e for e in events if any(a <= e < b for a, b in labelled)]
-            windows += len(labelled)
-            hits += sum(any(a <= e < b for e in events) for a, b in labelled)
+        nab = 0.0
+        for series, scores in zip(data, scored, strict=True):
+            flags = scores[name] >= threshold
+            events = _events(flags)
+            inside = [e for e in events if any(a <= e < b for a, b in series.windows)]
+            windows += len(series.windows)
+            hits += sum(any(a <= e < b for e in events) for a, b in series.windows)
             true_events += len(inside)
             false_events += len(events) - len(inside)
+            nab += nab_raw(flags, series.windows)
         total = true_events + false_events
+        days = sum(float(s.times[-1] - s.times[0]) for s in data) / 86_400
         results[name] = {"precision": round(true_events / total, 3) if total else 0.0,
                          "recall": round(hits / windows, 3),
                          "false_positive_share": round(false_events / total, 3) if total else 0.0,
-                         "false_alarms_per_series_day": round(false_events / (len(data) * 8), 3)}
-    return {"series": count, "results": results}
+                         "false_alarms_per_series_day": round(false_events / days, 3),
+                         "nab_standard": round(nab_normalised(nab, windows), 1)}
+    return {"series": count, "windows": sum(len(s.windows) for s in data), "threshold": threshold,
+            "results": results}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--quality-series", type=int, default=40)
+    parser.add_argument("--quality-series", type=int, default=35)
     args = parser.parse_args()
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     report = {"scan": bench_scan(args.series, now), "backtest": bench_backtest(),
               "quality": bench_quality(args.quality_series) if args.quality_series else {"results": {}}}
     print(json.dumps(report, indent=2))
-    print("\n| detector | precision | recall | false-positive share | false alarms / series-day |\n|---|---|---|---|---|")
+    print("\n| detector | precision | recall | false-positive share | false alarms / series-day | NAB standard |"
+          "\n|---|---|---|---|---|---|")
     for name, r in report["quality"]["results"].items():
         print(f"| {name} | {r['precision']} | {r['recall']} | {r['false_positive_share']} |"
-              f" {r['false_alarms_per_series_day']} |")
+              f" {r['false_alarms_per_series_day']} | {r['nab_standard']} |")
     s = report["scan"]
     print(f"\nscan ({s['backend']}): {s['series']} series x 1440 points read in {s['read_day_one_query_seconds']} s,"
           f" minute scan {s['scan_seconds']} s, metric in -> alert out {s['metric_in_to_alert_out_seconds']} s;"

@@ -100,6 +100,21 @@ def start_agent(port: int) -> subprocess.Popen[bytes]:
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
 
+def start_schedule() -> subprocess.Popen[bytes]:
+    """`mlstack schedule`: collect-metrics and scan-metrics every minute, check-drift and
+    compact-metrics daily, as EventBridge runs them deployed (its log lines go to .mlstack/schedule.log)."""
+    log = (STATE / "schedule.log").open("ab")
+    return subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, stdout=log, stderr=log)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()  # SIGTERM: the agent and the schedule stop between two runs
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=8000)
@@ -146,8 +161,10 @@ def main() -> int:
             cwd=ROOT,
         )
         agent = start_agent(args.port)
+        schedule = start_schedule()
         print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
-              " scan them with: .venv/bin/mlstack --env-file .mlstack/local.env run-job scan-metrics", flush=True)
+              " collect-metrics and scan-metrics run every minute, check-drift daily (log: .mlstack/schedule.log);"
+              " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
         print(f"mlstack: dashboards: http://127.0.0.1:{args.port}/dashboards — sign in with the demo staff key for"
               " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
               flush=True)
@@ -161,11 +178,8 @@ def main() -> int:
                 server.kill()
             return 0
         finally:
-            agent.terminate()
-            try:
-                agent.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                agent.kill()
+            _stop(schedule)
+            _stop(agent)
     finally:
         localpg.stop(PG_DATA)
         print("mlstack: stopped PostgreSQL", flush=True)

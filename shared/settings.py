@@ -50,6 +50,8 @@ class Settings(BaseModel):
     training_jobs_queue_url: str = ""
     buffered_writes_queue_url: str = ""
     monitoring_raw_days: int = Field(default=30, ge=1, le=400)
+    # Alerts of one service or host within this many minutes of its incident's last alert join it.
+    incident_window_minutes: int = Field(default=30, ge=1, le=24 * 60)
     drift_retrain: bool = False
 
     @field_validator("database_url")

@@ -1,7 +1,12 @@
-"""Alerts into incidents: alerts of one source within GROUP_WINDOW of the incident's last alert
-join it (a new source, or a quiet one, opens a new incident); the same (type, source, metric) in
-an incident is one alert that counts occurrences (deduplication); an alert a silence matches is
-kept, marked silenced, and never published. New alerts are published per incident, once."""
+"""Alerts into incidents. Deduplication first: an alert whose series and detector (its
+fingerprint) already has an alert in an unresolved incident counts another occurrence there.
+Otherwise it joins the incident of its group (the same service or host, and tenant) whose last
+alert is within the window (GROUP_WINDOW unless configured), or opens one. An alert a silence
+matches is kept, marked silenced, and never published. New alerts are published per incident, once.
+
+Groups: the service's own sources (database, api, predictions, queue:<name>) are the service
+`service:mlstack`; a model's drift is `model:<kind>` (per tenant, as incidents are); any other
+source is a host, and `host/part` (a process or disk of a host) belongs to `host`."""
 
 from __future__ import annotations
 
@@ -14,18 +19,39 @@ from shared.monitoring.alerts_repository import AlertIn, AlertsRepository
 from shared.monitoring.notify import Notifier
 
 GROUP_WINDOW = timedelta(minutes=30)
+SERVICE_SOURCES = ("database", "api", "predictions")
+SERVICE_GROUP = "service:mlstack"
 # An incident with no alert for this long is resolved (a new alert then opens a new one).
 RESOLVE_AFTER = timedelta(hours=2)
 
 
-def raise_alerts(session: Any, alerts_repo: AlertsRepository, alerts: Sequence[AlertIn], now: datetime) -> dict[str, int]:
+def incident_group(source: str) -> str:
+    """The service or host an alert's source belongs to (module docstring)."""
+    if source in SERVICE_SOURCES or source.startswith("queue:"):
+        return SERVICE_GROUP
+    if source.startswith("model:"):
+        return source
+    return "host:" + source.split("/", 1)[0]
+
+
+def _incident_for(session: Any, alerts_repo: AlertsRepository, alert: AlertIn, window: timedelta) -> str:
+    held = alerts_repo.incident_holding(session, alert.fingerprint, alert.tenant_id)
+    if held is not None:
+        return held
+    group = incident_group(alert.source)
+    incident = alerts_repo.open_incident(session, group, alert.at - window, alert.tenant_id)
+    if incident is not None:
+        return str(incident["incident_id"])
+    return alerts_repo.create_incident(session, alert.source, alert.tenant_id, alert.at, group)
+
+
+def raise_alerts(session: Any, alerts_repo: AlertsRepository, alerts: Sequence[AlertIn], now: datetime,
+                 window: timedelta = GROUP_WINDOW) -> dict[str, int]:
     silences = alerts_repo.silences(session, now)
     counts = {"alerts": 0, "new": 0, "deduplicated": 0, "silenced": 0}
     alerts_repo.resolve_quiet(session, now - RESOLVE_AFTER, now)
     for alert in sorted(alerts, key=lambda a: a.at):
-        incident = alerts_repo.open_incident(session, alert.source, alert.at - GROUP_WINDOW)
-        incident_id = (incident["incident_id"] if incident is not None
-                       else alerts_repo.create_incident(session, alert.source, alert.tenant_id, alert.at))
+        incident_id = _incident_for(session, alerts_repo, alert, window)
         silenced = any(s.matches(alert.source, alert.metric, alert.at) for s in silences)
         _, new = alerts_repo.record_alert(session, incident_id, alert, silenced)
         counts["alerts"] += 1

@@ -23,8 +23,15 @@ class AlertIn:
     tenant_id: str | None = None
 
     @property
+    def detector(self) -> str:
+        """The detector that scored an anomaly highest (the scan lists reasons strongest first)."""
+        return self.reasons[0] if self.alert_type == "anomaly" and self.reasons else ""
+
+    @property
     def fingerprint(self) -> str:
-        return f"{self.alert_type}:{self.source}:{self.metric}"
+        """Deduplication: one alert per series and detector (and type) while its incident is open."""
+        base = f"{self.alert_type}:{self.source}:{self.metric}"
+        return f"{base}:{self.detector}" if self.detector else base
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,17 @@ class Silence:
 
 
 class AlertsRepository(Protocol):
-    def open_incident(self, session: Any, source: str, since: datetime) -> dict[str, Any] | None:
-        """The source's incident not resolved and alerted on at or after `since`, if any."""
+    def open_incident(self, session: Any, group_key: str, since: datetime,
+                      tenant_id: str | None = None) -> dict[str, Any] | None:
+        """The group's (and tenant's) incident not resolved and alerted on at or after `since`."""
         ...
 
-    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime) -> str: ...
+    def incident_holding(self, session: Any, fingerprint: str, tenant_id: str | None) -> str | None:
+        """The unresolved incident that already has an alert with this fingerprint, if any."""
+        ...
+
+    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime,
+                        group_key: str | None = None) -> str: ...
 
     def record_alert(self, session: Any, incident_id: str, alert: AlertIn, silenced: bool) -> tuple[str, bool]:
         """Insert, or (same fingerprint in the incident) count another occurrence. Returns
@@ -76,7 +89,8 @@ class AlertsRepository(Protocol):
         ...
 
 
-_INCIDENT_COLUMNS = ("incident_id::text AS incident_id, source, tenant_id::text AS tenant_id, status, opened_at,"
+_INCIDENT_COLUMNS = ("incident_id::text AS incident_id, source, coalesce(group_key, source) AS group_key,"
+                     " tenant_id::text AS tenant_id, status, opened_at,"
                      " last_alert_at, alerts, max_score, acknowledged_by, acknowledged_at, resolved_at")
 _ALERT_COLUMNS = ("alert_id::text AS alert_id, incident_id::text AS incident_id, source, metric, alert_type, score,"
                   " reasons, value, first_at, last_at, occurrences, silenced, tenant_id::text AS tenant_id")
@@ -98,16 +112,28 @@ WHERE incident_id = CAST(:incident AS uuid)
 
 
 class PostgresAlertsRepository:
-    def open_incident(self, session: Any, source: str, since: datetime) -> dict[str, Any] | None:
+    def open_incident(self, session: Any, group_key: str, since: datetime,
+                      tenant_id: str | None = None) -> dict[str, Any] | None:
         return session.fetch_one(
-            f"SELECT {_INCIDENT_COLUMNS} FROM monitoring_incidents WHERE source = :source AND status <> 'resolved'"
-            " AND last_alert_at >= :since ORDER BY last_alert_at DESC LIMIT 1", source=source, since=since)
+            f"SELECT {_INCIDENT_COLUMNS} FROM monitoring_incidents WHERE coalesce(group_key, source) = :group"
+            " AND tenant_id IS NOT DISTINCT FROM CAST(:tenant AS uuid) AND status <> 'resolved'"
+            " AND last_alert_at >= :since ORDER BY last_alert_at DESC LIMIT 1", group=group_key, since=since,
+            tenant=tenant_id)
 
-    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime) -> str:
+    def incident_holding(self, session: Any, fingerprint: str, tenant_id: str | None) -> str | None:
+        found = session.fetch_value(
+            "SELECT i.incident_id::text FROM monitoring_alerts a JOIN monitoring_incidents i USING (incident_id)"
+            " WHERE a.fingerprint = :fingerprint AND i.status <> 'resolved'"
+            " AND i.tenant_id IS NOT DISTINCT FROM CAST(:tenant AS uuid)"
+            " ORDER BY i.last_alert_at DESC LIMIT 1", fingerprint=fingerprint, tenant=tenant_id)
+        return None if found is None else str(found)
+
+    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime,
+                        group_key: str | None = None) -> str:
         return str(session.fetch_value(
-            "INSERT INTO monitoring_incidents (source, tenant_id, opened_at, last_alert_at)"
-            " VALUES (:source, CAST(:tenant AS uuid), :at, :at) RETURNING incident_id", source=source,
-            tenant=tenant_id, at=at))
+            "INSERT INTO monitoring_incidents (source, group_key, tenant_id, opened_at, last_alert_at)"
+            " VALUES (:source, :group, CAST(:tenant AS uuid), :at, :at) RETURNING incident_id", source=source,
+            group=group_key or source, tenant=tenant_id, at=at))
 
     def record_alert(self, session: Any, incident_id: str, alert: AlertIn, silenced: bool) -> tuple[str, bool]:
         row = session.fetch_one(
@@ -176,15 +202,25 @@ class InMemoryAlertsRepository:
     alert_rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     silence_rows: list[Silence] = field(default_factory=list)
 
-    def open_incident(self, session: Any, source: str, since: datetime) -> dict[str, Any] | None:
+    def open_incident(self, session: Any, group_key: str, since: datetime,
+                      tenant_id: str | None = None) -> dict[str, Any] | None:
         found = [i for i in self.incident_rows.values()
-                 if i["source"] == source and i["status"] != "resolved" and i["last_alert_at"] >= since]
+                 if (i.get("group_key") or i["source"]) == group_key and i["tenant_id"] == tenant_id and i["status"] != "resolved"
+                 and i["last_alert_at"] >= since]
         return dict(max(found, key=lambda i: i["last_alert_at"])) if found else None
 
-    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime) -> str:
+    def incident_holding(self, session: Any, fingerprint: str, tenant_id: str | None) -> str | None:
+        found = [self.incident_rows[a["incident_id"]] for a in self.alert_rows.values()
+                 if a["fingerprint"] == fingerprint]
+        found = [i for i in found if i["status"] != "resolved" and i["tenant_id"] == tenant_id]
+        return str(max(found, key=lambda i: i["last_alert_at"])["incident_id"]) if found else None
+
+    def create_incident(self, session: Any, source: str, tenant_id: str | None, at: datetime,
+                        group_key: str | None = None) -> str:
         incident_id = str(uuid.uuid4())
         self.incident_rows[incident_id] = {
-            "incident_id": incident_id, "source": source, "tenant_id": tenant_id, "status": "open", "opened_at": at,
+            "incident_id": incident_id, "source": source, "group_key": group_key or source, "tenant_id": tenant_id,
+            "status": "open", "opened_at": at,
             "last_alert_at": at, "alerts": 0, "max_score": 0.0, "acknowledged_by": None, "acknowledged_at": None,
             "resolved_at": None}
         return incident_id

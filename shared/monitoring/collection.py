@@ -1,6 +1,11 @@
 """The minute collection: what the service can see of itself becomes points of the minute that
 just ended (source `database`, `queue:<name>`, `api`, `predictions`), stored like the agent's.
-Cumulative PostgreSQL counters become per-minute rates against the previous minute's reading."""
+Cumulative PostgreSQL counters become per-minute rates against the previous minute's reading.
+
+Slowest statements: where pg_stat_statements is installed, the mean time of the statements with
+the most total time (`statement <queryid> mean_ms`, the top SLOWEST_STATEMENTS) and the slowest
+mean among them (`slowest_statement_mean_ms`); without it, the service's own timings per route
+(`api`, p50/p95/p99) are what the collection has of query time."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from shared.monitoring.series_repository import Point
 from shared.monitoring.services import MonitoringServices
 
 CUMULATIVE = ("commits_total", "rollbacks_total", "deadlocks_total")
+SLOWEST_STATEMENTS = 5
 
 
 def _route_metric(method: str, route: str, name: str) -> str:
@@ -35,6 +41,7 @@ def collect(services: MonitoringServices, now: datetime | None = None) -> dict[s
             if route["requests"]:
                 points.append(Point("api", _route_metric(route["method"], route["route"], "error_rate"), previous,
                                     route["errors"] / route["requests"]))
+        points.extend(_statements(services, tx, minute))
         for kind, count in services.system.predictions_since(tx, services.watched, previous, minute).items():
             points.append(Point("predictions", kind, previous, float(count)))
         for queue, values in queues.items():
@@ -42,6 +49,16 @@ def collect(services: MonitoringServices, now: datetime | None = None) -> dict[s
         points.extend(_rates(services, tx, readings, minute))
         stored, duplicates = services.series.store_points(tx, points)
     return {"minute": minute.isoformat(), "points": stored, "duplicates": duplicates}
+
+
+def _statements(services: MonitoringServices, tx: Any, minute: datetime) -> list[Point]:
+    statements = services.system.slowest_statements(tx, SLOWEST_STATEMENTS)
+    if not statements:
+        return []
+    points = [Point("database", f"statement {row['queryid']} mean_ms", minute, float(row["mean_ms"]))
+              for row in statements]
+    points.append(Point("database", "slowest_statement_mean_ms", minute, max(float(r["mean_ms"]) for r in statements)))
+    return points
 
 
 def _rates(services: MonitoringServices, tx: Any, readings: dict[str, float], minute: datetime) -> list[Point]:

@@ -169,7 +169,7 @@ def check_drift(services: MonitoringServices, watched: Mapping[str, WatchedKind]
     drifted_kinds = sorted({a.source.removeprefix("model:") for a in alerts})
     with services.transactions.transaction() as tx:
         services.drift.store_reports(tx, reports)
-        counts = raise_alerts(tx, services.alerts, alerts, now)
+        counts = raise_alerts(tx, services.alerts, alerts, now, services.incident_window)
         publish_new(tx, services.alerts, services.notifier)
     retrained = {}
     if retrain is not None:

@@ -113,7 +113,7 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
                                     result.suppression))
         services.series.save_scan_state(tx, states)
         services.series.set_missing(tx, missing, now)
-        counts = raise_alerts(tx, services.alerts, alerts, now)
+        counts = raise_alerts(tx, services.alerts, alerts, now, services.incident_window)
         incidents = publish_new(tx, services.alerts, services.notifier)
     return {"series": len(windows), "points_scored": scored, "detector_state": "trained" if state else "none",
             "missing": len(missing), **counts, "published_incidents": incidents}

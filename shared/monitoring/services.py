@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from shared.adapters.objectstore import InMemoryObjectStore
 from shared.adapters.signing import ArtifactSigner
@@ -12,7 +13,7 @@ from shared.context import AppContext
 from shared.monitoring.alerts_repository import AlertsRepository, InMemoryAlertsRepository, PostgresAlertsRepository
 from shared.monitoring.drift_repository import DriftRepository, InMemoryDriftRepository, PostgresDriftRepository
 from shared.monitoring.notify import LogNotifier, Notifier, RecordingNotifier, SnsNotifier
-from shared.monitoring.queues import QueueProbe, SqsQueueProbe, StaticQueueProbe
+from shared.monitoring.queues import CloudWatchQueueAges, QueueProbe, SqsQueueProbe, StaticQueueProbe
 from shared.monitoring.series_repository import (
     InMemorySeriesRepository,
     PostgresSeriesRepository,
@@ -49,6 +50,8 @@ class MonitoringServices:
     # kind -> its prediction table (from the composition layer: shared/slices.py)
     watched: dict[str, str] = field(default_factory=dict)
     raw_days: int = 30
+    # Alerts of one service or host within this window of its incident's last alert join it.
+    incident_window: timedelta = timedelta(minutes=30)
 
 
 _SERIES = PostgresSeriesRepository()
@@ -63,12 +66,14 @@ def monitoring_services(context: AppContext, watched: dict[str, str] | None = No
     notifier: Notifier = (SnsNotifier(context.aws("sns"), settings.alerts_topic_arn) if settings.alerts_topic_arn
                           else LogNotifier())
     queue_urls = [settings.training_jobs_queue_url, settings.buffered_writes_queue_url]
-    queues: QueueProbe = SqsQueueProbe(context.aws("sqs"), queue_urls) if any(queue_urls) else StaticQueueProbe()
+    queues: QueueProbe = (SqsQueueProbe(context.aws("sqs"), queue_urls, CloudWatchQueueAges(context.aws("cloudwatch")))
+                          if any(queue_urls) else StaticQueueProbe())
     return MonitoringServices(
         transactions=context.database, series=_SERIES, alerts=_ALERTS, timings=_TIMINGS, system=_SYSTEM,
         drift=_DRIFT, queues=queues, notifier=notifier, registry=context.registry, models=context.serving_models,
         locks=DatabaseLocks(context.database), training=SeriesTrainingSource(context.database, _SERIES),
         watched=dict(watched or {}), raw_days=settings.monitoring_raw_days,
+        incident_window=timedelta(minutes=settings.incident_window_minutes),
     )
 
 

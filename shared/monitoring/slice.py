@@ -102,6 +102,27 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
             agent.run(args.interval, iterations=1 if args.once else None)
             return {"source": agent.source, "buffered": len(agent.buffer)}
 
+        def cmd_schedule(args: argparse.Namespace) -> Any:
+            import threading
+
+            from shared.logs import configure_logging
+            from shared.monitoring.local_schedule import Scheduled, rate_seconds, run_schedule, stop_on_signals
+
+            configure_logging()  # each run's schedule.ran / schedule.failed line on stderr
+            context = get_context()
+            known = {name: (expression, run) for name, expression, _, run in schedules}
+            names = args.job or [name for name, (expression, _) in known.items() if rate_seconds(expression)]
+            entries = []
+            for name in names:
+                if name not in known or rate_seconds(known[name][0]) is None:
+                    raise SystemExit(f"mlstack schedule: {name} is not a monitoring job with a rate() schedule")
+                run = known[name][1]
+                entries.append(Scheduled(name, float(rate_seconds(known[name][0]) or 60.0),
+                                         lambda run=run: run(context)))  # type: ignore[misc]
+            stop = threading.Event()
+            stop_on_signals(stop)
+            return {"runs": run_schedule(entries, stop, rounds=args.rounds)}
+
         from shared.monitoring.backtest import DETECTOR_CHOICES
 
         train = groups.group("train", "train models")
@@ -139,6 +160,12 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p.add_argument("--source", help="the host's name in the series (default: its hostname)")
         p.add_argument("--interval", type=float, default=60.0)
         p.add_argument("--once", action="store_true", help="one reading, one push, then exit")
+
+        p = groups.add(groups.root_parser(), "schedule", cmd_schedule,
+                       "run the monitoring jobs on their deployed rates until SIGTERM (the local run starts it)")
+        p.add_argument("--job", action="append", help="only these jobs, in this order (default: collect-metrics,"
+                       " scan-metrics, compact-metrics, check-drift)")
+        p.add_argument("--rounds", type=int, help="stop after this many rounds that ran a job")
 
     schedules = (  # (name, EventBridge schedule, what it does, run)
         ("collect-metrics", "rate(1 minute)", "Database, queue, request and prediction metrics as points", collect_job),

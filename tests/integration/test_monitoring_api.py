@@ -175,6 +175,10 @@ def test_collection_retention_and_a_scan_path_without_scikit_learn(
         series = {(s["source"], s["metric"]) for s in services.series.series_list(tx)}
     assert {("api", "GET /api/v2/models requests"), ("api", "GET /api/v2/models error_rate"),
             ("database", "connections_active"), ("predictions", "conflict")} <= series
+    with context.database.transaction() as tx:
+        # The test cluster has no pg_stat_statements: no statement series, the rest still collected.
+        assert services.system.slowest_statements(tx, 5) is None
+    assert not any(metric.startswith("statement ") for _, metric in series)
 
     # A host's history: the detector state trains on it (scikit-learn, here) ...
     rng = np.random.default_rng(8)
@@ -201,3 +205,34 @@ print(json.dumps({'state': report['detector_state'],
     assert retention["points_deleted"] > 10_000 and retention["rollups_written"] > 0
     with context.database.transaction() as tx:
         assert services.series.hourly_medians(tx, now - timedelta(days=2), now + timedelta(hours=1))
+
+
+def test_the_local_schedule_runs_collect_and_scan_and_stops_cleanly_on_sigterm(app_environment: dict[str, str]) -> None:
+    import queue
+    import signal
+    import threading
+
+    env = {**os.environ, **app_environment}
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        while not any('"schedule.ran"' in line and '"scan-metrics"' in line for line in seen):
+            seen.append(lines.get(timeout=60))  # the first round (collect, then scan) runs at the start
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    reader.join(timeout=10)  # the rest of its output, up to the end
+    while not lines.empty():
+        seen.append(lines.get_nowait())
+    out = "".join(seen)
+    assert process.returncode == 0, out[-3000:]
+    ran = [json.loads(line)["job"] for line in out.splitlines() if '"schedule.ran"' in line]
+    assert ran == ["collect-metrics", "scan-metrics"]
+    runs = json.loads(out[out.index('{\n  "runs"'):])["runs"]
+    assert runs == {"collect-metrics": 1, "scan-metrics": 1, "compact-metrics": 0, "check-drift": 0}

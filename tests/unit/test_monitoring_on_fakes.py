@@ -8,6 +8,7 @@ import csv
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,6 +164,43 @@ def test_alerts_of_a_source_within_the_window_are_one_incident_and_repeats_count
     assert publish_new(None, repo, services.notifier) == 1 and publish_new(None, repo, services.notifier) == 0
 
 
+def test_incidents_group_a_service_or_host_within_the_window_and_deduplicate_by_series_and_detector() -> None:
+    from shared.monitoring.alerting import raise_alerts
+    from shared.monitoring.alerts_repository import AlertIn
+
+    repo = in_memory_monitoring_services().alerts
+    tenant_a, tenant_b = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+
+    def alert(source: str, metric: str, minutes: int, detector: str = "spike", kind: str = "anomaly",
+              tenant: str | None = None) -> AlertIn:
+        return AlertIn(source, metric, kind, 0.9, NOW + timedelta(minutes=minutes), (detector,), 1.0, tenant)
+
+    window = timedelta(minutes=10)
+    raise_alerts(None, repo, [
+        alert("database", "deadlocks_per_minute", 0), alert("queue:training-jobs", "depth", 5),  # one service
+        alert("api", "GET /x p95_ms", 40),  # the service again, but after the window: a new incident
+        alert("host-1", "cpu_percent", 0), alert("host-1/disk0", "busy_percent", 8),  # one host
+        alert("host-2", "cpu_percent", 1),  # another host
+        alert("model:conflict", "age", 0, "drift", "drift", tenant_a),
+        alert("model:conflict", "age", 2, "drift", "drift", tenant_b),  # another tenant's: its own
+    ], NOW + timedelta(minutes=40), window)
+    incidents = repo.incidents(None, status=None, tenant_id=None, limit=20)
+    groups = sorted((i["group_key"], len(i["alert_list"])) for i in incidents)
+    assert groups == [("host:host-1", 2), ("host:host-2", 1), ("model:conflict", 1), ("model:conflict", 1),
+                      ("service:mlstack", 1), ("service:mlstack", 2)]
+    # While its incident is open, the same series and detector is one alert, even past the window;
+    # another detector on that series is another alert of the same incident.
+    counts = raise_alerts(None, repo, [alert("host-1", "cpu_percent", 60), alert("host-1", "cpu_percent", 61,
+                                                                                 "level_shift")],
+                          NOW + timedelta(minutes=61), window)
+    assert (counts["new"], counts["deduplicated"]) == (1, 1)
+    host = next(i for i in repo.incidents(None, status=None, tenant_id=None, limit=20)
+                if i["group_key"] == "host:host-1")
+    cpu = sorted((a["fingerprint"], a["occurrences"]) for a in host["alert_list"] if a["metric"] == "cpu_percent")
+    assert cpu == [("anomaly:host-1:cpu_percent:level_shift", 1), ("anomaly:host-1:cpu_percent:spike", 2)]
+    assert [i["tenant_id"] for i in repo.incidents(None, status=None, tenant_id=tenant_b, limit=20)] == [tenant_b]
+
+
 def test_drift_on_shifted_inputs_and_none_on_large_identical_samples() -> None:
     rng = np.random.default_rng(5)
     training = rng.lognormal(0, 1, 50_000)
@@ -241,3 +279,101 @@ def test_the_agent_buffers_when_the_service_is_away_and_resends_the_same_minutes
     up[0] = True
     assert agent.push() == {"accepted": 2}
     assert {p["ts"][-9:] for p in sent[0]["points"]} <= {":00+00:00"}  # whole minutes: idempotent keys
+
+
+def test_queue_probe_reads_depth_of_each_queue_and_its_dead_letters_and_the_oldest_age_from_cloudwatch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto import mock_aws
+
+    from shared.adapters.aws import aws_client
+    from shared.monitoring.queues import CloudWatchQueueAges, SqsQueueProbe
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        sqs, cloudwatch = aws_client("sqs"), aws_client("cloudwatch")
+        dead = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
+        dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName="jobs", Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": dead_arn, "maxReceiveCount": "3"})})["QueueUrl"]
+        for body in ("a", "b"):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        now = datetime.now(UTC)
+        cloudwatch.put_metric_data(Namespace="AWS/SQS", MetricData=[
+            {"MetricName": "ApproximateAgeOfOldestMessage", "Dimensions": [{"Name": "QueueName", "Value": "jobs"}],
+             "Timestamp": now - timedelta(minutes=m), "Value": value} for m, value in ((4, 60.0), (2, 180.0))])
+        readings = SqsQueueProbe(sqs, [url], CloudWatchQueueAges(cloudwatch)).readings()
+        assert readings["jobs"]["depth"] == 2 and readings["jobs"]["oldest_age_seconds"] == 180.0  # the newest
+        assert readings["jobs-dlq"]["depth"] == 0 and "oldest_age_seconds" not in readings["jobs-dlq"]
+        # The probe never received a message: the first receive is still the first.
+        received = sqs.receive_message(QueueUrl=url, AttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+        assert received["Attributes"]["ApproximateReceiveCount"] == "1"
+        # CloudWatch unreachable: depth is still read, the age left out.
+        broken = CloudWatchQueueAges(aws_client("cloudwatch", endpoint_url="http://127.0.0.1:9"))
+        assert "oldest_age_seconds" not in SqsQueueProbe(sqs, [url], broken).readings()["jobs"]
+
+
+def test_collection_stores_the_slowest_statements_where_pg_stat_statements_answers() -> None:
+    from shared.monitoring.collection import collect
+    from shared.monitoring.system_repository import InMemorySystemRepository
+
+    services = in_memory_monitoring_services()
+    collect(services, NOW)  # no pg_stat_statements: no statement series
+    assert isinstance(services.system, InMemorySystemRepository)
+    services.system.statements = [{"queryid": str(q), "query": f"SELECT {q}", "calls": 10.0, "mean_ms": 2.0 * q,
+                                   "total_ms": 20.0 * q} for q in range(1, 9)]
+    collect(services, NOW + timedelta(minutes=1))
+    with services.transactions.transaction() as tx:
+        metrics = {w.metric: w.values.tolist() for w in services.series.scan_window(tx, NOW - timedelta(hours=1),
+                                                                                     NOW + timedelta(hours=1))}
+    statements = sorted(m for m in metrics if m.startswith("statement "))
+    assert statements == [f"statement {q} mean_ms" for q in (4, 5, 6, 7, 8)]  # the five with most total time
+    assert metrics["slowest_statement_mean_ms"] == [16.0]
+
+
+def test_the_local_schedule_collects_and_scans_every_minute_so_the_local_run_raises_alerts() -> None:
+    import threading
+
+    from shared.monitoring.collection import collect
+    from shared.monitoring.local_schedule import Scheduled, rate_seconds, run_schedule
+
+    assert (rate_seconds("rate(1 minute)"), rate_seconds("rate(1 day)"), rate_seconds("cron(0 3 ? * SUN *)")) == (
+        60.0, 86_400.0, None)
+    services = in_memory_monitoring_services()
+    rng = np.random.default_rng(4)
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point("host-9", "cpu_percent", NOW - timedelta(minutes=300 - m),
+                                                30 + float(rng.normal(0, 1))) for m in range(300)])
+    clock = [0.0]
+    order: list[str] = []
+
+    def at_minute(job: str, run: Any) -> Any:  # noqa: ANN401
+        def timed() -> dict[str, Any]:
+            order.append(job)
+            result: dict[str, Any] = run(services, NOW + timedelta(seconds=clock[0]))
+            return result
+        return timed
+
+    def failing() -> dict[str, Any]:
+        raise RuntimeError("drift source down")
+
+    def wait(seconds: float) -> bool:
+        clock[0] += seconds
+        if clock[0] >= 60:  # a spike arrives during the first minute
+            with services.transactions.transaction() as tx:
+                services.series.store_points(tx, [Point("host-9", "cpu_percent", NOW + timedelta(seconds=30), 95.0)])
+        return False
+
+    entries = [Scheduled("collect-metrics", 60, at_minute("collect-metrics", collect)),
+               Scheduled("scan-metrics", 60, at_minute("scan-metrics", scan)),
+               Scheduled("check-drift", 86_400, failing)]
+    # Rounds at 0, 60, ..., 300 s; the daily job's first run is 5 minutes in (and fails).
+    runs = run_schedule(entries, threading.Event(), clock=lambda: clock[0], wait=wait, rounds=6)
+    assert runs == {"collect-metrics": 6, "scan-metrics": 6, "check-drift": 1}  # drift failed, others went on
+    assert order[:4] == ["collect-metrics", "scan-metrics", "collect-metrics", "scan-metrics"]
+    incidents = services.alerts.incidents(None, status="open", tenant_id=None, limit=5)
+    assert [(i["group_key"], i["alert_list"][0]["metric"]) for i in incidents] == [("host:host-9", "cpu_percent")]
+    stopped = threading.Event()
+    stopped.set()
+    assert run_schedule(entries, stopped) == {"collect-metrics": 0, "scan-metrics": 0, "check-drift": 0}
