@@ -3,22 +3,17 @@ the latest live metrics of the model versions that serve it."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from shared.adapters.db import Transaction
 
 
 def recent_scores(tx: Transaction, tenant_id: str, days: int = 30, limit: int = 5000) -> list[dict[str, Any]]:
-    rows = tx.fetch_all(
+    return tx.fetch_all(
         "SELECT probability, outcome, features FROM fraud_predictions"
         " WHERE tenant_id = CAST(:tenant AS uuid) AND variant <> 'shadow'"
         " AND predicted_at >= now() - make_interval(days => :days)"
         " ORDER BY predicted_at DESC LIMIT :limit", tenant=tenant_id, days=days, limit=limit)
-    for row in rows:
-        if isinstance(row["features"], str):
-            row["features"] = json.loads(row["features"])
-    return rows
 
 
 def latest_live_metrics(tx: Transaction, labels: list[str]) -> list[dict[str, Any]]:

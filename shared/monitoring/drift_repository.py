@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,14 +30,10 @@ _REPORT_COLUMNS = ("computed_at", "kind", "tenant_id", "model_version_id", "feat
 class PostgresDriftRepository:
     def serving_features(self, session: Any, table: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         # `table` comes from the composition layer's list of kinds, never from a request.
-        rows = session.fetch_all(
+        return session.fetch_all(
             f"SELECT tenant_id::text AS tenant_id, features FROM {table}"
             " WHERE predicted_at >= :start AND predicted_at < :end AND variant <> 'shadow'"
             " ORDER BY predicted_at DESC LIMIT :limit", start=start, end=end, limit=SERVING_ROWS_LIMIT)
-        for row in rows:
-            if isinstance(row["features"], str):
-                row["features"] = json.loads(row["features"])
-        return rows
 
     def store_reports(self, session: Any, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:

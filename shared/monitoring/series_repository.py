@@ -193,13 +193,7 @@ class PostgresSeriesRepository:
 
     def source_vectors(self, session: Any, metrics: Sequence[str], start: datetime,
                        end: datetime) -> list[dict[str, Any]]:
-        rows = session.fetch_all(_SOURCE_VECTORS, metrics=list(metrics), start=start, end=end)
-        for row in rows:
-            if isinstance(row["vector"], str):
-                import json
-
-                row["vector"] = json.loads(row["vector"])
-        return rows
+        return session.fetch_all(_SOURCE_VECTORS, metrics=list(metrics), start=start, end=end)
 
     def series_list(self, session: Any) -> list[dict[str, Any]]:
         return session.fetch_all(

@@ -165,10 +165,7 @@ class PostgresPredictionLog:
     def get(self, session: Transaction, tenant_id: str, prediction_id: str) -> dict[str, Any] | None:
         if not is_uuid(prediction_id):
             return None
-        row = session.fetch_one(self._select, id=prediction_id, tenant=tenant_id)
-        if row is not None and isinstance(row["features"], str):
-            row["features"] = json.loads(row["features"])
-        return row
+        return session.fetch_one(self._select, id=prediction_id, tenant=tenant_id)
 
     def store_live_metrics(self, session: Transaction, now: datetime) -> list[dict[str, Any]]:
         metrics = session.fetch_all(self._metrics_sql, kind=self.kind, now=now)
