@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +56,7 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
 
 
 class _NeedsRowChecks(Exception):
@@ -66,16 +68,29 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
         raise _NeedsRowChecks
 
 
+def _each_matches(texts: Sequence[str], rule: re.Pattern[str]) -> bool:
+    """rule.fullmatch on every text, as one run of the regex engine over the texts joined by line
+    breaks (a Python-level call per text cost more than parsing them); a text holding a line break
+    itself fails."""
+    if not texts:
+        return True
+    joined = "\n".join(texts) + "\n"
+    return joined.count("\n") == len(texts) and re.fullmatch(f"(?:{rule.pattern}\n)*", joined) is not None
+
+
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
     """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
     case) are parsed by numpy for the whole column; others once per distinct text."""
-    if not all(_AWARE_TIME.fullmatch(text) for text in texts):
+    if _each_matches(texts, _UTC_TIME):
+        utc = np.ones(len(texts), dtype=bool)
+    elif _each_matches(texts, _AWARE_TIME):
+        utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
+    else:
         raise _NeedsRowChecks
-    utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
     us = np.zeros(len(texts), dtype=np.int64)
     normalised = np.empty(len(texts), dtype=object)
     if utc.any():
-        local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc, strict=True)
+        local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc.tolist(), strict=True)
                  if is_utc]
         us[utc] = np.array(local, dtype="datetime64[us]").astype(np.int64)
         normalised[utc] = _iso_utc(us[utc])
@@ -99,16 +114,25 @@ def _column(rows: list[list[str]], header: list[str], name: str) -> list[str]:
     if name not in header:
         return [""] * len(rows)
     at = len(header) - 1 - header[::-1].index(name)  # the last of a repeated name, as csv.DictReader
+    if rows and min(map(len, rows)) > at:
+        return list(map(itemgetter(at), rows))
     return [row[at] if at < len(row) else "" for row in rows]
+
+
+def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
+    """Each row's fields (None: none given), split once per distinct text: a batch repeats them."""
+    split = {text: tuple(f for f in text.split(";") if f) or None for text in set(texts)}
+    return list(map(split.__getitem__, texts))
 
 
 def _quick_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
     user, domain, entity_type, entity_id = (_column(rows, header, c) for c in INPUT_COLUMNS[:4])
     _checked(user + entity_id, _IDENTIFIER)
     _checked(domain + entity_type, _NAME)
-    fields: list[list[str] | None] = [[f for f in text.split(";") if f] or None for text in _column(rows, header, "fields")]
-    _checked((f for listed in fields for f in (listed or ())), _FIELD)
-    if any(listed is not None and len(listed) > MAX_FIELDS for listed in fields):
+    fields = _field_lists(_column(rows, header, "fields"))
+    distinct_fields = set(fields)
+    _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
+    if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
         raise _NeedsRowChecks
     devices: list[str | None] = [d or None for d in _column(rows, header, "device_id")]
     _checked((d for d in devices if d is not None), _IDENTIFIER)
@@ -167,7 +191,7 @@ def _read(source: IO[str], tenant_id: str, now: datetime) -> _Input:
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
-    rows = [row for row in reader if row]  # csv.DictReader skips blank lines too
+    rows = list(filter(None, reader))  # csv.DictReader skips blank lines too
     try:
         return _quick_input(rows, header, tenant_id, now)
     except _NeedsRowChecks:
