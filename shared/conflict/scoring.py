@@ -56,7 +56,8 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
+# What datetime.isoformat() writes for UTC: microseconds as six digits, none when zero.
+_ISO_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.(?!000000)\d{6})?\+00:00")
 
 
 class _NeedsRowChecks(Exception):
@@ -68,39 +69,42 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
         raise _NeedsRowChecks
 
 
-def _each_matches(texts: Sequence[str], rule: re.Pattern[str]) -> bool:
-    """rule.fullmatch on every text, as one run of the regex engine over the texts joined by line
-    breaks (a Python-level call per text cost more than parsing them); a text holding a line break
-    itself fails."""
-    if not texts:
-        return True
-    joined = "\n".join(texts) + "\n"
-    return joined.count("\n") == len(texts) and re.fullmatch(f"(?:{rule.pattern}\n)*", joined) is not None
-
-
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
     """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
-    case) are parsed by numpy for the whole column; others once per distinct text."""
-    if _each_matches(texts, _UTC_TIME):
-        utc = np.ones(len(texts), dtype=bool)
-    elif _each_matches(texts, _AWARE_TIME):
-        utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
-    else:
+    case) are parsed by numpy for the whole column; others once per distinct text. A column
+    already written as isoformat writes UTC (what a program usually sends) is its own normal form."""
+    if all(map(_ISO_UTC_TIME.fullmatch, texts)):
+        us = _parsed_utc([text[:-6] for text in texts])
+        return _plausible(us, plausible), list(texts)
+    if not all(map(_AWARE_TIME.fullmatch, texts)):
         raise _NeedsRowChecks
+    utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
     us = np.zeros(len(texts), dtype=np.int64)
     normalised = np.empty(len(texts), dtype=object)
     if utc.any():
         local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc.tolist(), strict=True)
                  if is_utc]
-        us[utc] = np.array(local, dtype="datetime64[us]").astype(np.int64)
+        us[utc] = _parsed_utc(local)
         normalised[utc] = _iso_utc(us[utc])
     others: dict[str, datetime] = {text: datetime.fromisoformat(text) for text in set(np.asarray(texts)[~utc].tolist())}
     for n in np.flatnonzero(~utc).tolist():
         at = others[texts[n]]
         us[n], normalised[n] = to_us(at), at.isoformat()
-    if plausible and len(us) and (us.min() < to_us(EARLIEST_TIME) or us.max() >= to_us(LATEST_TIME)):
+    return _plausible(us, plausible), normalised.tolist()  # type: ignore[no-any-return]
+
+
+def _parsed_utc(texts: list[str]) -> NDArray[np.int64]:
+    """numpy's reading of the column (a month 13 or a 31 November fails it, for the model to name)."""
+    try:
+        return np.array(texts, dtype="datetime64[us]").astype(np.int64)
+    except ValueError:
+        raise _NeedsRowChecks from None
+
+
+def _plausible(us: NDArray[np.int64], check: bool) -> NDArray[np.int64]:
+    if check and len(us) and (us.min() < to_us(EARLIEST_TIME) or us.max() >= to_us(LATEST_TIME)):
         raise _NeedsRowChecks
-    return us, normalised.tolist()  # type: ignore[no-any-return]
+    return us
 
 
 @dataclass(frozen=True)
