@@ -153,26 +153,38 @@ def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
 # big-endian (int8send, timestamptz_send: µs since 2000, boolsend) into one value, so the client
 # receives a few values and numpy reads them in place: no per-row or per-value parsing in Python
 # (pg8000 handles each row, or each COPY message, in Python, which cost several microseconds a
-# row). The keys are stored at intake (migration 0008), so a read hashes nothing.
+# row). The row comes through a binary COPY, so the values are not sent as hex text. The keys are
+# stored at intake (migration 0008), so a read hashes nothing. COPY takes no parameters: they are
+# transaction-local settings, read once each (a scalar subquery).
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in Unix µs
-_EVENTS_SQL = """
+
+
+def _setting(name: str, cast: str) -> str:
+    return f"(SELECT CAST(NULLIF(current_setting('mlstack.{name}'), '') AS {cast}))"
+
+
+def _keys_setting(name: str) -> str:
+    return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
+
+
+_EVENTS_SQL = f"""
 SELECT string_agg(int8send(e.event_id), ''::bytea) AS event_id,
        string_agg(timestamptz_send(e.received_at), ''::bytea) AS received_at,
        string_agg(int8send(e.user_key), ''::bytea) AS user_key,
        string_agg(int8send(e.entity_key), ''::bytea) AS entity_key,
        string_agg(int8send(e.device_key), ''::bytea) AS device_key,
-       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send(CAST(:no_time AS bigint))),
-                  ''::bytea) AS last_sync,
+       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) AS last_sync,
        string_agg(boolsend(e.conflicted), ''::bytea) AS conflicted,
        string_agg(int4send(length(e.field_keys) / 8), ''::bytea) AS field_count,
        string_agg(e.field_keys, ''::bytea) AS field_keys
 FROM sync_events e
-WHERE e.received_at >= CAST(:start AS timestamptz) AND e.received_at < CAST(:end AS timestamptz)
-  AND (CAST(:tenant AS uuid) IS NULL OR e.tenant_id = CAST(:tenant AS uuid))
-  AND (CAST(:users AS text) IS NULL
-       OR e.user_key IN (SELECT unnest(CAST(string_to_array(CAST(:users AS text), ',') AS bigint[])))
-       OR e.entity_key IN (SELECT unnest(CAST(string_to_array(CAST(:entities AS text), ',') AS bigint[]))))
+WHERE e.received_at >= {_setting("events_start", "timestamptz")} AND e.received_at < {_setting("events_end", "timestamptz")}
+  AND ({_setting("events_tenant", "uuid")} IS NULL OR e.tenant_id = {_setting("events_tenant", "uuid")})
+  AND ({_setting("events_users", "text")} IS NULL
+       OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
 """
+_EVENT_COLUMNS = ("event_id", "received_at", "user_key", "entity_key", "device_key", "last_sync", "conflicted",
+                  "field_count", "field_keys")
 
 
 def _int8(data: bytes | None) -> NDArray[np.int64]:
@@ -193,20 +205,25 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
                        entities: NDArray[np.int64] | None = None) -> EventColumns:
     """Every stored event received in [start, end) (of the tenant, or of all), in receipt order;
     only those of the given user or entity keys when given (what a batch's requests can see)."""
-    only = users is not None and entities is not None
-    row = tx.fetch_all(_EVENTS_SQL, start=start, end=end, tenant=tenant_id, no_time=NO_TIME,
-                       users=_key_list(users) if only else None,  # type: ignore[arg-type]
-                       entities=_key_list(entities) if only else None)[0]  # type: ignore[arg-type]
+    only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
+    values = tx.copy_out_row(
+        _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
+                        "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
+                        "mlstack.events_entities": only[1]})
+    row = dict(zip(_EVENT_COLUMNS, values, strict=True))
     event_id, t = _int8(row["event_id"]), _times_us(row["received_at"])
     order = np.lexsort((event_id, t))
+    # The fields arrive event by event in read order; they are put in receipt order too (their
+    # times then need no sort in compute_features).
     field_count = np.frombuffer(row["field_count"] or b"", dtype=">i4").astype(np.int64)
-    # The fields arrive event by event in read order: their event's position after sorting.
-    position = np.empty(len(order), dtype=np.int64)
-    position[order] = np.arange(len(order))
+    field_start = np.cumsum(field_count) - field_count
+    count, first = field_count[order], field_start[order]
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
     return EventColumns(t=t[order], user=_int8(row["user_key"])[order], entity=_int8(row["entity_key"])[order],
                         device=_int8(row["device_key"])[order], last_sync=_times_us(row["last_sync"])[order],
                         conflicted=np.frombuffer(row["conflicted"] or b"", dtype=np.bool_)[order],
-                        field_row=np.repeat(position, field_count), field=_int8(row["field_keys"]))
+                        field_row=np.repeat(np.arange(len(order)), count),
+                        field=_int8(row["field_keys"])[np.repeat(first, count) + within])
 
 
 # Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
