@@ -326,6 +326,8 @@ def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: 
     events = load_event_columns(tx, tenant_id, start - LOOKBACK, end)
     first = int(np.searchsorted(events.t, to_us(start)))
     rows = requests_from_events(events)
+    if first == 0:  # no earlier history: the rows are the events' own columns (coded once, not twice)
+        return compute_features(events, rows), events.conflicted
     keep = np.arange(first, len(events))
     field_keep = events.field_row >= first
     requests = RequestColumns(rows.as_of[keep], rows.user[keep], rows.entity[keep], rows.device[keep],
