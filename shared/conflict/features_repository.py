@@ -4,13 +4,13 @@ Two readings of the same definitions:
 - live, one request: one SQL statement computes the counts the definitions need (each an index
   range scan), and `features_from_counts` turns them into features;
 - many rows (training, batch scoring): the stored events of the window are read as integer
-  columns packed by PostgreSQL into one binary value (no per-row parsing in Python) and `compute_features` computes every
-  row at once.
+  columns, each packed by PostgreSQL into one binary value (no per-row parsing in Python), and
+  `compute_features` computes every row at once.
 tests/integration/test_conflict_features.py holds the two equal on histories with sync batches.
 
-Keys travel as 64-bit hashes (`hashtextextended`) of the tenant-qualified ids, computed by
-PostgreSQL for stored events and for requests alike; two ids would have to collide in 64 bits
-to be mistaken for each other.
+Keys travel as 64-bit hashes (`conflict_key`, i.e. `hashtextextended`) of the tenant-qualified
+ids: stored with each event at intake (migration 0008), computed by the same SQL function for
+requests; two ids would have to collide in 64 bits to be mistaken for each other.
 """
 
 from __future__ import annotations
