@@ -159,8 +159,13 @@ def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
 _PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in Unix µs
 
 
-def _setting(name: str, cast: str) -> str:
-    return f"(SELECT CAST(NULLIF(current_setting('mlstack.{name}'), '') AS {cast}))"
+def _setting(name: str, cast: str, nullable: bool = True) -> str:
+    """A setting read once (an empty one is NULL when nullable, else an error: a window is never
+    left unset by mistake)."""
+    value = f"current_setting('mlstack.{name}')"
+    if nullable:
+        value = f"NULLIF({value}, '')"
+    return f"(SELECT CAST({value} AS {cast}))"
 
 
 def _keys_setting(name: str) -> str:
@@ -178,7 +183,8 @@ SELECT string_agg(int8send(e.event_id), ''::bytea) AS event_id,
        string_agg(int4send(length(e.field_keys) / 8), ''::bytea) AS field_count,
        string_agg(e.field_keys, ''::bytea) AS field_keys
 FROM sync_events e
-WHERE e.received_at >= {_setting("events_start", "timestamptz")} AND e.received_at < {_setting("events_end", "timestamptz")}
+WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
+  AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
   AND ({_setting("events_tenant", "uuid")} IS NULL OR e.tenant_id = {_setting("events_tenant", "uuid")})
   AND ({_setting("events_users", "text")} IS NULL
        OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
