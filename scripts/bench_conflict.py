@@ -17,8 +17,8 @@ COMMIT: still the path of a model without a SQL form); and model quality on the 
 newest 20 %): ROC-AUC, PR-AUC and Brier of the trained model's batch scores against a plain
 logistic regression on the five original features computed as of the same moments.
 
-The previous approach: the code of --baseline-ref (default: the commit before the scaling work
-of issue 8's second round), exported with `git archive`, runs its own measurements of the same
+The previous approach: the code of --baseline-ref (default: 745f822, the code before issue 8's third round
+of work), exported with `git archive`, runs its own measurements of the same
 four things in a child process against the same database at every size, so each number stands
 beside the previous one measured in the same run on the same data (--baseline-ref '' skips it).
 Each size runs --repeat rounds, alternating the previous code and this one; the best round of
@@ -26,7 +26,7 @@ each throughput counts and predict latencies are the median over rounds, since o
 shared machine slows single runs at random (every round's figures are in the JSON).
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
-        [--baseline-rows 2000] [--baseline-ref c3c35ac] [--repeat 3] [--json FILE]
+        [--baseline-rows 2000] [--baseline-ref 745f822] [--repeat 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import localpg  # noqa: E402
 
 BASELINE_REF = "5e64eb2"  # the LATERAL feature SQL
-PREVIOUS_CODE_REF = "c3c35ac"  # the code before this round: features, scoring, training, predict
+PREVIOUS_CODE_REF = "745f822"  # the code before this round (issue 8, third): features, scoring, training, predict
 SIZES = (100_000, 300_000)
 USERS = 600
 EVENTS_PER_USER_PER_DAY = 4.0

@@ -6,6 +6,7 @@ transaction per use case through `Database.transaction()`.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import ssl
@@ -186,6 +187,43 @@ class Transaction:
     def copy_in(self, sql: str, stream: Any) -> int:
         self._connection.run(sql, stream=stream)
         return self._connection.row_count
+
+    def copy_out_row(self, query: str, **settings: str | None) -> list[bytes | None]:
+        """The one row of `query` through COPY ... TO STDOUT (FORMAT binary): each value as
+        PostgreSQL's binary form, with no text encoding either way (a bytea travels as itself, not
+        as hex text twice its size). COPY takes no bind parameters: `settings` become
+        transaction-local settings (set_config; None as '') that the query reads with
+        current_setting, so no value is ever spliced into SQL text."""
+        if settings:
+            values = list(settings.items())
+            self.fetch_value("SELECT " + ", ".join(
+                f"set_config(CAST(:n{i} AS text), CAST(:v{i} AS text), true)" for i in range(len(values))),
+                **{f"n{i}": name for i, (name, _) in enumerate(values)},
+                **{f"v{i}": "" if value is None else value for i, (_, value) in enumerate(values)})
+        sink = io.BytesIO()
+        self._connection.run(f"COPY ({query}) TO STDOUT (FORMAT binary)", stream=sink)
+        return _binary_copy_row(sink.getvalue())
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _binary_copy_row(data: bytes) -> list[bytes | None]:
+    """The values of the first row of a binary COPY (header, then per row a field count and each
+    field as a length, -1 for NULL, and its bytes)."""
+    if not data.startswith(_COPY_HEADER):
+        raise ValueError("not a binary COPY stream")
+    at = len(_COPY_HEADER) + 4
+    at += 4 + int.from_bytes(data[at:at + 4], "big")  # header extension
+    fields = int.from_bytes(data[at:at + 2], "big", signed=True)
+    at += 2
+    values: list[bytes | None] = []
+    for _ in range(max(fields, 0)):
+        length = int.from_bytes(data[at:at + 4], "big", signed=True)
+        at += 4
+        values.append(None if length < 0 else data[at:at + length])
+        at += max(length, 0)
+    return values
 
 
 class Database:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,13 @@ def to_us(at: datetime) -> int:
 
 def from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
+
+
+def datetimes_from_us(us: NDArray[np.int64]) -> list[datetime]:
+    """from_us of each element, converted by numpy (a Python call per element cost more than the
+    features of a training row)."""
+    naive = np.asarray(us, dtype=np.int64).astype("datetime64[us]").tolist()
+    return list(map(methodcaller("replace", tzinfo=UTC), naive))
 
 
 @dataclass(frozen=True)
@@ -190,7 +198,10 @@ class _Timeline:
             # distinct, so numpy's fastest (unstable) sort gives the one order.
             self._grid = grid if grid is not None and grid.times is times else _Grid(times)
             ranks = _own_ranks(times)
-            order = np.argsort(keys * len(times) + np.arange(len(times)))
+            if len(keys) and int(keys.max()) < 2**16:  # few keys: a stable radix sort, linear
+                order = np.argsort(keys.astype(np.uint16), kind="stable")
+            else:
+                order = np.argsort(keys * len(times) + np.arange(len(times)))
         else:
             self._grid = _Grid(np.sort(times))
             order = np.lexsort((times, keys))
@@ -200,29 +211,31 @@ class _Timeline:
         self._times = times[order]
         self._sorted = self._keys * self._width + ranks[order]
         self._cumulative = None if weights is None else np.concatenate(([0], np.cumsum(weights[order])))
+        self._positions: dict[tuple[int, int], tuple[Int, Int, Int]] = {}
 
     def _position(self, keys: Int, times: Int) -> Int:
+        """Where each (key, bound) falls in the sorted elements. Remembered per pair of arrays:
+        several counts share a bound (the as-of times, above all)."""
+        known = self._positions.get((id(keys), id(times)))
+        if known is not None and known[0] is keys and known[1] is times:
+            return known[2]
         position: Int = np.searchsorted(self._sorted, keys * self._width + self._grid.rank(times))
+        self._positions[(id(keys), id(times))] = (keys, times, position)  # holding them keeps the ids unique
         return position
 
-    def _total(self, position: Int) -> Int:
-        if self._cumulative is None:
-            return position
-        total: Int = self._cumulative[position]
-        return total
-
     def count_before(self, keys: Int, times: Int) -> Int:
-        """Elements of each key with time < the bound (the weights' sum when weighted)."""
-        position = self._position(keys, times)
+        """Elements of each key with time < the bound."""
         start: Int = np.searchsorted(self._sorted, keys * self._width)
-        if self._cumulative is None:
-            return position - start
-        counted: Int = self._cumulative[position] - self._cumulative[start]
-        return counted
+        return self._position(keys, times) - start
 
     def count_in(self, keys: Int, lo: Int, hi: Int) -> Int:
         """Elements of each key with lo <= time < hi (0 when hi <= lo)."""
-        return np.maximum(self._total(self._position(keys, hi)) - self._total(self._position(keys, lo)), 0)
+        return np.maximum(self._position(keys, hi) - self._position(keys, lo), 0)
+
+    def sum_in(self, keys: Int, lo: Int, hi: Int) -> Int:
+        """The weights of the elements count_in counts."""
+        assert self._cumulative is not None, "a timeline without weights"
+        return np.maximum(self._cumulative[self._position(keys, hi)] - self._cumulative[self._position(keys, lo)], 0)
 
     def last_before(self, keys: Int, times: Int) -> Int:
         """The latest time of each key below the bound, or NO_TIME."""
@@ -313,10 +326,10 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     names_batch = (requests.device != NO_KEY) & (requests.last_sync != NO_TIME)
     as_of = np.where(names_batch & (first != NO_TIME) & (first < asked), first, asked)
 
-    users = _Timeline(user_e, events.t, grid=received)
-    user_syncs = users.count_in(user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
-    user_conflicts = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received).count_in(
-        user_r, as_of - CONFLICT_RATE_WINDOW_US, as_of)
+    users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
+    rate_from = as_of - CONFLICT_RATE_WINDOW_US
+    user_syncs = users.count_in(user_r, rate_from, as_of)
+    user_conflicts = users.sum_in(user_r, rate_from, as_of)
     last_user = users.last_before(user_r, as_of)
     last_user = np.where(last_user >= as_of - FIELDS_WINDOW_US, last_user, NO_TIME)
     since = since_time(as_of, requests.last_sync, last_user)
@@ -358,6 +371,7 @@ def _field_overlap(
     n = len(requests)
     event_field_user = user_e[events.field_row]
     field_times = events.t[events.field_row]
+    field_grid = _Grid(field_times)  # shared by the timelines over the fields (when in time order)
     # Requests without fields take the user's usual ones: each field the user has ever changed in
     # the loaded history, kept when the user changed it in [A - 30 d, A).
     given = np.zeros(n, dtype=bool)
@@ -376,7 +390,7 @@ def _field_overlap(
         offsets = np.arange(repeat.sum()) - np.repeat(np.cumsum(repeat) - repeat, repeat)
         candidate_field = which[np.repeat(first, repeat) + offsets]
         user_field_e, user_field_c = _pair_codes([event_field_user, user_r[candidate_row]], [field_e, candidate_field])
-        recent = _Timeline(user_field_e, field_times).count_in(
+        recent = _Timeline(user_field_e, field_times, grid=field_grid).count_in(
             user_field_c, as_of[candidate_row] - FIELDS_WINDOW_US, as_of[candidate_row]) > 0
         row = np.concatenate((row, candidate_row[recent]))
         field = np.concatenate((field, candidate_field[recent]))
@@ -384,7 +398,7 @@ def _field_overlap(
     entity_field_e, entity_field_q = _pair_codes([entity_e[events.field_row], entity_r[row]], [field_e, field])
     pair_field_e, pair_field_q = _pair_codes([pair_e[events.field_row], pair_r[row]], [field_e, field])
     lo, hi = since[row], as_of[row]
-    changed_by_others = (_Timeline(entity_field_e, field_times).count_in(entity_field_q, lo, hi)
-                         - _Timeline(pair_field_e, field_times).count_in(pair_field_q, lo, hi)) > 0
+    changed_by_others = (_Timeline(entity_field_e, field_times, grid=field_grid).count_in(entity_field_q, lo, hi)
+                         - _Timeline(pair_field_e, field_times, grid=field_grid).count_in(pair_field_q, lo, hi)) > 0
     overlapping = np.bincount(row, weights=changed_by_others, minlength=n).astype(np.int64)
     return my_fields, overlapping

@@ -4,13 +4,13 @@ Two readings of the same definitions:
 - live, one request: one SQL statement computes the counts the definitions need (each an index
   range scan), and `features_from_counts` turns them into features;
 - many rows (training, batch scoring): the stored events of the window are read as integer
-  columns packed by PostgreSQL into one binary value (no per-row parsing in Python) and `compute_features` computes every
-  row at once.
+  columns, each packed by PostgreSQL into one binary value (no per-row parsing in Python), and
+  `compute_features` computes every row at once.
 tests/integration/test_conflict_features.py holds the two equal on histories with sync batches.
 
-Keys travel as 64-bit hashes (`hashtextextended`) of the tenant-qualified ids, computed by
-PostgreSQL for stored events and for requests alike; two ids would have to collide in 64 bits
-to be mistaken for each other.
+Keys travel as 64-bit hashes (`conflict_key`, i.e. `hashtextextended`) of the tenant-qualified
+ids: stored with each event at intake (migration 0008), computed by the same SQL function for
+requests; two ids would have to collide in 64 bits to be mistaken for each other.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from shared.conflict.features import (
     EventColumns,
     RequestColumns,
     compute_features,
+    datetimes_from_us,
     features_from_counts,
     from_us,
     requests_from_events,
@@ -148,57 +149,95 @@ def live_features(tx: Transaction, request: FeatureRequest) -> dict[str, Any]:
 
 # -- many rows: packed integer columns into numpy -------------------------------------------------
 
-# Every column of a bulk read is a non-null bigint. PostgreSQL packs each row's values with
-# int8send into one bytea for the whole result, so the client receives one value and numpy reads
-# it in place: no per-row or per-value parsing in Python (pg8000 handles each row, or each COPY
-# message, in Python, which cost several microseconds a row).
-def _packed_columns(tx: Transaction, query: str, columns: int, **params: Any) -> NDArray[np.int64]:
-    names = [f"c{n}" for n in range(columns)]
-    packed = " || ".join(f"int8send(q.{name})" for name in names)
-    data = tx.fetch_value(
-        f"SELECT string_agg({packed}, ''::bytea) FROM ({query}) AS q({', '.join(names)})", **params)
-    if not data:
-        return np.zeros((columns, 0), dtype=np.int64)
-    values: NDArray[np.int64] = np.frombuffer(data, dtype=">i8").astype(np.int64).reshape(-1, columns).T
-    return values
+# A bulk read is one row of bytea aggregates, one per column: PostgreSQL packs each column's values
+# big-endian (int8send, timestamptz_send: µs since 2000, boolsend) into one value, so the client
+# receives a few values and numpy reads them in place: no per-row or per-value parsing in Python
+# (pg8000 handles each row, or each COPY message, in Python, which cost several microseconds a
+# row). The row comes through a binary COPY, so the values are not sent as hex text. The keys are
+# stored at intake (migration 0008), so a read hashes nothing. COPY takes no parameters: they are
+# transaction-local settings, read once each (a scalar subquery).
+_PG_EPOCH_US = 946_684_800 * 1_000_000  # 2000-01-01 in Unix µs
 
 
-_EVENT_FILTER = ("e.received_at >= CAST(:start AS timestamptz) AND e.received_at < CAST(:end AS timestamptz)"
-                 " AND (CAST(:tenant AS uuid) IS NULL OR e.tenant_id = CAST(:tenant AS uuid))")
-_USER_KEY = "e.tenant_id::text || '|' || e.user_id"
-_ENTITY_KEY = "e.tenant_id::text || '|' || e.domain || '|' || e.entity_type || '|' || e.entity_id"
-_DEVICE_KEY = "e.tenant_id::text || '|' || e.user_id || '|' || e.device_id"
-_EVENTS_QUERY = f"""
-SELECT e.event_id, {_epoch_us("e.received_at")}, hashtextextended({_USER_KEY}, 0),
-       hashtextextended({_ENTITY_KEY}, 0), hashtextextended({_DEVICE_KEY}, 0),
-       COALESCE({_epoch_us("e.client_last_sync_at")}, {NO_TIME}), CAST(e.conflicted AS integer)::bigint
-FROM sync_events e WHERE {_EVENT_FILTER}
+def _setting(name: str, cast: str, nullable: bool = True) -> str:
+    """A setting read once (an empty one is NULL when nullable, else an error: a window is never
+    left unset by mistake)."""
+    value = f"current_setting('mlstack.{name}')"
+    if nullable:
+        value = f"NULLIF({value}, '')"
+    return f"(SELECT CAST({value} AS {cast}))"
+
+
+def _keys_setting(name: str) -> str:
+    return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
+
+
+_EVENTS_SQL = f"""
+SELECT string_agg(int8send(e.event_id), ''::bytea) AS event_id,
+       string_agg(timestamptz_send(e.received_at), ''::bytea) AS received_at,
+       string_agg(int8send(e.user_key), ''::bytea) AS user_key,
+       string_agg(int8send(e.entity_key), ''::bytea) AS entity_key,
+       string_agg(int8send(e.device_key), ''::bytea) AS device_key,
+       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) AS last_sync,
+       string_agg(boolsend(e.conflicted), ''::bytea) AS conflicted,
+       string_agg(int4send(length(e.field_keys) / 8), ''::bytea) AS field_count,
+       string_agg(e.field_keys, ''::bytea) AS field_keys
+FROM sync_events e
+WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
+  AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
+  AND ({_setting("events_tenant", "uuid")} IS NULL OR e.tenant_id = {_setting("events_tenant", "uuid")})
+  AND ({_setting("events_users", "text")} IS NULL
+       OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
 """
-_FIELDS_QUERY = f"""
-SELECT e.event_id, hashtextextended(f, 0)
-FROM sync_events e CROSS JOIN LATERAL unnest(e.fields_changed) AS f WHERE {_EVENT_FILTER}
-"""
+_EVENT_COLUMNS = ("event_id", "received_at", "user_key", "entity_key", "device_key", "last_sync", "conflicted",
+                  "field_count", "field_keys")
 
 
-def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime) -> EventColumns:
-    """Every stored event received in [start, end) (of the tenant, or of all), in receipt order."""
-    window = {"start": start, "end": end, "tenant": tenant_id}
-    event_id, t, user, entity, device, last_sync, conflicted = _packed_columns(tx, _EVENTS_QUERY, 7, **window)
+def _int8(data: bytes | None) -> NDArray[np.int64]:
+    return np.frombuffer(data or b"", dtype=">i8").astype(np.int64)
+
+
+def _times_us(data: bytes | None) -> NDArray[np.int64]:
+    stamps = _int8(data)
+    return np.where(stamps != NO_TIME, stamps + _PG_EPOCH_US, NO_TIME)
+
+
+def _key_list(keys: NDArray[np.int64]) -> str:
+    return ",".join(map(str, np.unique(keys).tolist()))
+
+
+def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
+                       users: NDArray[np.int64] | None = None,
+                       entities: NDArray[np.int64] | None = None) -> EventColumns:
+    """Every stored event received in [start, end) (of the tenant, or of all), in receipt order;
+    only those of the given user or entity keys when given (what a batch's requests can see)."""
+    only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
+    values = tx.copy_out_row(
+        _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
+                        "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
+                        "mlstack.events_entities": only[1]})
+    row = dict(zip(_EVENT_COLUMNS, values, strict=True))
+    event_id, t = _int8(row["event_id"]), _times_us(row["received_at"])
     order = np.lexsort((event_id, t))
-    event_id = event_id[order]
-    field_event, field = _packed_columns(tx, _FIELDS_QUERY, 2, **window)
-    by_id = np.argsort(event_id)
-    field_row = by_id[np.searchsorted(event_id, field_event, sorter=by_id)]
-    return EventColumns(t=t[order], user=user[order], entity=entity[order], device=device[order],
-                        last_sync=last_sync[order], conflicted=conflicted[order].astype(bool),
-                        field_row=field_row.astype(np.int64), field=field)
+    # The fields arrive event by event in read order; they are put in receipt order too (their
+    # times then need no sort in compute_features).
+    field_count = np.frombuffer(row["field_count"] or b"", dtype=">i4").astype(np.int64)
+    field_start = np.cumsum(field_count) - field_count
+    count, first = field_count[order], field_start[order]
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    return EventColumns(t=t[order], user=_int8(row["user_key"])[order], entity=_int8(row["entity_key"])[order],
+                        device=_int8(row["device_key"])[order], last_sync=_times_us(row["last_sync"])[order],
+                        conflicted=np.frombuffer(row["conflicted"] or b"", dtype=np.bool_)[order],
+                        field_row=np.repeat(np.arange(len(order)), count),
+                        field=_int8(row["field_keys"])[np.repeat(first, count) + within])
 
 
 # Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
 # Python, which cost more than everything else in batch scoring. No key holds a newline (ids,
 # names and fields are validated), and the answer is one comma-joined text for the same reason.
+# conflict_key is the stored events' key (migration 0008).
 _HASH_KEYS_SQL = """
-SELECT string_agg(CAST(hashtextextended(k, 0) AS text), ',' ORDER BY n)
+SELECT string_agg(CAST(conflict_key(k) AS text), ',' ORDER BY n)
 FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k, n)
 """
 
@@ -208,9 +247,9 @@ def _hashes(tx: Transaction, keys: Sequence[str]) -> NDArray[np.int64]:
     key is hashed once: a batch repeats its users, entities, devices and fields many times."""
     if not keys:
         return np.zeros(0, dtype=np.int64)
-    distinct: dict[str, int] = {}
-    codes = np.fromiter((distinct.setdefault(k, len(distinct)) for k in keys), dtype=np.int64, count=len(keys))
-    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(distinct))
+    index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
+    codes = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(keys))  # C loops, no genexpr
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(index))
     hashed: NDArray[np.int64] = np.array(joined.split(","), dtype=np.int64)[codes]
     return hashed
 
@@ -264,14 +303,17 @@ def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
 
 def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
     """Batch scoring: feature columns for every request, in the requests' order, from one read of
-    the history their windows need."""
+    the history their windows need: the events of their users and entities (every feature counts
+    only those) received in the lookback before the earliest as-of time and before the latest."""
+    requests = request_columns(tx, table)
     if not len(table):
-        return compute_features(_empty_events(), request_columns(tx, table))
+        return compute_features(_empty_events(), requests)
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
     start = from_us(int(table.as_of.min())) - LOOKBACK
     end = from_us(int(table.as_of.max()))
-    return compute_features(load_event_columns(tx, tenant, start, end), request_columns(tx, table))
+    events = load_event_columns(tx, tenant, start, end, users=requests.user, entities=requests.entity)
+    return compute_features(events, requests)
 
 
 def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
@@ -290,6 +332,8 @@ def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: 
     events = load_event_columns(tx, tenant_id, start - LOOKBACK, end)
     first = int(np.searchsorted(events.t, to_us(start)))
     rows = requests_from_events(events)
+    if first == 0:  # no earlier history: the rows are the events' own columns (coded once, not twice)
+        return compute_features(events, rows), events.conflicted
     keep = np.arange(first, len(events))
     field_keep = events.field_row >= first
     requests = RequestColumns(rows.as_of[keep], rows.user[keep], rows.entity[keep], rows.device[keep],
@@ -338,7 +382,7 @@ class PostgresConflictTrainingSource:
         with self._database.transaction() as tx:
             columns, labels = training_rows(tx, tenant_id, start, end)
         design = design_matrix(columns)
-        as_of = [from_us(int(us)) for us in columns["as_of"]]
+        as_of = datetimes_from_us(columns["as_of"].astype(np.int64))
         return TrainingSet(design, labels, as_of, start, end)
 
 

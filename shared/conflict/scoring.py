@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -55,6 +56,8 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+# What datetime.isoformat() writes for UTC: microseconds as six digits, none when zero.
+_ISO_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.(?!000000)\d{6})?\+00:00")
 
 
 class _NeedsRowChecks(Exception):
@@ -68,24 +71,40 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
 
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
     """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
-    case) are parsed by numpy for the whole column; others once per distinct text."""
-    if not all(_AWARE_TIME.fullmatch(text) for text in texts):
+    case) are parsed by numpy for the whole column; others once per distinct text. A column
+    already written as isoformat writes UTC (what a program usually sends) is its own normal form."""
+    if all(map(_ISO_UTC_TIME.fullmatch, texts)):
+        us = _parsed_utc([text[:-6] for text in texts])
+        return _plausible(us, plausible), list(texts)
+    if not all(map(_AWARE_TIME.fullmatch, texts)):
         raise _NeedsRowChecks
     utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
     us = np.zeros(len(texts), dtype=np.int64)
     normalised = np.empty(len(texts), dtype=object)
     if utc.any():
-        local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc, strict=True)
+        local = [text.removesuffix("Z").removesuffix("+00:00") for text, is_utc in zip(texts, utc.tolist(), strict=True)
                  if is_utc]
-        us[utc] = np.array(local, dtype="datetime64[us]").astype(np.int64)
+        us[utc] = _parsed_utc(local)
         normalised[utc] = _iso_utc(us[utc])
     others: dict[str, datetime] = {text: datetime.fromisoformat(text) for text in set(np.asarray(texts)[~utc].tolist())}
     for n in np.flatnonzero(~utc).tolist():
         at = others[texts[n]]
         us[n], normalised[n] = to_us(at), at.isoformat()
-    if plausible and len(us) and (us.min() < to_us(EARLIEST_TIME) or us.max() >= to_us(LATEST_TIME)):
+    return _plausible(us, plausible), normalised.tolist()  # type: ignore[no-any-return]
+
+
+def _parsed_utc(texts: list[str]) -> NDArray[np.int64]:
+    """numpy's reading of the column (a month 13 or a 31 November fails it, for the model to name)."""
+    try:
+        return np.array(texts, dtype="datetime64[us]").astype(np.int64)
+    except ValueError:
+        raise _NeedsRowChecks from None
+
+
+def _plausible(us: NDArray[np.int64], check: bool) -> NDArray[np.int64]:
+    if check and len(us) and (us.min() < to_us(EARLIEST_TIME) or us.max() >= to_us(LATEST_TIME)):
         raise _NeedsRowChecks
-    return us, normalised.tolist()  # type: ignore[no-any-return]
+    return us
 
 
 @dataclass(frozen=True)
@@ -99,16 +118,25 @@ def _column(rows: list[list[str]], header: list[str], name: str) -> list[str]:
     if name not in header:
         return [""] * len(rows)
     at = len(header) - 1 - header[::-1].index(name)  # the last of a repeated name, as csv.DictReader
+    if rows and min(map(len, rows)) > at:
+        return list(map(itemgetter(at), rows))
     return [row[at] if at < len(row) else "" for row in rows]
+
+
+def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
+    """Each row's fields (None: none given), split once per distinct text: a batch repeats them."""
+    split = {text: tuple(f for f in text.split(";") if f) or None for text in set(texts)}
+    return list(map(split.__getitem__, texts))
 
 
 def _quick_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
     user, domain, entity_type, entity_id = (_column(rows, header, c) for c in INPUT_COLUMNS[:4])
     _checked(user + entity_id, _IDENTIFIER)
     _checked(domain + entity_type, _NAME)
-    fields: list[list[str] | None] = [[f for f in text.split(";") if f] or None for text in _column(rows, header, "fields")]
-    _checked((f for listed in fields for f in (listed or ())), _FIELD)
-    if any(listed is not None and len(listed) > MAX_FIELDS for listed in fields):
+    fields = _field_lists(_column(rows, header, "fields"))
+    distinct_fields = set(fields)
+    _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
+    if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
         raise _NeedsRowChecks
     devices: list[str | None] = [d or None for d in _column(rows, header, "device_id")]
     _checked((d for d in devices if d is not None), _IDENTIFIER)
@@ -167,7 +195,7 @@ def _read(source: IO[str], tenant_id: str, now: datetime) -> _Input:
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
-    rows = [row for row in reader if row]  # csv.DictReader skips blank lines too
+    rows = list(filter(None, reader))  # csv.DictReader skips blank lines too
     try:
         return _quick_input(rows, header, tenant_id, now)
     except _NeedsRowChecks:
@@ -215,7 +243,7 @@ def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]],
     table = data.table
     n = len(table)
     output = [
-        [str(number) for number in range(2, n + 2)], list(table.user_id), list(table.domain),
+        list(map(str, range(2, n + 2))), list(table.user_id), list(table.domain),
         list(table.entity_type), list(table.entity_id), [";".join(f or ()) for f in table.fields], data.as_of_text,
         [d or "" for d in table.device_id], data.last_sync_text, _iso_utc(columns["as_of"].astype(np.int64)),
         [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
@@ -223,9 +251,8 @@ def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]],
         *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
     sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
-    for start in range(0, n, 10_000):
-        sink.write("".join(",".join(row) + "\r\n" for row in zip(*(c[start:start + 10_000] for c in output),
-                                                                   strict=True)))
+    for start in range(0, n, 10_000):  # rows joined by C loops (map), not a generator per row
+        sink.write("\r\n".join(map(",".join, zip(*(c[start:start + 10_000] for c in output), strict=True))) + "\r\n")
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:

@@ -94,3 +94,14 @@ def test_the_demo_tenant_and_its_keys_are_created_once(context: AppContext) -> N
     assert principal is not None and principal.role == "client"
     second = ensure_demo(context, with_models=False)
     assert not any("key:" in line for line in second) and any("exists" in line for line in second)
+
+
+def test_a_binary_copy_row_carries_bytes_nulls_and_settings_and_splices_nothing(clean_database: Database) -> None:
+    hostile = "x'); DROP TABLE tenants; --"
+    with clean_database.transaction() as tx:
+        row = tx.copy_out_row(
+            "SELECT int8send(7), CAST(NULL AS bytea), convert_to(current_setting('mlstack.probe'), 'UTF8'),"
+            " NULLIF(current_setting('mlstack.empty'), '')",
+            **{"mlstack.probe": hostile, "mlstack.empty": None})
+        assert row == [(7).to_bytes(8, "big"), None, hostile.encode(), None]
+        assert tx.fetch_value("SELECT count(*) FROM tenants") is not None  # still there

@@ -221,3 +221,6 @@ def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: Ap
     bad = header + "alice,voice,recording,r1,,,,\nbob,Voice,recording,r1,,,,\n"
     with pytest.raises(InvalidInput, match="line 3: domain"):
         score_conflict_csv(context, tenant, io.StringIO(bad), io.StringIO())
+    impossible = header + "alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,2026-11-31T12:00:00+00:00,,\n"
+    with pytest.raises(InvalidInput, match="line 3: as_of"):  # well formed, but no such day
+        score_conflict_csv(context, tenant, io.StringIO(impossible), io.StringIO())
