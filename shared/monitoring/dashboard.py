@@ -72,5 +72,11 @@ def series_window(services: MonitoringServices, query: SeriesQuery, now: datetim
         "source": query.source, "metric": query.metric, "start": start, "end": end, "bucket_seconds": bucket,
         "raw_points": sum(int(r["points"]) for r in rows),
         "t": [float(r["t"]) for r in rows], "min": [float(r["low"]) for r in rows],
-        "max": [float(r["high"]) for r in rows], "mean": [round(float(r["mean"]), 6) for r in rows],
+        "max": [float(r["high"]) for r in rows], "mean": [_bucket_mean(r) for r in rows],
     }
+
+
+def _bucket_mean(row: dict[str, Any]) -> float:
+    """The mean to 6 decimals, kept within the bucket's min and max: rounding (or the float sum
+    behind avg) could otherwise put a one-point bucket's mean just outside its own band."""
+    return min(max(round(float(row["mean"]), 6), float(row["low"])), float(row["high"]))
