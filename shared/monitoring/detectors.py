@@ -13,7 +13,8 @@ Detectors (each a score in [0, 1] from a robust z):
   spike      the step from the previous point against the past steps (sudden jumps inside the range)
   seasonal   the residual against the same time on earlier days (time of day) or earlier weeks (day
              of week), only where that explains the series much better than its level (a season
-             exists); there the level detectors are capped by it, so daily peaks are not alarms
+             exists); there the level detectors are capped by it, so daily peaks are not alarms;
+             also the residual against the day that ended a short window ago (a drift over hours)
   level_shift the median of the last few points against the median before them (a new level),
              re-baselined on the short window so a sustained change scores once; or the change
              of the m-point median against the series' own past m-point changes (a jump on a
@@ -74,6 +75,7 @@ CALIBRATION: dict[str, Calibration] = {
     "iqr": Calibration(1.5, 2.5),
     "spike": Calibration(3.5, 2.5),
     "seasonal": Calibration(3.5, 2.0),
+    "seasonal_drift": Calibration(5.5, 2.0),
     "level_shift": Calibration(4.0, 2.0),
     "level_change": Calibration(5.0, 2.0),
     "flatline": Calibration(1.0, 1.0),
@@ -297,6 +299,20 @@ def _run_lengths(values: Array) -> Array:
     return runs
 
 
+def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:
+    """Robust z of each row against the long window that ended a short window earlier: a ramp over
+    a few hours against the level before it began (the ramp is not its own reference)."""
+    lag = params.short_window
+    reference = rows - lag
+    usable = reference >= params.warmup
+    z = np.zeros(len(rows))
+    if usable.any():
+        with _quiet():
+            median, scale, _, _, tail = _windowed(values, reference[usable], params.long_window, floor[usable])
+        z[usable] = _tail_z(values[rows[usable]] - median, scale, tail)
+    return z
+
+
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                     baseline: Array | None = None) -> dict[str, Array]:
     """Each detector's score of `rows` (indices >= WARMUP into finite `values`, times ascending).
@@ -342,7 +358,12 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             # The seasonal view counts only where the series has a season: its residuals much
             # tighter than the level's spread. Elsewhere earlier days are just noise to compare with.
             explained[scored] = r_scale < 0.5 * scale_long[scored]
-            seasonal[scored] = np.where(explained[scored], CALIBRATION["seasonal"].score(z_season), 0.0)
+            # A drift of the residuals over a few hours, against the day before it began (the
+            # residual window has followed the ramp by then): a higher bar than a single point.
+            z_drift = _lagged_z(compact, position[scored], params, floor[scored])
+            season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
+                                      CALIBRATION["seasonal_drift"].score(z_drift))
+            seasonal[scored] = np.where(explained[scored], season_score, 0.0)
     scores["seasonal"] = seasonal
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained, np.minimum(scores[name], seasonal), scores[name])
