@@ -405,3 +405,14 @@ def test_the_local_schedule_collects_and_scans_every_minute_so_the_local_run_rai
     stopped = threading.Event()
     stopped.set()
     assert run_schedule(entries, stopped) == {"collect-metrics": 0, "scan-metrics": 0, "check-drift": 0}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_drift_over_hours_under_a_daily_cycle_is_flagged_against_the_day_before_it_began(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(1728) * 300.0  # six days of five-minute points
+    v = 50 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 1, len(t))
+    v[1440:] -= np.clip(np.arange(len(t) - 1440) / 36, 0, 1) * 12  # down 12 sigmas over three hours, then staying
+    assert score_series(t, v, detector="seasonal").combined[1440:1512].max() > 0.9
+    scores = score_series(t, v).combined
+    assert scores[1440:1512].max() >= ALERT_THRESHOLD and scores[600:1440].max() < ALERT_THRESHOLD
