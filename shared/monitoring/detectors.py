@@ -225,6 +225,19 @@ def _tail_z(deviation: Array, scale: Array, tail: Array) -> Array:
     return bound
 
 
+def _largest_deviation(values: Array, rows: Rows, window: int, centre: Array) -> Array:
+    """max |x - centre| over the past `window` values of each row (0 where it has none)."""
+    out = np.zeros(len(rows))
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start:start + _CHUNK]
+        width = min(window, int(part.max()))
+        block, _ = _past_windows(values, part, width)
+        with _quiet():
+            out[start:start + len(part)] = np.nan_to_num(
+                np.nanmax(np.abs(block - centre[start:start + _CHUNK, None]), axis=1), nan=0.0)
+    return out
+
+
 def _quantum(values: Array) -> Array:
     """Per row: the smallest non-zero step of the series up to it (1 for counts, 0.1 for a
     rounded gauge); 0 until one is seen. Causal: a running minimum."""
@@ -335,6 +348,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     with _quiet():
         step_median, step_scale, _, _, step_tail = _windowed(steps, rows, params.long_window, floor)
     z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
+    # A step no larger than the largest of the past window's is no news, however rare: a disk
+    # cleaned up once a day, a counter that resets (the 99.5th percentile ignores one a day).
+    largest = _largest_deviation(steps, rows, params.long_window, step_median)
+    z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
