@@ -466,8 +466,8 @@ _FAMILIES: tuple[tuple[str, ...], ...] = (("robust_z", "iqr", "spike"),)
 
 def combine(scores: dict[str, Array]) -> Array:
     """One score from the detectors': 1 - (1 - top^2)(1 - second), over families (robust z and IQR
-    are one). A detector alone is damped (0.8 -> 0.64, 0.9 -> 0.81): one noisy detector reaches the
-    alert threshold only when it is nearly certain; a second that agrees lifts it."""
+    are one). A detector alone is damped (0.71 -> 0.5, 0.8 -> 0.64): one noisy detector reaches the
+    scan's alert threshold (0.5) only when it is confident; a second that agrees lifts it."""
     grouped = {name for family in _FAMILIES for name in family}
     voices = [np.maximum.reduce([scores[name] for name in family]) for family in _FAMILIES
               if all(name in scores for name in family)]
