@@ -77,13 +77,28 @@ def _base(rng: np.random.Generator, t: np.ndarray, style: str) -> tuple[np.ndarr
     if style == "student":  # Student-t noise (df 2.5-4) on a flat level
         noise = rng.uniform(0.5, 3)
         return rng.uniform(10, 100) + noise * rng.standard_t(rng.uniform(2.5, 4), n), noise * 1.5
+    if style == "bursty":  # requests per minute: Poisson with a daily cycle and unlabelled bursts of traffic
+        rate = rng.uniform(5, 40) * (1 + 0.6 * daily)
+        bursts = np.zeros(n)
+        for start in np.where(rng.random(n) < 1.0 / 300)[0]:  # a burst every few hours, 5-30 points long
+            bursts[start:start + int(rng.integers(5, 30))] = rng.uniform(0.5, 1.5)
+        return rng.poisson(rate * (1 + bursts)).astype(float), math.sqrt(float(rate.mean())) * 1.5
+    if style == "sawtooth":  # disk used: steady growth, cleaned up every day or two back to a floor
+        floor_level, growth = rng.uniform(20, 40), rng.uniform(10, 30)
+        period = rng.uniform(1.0, 2.0) * DAY
+        phase = (t - t[0] + rng.uniform(0, period)) % period / period
+        return np.round(floor_level + growth * phase + rng.normal(0, 0.2, n), 1), growth / 20
+    if style == "web":  # web traffic: a multiplicative daily and weekly cycle, holidays at ~60 %
+        level = rng.uniform(200, 2000)
+        shape = (1 + 0.7 * np.maximum(daily, -0.8)) * (1 - 0.35 * weekend)
+        return level * shape * np.exp(rng.normal(0, 0.05, n)), level * 0.1
     # random walk with a daily cycle (queue depth, memory)
     noise = rng.uniform(0.2, 1)
     return rng.uniform(100, 500) + np.cumsum(rng.normal(0, noise, n)) + 5 * noise * daily, noise * 4
 
 
 def _inject(rng: np.random.Generator, t: np.ndarray, v: np.ndarray, at: int, kind: str, noise: float,
-            quantised: bool) -> np.ndarray:
+            quantised: bool, multiplicative: bool = False) -> np.ndarray:
     n = len(v)
     positive = bool(v.min() >= 0)  # a latency or a count stays >= 0 whatever happens to it
     v = v.copy()
@@ -93,6 +108,8 @@ def _inject(rng: np.random.Generator, t: np.ndarray, v: np.ndarray, at: int, kin
         v[at:at + int(rng.integers(1, 4))] += abs(magnitude) * (1.5 if quantised else 1)
     elif kind == "dip":
         v[at:at + int(rng.integers(1, 4))] -= magnitude
+    elif kind == "level_shift" and multiplicative:  # traffic moves by a share of itself
+        v[at:] *= 1.0 + sign * rng.uniform(0.25, 0.45)
     elif kind == "level_shift":
         v[at:] += sign * rng.uniform(4, 8) * noise
     elif kind == "variance":
@@ -107,6 +124,13 @@ def _inject(rng: np.random.Generator, t: np.ndarray, v: np.ndarray, at: int, kin
     elif kind == "stuck":
         length = min(n - at, int(rng.integers(30, 120)))
         v[at:at + length] = v[at - 1]
+    elif kind == "holiday":  # a whole day at about 60 % of an ordinary one (labelled, as NAB labels holidays)
+        day_rows = int(DAY / max(np.median(np.diff(t)), 1.0))
+        v[at:at + day_rows] *= rng.uniform(0.5, 0.7)
+    elif kind == "leak":  # disk: growth several times faster than usual until the next cleanup would be due
+        length = min(n - at, int(rng.integers(60, 240)))
+        v[at:at + length] += np.arange(length) * noise * rng.uniform(0.3, 0.6)
+        v[at + length:] += length * noise * rng.uniform(0.3, 0.6)
     elif kind == "zero":  # the source dropped to zero
         v[at:at + min(n - at, int(rng.integers(5, 30)))] = 0.0
     if quantised:
@@ -125,41 +149,52 @@ _KINDS = {
     "walk": ("spike", "level_shift", "stuck", "zero"),
 }
 _INTERVALS = (60.0, 300.0, 300.0, 3600.0)
+# Shapes added later, generated from their own random stream after the original series, so those
+# stay exactly as they were (numbers before and after stay comparable).
+_MORE_KINDS = {
+    "bursty": ("spike", "level_shift", "zero"),
+    "sawtooth": ("leak", "spike", "stuck"),
+    "web": ("holiday", "zero", "spike", "level_shift"),
+}
 
 
-def corpus(count: int = 60, seed: int = 7) -> list[Labelled]:
+def corpus(count: int = 60, seed: int = 7, more: int = 0) -> list[Labelled]:
+    """`count` series of the original styles, then `more` of the shapes added later (bursty counts,
+    sawtooth disk usage, web traffic with holidays) from a stream of their own."""
     rng = np.random.default_rng(seed)
-    styles = tuple(_KINDS)
-    out = []
-    for i in range(count):
-        style = styles[i % len(styles)]
-        interval = float(rng.choice(_INTERVALS))
-        n = int({60.0: 4320, 300.0: 4032, 3600.0: 1680}[interval])
-        # Jittered timestamps (a collector is never exactly on time) and gaps (it was down).
-        t = 1_700_000_000 + np.arange(n) * interval + rng.normal(0, interval * 0.02, n)
-        t = np.sort(t)
-        v, noise = _base(rng, t, style)
-        quantised = style in ("counts", "staircase")
-        anomalies = int(rng.choice([0, 1, 1, 2, 3]))
-        onsets = sorted(int(x) for x in rng.choice(np.arange(int(0.2 * n), int(0.95 * n)), anomalies, replace=False))
-        onsets = [o for k, o in enumerate(onsets) if k == 0 or o - onsets[k - 1] > 0.1 * n]
-        kinds = [str(rng.choice(_KINDS[style])) for _ in onsets]
-        for at, kind in zip(onsets, kinds, strict=True):
-            v = _inject(rng, t, v, at, kind, noise, quantised)
-        if rng.random() < 0.3:  # a gap of a few hours with no rows at all
-            gap = int(rng.integers(int(0.1 * n), int(0.9 * n)))
-            width = int(rng.integers(5, 60))
-            keep = np.ones(n, dtype=bool)
-            keep[gap:gap + width] = False
-            keep[onsets] = True  # labels stay on rows that exist
-            index = np.cumsum(keep) - 1
-            t, v = t[keep], v[keep]
-            onsets = [int(index[o]) for o in onsets]
-            n = len(v)
-        half = int(0.1 * n / max(len(onsets), 1) / 2)
-        windows = [(max(0, o - half), min(n, o + half)) for o in onsets]
-        out.append(Labelled(f"{i:03d}_{style}_{int(interval)}s", t, v, windows, kinds))
+    out = [_series(rng, i, tuple(_KINDS)[i % len(_KINDS)], _KINDS) for i in range(count)]
+    more_rng = np.random.default_rng(seed + 1)
+    out += [_series(more_rng, count + i, tuple(_MORE_KINDS)[i % len(_MORE_KINDS)], _MORE_KINDS) for i in range(more)]
     return out
+
+
+def _series(rng: np.random.Generator, i: int, style: str, kinds_of: dict[str, tuple[str, ...]]) -> Labelled:
+    interval = float(rng.choice(_INTERVALS))
+    n = int({60.0: 4320, 300.0: 4032, 3600.0: 1680}[interval])
+    # Jittered timestamps (a collector is never exactly on time) and gaps (it was down).
+    t = 1_700_000_000 + np.arange(n) * interval + rng.normal(0, interval * 0.02, n)
+    t = np.sort(t)
+    v, noise = _base(rng, t, style)
+    quantised = style in ("counts", "staircase", "bursty")
+    anomalies = int(rng.choice([0, 1, 1, 2, 3]))
+    onsets = sorted(int(x) for x in rng.choice(np.arange(int(0.2 * n), int(0.95 * n)), anomalies, replace=False))
+    onsets = [o for k, o in enumerate(onsets) if k == 0 or o - onsets[k - 1] > 0.1 * n]
+    kinds = [str(rng.choice(kinds_of[style])) for _ in onsets]
+    for at, kind in zip(onsets, kinds, strict=True):
+        v = _inject(rng, t, v, at, kind, noise, quantised, multiplicative=style == "web")
+    if rng.random() < 0.3:  # a gap of a few hours with no rows at all
+        gap = int(rng.integers(int(0.1 * n), int(0.9 * n)))
+        width = int(rng.integers(5, 60))
+        keep = np.ones(n, dtype=bool)
+        keep[gap:gap + width] = False
+        keep[onsets] = True  # labels stay on rows that exist
+        index = np.cumsum(keep) - 1
+        t, v = t[keep], v[keep]
+        onsets = [int(index[o]) for o in onsets]
+        n = len(v)
+    half = int(0.1 * n / max(len(onsets), 1) / 2)
+    windows = [(max(0, o - half), min(n, o + half)) for o in onsets]
+    return Labelled(f"{i:03d}_{style}_{int(interval)}s", t, v, windows, kinds)
 
 
 def _sigma(y: float) -> float:
@@ -196,9 +231,9 @@ def nab_normalised(raw_total: float, windows_total: int) -> float:
     return 100.0 * (raw_total - null) / (perfect - null) if windows_total else 0.0
 
 
-def write(directory: Path, count: int) -> None:
+def write(directory: Path, count: int, more: int = 0) -> None:
     labels = {}
-    for series in corpus(count):
+    for series in corpus(count, more=more):
         path = directory / f"{series.name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as handle:
@@ -214,5 +249,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--write", type=Path, required=True)
     parser.add_argument("--count", type=int, default=60)
+    parser.add_argument("--more", type=int, default=0, help="series of the shapes added later")
     args = parser.parse_args()
-    write(args.write, args.count)
+    write(args.write, args.count, args.more)

@@ -13,12 +13,17 @@ Detectors (each a score in [0, 1] from a robust z):
   spike      the step from the previous point against the past steps (sudden jumps inside the range)
   seasonal   the residual against the same time on earlier days (time of day) or earlier weeks (day
              of week), only where that explains the series much better than its level (a season
-             exists); there the level detectors are capped by it, so daily peaks are not alarms
+             exists); there the level detectors are capped by it, so daily peaks are not alarms;
+             also the residual against the day that ended a short window ago (a drift over hours)
   level_shift the median of the last few points against the median before them (a new level),
-             re-baselined on the short window so a sustained change scores once
+             re-baselined on the short window so a sustained change scores once; or the change
+             of the m-point median against the series' own past m-point changes (a jump on a
+             random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
-single points are measured against the past's own 99.5th percentile too (heavy tails).
+single points are measured against the past's own 99.5th percentile too; where that percentile
+says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
+10-sigma requests are not alarms).
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
@@ -32,6 +37,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -69,7 +75,9 @@ CALIBRATION: dict[str, Calibration] = {
     "iqr": Calibration(1.5, 2.5),
     "spike": Calibration(3.5, 2.5),
     "seasonal": Calibration(3.5, 2.0),
+    "seasonal_drift": Calibration(5.5, 2.0),
     "level_shift": Calibration(4.0, 2.0),
+    "level_change": Calibration(5.0, 2.0),
     "flatline": Calibration(1.0, 1.0),
     "drift": Calibration(7.0, 3.0),
 }
@@ -179,13 +187,55 @@ def _windowed(values: Array, rows: Rows, window: int,
     return out[0], out[1], out[2], out[3], out[4]
 
 
+@cache
+def _t_grid() -> tuple[Array, Array]:
+    """Degrees of freedom (200 down to 1) and, increasing, the q99.5 of |x - median| over the robust
+    sigma (1.4826 MAD) of a Student-t with them: 2.83 at df 200 (a Gaussian: 2.81), 6.6 at df 3, 86
+    for a Cauchy; np.interp reads df back from a ratio. Lazy: scipy is imported by the scorers
+    only, not by everything that imports this module (the API registers the model kind)."""
+    from scipy.special import stdtrit
+
+    df: Array = np.geomspace(200.0, 1.0, 64)
+    ratio: Array = stdtrit(df, 0.5 + TAIL_QUANTILE / 2) / (stdtrit(df, 0.75) / 0.6745)
+    return df, ratio
+
+
 def _tail_z(deviation: Array, scale: Array, tail: Array) -> Array:
-    """|deviation| in robust units of a Gaussian-like past, stretched by a heavier tail: a point
-    must stand out against the past's own 99.5th percentile, not only against its MAD (a latency
-    series' normal slow requests are not anomalies). Gaussian pasts: the plain robust z."""
-    extent = np.maximum(3.0 * scale, tail)
-    result: Array = 3.0 * np.abs(deviation) / extent
-    return result
+    """|deviation| in robust units, discounted for a heavy-tailed past.
+
+    The plain bound is 3|dev| / max(3 scale, tail): a point must stand out against the past's own
+    99.5th percentile too. A heavy tail is also extrapolated: a Student-t fitted to the past (its
+    degrees of freedom from how far the 99.5th percentile lies beyond the robust sigma, 2.8 sigmas
+    for a Gaussian; its scale from the robust sigma) gives the point's two-sided tail probability,
+    read back as a Gaussian-equivalent z. On a latency series whose slow requests reach 6 sigmas
+    every day (df about 3), 10 sigmas is a once-in-a-few-hundred event, not an alarm. A day's
+    99.5th percentile rests on a handful of points, so the t's verdict gets half the weight
+    (geometric mean with the bound). A Gaussian past gives the plain robust z."""
+    from scipy.special import ndtri, stdtr, stdtrit
+
+    magnitude = np.abs(deviation)
+    bound: Array = 3.0 * magnitude / np.maximum(3.0 * scale, tail)
+    df_grid, ratio_grid = _t_grid()
+    heavy = np.nan_to_num(tail / scale, nan=0.0) > ratio_grid[0]
+    if heavy.any():
+        df = np.interp(tail[heavy] / scale[heavy], ratio_grid, df_grid)
+        t_units = magnitude[heavy] / (scale[heavy] * 0.6745 / stdtrit(df, 0.75))
+        z_equivalent = -ndtri(np.maximum(stdtr(df, -t_units), 1e-300))  # P(T > t) = P(Z > z)
+        bound[heavy] = np.minimum(bound[heavy], np.sqrt(bound[heavy] * z_equivalent))
+    return bound
+
+
+def _largest_deviation(values: Array, rows: Rows, window: int, centre: Array) -> Array:
+    """max |x - centre| over the past `window` values of each row (0 where it has none)."""
+    out = np.zeros(len(rows))
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start:start + _CHUNK]
+        width = min(window, int(part.max()))
+        block, _ = _past_windows(values, part, width)
+        with _quiet():
+            out[start:start + len(part)] = np.nan_to_num(
+                np.nanmax(np.abs(block - centre[start:start + _CHUNK, None]), axis=1), nan=0.0)
+    return out
 
 
 def _quantum(values: Array) -> Array:
@@ -205,7 +255,10 @@ def _level_scores(values: Array, rows: Rows, window: int,
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
     iqr = np.maximum.reduce([q3 - q1, scale * 1.349, tail / 2.0])
-    fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr
+    # The fences shrink with the robust z as the heavy tail shrinks it (the same past, the same tail).
+    plain = 3.0 * np.abs(x - median) / np.maximum(3.0 * scale, tail)
+    heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
+    fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
     return z, fences, scale
 
 
@@ -259,6 +312,20 @@ def _run_lengths(values: Array) -> Array:
     return runs
 
 
+def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:
+    """Robust z of each row against the long window that ended a short window earlier: a ramp over
+    a few hours against the level before it began (the ramp is not its own reference)."""
+    lag = params.short_window
+    reference = rows - lag
+    usable = reference >= params.warmup
+    z = np.zeros(len(rows))
+    if usable.any():
+        with _quiet():
+            median, scale, _, _, tail = _windowed(values, reference[usable], params.long_window, floor[usable])
+        z[usable] = _tail_z(values[rows[usable]] - median, scale, tail)
+    return z
+
+
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                     baseline: Array | None = None) -> dict[str, Array]:
     """Each detector's score of `rows` (indices >= WARMUP into finite `values`, times ascending).
@@ -280,7 +347,12 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     steps = np.concatenate([[0.0], np.diff(values)])
     with _quiet():
         step_median, step_scale, _, _, step_tail = _windowed(steps, rows, params.long_window, floor)
-    scores["spike"] = CALIBRATION["spike"].score(_tail_z(steps[rows] - step_median, step_scale, step_tail))
+    z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
+    # A step no larger than the largest of the past window's is no news, however rare: a disk
+    # cleaned up once a day, a counter that resets (the 99.5th percentile ignores one a day).
+    largest = _largest_deviation(steps, rows, params.long_window, step_median)
+    z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
+    scores["spike"] = CALIBRATION["spike"].score(z_step)
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(0, int(rows.max()) + 1)
@@ -303,12 +375,18 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             # The seasonal view counts only where the series has a season: its residuals much
             # tighter than the level's spread. Elsewhere earlier days are just noise to compare with.
             explained[scored] = r_scale < 0.5 * scale_long[scored]
-            seasonal[scored] = np.where(explained[scored], CALIBRATION["seasonal"].score(z_season), 0.0)
+            # A drift of the residuals over a few hours, against the day before it began (the
+            # residual window has followed the ramp by then): a higher bar than a single point.
+            z_drift = _lagged_z(compact, position[scored], params, floor[scored])
+            season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
+                                      CALIBRATION["seasonal_drift"].score(z_drift))
+            seasonal[scored] = np.where(explained[scored], season_score, 0.0)
     scores["seasonal"] = seasonal
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained, np.minimum(scores[name], seasonal), scores[name])
 
     scores["level_shift"] = _level_shift(values, rows, params, history, residual, explained, floor)
+    scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -355,6 +433,32 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
     return np.where(tight & (recent_rows >= WARMUP), CALIBRATION["level_shift"].score(shift), 0.0)
 
 
+def _level_change(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:
+    """The change of level over the last m points (median of the last m against the median of the
+    m before them) against the series' own past changes over m points: a staircase that climbs one
+    unit at a time and jumps five, a random walk's unusual leap, a noisy series' step of a few
+    noise units. The past changes end before the current m points (the change is not its own
+    reference); a trend or a daily slope is in them, and a lone outlier moves no median of m >= 3."""
+    m = params.shift_window
+    last = int(rows.max()) + 1
+    medians = np.full(last, np.nan)
+    if last >= m:
+        medians[m - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(values[:last], m), axis=1)
+    change = np.full(last, np.nan)
+    change[m:] = medians[m:] - medians[:-m]
+    reference_rows = rows - m + 1  # the past changes: rows before the current block
+    usable = reference_rows >= params.warmup  # as many past changes as the other detectors' warm-up
+    result = np.zeros(len(rows))
+    if usable.any():
+        compact = np.nan_to_num(change, nan=0.0)
+        with _quiet():
+            c_median, c_scale, _, _, c_tail = _windowed(compact, reference_rows[usable], params.long_window,
+                                                        floor[usable])
+        z = _tail_z(compact[rows[usable]] - c_median, c_scale, c_tail)
+        result[usable] = CALIBRATION["level_change"].score(z)
+    return result
+
+
 # Detectors that read the same evidence count as one voice when they agree: a lone outlier is a
 # robust z, an IQR fence and a step at once.
 _FAMILIES: tuple[tuple[str, ...], ...] = (("robust_z", "iqr", "spike"),)
@@ -362,8 +466,8 @@ _FAMILIES: tuple[tuple[str, ...], ...] = (("robust_z", "iqr", "spike"),)
 
 def combine(scores: dict[str, Array]) -> Array:
     """One score from the detectors': 1 - (1 - top^2)(1 - second), over families (robust z and IQR
-    are one). A detector alone is damped (0.8 -> 0.64, 0.9 -> 0.81): one noisy detector reaches the
-    alert threshold only when it is nearly certain; a second that agrees lifts it."""
+    are one). A detector alone is damped (0.71 -> 0.5, 0.8 -> 0.64): one noisy detector reaches the
+    scan's alert threshold (0.5) only when it is confident; a second that agrees lifts it."""
     grouped = {name for family in _FAMILIES for name in family}
     voices = [np.maximum.reduce([scores[name] for name in family]) for family in _FAMILIES
               if all(name in scores for name in family)]

@@ -23,7 +23,7 @@ from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
 
 HISTORY = timedelta(days=1)
-ALERT_THRESHOLD = 0.6
+ALERT_THRESHOLD = 0.5
 # A series silent this long (having reported within the day) is a missing-data alert.
 MISSING_AFTER = timedelta(minutes=5)
 FOREST = "isolation_forest"

@@ -17,7 +17,7 @@ from shared.monitoring.alerts_repository import Silence
 from shared.monitoring.detectors import DETECTORS, ENSEMBLE, score_series
 from shared.monitoring.drift import categorical_drift, numeric_drift
 from shared.monitoring.host import HOST_METRICS
-from shared.monitoring.scan import scan
+from shared.monitoring.scan import ALERT_THRESHOLD, scan
 from shared.monitoring.series_repository import Point
 from shared.monitoring.services import in_memory_monitoring_services
 
@@ -53,7 +53,35 @@ def test_the_ensemble_flags_the_spike_and_the_shift_onset_and_stays_quiet_on_the
     assert result.combined[700] > 0.9 and "spike" in result.reasons[700]
     assert result.combined[1050:1065].max() > 0.5  # the shift, within a few points
     quiet = np.r_[300:690, 800:1045]
-    assert (result.combined[quiet] >= 0.6).mean() < 0.01
+    assert (result.combined[quiet] >= ALERT_THRESHOLD).mean() < 0.01
+
+
+def _alarms(scores: np.ndarray) -> int:
+    flagged = scores >= ALERT_THRESHOLD
+    return int((flagged & ~np.r_[False, flagged[:-1]]).sum())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_heavy_tailed_series_alarms_rarely_on_its_own_outliers_while_a_gaussian_one_flags_a_spike(
+        seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(2016) * 300.0  # a week of five-minute points
+    heavy = 50 + rng.standard_t(2.5, len(t))  # latency-like: 10 sigmas out every day or so
+    assert _alarms(score_series(t, heavy).combined) <= 2
+    gaussian = 50 + rng.normal(0, 1, len(t))
+    gaussian[1500] += 12
+    scores = score_series(t, gaussian).combined
+    assert scores[1500] > 0.9 and _alarms(scores) == 1
+
+
+def test_a_level_shift_in_heavy_tailed_noise_is_a_level_change_against_the_past_changes() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(2016) * 300.0
+    v = 50 + rng.standard_t(2.5, len(t))
+    v[1500:] += 8
+    level_shift = score_series(t, v, detector="level_shift").combined
+    assert level_shift[1500:1510].max() > 0.9
+    assert level_shift[300:1490].max() < ALERT_THRESHOLD
 
 
 def test_backtest_mirrors_a_folder_and_adds_scores(tmp_path: Path) -> None:
@@ -377,3 +405,14 @@ def test_the_local_schedule_collects_and_scans_every_minute_so_the_local_run_rai
     stopped = threading.Event()
     stopped.set()
     assert run_schedule(entries, stopped) == {"collect-metrics": 0, "scan-metrics": 0, "check-drift": 0}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_drift_over_hours_under_a_daily_cycle_is_flagged_against_the_day_before_it_began(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(1728) * 300.0  # six days of five-minute points
+    v = 50 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 1, len(t))
+    v[1440:] -= np.clip(np.arange(len(t) - 1440) / 36, 0, 1) * 12  # down 12 sigmas over three hours, then staying
+    assert score_series(t, v, detector="seasonal").combined[1440:1512].max() > 0.9
+    scores = score_series(t, v).combined
+    assert scores[1440:1512].max() >= ALERT_THRESHOLD and scores[600:1440].max() < ALERT_THRESHOLD
