@@ -65,29 +65,19 @@ def _html(page: str) -> Response:
                              **SECURITY_HEADERS})
 
 
-@api_route(blueprint, "/dashboards", ["GET"], public=True)
-def sign_in_page() -> Response:
-    return _html("signin")
+def _page_view(page: str) -> Callable[[], Response]:
+    def view() -> Response:
+        return _html(page)
+
+    view.__name__ = f"{page}_page"  # Chalice names each route's view
+    return view
 
 
-@api_route(blueprint, "/dashboards/ocr", ["GET"], public=True)
-def ocr_page() -> Response:
-    return _html("ocr")
-
-
-@api_route(blueprint, "/dashboards/conflict", ["GET"], public=True)
-def conflict_page() -> Response:
-    return _html("conflict")
-
-
-@api_route(blueprint, "/dashboards/fraud", ["GET"], public=True)
-def fraud_page() -> Response:
-    return _html("fraud")
-
-
-@api_route(blueprint, "/dashboards/monitoring", ["GET"], public=True)
-def monitoring_page() -> Response:
-    return _html("monitoring")
+# The sign-in page at /dashboards, each loop's page below it; the pages are public shells (their
+# data routes need a key).
+for _page in PAGES:
+    _path = "/dashboards" if _page == "signin" else f"/dashboards/{_page}"
+    api_route(blueprint, _path, ["GET"], public=True)(_page_view(_page))
 
 
 def _asset_view(name: str) -> Callable[[], Response]:
