@@ -6,6 +6,7 @@ boto3 is imported on first use: a function that never touches AWS does not pay f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shared.errors import ConfigurationError, DependencyUnavailable
@@ -19,6 +20,18 @@ def aws_client(service: str, *, endpoint_url: str = "", region: str = "us-east-1
     return boto3.session.Session().client(
         service, endpoint_url=endpoint_url or None, region_name=region, config=config
     )
+
+
+def queue_sender(client: Any, queue_url: str) -> Callable[[str], None]:
+    """Send one message body to the queue; a queue that cannot be reached is DependencyUnavailable."""
+
+    def send(body: str) -> None:
+        try:
+            client.send_message(QueueUrl=queue_url, MessageBody=body)
+        except Exception as exc:
+            raise DependencyUnavailable(f"queue {queue_url} unreachable: {exc}") from exc
+
+    return send
 
 
 def read_secret_string(client: Any, secret_id: str) -> str:

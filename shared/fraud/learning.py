@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.adapters.aws import queue_sender
 from shared.context import AppContext
 from shared.fraud.kind import FRAUD
 from shared.fraud.services import fraud_services
@@ -35,15 +36,10 @@ def retrain_all_fraud_models(context: AppContext, *, now: datetime | None = None
     when a queue is configured, else run here one after the other. A tenant with too few labels
     keeps being served by the global model (its retrain records why)."""
     scopes: list[str | None] = [None, *(tenant.tenant_id for tenant in context.tenants.list_tenants())]
-    send = None
-    if context.settings.training_jobs_queue_url:
-        queue, url = context.aws("sqs"), context.settings.training_jobs_queue_url
-
-        def send(body: str) -> Any:
-            return queue.send_message(QueueUrl=url, MessageBody=body)
-
-    return fan_out(FRAUD.name, scopes, send=send, retrain=lambda tenant_id: retrain_fraud_scope(
-        context, tenant_id, now=now))
+    url = context.settings.training_jobs_queue_url
+    send = queue_sender(context.aws("sqs"), url) if url else None
+    return fan_out(FRAUD.name, scopes, send=send, requested_at=now or datetime.now(UTC),
+                   retrain=lambda tenant_id: retrain_fraud_scope(context, tenant_id, now=now))
 
 
 def track_fraud_outcomes(context: AppContext, now: datetime | None = None) -> dict[str, Any]:

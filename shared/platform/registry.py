@@ -9,6 +9,7 @@ deserialised, and the security audit when verification fails.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from shared.adapters.artifacts import KNOWN_FORMATS, deserialize
@@ -127,6 +128,10 @@ class Registry:
 
     def audit_trail(self, version_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         return self._repository.audit_trail(version_id, limit)
+
+    def last_recorded_at(self, kind: str, tenant_id: str | None, actions: tuple[str, ...]) -> datetime | None:
+        """When one of these actions was last audited for exactly this scope."""
+        return self._repository.last_audit_at(kind, tenant_id, actions)
 
     # -- loading -------------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ class RegistryRepository(Protocol):
     def in_scope(self, kind: str, tenant_id: str | None) -> ScopeVersions: ...
     def active_kinds(self) -> list[str]: ...
     def audit_trail(self, version_id: str | None, limit: int) -> list[dict[str, Any]]: ...
+    def last_audit_at(self, kind: str, tenant_id: str | None, actions: tuple[str, ...]) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,15 @@ class PostgresRegistryRepository:
                 id=version_id, limit=limit,
             )
 
+    def last_audit_at(self, kind: str, tenant_id: str | None, actions: tuple[str, ...]) -> datetime | None:
+        with self._database.transaction() as tx:
+            row = tx.fetch_one(
+                "SELECT max(at) AS at FROM registry_audit WHERE kind = :kind"
+                " AND tenant_id IS NOT DISTINCT FROM CAST(:tenant AS uuid) AND action = ANY(CAST(:actions AS text[]))",
+                kind=kind, tenant=tenant_id, actions=list(actions),
+            )
+        return row["at"] if row else None
+
     def _get(self, tx: Transaction, version_id: str) -> ModelVersion:
         row = (
             tx.fetch_one(f"SELECT {_COLUMNS} FROM model_versions WHERE version_id = CAST(:id AS uuid)", id=version_id)
@@ -472,3 +482,7 @@ class InMemoryRegistryRepository:
     def audit_trail(self, version_id: str | None, limit: int) -> list[dict[str, Any]]:
         rows = [r for r in reversed(self._audit) if version_id is None or r["version_id"] == version_id]
         return rows[:limit]
+
+    def last_audit_at(self, kind: str, tenant_id: str | None, actions: tuple[str, ...]) -> datetime | None:
+        return max((r["at"] for r in self._audit
+                    if r["kind"] == kind and r["tenant_id"] == tenant_id and r["action"] in actions), default=None)

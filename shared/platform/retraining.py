@@ -21,6 +21,9 @@ from shared.platform.training import TrainingSource, train_candidate
 
 _METRIC_NAMES = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC"}
 DEFAULT_PROMOTION = PromotionPolicy()
+# The audit actions that end a retrain run: exactly one of them is recorded per run.
+PROMOTED, KEPT_CHAMPION, SKIPPED = "promoted", "kept_champion", "retrain_skipped"
+RETRAIN_DECISIONS = (PROMOTED, KEPT_CHAMPION, SKIPPED)
 
 
 def decide_promotion(
@@ -72,7 +75,7 @@ def _retrain_locked(
         result = train_candidate(kind, source, registry, tenant_id=tenant_id, end=now, days_back=days_back,
                                  actor=actor)
     except InsufficientData as exc:
-        registry.record_decision(kind=kind.name, tenant_id=tenant_id, actor=actor, action="retrain_skipped",
+        registry.record_decision(kind=kind.name, tenant_id=tenant_id, actor=actor, action=SKIPPED,
                                  detail={"reason": exc.message})
         return {"promoted": False, "reason": exc.message}
     assert result.version is not None
@@ -112,5 +115,5 @@ def _retrain_locked(
         except Conflict as exc:
             promote, detail["reason"] = False, exc.message
     registry.record_decision(kind=kind.name, tenant_id=tenant_id, actor=actor,
-                             action="promoted" if promote else "kept_champion", detail=detail)
+                             action=PROMOTED if promote else KEPT_CHAMPION, detail=detail)
     return {"promoted": promote, **detail, "metrics": result.metrics}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -261,17 +262,36 @@ def test_the_run_commands_demo_trains_a_global_and_a_tenant_model(context: AppCo
 
 def test_monthly_retraining_fans_out_one_job_per_scope_through_the_queue(
     app_environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, history: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from app import app
     from shared.adapters.aws import aws_client
     from shared.context import get_context, reset_context
+    from shared.errors import DependencyUnavailable
     from shared.fraud.learning import retrain_all_fraud_models
 
     sqs = aws_client("sqs", endpoint_url=app_environment["MLSTACK_AWS_ENDPOINT_URL"])
     url = sqs.create_queue(QueueName=f"training-jobs-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     monkeypatch.setenv("MLSTACK_TRAINING_JOBS_QUEUE_URL", url)
+    # SQS unreachable (nothing listens on the endpoint): the scheduled run fails loudly, logged,
+    # with nothing queued and nothing trained, and the next run queues every scope.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    monkeypatch.setenv("MLSTACK_AWS_ENDPOINT_URL", f"http://127.0.0.1:{closed_port}")
+    reset_context()
+    tenants = seed(get_context(), {"acme": history["acme"], "tiny": history["tiny"]})
+    capsys.readouterr()
+    with Client(app) as client, pytest.raises(DependencyUnavailable, match="0 of 3 fraud training jobs queued"):
+        client.lambda_.invoke("retrain_fraud", client.events.generate_cw_event(
+            source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
+    failed = [json.loads(line) for line in capsys.readouterr().err.splitlines() if '"job.failed"' in line]
+    assert failed and failed[0]["job"] == "retrain-fraud" and failed[0]["code"] == "dependency_unavailable"
+    assert not sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages")
+    monkeypatch.setenv("MLSTACK_AWS_ENDPOINT_URL", app_environment["MLSTACK_AWS_ENDPOINT_URL"])
     reset_context()
     context = get_context()
-    tenants = seed(context, {"acme": history["acme"], "tiny": history["tiny"]})
+    assert context.registry.list_versions(kind="fraud") == []
     assert retrain_all_fraud_models(context, now=NOW) == {"queued": 3, "kind": "fraud"}
     messages = []
     while len(messages) < 3:
@@ -281,14 +301,15 @@ def test_monthly_retraining_fans_out_one_job_per_scope_through_the_queue(
     jobs = sorted(json.loads(m["Body"])["tenant_id"] or "" for m in messages)
     assert jobs == sorted(["", tenants["acme"], tenants["tiny"]])
 
-    from app import app
-
     with Client(app) as client:
         def work(message: dict[str, Any]) -> Any:
             event = client.events.generate_sqs_event(queue_name="training-jobs", message_bodies=[message["Body"]])
             return client.lambda_.invoke("train_worker", event).payload
 
         results = {r["scope"]: r for m in messages for r in work(m)["results"]}
+        # SQS delivers at least once: a second copy of a job finds its scope retrained and does nothing.
+        again = work(next(m for m in messages if json.loads(m["Body"])["tenant_id"] is None))["results"][0]
+    assert again["duplicate"] is True and again["promoted"] is False
     assert results["global"]["promoted"] is True
     # acme's own candidate was judged against what served acme then: the global model, if it came first.
     acme = results[tenants["acme"]]

@@ -21,16 +21,18 @@ from numpy.typing import NDArray
 
 from shared.adapters.objectstore import InMemoryObjectStore
 from shared.adapters.signing import ArtifactSigner
+from shared.errors import DependencyUnavailable
 from shared.platform.kinds import Fitted, ModelKind, PromotionPolicy, TrainingPolicy, TrainingSet
 from shared.platform.locks import InMemoryLocks
 from shared.platform.outcomes import track_outcomes
 from shared.platform.prediction_log import InMemoryPredictionLog
 from shared.platform.registry import Registry
 from shared.platform.registry_repository import InMemoryRegistryRepository
-from shared.platform.retraining import retrain
+from shared.platform.retraining import RETRAIN_DECISIONS, retrain
 from shared.platform.serving import choose_serving
 from shared.platform.serving_cache import ServingModels
 from shared.platform.training import train_candidate
+from shared.platform.training_jobs import DUPLICATE_WINDOW, TrainingJob, fan_out, parse_job, run_job
 from shared.platform.transactions import InMemoryTransactions
 
 
@@ -249,3 +251,36 @@ def test_concurrent_first_requests_share_one_build_and_all_get_the_model(world: 
         models = list(pool.map(first_request, range(8)))
     assert len(builds) == 1 and all(model is models[0] for model in models)
     assert world["models"].rejected() == []
+
+
+def test_a_training_job_delivered_twice_or_fanned_out_again_retrains_its_scope_once(world: dict[str, Any]) -> None:
+    registry = world["registry"]
+
+    def retrain_scope(tenant: str | None) -> dict[str, Any]:
+        return retrain(TOY, world["source"], registry, world["locks"], tenant_id=tenant, now=NOW)
+
+    def last_retrained(kind: str, tenant: str | None) -> datetime | None:
+        return registry.last_recorded_at(kind, tenant, RETRAIN_DECISIONS)
+
+    sent: list[str] = []
+
+    def send_then_fail(body: str) -> None:
+        if sent:
+            raise DependencyUnavailable("queue q unreachable: connection refused")
+        sent.append(body)
+
+    asked = datetime.now(UTC)
+    with pytest.raises(DependencyUnavailable, match="1 of 2 toy training jobs queued, then: queue q unreachable"):
+        fan_out("toy", [None, "t1"], send=send_then_fail, retrain=retrain_scope, requested_at=asked)
+    # The schedule's retry sends the whole fan-out again: the global job is queued twice.
+    assert fan_out("toy", [None, "t1"], send=sent.append, retrain=retrain_scope, requested_at=asked) == {
+        "queued": 2, "kind": "toy"}
+    results = [run_job(parse_job(body), {"toy": retrain_scope}, last_retrained) for body in sent]
+    assert [(r["scope"], r.get("duplicate", False)) for r in results] == [
+        ("global", False), ("global", True), ("t1", False)]
+    decisions = [r for r in registry.audit_trail() if r["action"] in RETRAIN_DECISIONS and r["tenant_id"] is None]
+    assert len(decisions) == 1
+    # A job asked for well after the last retrain runs; so does a message from before jobs were dated.
+    later = TrainingJob(kind="toy", requested_at=asked + 2 * DUPLICATE_WINDOW)
+    assert "duplicate" not in run_job(later, {"toy": retrain_scope}, last_retrained)
+    assert "duplicate" not in run_job(parse_job('{"kind": "toy"}'), {"toy": retrain_scope}, last_retrained)
