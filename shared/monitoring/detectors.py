@@ -250,9 +250,10 @@ def _quantum(values: Array) -> Array:
     return result
 
 
-def _level_scores(values: Array, rows: Rows, window: int,
-                  floor: Array | None = None) -> tuple[Array, Array, Array]:
-    """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window."""
+def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
+                  sustained: int = 1) -> tuple[Array, Array, Array, Array]:
+    """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
+    and the z of the median of the `sustained` points up to the row (a lone point moves it not)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -261,7 +262,8 @@ def _level_scores(values: Array, rows: Rows, window: int,
     plain = 3.0 * np.abs(x - median) / np.maximum(3.0 * scale, tail)
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
-    return z, fences, scale
+    recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
+    return z, fences, scale, _tail_z(recent - median, scale, tail)
 
 
 def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float) -> Array:
@@ -384,15 +386,28 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
-        z_long, fence_long, scale_long = _level_scores(values, rows, params.long_window, floor)
-        z_short, fence_short, _ = _level_scores(values, rows, params.short_window, floor)
-    # Odd against both windows; or, for a slow drift the short window follows, far out against the
-    # long one alone (a higher bar: half a day of history is a weaker reference than both).
-    scores = {
-        "robust_z": np.maximum(CALIBRATION["robust_z"].score(np.minimum(z_long, z_short)),
-                               CALIBRATION["drift"].score(z_long)),
-        "iqr": CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short)),
-    }
+        z_long, fence_long, scale_long, z_sustained = _level_scores(values, rows, params.long_window, floor,
+                                                                    params.shift_window)
+        z_short, fence_short, _, _ = _level_scores(values, rows, params.short_window, floor)
+    # Odd against both windows, unless the series has deviated this far twice before (a burst of
+    # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
+    # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
+    # reference than both; a drift is sustained: the median of its last few points is out, which a
+    # lone burst is not, and no precedent mutes it).
+    point = CALIBRATION["robust_z"].score(np.minimum(z_long, z_short))
+    fences = CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short))
+    # A point's precedents are earlier points as far out; a sustained excursion's (the median of
+    # its last m points out too: a drift in a series whose bursts are single points) are earlier
+    # excursions of that median.
+    last = int(rows.max()) + 1
+    level = _level_statistic(values, last, params)
+    notable = np.maximum(point, fences) > PRECEDENT_FROM
+    habit = np.maximum(
+        precedent_factor(_deviation_statistic(values[:last], params.long_window), rows, params, params.shift_window,
+                         notable),
+        precedent_factor(level, rows, params, 2 * params.shift_window, notable)
+        * CALIBRATION["robust_z"].score(z_sustained))
+    scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
     steps = np.concatenate([[0.0], np.diff(values)])
     with _quiet():
@@ -447,8 +462,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
     # Precedents: on the values, or on the seasonal residuals where the season explains the series.
     notable = scores["level_shift"] > PRECEDENT_FROM
-    last = int(rows.max()) + 1
-    for stat, where in ((_level_statistic(values, last, params), ~explained),
+    for stat, where in ((level, ~explained),
                         (_level_statistic(residual_filled, last, params), explained)):
         scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where)
 
