@@ -415,9 +415,11 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
     # A step no larger than the largest of the past window's in its direction is no news, however
     # rare: a disk cleaned up once a day, a counter that resets (the 99.5th percentile ignores one
-    # a day). A fall does not excuse a rise: a daily cleanup is no precedent for a spike.
-    largest = _largest_deviation(steps, rows, params.long_window, step_median,
-                                 np.sign(steps[rows] - step_median))
+    # a day). A fall does not excuse a rise: a daily cleanup is no precedent for a spike; but a
+    # fall within m points of a rise as large is the spike's return, not news.
+    direction = np.sign(steps[rows] - step_median)
+    largest = np.maximum(_largest_deviation(steps, rows, params.long_window, step_median, direction),
+                         _largest_deviation(steps, rows, params.shift_window, step_median, -direction))
     z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
     scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, scores["spike"] > PRECEDENT_FROM)
