@@ -24,6 +24,11 @@ Scales are robust and floored (the series' quantum, a quarter of its standard de
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
 10-sigma requests are not alarms).
+Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest,
+the day the scan reads): a point's deviation, a step, a level against the half day before and a
+seasonal residual are muted where the series has shown one as large, in the same direction, twice
+before in separate hours (a cleanup every day or two, a burst of requests every few hours, a
+morning ramp): a third occurrence is a habit, not news; a third larger is news again.
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
