@@ -461,3 +461,14 @@ def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still
     scores = score_series(t, v).combined
     assert _alarms(scores[850:1790]) == 0  # the fourth and fifth: seen twice before
     assert scores[1800] >= ALERT_THRESHOLD
+
+
+def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(864) * 300.0  # three days of five-minute points
+    v = 50 + rng.normal(0, 0.3, len(t))
+    v[600:] -= 20  # a cleanup: a fall of 20
+    v[700] += 10  # a spike of half its size, hours later
+    spike = score_series(t, v, detector="spike").combined
+    assert spike[700] >= ALERT_THRESHOLD  # the fall does not excuse the rise
+    assert spike[701] < ALERT_THRESHOLD  # the fall back right after it is the spike's return
