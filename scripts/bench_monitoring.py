@@ -116,21 +116,38 @@ def _events(flags: np.ndarray) -> list[int]:
     return [int(i) for k, i in enumerate(idx) if k == 0 or idx[k - 1] != i - 1]
 
 
-def bench_quality(count: int, more: int = 0, threshold: float = ALERT_THRESHOLD) -> dict[str, Any]:
+def bench_quality(count: int, more: int = 0, threshold: float = ALERT_THRESHOLD, quiet: int = 0) -> dict[str, Any]:
     """Every detector, the ensemble and a plain rolling z-score on the labelled corpus
     (scripts/monitoring_corpus.py): one causal run per series gives every detector's scores. The
-    original `count` series and the `more` series of the shapes added later are reported apart."""
-    data = corpus(count, more=more)
+    original `count` series, the `more` series of the shapes added later and the `quiet` series
+    without anomalies are reported apart; `by_shape`: the ensemble's hits and false alarms per shape."""
+    data = corpus(count, more=more, quiet=quiet)
     scored = []
     for series in data:
         result = score_series(series.times, series.values)
         scored.append({ENSEMBLE: result.combined, **result.detectors, "rolling_zscore": rolling_zscore(series.values)})
     report = {"series": count, "windows": sum(len(s.windows) for s in data[:count]), "threshold": threshold,
               "results": _quality(data[:count], scored[:count], threshold)}
-    if more:
-        report["more_shapes"] = {"series": more, "windows": sum(len(s.windows) for s in data[count:]),
-                                 "results": _quality(data[count:], scored[count:], threshold)}
+    for key, part in (("more_shapes", slice(count, count + more)), ("no_anomaly_shapes", slice(count + more, None))):
+        if part.stop != part.start and data[part]:
+            report[key] = {"series": len(data[part]), "windows": sum(len(s.windows) for s in data[part]),
+                           "results": _quality(data[part], scored[part], threshold)}
+    report["by_shape"] = _by_shape(data, scored, threshold)
     return report
+
+
+def _by_shape(data: list[Any], scored: list[dict[str, np.ndarray]], threshold: float) -> dict[str, dict[str, int]]:
+    """Per shape (the series' base style): windows, windows hit and false alarms of the ensemble."""
+    out: dict[str, dict[str, int]] = {}
+    for series, scores in zip(data, scored, strict=True):
+        shape = series.name.split("_")[1]
+        events = _events(scores[ENSEMBLE] >= threshold)
+        row = out.setdefault(shape, {"series": 0, "windows": 0, "hit": 0, "false_alarms": 0})
+        row["series"] += 1
+        row["windows"] += len(series.windows)
+        row["hit"] += sum(any(a <= e < b for e in events) for a, b in series.windows)
+        row["false_alarms"] += sum(not any(a <= e < b for a, b in series.windows) for e in events)
+    return out
 
 
 def _quality(data: list[Any], scored: list[dict[str, np.ndarray]], threshold: float) -> dict[str, dict[str, float]]:
@@ -152,13 +169,15 @@ def _quality(data: list[Any], scored: list[dict[str, np.ndarray]], threshold: fl
         results[name] = {"precision": round(true_events / total, 3) if total else 0.0,
                          "recall": round(hits / windows, 3) if windows else 0.0,
                          "false_positive_share": round(false_events / total, 3) if total else 0.0,
+                         "false_alarms": false_events,
                          "false_alarms_per_series_day": round(false_events / days, 3),
                          "nab_standard": round(nab_normalised(nab, windows), 1)}
     return results
 
 
 def _print_quality(quality: dict[str, Any]) -> None:
-    for title, part in (("original series", quality), ("shapes added later", quality.get("more_shapes"))):
+    for title, part in (("original series", quality), ("shapes added later", quality.get("more_shapes")),
+                        ("shapes without anomalies", quality.get("no_anomaly_shapes"))):
         if not part:
             continue
         print(f"\n{title}: {part['series']} series, {part['windows']} labelled anomalies"
@@ -167,6 +186,10 @@ def _print_quality(quality: dict[str, Any]) -> None:
         for name, r in part["results"].items():
             print(f"| {name} | {r['precision']} | {r['recall']} | {r['false_positive_share']} |"
                   f" {r['false_alarms_per_series_day']} | {r['nab_standard']} |")
+    if quality.get("by_shape"):
+        print("\nensemble by shape\n| shape | series | windows | hit | false alarms |\n|---|---|---|---|---|")
+        for shape, r in quality["by_shape"].items():
+            print(f"| {shape} | {r['series']} | {r['windows']} | {r['hit']} | {r['false_alarms']} |")
 
 
 def main() -> int:
@@ -175,10 +198,12 @@ def main() -> int:
     parser.add_argument("--quality-series", type=int, default=35)
     parser.add_argument("--quality-more", type=int, default=15,
                         help="series of the shapes added later (bursty counts, sawtooth disk, web traffic)")
+    parser.add_argument("--quality-quiet", type=int, default=6,
+                        help="series without anomalies (gaussian noise, a daily sine, a flat value with rare steps)")
     parser.add_argument("--quality-only", action="store_true",
                         help="only the labelled corpus (no services, no scan or backtest timing): the fast loop")
     args = parser.parse_args()
-    quality = bench_quality(args.quality_series, args.quality_more) if args.quality_series else {"results": {}}
+    quality = bench_quality(args.quality_series, args.quality_more, quiet=args.quality_quiet) if args.quality_series else {"results": {}}
     if args.quality_only:
         print(json.dumps({"quality": quality}, indent=2))
         _print_quality(quality)

@@ -92,6 +92,15 @@ def _base(rng: np.random.Generator, t: np.ndarray, style: str) -> tuple[np.ndarr
         level = rng.uniform(200, 2000)
         shape = (1 + 0.7 * np.maximum(daily, -0.8)) * (1 - 0.35 * weekend)
         return level * shape * np.exp(rng.normal(0, 0.05, n)), level * 0.1
+    if style == "noise":  # a steady gauge: gaussian noise on a level, nothing else
+        noise = rng.uniform(0.5, 3)
+        return rng.uniform(10, 100) + rng.normal(0, noise, n), noise
+    if style == "sine":  # a daily cycle with gaussian noise (ambient temperature, a steady load)
+        noise = rng.uniform(0.5, 2)
+        return rng.uniform(20, 80) + rng.uniform(5, 15) * noise * daily + rng.normal(0, noise, n), noise
+    if style == "flat":  # a setting or a count of replicas: one value, a step of one unit now and then
+        changes = rng.choice([-1.0, 1.0], n) * (rng.random(n) < rng.uniform(0.0005, 0.003))
+        return np.round(rng.uniform(3, 30)) + np.cumsum(changes), 1.0
     # random walk with a daily cycle (queue depth, memory)
     noise = rng.uniform(0.2, 1)
     return rng.uniform(100, 500) + np.cumsum(rng.normal(0, noise, n)) + 5 * noise * daily, noise * 4
@@ -158,17 +167,26 @@ _MORE_KINDS = {
 }
 
 
-def corpus(count: int = 60, seed: int = 7, more: int = 0) -> list[Labelled]:
+# Series with no anomaly at all (every alarm on them is a false one), from a third stream.
+_QUIET_STYLES = ("noise", "sine", "flat")
+
+
+def corpus(count: int = 60, seed: int = 7, more: int = 0, quiet: int = 0) -> list[Labelled]:
     """`count` series of the original styles, then `more` of the shapes added later (bursty counts,
-    sawtooth disk usage, web traffic with holidays) from a stream of their own."""
+    sawtooth disk usage, web traffic with holidays) from a stream of their own, then `quiet` series
+    without anomalies (gaussian noise, a daily sine, a flat value with rare unit steps) from a third."""
     rng = np.random.default_rng(seed)
     out = [_series(rng, i, tuple(_KINDS)[i % len(_KINDS)], _KINDS) for i in range(count)]
     more_rng = np.random.default_rng(seed + 1)
     out += [_series(more_rng, count + i, tuple(_MORE_KINDS)[i % len(_MORE_KINDS)], _MORE_KINDS) for i in range(more)]
+    quiet_rng = np.random.default_rng(seed + 2)
+    out += [_series(quiet_rng, count + more + i, _QUIET_STYLES[i % len(_QUIET_STYLES)], {}, anomalies=0)
+            for i in range(quiet)]
     return out
 
 
-def _series(rng: np.random.Generator, i: int, style: str, kinds_of: dict[str, tuple[str, ...]]) -> Labelled:
+def _series(rng: np.random.Generator, i: int, style: str, kinds_of: dict[str, tuple[str, ...]],
+            anomalies: int | None = None) -> Labelled:
     interval = float(rng.choice(_INTERVALS))
     n = int({60.0: 4320, 300.0: 4032, 3600.0: 1680}[interval])
     # Jittered timestamps (a collector is never exactly on time) and gaps (it was down).
@@ -176,7 +194,7 @@ def _series(rng: np.random.Generator, i: int, style: str, kinds_of: dict[str, tu
     t = np.sort(t)
     v, noise = _base(rng, t, style)
     quantised = style in ("counts", "staircase", "bursty")
-    anomalies = int(rng.choice([0, 1, 1, 2, 3]))
+    anomalies = int(rng.choice([0, 1, 1, 2, 3])) if anomalies is None else anomalies
     onsets = sorted(int(x) for x in rng.choice(np.arange(int(0.2 * n), int(0.95 * n)), anomalies, replace=False))
     onsets = [o for k, o in enumerate(onsets) if k == 0 or o - onsets[k - 1] > 0.1 * n]
     kinds = [str(rng.choice(kinds_of[style])) for _ in onsets]
@@ -231,9 +249,9 @@ def nab_normalised(raw_total: float, windows_total: int) -> float:
     return 100.0 * (raw_total - null) / (perfect - null) if windows_total else 0.0
 
 
-def write(directory: Path, count: int, more: int = 0) -> None:
+def write(directory: Path, count: int, more: int = 0, quiet: int = 0) -> None:
     labels = {}
-    for series in corpus(count, more=more):
+    for series in corpus(count, more=more, quiet=quiet):
         path = directory / f"{series.name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as handle:
@@ -250,5 +268,6 @@ if __name__ == "__main__":
     parser.add_argument("--write", type=Path, required=True)
     parser.add_argument("--count", type=int, default=60)
     parser.add_argument("--more", type=int, default=0, help="series of the shapes added later")
+    parser.add_argument("--quiet", type=int, default=0, help="series without anomalies (noise, sine, flat)")
     args = parser.parse_args()
-    write(args.write, args.count, args.more)
+    write(args.write, args.count, args.more, args.quiet)

@@ -24,6 +24,11 @@ Scales are robust and floored (the series' quantum, a quarter of its standard de
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
 10-sigma requests are not alarms).
+Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest,
+the day the scan reads): a point's deviation, a step, a level against the half day before and a
+seasonal residual are muted where the series has shown one as large, in the same direction, twice
+before in separate hours (a cleanup every day or two, a burst of requests every few hours, a
+morning ramp): a third occurrence is a habit, not news; a third larger is news again.
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
@@ -225,16 +230,18 @@ def _tail_z(deviation: Array, scale: Array, tail: Array) -> Array:
     return bound
 
 
-def _largest_deviation(values: Array, rows: Rows, window: int, centre: Array) -> Array:
-    """max |x - centre| over the past `window` values of each row (0 where it has none)."""
+def _largest_deviation(values: Array, rows: Rows, window: int, centre: Array, sign: Array) -> Array:
+    """max sign * (x - centre) over the past `window` values of each row: its largest deviation in
+    the direction of `sign` (0 where it has none)."""
     out = np.zeros(len(rows))
     for start in range(0, len(rows), _CHUNK):
         part = rows[start:start + _CHUNK]
         width = min(window, int(part.max()))
         block, _ = _past_windows(values, part, width)
+        signs = sign[start:start + _CHUNK, None]
         with _quiet():
-            out[start:start + len(part)] = np.nan_to_num(
-                np.nanmax(np.abs(block - centre[start:start + _CHUNK, None]), axis=1), nan=0.0)
+            out[start:start + len(part)] = np.maximum(np.nan_to_num(
+                np.nanmax(signs * (block - centre[start:start + _CHUNK, None]), axis=1), nan=0.0), 0.0)
     return out
 
 
@@ -248,9 +255,10 @@ def _quantum(values: Array) -> Array:
     return result
 
 
-def _level_scores(values: Array, rows: Rows, window: int,
-                  floor: Array | None = None) -> tuple[Array, Array, Array]:
-    """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window."""
+def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
+                  sustained: int = 1) -> tuple[Array, Array, Array, Array]:
+    """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
+    and the z of the median of the `sustained` points up to the row (a lone point moves it not)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -259,7 +267,8 @@ def _level_scores(values: Array, rows: Rows, window: int,
     plain = 3.0 * np.abs(x - median) / np.maximum(3.0 * scale, tail)
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
-    return z, fences, scale
+    recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
+    return z, fences, scale, _tail_z(recent - median, scale, tail)
 
 
 def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float) -> Array:
@@ -326,6 +335,54 @@ def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Ar
     return z
 
 
+# Precedent: the memory searched for earlier events like the current one (the backtest reads the
+# whole past; the scan its day), and the ratios by which the current one must exceed the second
+# largest of them to be news (1.0: no larger than two earlier ones, muted; 1.3 and more: as scored).
+PRECEDENT_DAYS = 30.0
+PRECEDENT_RATIOS = (1.05, 1.1, 1.2, 1.3)
+PRECEDENT_FROM = 0.05  # rows scoring less have nothing to lose
+
+
+def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
+                     candidates: NDArray[np.bool_]) -> Array:
+    """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
+    statistic of the event (a step, a level against the half day before, a seasonal residual)
+    against the same statistic's earlier events of the same sign within the memory.
+
+    Earlier events are hour blocks (their largest value; adjacent blocks over the threshold are one
+    event), so a burst of 20 minutes is one event and a cleanup that comes every day or two, a
+    burst of requests every few hours or a morning ramp is seen as a habit of the series from its
+    second occurrence on, even when the last one is out of the detectors' day. The rows of the last
+    `exclude` before the current one are not its precedent (they are the event itself). Only
+    `candidates` (rows with a score to lose) are looked at; the others get 1."""
+    factor = np.ones(len(rows))
+    block = max(params.shift_window, int(round(3600.0 / params.interval)))
+    memory = int(PRECEDENT_DAYS * DAY / params.interval) // block
+    todo = np.where(candidates)[0]
+    if not len(todo) or int(rows.max()) < block:
+        return factor
+    usable = (len(stat) // block) * block
+    blocks = stat[:usable].reshape(-1, block)
+    highs, lows = blocks.max(axis=1), -blocks.min(axis=1)  # per block: its largest rise and fall
+    for k in todo.tolist():
+        row = int(rows[k])
+        value = float(stat[row])
+        end = max(row - exclude, 0) // block  # whole blocks ended before the excluded rows
+        past = (highs if value > 0 else lows)[max(end - memory, 0):end]
+        if len(past) < 2 or value == 0.0:
+            continue
+        magnitude = abs(value)
+        news = 0.0
+        for ratio in (1.0, *PRECEDENT_RATIOS):
+            over = past >= magnitude / ratio
+            events = int(over[0]) + int(np.count_nonzero(over[1:] & ~over[:-1]))
+            if events >= 2:
+                break
+            news = ratio
+        factor[k] = 0.0 if news == 0.0 else min(1.0, (news - 1.0) / (PRECEDENT_RATIOS[-1] - 1.0))
+    return factor
+
+
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                     baseline: Array | None = None) -> dict[str, Array]:
     """Each detector's score of `rows` (indices >= WARMUP into finite `values`, times ascending).
@@ -334,25 +391,43 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
-        z_long, fence_long, scale_long = _level_scores(values, rows, params.long_window, floor)
-        z_short, fence_short, _ = _level_scores(values, rows, params.short_window, floor)
-    # Odd against both windows; or, for a slow drift the short window follows, far out against the
-    # long one alone (a higher bar: half a day of history is a weaker reference than both).
-    scores = {
-        "robust_z": np.maximum(CALIBRATION["robust_z"].score(np.minimum(z_long, z_short)),
-                               CALIBRATION["drift"].score(z_long)),
-        "iqr": CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short)),
-    }
+        z_long, fence_long, scale_long, z_sustained = _level_scores(values, rows, params.long_window, floor,
+                                                                    params.shift_window)
+        z_short, fence_short, _, _ = _level_scores(values, rows, params.short_window, floor)
+    # Odd against both windows, unless the series has deviated this far twice before (a burst of
+    # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
+    # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
+    # reference than both; a drift is sustained: the median of its last few points is out, which a
+    # lone burst is not, and no precedent mutes it).
+    point = CALIBRATION["robust_z"].score(np.minimum(z_long, z_short))
+    fences = CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short))
+    # A point's precedents are earlier points as far out; a sustained excursion's (the median of
+    # its last m points out too: a drift in a series whose bursts are single points) are earlier
+    # excursions of that median.
+    last = int(rows.max()) + 1
+    level = _level_statistic(values, last, params)
+    notable = np.maximum(point, fences) > PRECEDENT_FROM
+    habit = np.maximum(
+        precedent_factor(_deviation_statistic(values[:last], params.long_window), rows, params, params.shift_window,
+                         notable),
+        precedent_factor(level, rows, params, 2 * params.shift_window, notable)
+        * CALIBRATION["robust_z"].score(z_sustained))
+    scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
     steps = np.concatenate([[0.0], np.diff(values)])
     with _quiet():
         step_median, step_scale, _, _, step_tail = _windowed(steps, rows, params.long_window, floor)
     z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
-    # A step no larger than the largest of the past window's is no news, however rare: a disk
-    # cleaned up once a day, a counter that resets (the 99.5th percentile ignores one a day).
-    largest = _largest_deviation(steps, rows, params.long_window, step_median)
+    # A step no larger than the largest of the past window's in its direction is no news, however
+    # rare: a disk cleaned up once a day, a counter that resets (the 99.5th percentile ignores one
+    # a day). A fall does not excuse a rise: a daily cleanup is no precedent for a spike; but a
+    # fall within m points of a rise as large is the spike's return, not news.
+    direction = np.sign(steps[rows] - step_median)
+    largest = np.maximum(_largest_deviation(steps, rows, params.long_window, step_median, direction),
+                         _largest_deviation(steps, rows, params.shift_window, step_median, -direction))
     z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
+    scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, scores["spike"] > PRECEDENT_FROM)
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(0, int(rows.max()) + 1)
@@ -381,12 +456,22 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
                                       CALIBRATION["seasonal_drift"].score(z_drift))
             seasonal[scored] = np.where(explained[scored], season_score, 0.0)
-    scores["seasonal"] = seasonal
+    # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
+    # yesterday's) is the series' habit; the level detectors it caps follow it.
+    residual_filled = np.nan_to_num(residual)
+    residual_deviation = _deviation_statistic(residual_filled, params.long_window)
+    scores["seasonal"] = seasonal * precedent_factor(residual_deviation, rows, params, params.shift_window,
+                                                     seasonal > PRECEDENT_FROM)
     for name in ("robust_z", "iqr"):
-        scores[name] = np.where(explained, np.minimum(scores[name], seasonal), scores[name])
+        scores[name] = np.where(explained, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
     scores["level_shift"] = _level_shift(values, rows, params, history, residual, explained, floor)
     scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
+    # Precedents: on the values, or on the seasonal residuals where the season explains the series.
+    notable = scores["level_shift"] > PRECEDENT_FROM
+    for stat, where in ((level, ~explained),
+                        (_level_statistic(residual_filled, last, params), explained)):
+        scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where)
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -401,6 +486,33 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     ratio = runs[rows] / np.maximum(2.0 * longest, 5.0)
     scores["flatline"] = np.where((ratio >= 1.0) & (run_starts >= params.short_window), CALIBRATION["flatline"].score(ratio * 2.0), 0.0)
     return scores
+
+
+def _deviation_statistic(values: Array, window: int) -> Array:
+    """Per row: its value minus the mean of the `window` values before it (signed; 0 for the
+    first row): a point's event for the precedent, linear in the rows (a cumulative sum)."""
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    rows = np.arange(len(values))
+    starts = np.maximum(rows - window, 0)
+    counts = np.maximum(rows - starts, 1)
+    result: Array = np.where(rows > 0, values - (sums[rows] - sums[starts]) / counts, 0.0)
+    return result
+
+
+def _level_statistic(values: Array, last: int, params: Parameters) -> Array:
+    """Per row up to `last`: the median of its last m points minus the mean of the half day before
+    them (signed; 0 before a half day exists). The level detectors' event for the precedent: a
+    cumulative sum keeps it linear in the rows, so the scan computes it for its whole day."""
+    m, window = params.shift_window, max(params.long_window // 2, 1)
+    result = np.zeros(last)
+    if last < m + window:
+        return result
+    medians = np.median(np.lib.stride_tricks.sliding_window_view(values[:last], m), axis=1)  # row m-1..
+    sums = np.concatenate([[0.0], np.cumsum(values[:last])])
+    rows = np.arange(m + window - 1, last)
+    before = (sums[rows - m + 1] - sums[rows - m + 1 - window]) / window
+    result[rows] = medians[rows - m + 1] - before
+    return result
 
 
 def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, residual: Array,

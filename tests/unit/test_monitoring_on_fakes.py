@@ -416,3 +416,59 @@ def test_a_drift_over_hours_under_a_daily_cycle_is_flagged_against_the_day_befor
     assert score_series(t, v, detector="seasonal").combined[1440:1512].max() > 0.9
     scores = score_series(t, v).combined
     assert scores[1440:1512].max() >= ALERT_THRESHOLD and scores[600:1440].max() < ALERT_THRESHOLD
+
+
+def test_an_event_is_news_until_the_series_has_shown_it_twice_in_its_memory() -> None:
+    from shared.monitoring.detectors import Parameters, precedent_factor
+
+    params = Parameters.from_times(np.arange(64) * 300.0)  # five-minute points: hour blocks of 12
+    stat = np.zeros(3000)
+    stat[[500, 1500]] = 10.0  # the same rise twice, days apart
+    stat[900] = -30.0  # a fall is no precedent for a rise
+    rows = np.array([1200, 2500, 2600, 2700])
+    stat[rows] = [10.0, 10.0, 12.5, 14.0]
+    factor = precedent_factor(stat, rows, params, 6, np.ones(len(rows), dtype=bool))
+    # Once seen (row 1200): news. Twice seen: as large is muted, a quarter larger half, a third larger news.
+    assert factor[0] == 1.0 and factor[1] == 0.0 and 0.0 < factor[2] < 1.0 and factor[3] == 1.0
+
+
+def _sawtooth(days: int, period_days: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disk usage in five-minute points: growth, a cleanup back to the floor every period."""
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(days * 288) * 300.0
+    phase = ((t - t[0]) % (period_days * 86_400)) / (period_days * 86_400)
+    return t, np.round(25 + 20 * phase + rng.normal(0, 0.2, len(t)), 1)
+
+
+def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_them_still_does() -> None:
+    t, v = _sawtooth(10, 1.5, 0)
+    v[2000:2002] += 12  # a spike of a fifth of the range, days after the cleanups began
+    scores = score_series(t, v).combined
+    # The first cleanups (and the first day the seasonal view compares with) may alarm; from the
+    # third cleanup on (rows 1296, 1728) they are the series' habit.
+    assert _alarms(scores[:1250]) <= 3 and _alarms(scores[1250:1990]) == 0
+    assert scores[2000] >= ALERT_THRESHOLD and _alarms(scores[1900:]) == 1
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still_alarms(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(2016) * 300.0  # a week of five-minute points
+    v = 50 + rng.normal(0, 1, len(t))
+    outliers = np.arange(100, 1790, 360)  # a slow minute every 30 hours: the last day holds one at most
+    v[outliers] += rng.uniform(12, 13, len(outliers))
+    v[1800] += 30
+    scores = score_series(t, v).combined
+    assert _alarms(scores[850:1790]) == 0  # the fourth and fifth: seen twice before
+    assert scores[1800] >= ALERT_THRESHOLD
+
+
+def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(864) * 300.0  # three days of five-minute points
+    v = 50 + rng.normal(0, 0.3, len(t))
+    v[600:] -= 20  # a cleanup: a fall of 20
+    v[700] += 10  # a spike of half its size, hours later
+    spike = score_series(t, v, detector="spike").combined
+    assert spike[700] >= ALERT_THRESHOLD  # the fall does not excuse the rise
+    assert spike[701] < ALERT_THRESHOLD  # the fall back right after it is the spike's return
