@@ -65,6 +65,9 @@ PRIOR_CONFLICTS = 1.0
 PRIOR_SYNCS = 10.0
 # How far before the earliest as-of time the stored history must reach for every window.
 LOOKBACK = timedelta(microseconds=CONFLICT_RATE_WINDOW_US + SYNC_BATCH_SPAN_US)
+# ... and for every feature but the user's conflict rate: older events are needed only as (time,
+# user, conflicted), which is all a bulk read takes of them (RateOnlyEvents).
+RECENT_LOOKBACK = timedelta(microseconds=FIELDS_WINDOW_US + SYNC_BATCH_SPAN_US)
 
 NO_TIME = np.iinfo(np.int64).min  # a missing time (no last sync, no earlier event)
 NO_KEY = np.int64(0)  # a missing device; hashed keys are never 0 in practice (see features_repository)
@@ -88,6 +91,17 @@ def datetimes_from_us(us: NDArray[np.int64]) -> list[datetime]:
 
 
 @dataclass(frozen=True)
+class RateOnlyEvents:
+    """Stored events older than every window but the conflict rate's (RECENT_LOOKBACK before the
+    earliest as-of time): all that counts of them is who synced when, and whether it conflicted.
+    In time order, all before the EventColumns they go with."""
+
+    t: Int
+    user: Int
+    conflicted: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
 class EventColumns:
     """Stored sync events as integer columns. Keys are 64-bit hashes of the tenant-qualified ids
     (user: tenant|user; entity: tenant|domain|type|id; device: tenant|user|device), so a global
@@ -101,6 +115,7 @@ class EventColumns:
     conflicted: NDArray[np.bool_]
     field_row: Int  # index of the event of each field row
     field: Int
+    rate_only: RateOnlyEvents | None = None  # earlier events, for the users' conflict rates only
 
     def __len__(self) -> int:
         return len(self.t)
@@ -311,7 +326,11 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     n = len(requests)
     if n == 0:
         return {name: np.zeros(0) for name in (*FEATURE_NAMES, *SUPPORT_NAMES, "as_of")}
-    user_e, user_r = _codes(events.user, requests.user)
+    earlier = events.rate_only if events.rate_only is not None and len(events.rate_only.t) else None
+    if earlier is None:
+        user_e, user_r = _codes(events.user, requests.user)
+    else:
+        user_e, user_r, user_earlier = _codes(events.user, requests.user, earlier.user)
     entity_e, entity_r = _codes(events.entity, requests.entity)
     pair_e, pair_r = _pair_codes([entity_e, entity_r], [user_e, user_r])
     device_e, device_r = _codes(events.device, requests.device)
@@ -326,7 +345,11 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     names_batch = (requests.device != NO_KEY) & (requests.last_sync != NO_TIME)
     as_of = np.where(names_batch & (first != NO_TIME) & (first < asked), first, asked)
 
-    users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
+    if earlier is None:
+        users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
+    else:  # the earlier events come first in time: the joined times stay in order
+        users = _Timeline(np.concatenate((user_earlier, user_e)), np.concatenate((earlier.t, events.t)),
+                          np.concatenate((earlier.conflicted, events.conflicted)).astype(np.int64))
     rate_from = as_of - CONFLICT_RATE_WINDOW_US
     user_syncs = users.count_in(user_r, rate_from, as_of)
     user_conflicts = users.sum_in(user_r, rate_from, as_of)

@@ -32,8 +32,10 @@ from shared.conflict.features import (
     NO_TIME,
     PRIOR_CONFLICTS,
     PRIOR_SYNCS,
+    RECENT_LOOKBACK,
     SUPPORT_NAMES,
     EventColumns,
+    RateOnlyEvents,
     RequestColumns,
     compute_features,
     datetimes_from_us,
@@ -172,16 +174,25 @@ def _keys_setting(name: str) -> str:
     return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
 
 
+# Events from `events_full_from` on come whole; those before it (older than every window but the
+# conflict rate's) only as time, user and conflicted: a quarter of the bytes, and nothing for the
+# other features' sorts to carry. Unset: every event whole.
+_FULL = f"FILTER (WHERE e.received_at >= COALESCE({_setting('events_full_from', 'timestamptz')}, '-infinity'))"
+_RATE_ONLY = f"FILTER (WHERE e.received_at < {_setting('events_full_from', 'timestamptz')})"
 _EVENTS_SQL = f"""
-SELECT string_agg(int8send(e.event_id), ''::bytea) AS event_id,
-       string_agg(timestamptz_send(e.received_at), ''::bytea) AS received_at,
-       string_agg(int8send(e.user_key), ''::bytea) AS user_key,
-       string_agg(int8send(e.entity_key), ''::bytea) AS entity_key,
-       string_agg(int8send(e.device_key), ''::bytea) AS device_key,
-       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) AS last_sync,
-       string_agg(boolsend(e.conflicted), ''::bytea) AS conflicted,
-       string_agg(int4send(length(e.field_keys) / 8), ''::bytea) AS field_count,
-       string_agg(e.field_keys, ''::bytea) AS field_keys
+SELECT string_agg(int8send(e.event_id), ''::bytea) {_FULL} AS event_id,
+       string_agg(timestamptz_send(e.received_at), ''::bytea) {_FULL} AS received_at,
+       string_agg(int8send(e.user_key), ''::bytea) {_FULL} AS user_key,
+       string_agg(int8send(e.entity_key), ''::bytea) {_FULL} AS entity_key,
+       string_agg(int8send(e.device_key), ''::bytea) {_FULL} AS device_key,
+       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) {_FULL}
+           AS last_sync,
+       string_agg(boolsend(e.conflicted), ''::bytea) {_FULL} AS conflicted,
+       string_agg(int4send(length(e.field_keys) / 8), ''::bytea) {_FULL} AS field_count,
+       string_agg(e.field_keys, ''::bytea) {_FULL} AS field_keys,
+       string_agg(timestamptz_send(e.received_at), ''::bytea) {_RATE_ONLY} AS rate_only_received_at,
+       string_agg(int8send(e.user_key), ''::bytea) {_RATE_ONLY} AS rate_only_user_key,
+       string_agg(boolsend(e.conflicted), ''::bytea) {_RATE_ONLY} AS rate_only_conflicted
 FROM sync_events e
 WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
@@ -190,7 +201,7 @@ WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
        OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
 """
 _EVENT_COLUMNS = ("event_id", "received_at", "user_key", "entity_key", "device_key", "last_sync", "conflicted",
-                  "field_count", "field_keys")
+                  "field_count", "field_keys", "rate_only_received_at", "rate_only_user_key", "rate_only_conflicted")
 
 
 def _int8(data: bytes | None) -> NDArray[np.int64]:
@@ -206,16 +217,22 @@ def _key_list(keys: NDArray[np.int64]) -> str:
     return ",".join(map(str, np.unique(keys).tolist()))
 
 
+def _bools(data: bytes | None) -> NDArray[np.bool_]:
+    return np.frombuffer(data or b"", dtype=np.bool_)
+
+
 def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
-                       users: NDArray[np.int64] | None = None,
-                       entities: NDArray[np.int64] | None = None) -> EventColumns:
+                       users: NDArray[np.int64] | None = None, entities: NDArray[np.int64] | None = None,
+                       full_from: datetime | None = None) -> EventColumns:
     """Every stored event received in [start, end) (of the tenant, or of all), in receipt order;
-    only those of the given user or entity keys when given (what a batch's requests can see)."""
+    only those of the given user or entity keys when given (what a batch's requests can see).
+    Those before `full_from` come as RateOnlyEvents (time, user, conflicted) only."""
     only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
     values = tx.copy_out_row(
         _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
                         "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
-                        "mlstack.events_entities": only[1]})
+                        "mlstack.events_entities": only[1],
+                        "mlstack.events_full_from": None if full_from is None else full_from.isoformat()})
     row = dict(zip(_EVENT_COLUMNS, values, strict=True))
     event_id, t = _int8(row["event_id"]), _times_us(row["received_at"])
     order = np.lexsort((event_id, t))
@@ -225,11 +242,15 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
     field_start = np.cumsum(field_count) - field_count
     count, first = field_count[order], field_start[order]
     within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    rate_t = _times_us(row["rate_only_received_at"])
+    rate_order = np.argsort(rate_t, kind="stable")  # ties in any order: only counts are taken of them
+    rate_only = RateOnlyEvents(rate_t[rate_order], _int8(row["rate_only_user_key"])[rate_order],
+                               _bools(row["rate_only_conflicted"])[rate_order])
     return EventColumns(t=t[order], user=_int8(row["user_key"])[order], entity=_int8(row["entity_key"])[order],
                         device=_int8(row["device_key"])[order], last_sync=_times_us(row["last_sync"])[order],
-                        conflicted=np.frombuffer(row["conflicted"] or b"", dtype=np.bool_)[order],
+                        conflicted=_bools(row["conflicted"])[order],
                         field_row=np.repeat(np.arange(len(order)), count),
-                        field=_int8(row["field_keys"])[np.repeat(first, count) + within])
+                        field=_int8(row["field_keys"])[np.repeat(first, count) + within], rate_only=rate_only)
 
 
 # Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
@@ -310,9 +331,9 @@ def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArra
         return compute_features(_empty_events(), requests)
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    start = from_us(int(table.as_of.min())) - LOOKBACK
-    end = from_us(int(table.as_of.max()))
-    events = load_event_columns(tx, tenant, start, end, users=requests.user, entities=requests.entity)
+    earliest = from_us(int(table.as_of.min()))
+    events = load_event_columns(tx, tenant, earliest - LOOKBACK, from_us(int(table.as_of.max())), users=requests.user,
+                                entities=requests.entity, full_from=earliest - RECENT_LOOKBACK)
     return compute_features(events, requests)
 
 
@@ -329,7 +350,7 @@ def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: 
                   ) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.bool_]]:
     """Every stored event received in [start, end), in receipt order: its features as of the start
     of its sync batch, and its label (did it conflict)."""
-    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end)
+    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end, full_from=start - RECENT_LOOKBACK)
     first = int(np.searchsorted(events.t, to_us(start)))
     rows = requests_from_events(events)
     if first == 0:  # no earlier history: the rows are the events' own columns (coded once, not twice)

@@ -12,8 +12,15 @@ import pytest
 
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.features import FEATURE_NAMES, from_us
-from shared.conflict.features_repository import FeatureRequest, feature_vector, live_features, training_rows
+from shared.conflict.features import FEATURE_NAMES, LOOKBACK, RECENT_LOOKBACK, from_us
+from shared.conflict.features_repository import (
+    FeatureRequest,
+    feature_vector,
+    features_for_requests,
+    live_features,
+    load_event_columns,
+    training_rows,
+)
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv
 from shared.context import AppContext
@@ -198,8 +205,6 @@ def test_live_batch_and_training_features_are_equal_on_histories_with_sync_batch
     plain = [FeatureRequest(f"p{n}", tenant, e.user_id, e.domain, e.entity_type, e.entity_id, None,
                             e.received_at or T0) for n, e in enumerate(history[::7])]
     with context.database.transaction() as tx:
-        from shared.conflict.features_repository import features_for_requests
-
         columns = features_for_requests(tx, plain)
         for n, request in enumerate(plain):
             live_row = feature_vector(live_features(tx, request))
@@ -224,3 +229,38 @@ def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: Ap
     impossible = header + "alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,2026-11-31T12:00:00+00:00,,\n"
     with pytest.raises(InvalidInput, match="line 3: as_of"):  # well formed, but no such day
         score_conflict_csv(context, tenant, io.StringIO(impossible), io.StringIO())
+
+
+def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(context: AppContext,
+                                                                              tenant: str) -> None:
+    """Batch scoring takes events older than every window but the conflict rate's (30 days and an
+    hour before its earliest row) as (time, user, conflicted) only: each row's 90-day rate is still
+    exact at its own edge, a microsecond either side, and at the split of the read."""
+    first, second = T0, T0 + timedelta(days=20, minutes=7)
+    split = first - RECENT_LOOKBACK
+    us = timedelta(microseconds=1)
+    times = [a - timedelta(days=90) + d for a in (first, second) for d in (-us, 0 * us, us)]
+    times += [split - us, split, split + us, first - timedelta(days=3), second - timedelta(hours=2)]
+    history = [SyncEvent(client_event_id=f"old{n}", user_id=("alice", "bob")[n % 2], device_id="d", domain="voice",
+                         entity_type="recording", entity_id="r1", fields_changed=["notes"], received_at=at,
+                         conflicted=n % 3 == 0, conflict_fields=["notes"] if n % 3 == 0 else [])
+               for n, at in enumerate(times)]
+    store(context, tenant, history)
+    requests = [FeatureRequest(f"{user}{n}", tenant, user, "voice", "recording", "r1", None, at)
+                for user in ("alice", "bob") for n, at in enumerate((first, second))]
+    with context.database.transaction() as tx:
+        batch = features_for_requests(tx, requests)
+        for n, request in enumerate(requests):
+            live = live_features(tx, request)
+            assert {k: float(batch[k][n]) for k in (*FEATURE_NAMES, "support_user_syncs")} == pytest.approx(
+                {k: live[k] for k in (*FEATURE_NAMES, "support_user_syncs")}, abs=1e-12), request.request_id
+            in_window = [e for e in history if e.user_id == request.user_id and e.received_at is not None
+                         and request.as_of - timedelta(days=90) <= e.received_at < request.as_of]
+            assert batch["support_user_syncs"][n] == len(in_window)
+            assert batch["user_conflict_rate"][n] == pytest.approx(
+                (sum(e.conflicted for e in in_window) + 1) / (len(in_window) + 10))
+        # The events before the split came as counts only; the split's own and later ones whole.
+        read = load_event_columns(tx, tenant, first - LOOKBACK, second, full_from=split)
+        assert read.rate_only is not None
+        assert len(read.rate_only.t) == sum(1 for at in times if at < split)
+        assert len(read) == sum(1 for at in times if split <= at < second)
