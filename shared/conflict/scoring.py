@@ -58,8 +58,12 @@ _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 # What datetime.isoformat() writes for UTC: microseconds as six digits, none when zero.
-_ISO_UTC = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.(?!000000)\d{6})?\+00:00"
-_ISO_UTC_COLUMN = re.compile(f"(?:{_ISO_UTC}\n)*{_ISO_UTC}")  # a column of them, one per line
+# What datetime.isoformat() writes for UTC (microseconds as six digits, none when zero), by length:
+# where a digit goes (d in the shape), and the shape's bytes.
+_ISO_UTC_SHAPES = {
+    len(shape): (np.frombuffer(shape.encode(), dtype=np.uint8) == ord("d"), np.frombuffer(shape.encode(), dtype=np.uint8))
+    for shape in ("dddd-dd-ddTdd:dd:dd+00:00", "dddd-dd-ddTdd:dd:dd.dddddd+00:00")
+}
 
 
 class _NeedsRowChecks(Exception):
@@ -72,10 +76,26 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
 
 
 def _all_iso_utc(texts: Sequence[str]) -> bool:
-    """Every text isoformat UTC: one match of the column joined by line breaks (the regex engine's
-    loop, not a call per value); a value holding a line break itself (quoted) does not pass."""
-    joined = "\n".join(texts)
-    return joined.count("\n") == len(texts) - 1 and _ISO_UTC_COLUMN.fullmatch(joined) is not None
+    """Every text what isoformat writes for UTC, checked as a matrix of bytes (numpy over the whole
+    column, not a call per value): a digit where the shape has one, the shape's own character
+    elsewhere, and a fraction, when there is one, not all zeros."""
+    try:
+        raw = np.array(texts, dtype=np.bytes_)
+    except UnicodeEncodeError:
+        return False
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
+        return False
+    matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
+    for length, (digit, shape) in _ISO_UTC_SHAPES.items():
+        rows = matrix[lengths == length, :length]
+        if not len(rows):
+            continue
+        if not ((rows[:, digit] - 48 < 10).all() and (rows[:, ~digit] == shape[~digit]).all()):
+            return False
+        if length > 25 and not (rows[:, 20:26] != 48).any(axis=1).all():  # .000000 is written as no fraction
+            return False
+    return True
 
 
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:

@@ -264,3 +264,29 @@ def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(c
         assert read.rate_only is not None
         assert len(read.rate_only.t) == sum(1 for at in times if at < split)
         assert len(read) == sum(1 for at in times if split <= at < second)
+
+
+def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_ends(context: AppContext,
+                                                                                   tenant: str) -> None:
+    """The same requests written plainly, with CRLF and blank lines, quoted, and with the optional
+    trailing columns left off a row, score alike (the quick split and csv.reader agree)."""
+    store(context, tenant, [event(1, "alice", 0, ["notes"], conflicted=True), event(2, "bob", 30, ["notes", "tags"])])
+    header = "user_id,domain,entity_type,entity_id,fields,as_of,device_id,client_last_sync_at"
+    rows = ["alice,voice,recording,r1,notes;tags,2026-11-01T13:00:00+00:00,tab,2026-11-01T11:00:00+00:00",
+            "bob,voice,recording,r1,,2026-11-01T14:00:00.250000+00:00,,"]
+    plain = "\n".join([header, *rows]) + "\n"
+    forms = {
+        "crlf and blank lines": "\r\n".join([header, "", rows[0], "", rows[1], ""]),
+        "quoted": "\n".join([header, *(",".join(f'"{v}"' for v in row.split(",")) for row in rows)]),
+        "short row": "\n".join([header, rows[0], rows[1].removesuffix(",,")]),
+    }
+
+    def scored(text: str) -> str:
+        out = io.StringIO()
+        score_conflict_csv(context, tenant, io.StringIO(text), out)
+        return out.getvalue()
+
+    expected = scored(plain)
+    assert len(list(csv.DictReader(io.StringIO(expected)))) == 2
+    for name, text in forms.items():
+        assert scored(text) == expected, name
