@@ -175,24 +175,19 @@ def _keys_setting(name: str) -> str:
 
 
 # Events from `events_full_from` on come whole; those before it (older than every window but the
-# conflict rate's) only as time, user and conflicted: a quarter of the bytes, and nothing for the
-# other features' sorts to carry. Unset: every event whole.
+# conflict rate's) only as time, user and conflicted: a third of the bytes, and nothing for the
+# other features' sorts to carry. Unset: every event whole. Each event's fixed-width values are one
+# record (one aggregate call per event, not one per column), read by numpy as a structured array.
 _FULL = f"FILTER (WHERE e.received_at >= COALESCE({_setting('events_full_from', 'timestamptz')}, '-infinity'))"
 _RATE_ONLY = f"FILTER (WHERE e.received_at < {_setting('events_full_from', 'timestamptz')})"
 _EVENTS_SQL = f"""
-SELECT string_agg(int8send(e.event_id), ''::bytea) {_FULL} AS event_id,
-       string_agg(timestamptz_send(e.received_at), ''::bytea) {_FULL} AS received_at,
-       string_agg(int8send(e.user_key), ''::bytea) {_FULL} AS user_key,
-       string_agg(int8send(e.entity_key), ''::bytea) {_FULL} AS entity_key,
-       string_agg(int8send(e.device_key), ''::bytea) {_FULL} AS device_key,
-       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) {_FULL}
-           AS last_sync,
-       string_agg(boolsend(e.conflicted), ''::bytea) {_FULL} AS conflicted,
-       string_agg(int4send(length(e.field_keys) / 8), ''::bytea) {_FULL} AS field_count,
+SELECT string_agg(int8send(e.event_id) || timestamptz_send(e.received_at) || int8send(e.user_key)
+                  || int8send(e.entity_key) || int8send(e.device_key)
+                  || COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME}))
+                  || int4send(length(e.field_keys) / 8) || boolsend(e.conflicted), ''::bytea) {_FULL} AS events,
        string_agg(e.field_keys, ''::bytea) {_FULL} AS field_keys,
-       string_agg(timestamptz_send(e.received_at), ''::bytea) {_RATE_ONLY} AS rate_only_received_at,
-       string_agg(int8send(e.user_key), ''::bytea) {_RATE_ONLY} AS rate_only_user_key,
-       string_agg(boolsend(e.conflicted), ''::bytea) {_RATE_ONLY} AS rate_only_conflicted
+       string_agg(timestamptz_send(e.received_at) || int8send(e.user_key) || boolsend(e.conflicted), ''::bytea)
+           {_RATE_ONLY} AS rate_only
 FROM sync_events e
 WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
@@ -200,25 +195,26 @@ WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND ({_setting("events_users", "text")} IS NULL
        OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
 """
-_EVENT_COLUMNS = ("event_id", "received_at", "user_key", "entity_key", "device_key", "last_sync", "conflicted",
-                  "field_count", "field_keys", "rate_only_received_at", "rate_only_user_key", "rate_only_conflicted")
+_EVENT_RECORD = np.dtype([("event_id", ">i8"), ("received_at", ">i8"), ("user_key", ">i8"), ("entity_key", ">i8"),
+                          ("device_key", ">i8"), ("last_sync", ">i8"), ("field_count", ">i4"), ("conflicted", "?")])
+_RATE_ONLY_RECORD = np.dtype([("received_at", ">i8"), ("user_key", ">i8"), ("conflicted", "?")])
 
 
 def _int8(data: bytes | None) -> NDArray[np.int64]:
     return np.frombuffer(data or b"", dtype=">i8").astype(np.int64)
 
 
-def _times_us(data: bytes | None) -> NDArray[np.int64]:
-    stamps = _int8(data)
+def _times_us(stamps: NDArray[np.int64]) -> NDArray[np.int64]:
+    """PostgreSQL's µs since 2000 as epoch µs (NO_TIME stays)."""
     return np.where(stamps != NO_TIME, stamps + _PG_EPOCH_US, NO_TIME)
+
+
+def _records(data: bytes | None, record: np.dtype[Any]) -> NDArray[Any]:
+    return np.frombuffer(data or b"", dtype=record)
 
 
 def _key_list(keys: NDArray[np.int64]) -> str:
     return ",".join(map(str, np.unique(keys).tolist()))
-
-
-def _bools(data: bytes | None) -> NDArray[np.bool_]:
-    return np.frombuffer(data or b"", dtype=np.bool_)
 
 
 def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
@@ -228,29 +224,32 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
     only those of the given user or entity keys when given (what a batch's requests can see).
     Those before `full_from` come as RateOnlyEvents (time, user, conflicted) only."""
     only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
-    values = tx.copy_out_row(
+    events, field_keys, rate_only = tx.copy_out_row(
         _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
                         "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
                         "mlstack.events_entities": only[1],
                         "mlstack.events_full_from": None if full_from is None else full_from.isoformat()})
-    row = dict(zip(_EVENT_COLUMNS, values, strict=True))
-    event_id, t = _int8(row["event_id"]), _times_us(row["received_at"])
-    order = np.lexsort((event_id, t))
+    row = _records(events, _EVENT_RECORD)
+    t = _times_us(row["received_at"].astype(np.int64))
+    order = np.lexsort((row["event_id"].astype(np.int64), t))
     # The fields arrive event by event in read order; they are put in receipt order too (their
     # times then need no sort in compute_features).
-    field_count = np.frombuffer(row["field_count"] or b"", dtype=">i4").astype(np.int64)
+    field_count = row["field_count"].astype(np.int64)
     field_start = np.cumsum(field_count) - field_count
     count, first = field_count[order], field_start[order]
     within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    rate_t = _times_us(row["rate_only_received_at"])
+    rate = _records(rate_only, _RATE_ONLY_RECORD)
+    rate_t = _times_us(rate["received_at"].astype(np.int64))
     rate_order = np.argsort(rate_t, kind="stable")  # ties in any order: only counts are taken of them
-    rate_only = RateOnlyEvents(rate_t[rate_order], _int8(row["rate_only_user_key"])[rate_order],
-                               _bools(row["rate_only_conflicted"])[rate_order])
-    return EventColumns(t=t[order], user=_int8(row["user_key"])[order], entity=_int8(row["entity_key"])[order],
-                        device=_int8(row["device_key"])[order], last_sync=_times_us(row["last_sync"])[order],
-                        conflicted=_bools(row["conflicted"])[order],
-                        field_row=np.repeat(np.arange(len(order)), count),
-                        field=_int8(row["field_keys"])[np.repeat(first, count) + within], rate_only=rate_only)
+    return EventColumns(
+        t=t[order], user=row["user_key"].astype(np.int64)[order], entity=row["entity_key"].astype(np.int64)[order],
+        device=row["device_key"].astype(np.int64)[order],
+        last_sync=_times_us(row["last_sync"].astype(np.int64))[order], conflicted=row["conflicted"][order],
+        field_row=np.repeat(np.arange(len(order)), count),
+        field=_int8(field_keys)[np.repeat(first, count) + within],
+        rate_only=RateOnlyEvents(rate_t[rate_order], rate["user_key"].astype(np.int64)[rate_order],
+                                 rate["conflicted"][rate_order]),
+    )
 
 
 # Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
