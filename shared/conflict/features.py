@@ -144,6 +144,24 @@ def requests_from_events(events: EventColumns) -> RequestColumns:
                           events.field_row, events.field)
 
 
+def whole_events_from(requests: RequestColumns) -> int:
+    """The earliest receipt time (epoch µs) any request needs whole events from; older events count
+    only for the users' conflict rates (RateOnlyEvents). A request is as of A >= as_of - 1 h (its
+    batch's start); it looks back 7 days for the entity's edits (24 h for editors, whose earlier
+    edits matter only within a day), to `since` for others' edits and fields (the device's last
+    sync, else at most 30 days), and 30 days for its user's usual fields when it names none."""
+    n = len(requests)
+    if n == 0:
+        return 0
+    earliest = requests.as_of - SYNC_BATCH_SPAN_US
+    month = earliest - FIELDS_WINDOW_US
+    named = np.zeros(n, dtype=bool)
+    named[requests.field_row] = True
+    since = np.where(named & (requests.last_sync != NO_TIME),
+                     np.minimum(np.maximum(requests.last_sync, month), earliest), month)
+    return int(min(since.min(), (earliest - EDIT_FREQUENCY_DAYS * DAY_US).min()))
+
+
 # -- grouped timelines ----------------------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ from shared.conflict.features import (
     from_us,
     requests_from_events,
     to_us,
+    whole_events_from,
 )
 from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
@@ -348,9 +349,9 @@ def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArra
         return compute_features(_empty_events(), requests)
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    earliest = from_us(int(table.as_of.min()))
-    events = load_event_columns(tx, tenant, earliest - LOOKBACK, from_us(int(table.as_of.max())), users=requests.user,
-                                entities=requests.entity, full_from=earliest - RECENT_LOOKBACK)
+    events = load_event_columns(tx, tenant, from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max())),
+                                users=requests.user, entities=requests.entity,
+                                full_from=from_us(whole_events_from(requests)))
     return compute_features(events, requests)
 
 

@@ -12,13 +12,15 @@ import pytest
 
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.features import FEATURE_NAMES, LOOKBACK, RECENT_LOOKBACK, from_us
+from shared.conflict.features import FEATURE_NAMES, LOOKBACK, RECENT_LOOKBACK, from_us, whole_events_from
 from shared.conflict.features_repository import (
     FeatureRequest,
+    RequestTable,
     feature_vector,
     features_for_requests,
     live_features,
     load_event_columns,
+    request_columns,
     training_rows,
 )
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
@@ -264,6 +266,32 @@ def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(c
         assert read.rate_only is not None
         assert len(read.rate_only.t) == sum(1 for at in times if at < split)
         assert len(read) == sum(1 for at in times if split <= at < second)
+
+
+def test_rows_naming_fields_and_last_sync_read_whole_events_only_from_their_last_sync(context: AppContext,
+                                                                                       tenant: str) -> None:
+    """Rows that name their fields and their device's last sync need whole events only from that
+    sync (or the entity's 7 days): others' edits a microsecond either side of it still count
+    exactly as the live statement counts them."""
+    asked = T0 + timedelta(days=40)
+    last_sync = asked - timedelta(days=10)
+    us = timedelta(microseconds=1)
+    history = [SyncEvent(client_event_id=f"b{n}", user_id="bob", device_id="d", domain="voice", entity_type="recording",
+                         entity_id="r1", fields_changed=["notes"], received_at=last_sync + d, conflicted=False)
+               for n, d in enumerate((-us, 0 * us, us, timedelta(days=5)))]
+    history.append(SyncEvent(client_event_id="c0", user_id="carol", device_id="c", domain="voice",
+                             entity_type="recording", entity_id="r1", fields_changed=["notes"],
+                             received_at=last_sync - timedelta(days=20), conflicted=True))
+    store(context, tenant, history)
+    requests = [FeatureRequest("q", tenant, "carol", "voice", "recording", "r1", ("notes",), asked, "c", last_sync)]
+    with context.database.transaction() as tx:
+        assert from_us(whole_events_from(request_columns(tx, RequestTable.of(requests)))) == last_sync
+        batch = features_for_requests(tx, requests)
+        live = live_features(tx, requests[0])
+    assert live["other_edits_since_sync"] == 3.0  # bob at the last sync, after it, and 5 days on
+    assert live["support_user_syncs"] == 1.0  # carol's own sync, 30 days back: read as counts only
+    for name in (*FEATURE_NAMES, "support_user_syncs"):
+        assert float(batch[name][0]) == pytest.approx(live[name], abs=1e-12), name
 
 
 def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_ends(context: AppContext,
