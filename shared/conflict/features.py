@@ -144,22 +144,41 @@ def requests_from_events(events: EventColumns) -> RequestColumns:
                           events.field_row, events.field)
 
 
-def whole_events_from(requests: RequestColumns) -> int:
-    """The earliest receipt time (epoch µs) any request needs whole events from; older events count
-    only for the users' conflict rates (RateOnlyEvents). A request is as of A >= as_of - 1 h (its
-    batch's start); it looks back 7 days for the entity's edits (24 h for editors, whose earlier
-    edits matter only within a day), to `since` for others' edits and fields (the device's last
-    sync, else at most 30 days), and 30 days for its user's usual fields when it names none."""
-    n = len(requests)
-    if n == 0:
-        return 0
+@dataclass(frozen=True)
+class WholeEvents:
+    """Which stored events a bulk read brings whole; the others only as RateOnlyEvents: every event
+    received from `since` (epoch µs), and from `earlier_since` those of `earlier_entities` and
+    `earlier_users` (what a few rows reach back for)."""
+
+    since: int
+    earlier_since: int
+    earlier_entities: Int
+    earlier_users: Int
+
+    @classmethod
+    def all_from(cls, since: int) -> WholeEvents:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(since, since, none, none)
+
+
+def whole_events_for(requests: RequestColumns) -> WholeEvents:
+    """What the requests need whole. A request is as of A >= as_of - 1 h (its batch's start). Every
+    request looks back 7 days for its entity's edits (24 h for editors, whose earlier edits matter
+    only within a day): everything from the earliest of those comes whole. Further back only for
+    its own entity: others' edits and fields since `since` (the device's last sync when it names
+    its fields, else up to 30 days), and its user's usual fields over 30 days when it names none."""
+    if not len(requests):
+        return WholeEvents.all_from(0)
     earliest = requests.as_of - SYNC_BATCH_SPAN_US
     month = earliest - FIELDS_WINDOW_US
-    named = np.zeros(n, dtype=bool)
+    named = np.zeros(len(requests), dtype=bool)
     named[requests.field_row] = True
     since = np.where(named & (requests.last_sync != NO_TIME),
                      np.minimum(np.maximum(requests.last_sync, month), earliest), month)
-    return int(min(since.min(), (earliest - EDIT_FREQUENCY_DAYS * DAY_US).min()))
+    recent = int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min())
+    further = since < recent
+    return WholeEvents(recent, min(recent, int(since.min())), np.unique(requests.entity[further]),
+                       np.unique(requests.user[further & ~named]))
 
 
 # -- grouped timelines ----------------------------------------------------------------------------

@@ -37,13 +37,14 @@ from shared.conflict.features import (
     EventColumns,
     RateOnlyEvents,
     RequestColumns,
+    WholeEvents,
     compute_features,
     datetimes_from_us,
     features_from_counts,
     from_us,
     requests_from_events,
     to_us,
-    whole_events_from,
+    whole_events_for,
 )
 from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
@@ -175,12 +176,17 @@ def _keys_setting(name: str) -> str:
     return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
 
 
-# Events from `events_full_from` on come whole; those before it (older than every window but the
-# conflict rate's) only as time, user and conflicted: a third of the bytes, and nothing for the
-# other features' sorts to carry. Unset: every event whole. Each event's fixed-width values are one
+# Events come whole as WholeEvents says (`events_whole_since`, and from `events_earlier_since` those of
+# the earlier keys); the others (older than every window but the conflict rate's) only as time,
+# user and conflicted: a third of the bytes, and nothing for the other features' sorts to carry.
+# Unset: every event whole. Each event's fixed-width values are one
 # record (one aggregate call per event, not one per column), read by numpy as a structured array.
-_FULL = f"FILTER (WHERE e.received_at >= COALESCE({_setting('events_full_from', 'timestamptz')}, '-infinity'))"
-_RATE_ONLY = f"FILTER (WHERE e.received_at < {_setting('events_full_from', 'timestamptz')})"
+_WHOLE = f"""(e.received_at >= COALESCE({_setting('events_whole_since', 'timestamptz')}, '-infinity')
+    OR (e.received_at >= COALESCE({_setting('events_earlier_since', 'timestamptz')}, 'infinity')
+        AND (e.entity_key IN {_keys_setting('events_earlier_entities')}
+             OR e.user_key IN {_keys_setting('events_earlier_users')})))"""
+_FULL = f"FILTER (WHERE {_WHOLE})"
+_RATE_ONLY = f"FILTER (WHERE NOT {_WHOLE})"
 _EVENTS_SQL = f"""
 SELECT string_agg(int8send(e.event_id) || timestamptz_send(e.received_at) || int8send(e.user_key)
                   || int8send(e.entity_key) || int8send(e.device_key)
@@ -220,16 +226,22 @@ def _key_list(keys: NDArray[np.int64]) -> str:
 
 def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
                        users: NDArray[np.int64] | None = None, entities: NDArray[np.int64] | None = None,
-                       full_from: datetime | None = None) -> EventColumns:
+                       whole: WholeEvents | None = None) -> EventColumns:
     """Every stored event received in [start, end) (of the tenant, or of all), in receipt order;
     only those of the given user or entity keys when given (what a batch's requests can see).
-    Those before `full_from` come as RateOnlyEvents (time, user, conflicted) only."""
+    Those that `whole` does not bring whole come as RateOnlyEvents (time, user, conflicted) only."""
     only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
+    split = {} if whole is None else {
+        "mlstack.events_whole_since": from_us(whole.since).isoformat(),
+        "mlstack.events_earlier_since": from_us(whole.earlier_since).isoformat(),
+        "mlstack.events_earlier_entities": _key_list(whole.earlier_entities),
+        "mlstack.events_earlier_users": _key_list(whole.earlier_users)}
     events, field_keys, rate_only = tx.copy_out_row(
         _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
                         "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
-                        "mlstack.events_entities": only[1],
-                        "mlstack.events_full_from": None if full_from is None else full_from.isoformat()})
+                        "mlstack.events_entities": only[1], "mlstack.events_whole_since": None,
+                        "mlstack.events_earlier_since": None, "mlstack.events_earlier_entities": "",
+                        "mlstack.events_earlier_users": "", **split})
     row = _records(events, _EVENT_RECORD)
     t = _times_us(row["received_at"].astype(np.int64))
     order = np.lexsort((row["event_id"].astype(np.int64), t))
@@ -351,7 +363,7 @@ def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArra
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
     events = load_event_columns(tx, tenant, from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max())),
                                 users=requests.user, entities=requests.entity,
-                                full_from=from_us(whole_events_from(requests)))
+                                whole=whole_events_for(requests))
     return compute_features(events, requests)
 
 
@@ -368,7 +380,8 @@ def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: 
                   ) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.bool_]]:
     """Every stored event received in [start, end), in receipt order: its features as of the start
     of its sync batch, and its label (did it conflict)."""
-    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end, full_from=start - RECENT_LOOKBACK)
+    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end,
+                                whole=WholeEvents.all_from(to_us(start - RECENT_LOOKBACK)))
     first = int(np.searchsorted(events.t, to_us(start)))
     rows = requests_from_events(events)
     if first == 0:  # no earlier history: the rows are the events' own columns (coded once, not twice)

@@ -12,7 +12,15 @@ import pytest
 
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.features import FEATURE_NAMES, LOOKBACK, RECENT_LOOKBACK, from_us, whole_events_from
+from shared.conflict.features import (
+    FEATURE_NAMES,
+    LOOKBACK,
+    RECENT_LOOKBACK,
+    WholeEvents,
+    from_us,
+    to_us,
+    whole_events_for,
+)
 from shared.conflict.features_repository import (
     FeatureRequest,
     RequestTable,
@@ -262,36 +270,53 @@ def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(c
             assert batch["user_conflict_rate"][n] == pytest.approx(
                 (sum(e.conflicted for e in in_window) + 1) / (len(in_window) + 10))
         # The events before the split came as counts only; the split's own and later ones whole.
-        read = load_event_columns(tx, tenant, first - LOOKBACK, second, full_from=split)
+        read = load_event_columns(tx, tenant, first - LOOKBACK, second, whole=WholeEvents.all_from(to_us(split)))
         assert read.rate_only is not None
         assert len(read.rate_only.t) == sum(1 for at in times if at < split)
         assert len(read) == sum(1 for at in times if split <= at < second)
 
 
-def test_rows_naming_fields_and_last_sync_read_whole_events_only_from_their_last_sync(context: AppContext,
-                                                                                       tenant: str) -> None:
-    """Rows that name their fields and their device's last sync need whole events only from that
-    sync (or the entity's 7 days): others' edits a microsecond either side of it still count
-    exactly as the live statement counts them."""
+def test_rows_reaching_further_back_than_a_week_read_whole_events_of_their_entity_and_user_only(
+    context: AppContext, tenant: str
+) -> None:
+    """Every row gets whole events from a week before the earliest; further back only those of the
+    entities (and, for rows naming no fields, the users) of rows that reach back further: a device
+    whose last sync is 10 days old, a row taking its user's usual fields. Edits a microsecond either
+    side of that last sync, and on another entity before the week, count as the live statement
+    counts them."""
     asked = T0 + timedelta(days=40)
     last_sync = asked - timedelta(days=10)
     us = timedelta(microseconds=1)
-    history = [SyncEvent(client_event_id=f"b{n}", user_id="bob", device_id="d", domain="voice", entity_type="recording",
-                         entity_id="r1", fields_changed=["notes"], received_at=last_sync + d, conflicted=False)
-               for n, d in enumerate((-us, 0 * us, us, timedelta(days=5)))]
-    history.append(SyncEvent(client_event_id="c0", user_id="carol", device_id="c", domain="voice",
-                             entity_type="recording", entity_id="r1", fields_changed=["notes"],
-                             received_at=last_sync - timedelta(days=20), conflicted=True))
+
+    def sync(n: int, user: str, entity: str, at: datetime, fields: list[str]) -> SyncEvent:
+        return SyncEvent(client_event_id=f"s{n}", user_id=user, device_id="d", domain="voice", entity_type="recording",
+                         entity_id=entity, fields_changed=fields, received_at=at, conflicted=n % 2 == 0)
+
+    history = [sync(n, "bob", "r1", last_sync + d, ["notes"]) for n, d in enumerate((-us, 0 * us, us, timedelta(days=5)))]
+    history += [sync(4, "carol", "r1", last_sync - timedelta(days=20), ["notes"]),  # counts for her rate only
+                sync(5, "erin", "r3", asked - timedelta(days=20), ["notes"]),  # erin's usual field, elsewhere
+                sync(6, "bob", "r2", asked - timedelta(days=8), ["notes"]),  # before the week, not wanted whole
+                sync(7, "bob", "r2", asked - timedelta(hours=2), ["notes"])]
     store(context, tenant, history)
-    requests = [FeatureRequest("q", tenant, "carol", "voice", "recording", "r1", ("notes",), asked, "c", last_sync)]
+    requests = [FeatureRequest("carol", tenant, "carol", "voice", "recording", "r1", ("notes",), asked, "c", last_sync),
+                FeatureRequest("erin", tenant, "erin", "voice", "recording", "r1", None, asked),
+                FeatureRequest("dave", tenant, "dave", "voice", "recording", "r2", ("notes",), asked, "x",
+                               asked - timedelta(days=1))]
     with context.database.transaction() as tx:
-        assert from_us(whole_events_from(request_columns(tx, RequestTable.of(requests)))) == last_sync
+        columns = request_columns(tx, RequestTable.of(requests))
+        whole = whole_events_for(columns)
         batch = features_for_requests(tx, requests)
-        live = live_features(tx, requests[0])
-    assert live["other_edits_since_sync"] == 3.0  # bob at the last sync, after it, and 5 days on
-    assert live["support_user_syncs"] == 1.0  # carol's own sync, 30 days back: read as counts only
-    for name in (*FEATURE_NAMES, "support_user_syncs"):
-        assert float(batch[name][0]) == pytest.approx(live[name], abs=1e-12), name
+        live = [live_features(tx, request) for request in requests]
+    assert [row["other_edits_since_sync"] for row in live] == [3.0, 4.0, 1.0]  # erin: since her sync 20 days back
+    assert [row["field_overlap_score"] for row in live] == [1.0, 1.0, 1.0]
+    assert live[0]["support_user_syncs"] == 1.0  # carol's own sync, 30 days back: read as counts only
+    for n, row in enumerate(live):
+        for name in (*FEATURE_NAMES, "support_user_syncs"):
+            assert float(batch[name][n]) == pytest.approx(row[name], abs=1e-12), (n, name)
+    assert from_us(whole.since) == asked - timedelta(days=7, hours=1)
+    assert from_us(whole.earlier_since) == asked - timedelta(days=30, hours=1)  # erin's usual fields
+    assert whole.earlier_entities.tolist() == [columns.entity[0]]  # r1 (carol's and erin's)
+    assert whole.earlier_users.tolist() == [columns.user[1]]  # erin
 
 
 def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_ends(context: AppContext,
