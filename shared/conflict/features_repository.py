@@ -355,7 +355,8 @@ def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
 def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
     """Batch scoring: feature columns for every request, in the requests' order, from one read of
     the history their windows need: the events of their users and entities (every feature counts
-    only those) received in the lookback before the earliest as-of time and before the latest."""
+    only those) received in the lookback before the earliest as-of time and before the latest;
+    whole as far back as some row needs them (whole_events_for), older ones only as counts."""
     requests = request_columns(tx, table)
     if not len(table):
         return compute_features(_empty_events(), requests)
