@@ -317,38 +317,20 @@ class RequestTable:
         )
 
 
-def _coded(keys: list[Any]) -> tuple[NDArray[np.int64], list[Any]]:
-    """Each key's code (its index among the distinct keys, first seen first), and the distinct
-    keys: a batch repeats its users, entities, devices and field lists, so each distinct one is
-    formatted and hashed once (C loops over the rows: dict and map, no Python code per row)."""
-    distinct = list(dict.fromkeys(keys))
-    position = {key: n for n, key in enumerate(distinct)}
-    return np.fromiter(map(position.__getitem__, keys), dtype=np.int64, count=len(keys)), distinct
-
-
 def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
-    """The requests' keys hashed as the stored events' are: tenant|user, tenant|domain|type|id,
-    tenant|user|device, and each field name."""
-    user, users = _coded(list(zip(table.tenant_id, table.user_id, strict=True)))
-    entity, entities = _coded(list(zip(table.tenant_id, table.domain, table.entity_type, table.entity_id, strict=True)))
-    device, devices = _coded(list(zip(user.tolist(), table.device_id, strict=True)))
-    listed, field_lists = _coded(list(table.fields))
-    names = list(dict.fromkeys(name for fields in field_lists for name in (fields or ())))
-    texts = ["|".join(key) for key in users] + ["|".join(key) for key in entities]
-    texts += [f"{texts[u]}|{d}" for u, d in devices] + names
-    hashed = _hashes(tx, texts)
-    # Each row's fields: its list's slice of the lists' names laid end to end.
-    position = {name: n for n, name in enumerate(names)}
-    lengths = np.array([len(fields or ()) for fields in field_lists], dtype=np.int64)
-    flat = np.array([position[name] for fields in field_lists for name in (fields or ())], dtype=np.int64)
-    count, first = lengths[listed], (np.cumsum(lengths) - lengths)[listed]
-    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    at = len(users) + len(entities) + len(devices)
-    has_device = np.array([d is not None for _, d in devices], dtype=bool)[device] if devices else np.zeros(0, bool)
+    users = [f"{t}|{u}" for t, u in zip(table.tenant_id, table.user_id, strict=True)]
+    entities = [f"{t}|{d}|{k}|{e}" for t, d, k, e in zip(table.tenant_id, table.domain, table.entity_type,
+                                                         table.entity_id, strict=True)]
+    devices = [f"{u}|{d}" for u, d in zip(users, table.device_id, strict=True)]
+    field_row = [n for n, fields in enumerate(table.fields) for _ in (fields or ())]
+    field_names = [f for fields in table.fields for f in (fields or ())]
+    hashed = _hashes(tx, users + entities + devices + field_names)
+    n = len(table)
+    has_device = np.array([d is not None for d in table.device_id], dtype=bool)
     return RequestColumns(
-        as_of=table.as_of, user=hashed[user], entity=hashed[len(users) + entity],
-        device=np.where(has_device, hashed[len(users) + len(entities) + device], NO_KEY), last_sync=table.last_sync,
-        field_row=np.repeat(np.arange(len(table)), count), field=hashed[at + flat[np.repeat(first, count) + within]],
+        as_of=table.as_of, user=hashed[:n], entity=hashed[n:2 * n],
+        device=np.where(has_device, hashed[2 * n:3 * n], NO_KEY), last_sync=table.last_sync,
+        field_row=np.array(field_row, dtype=np.int64), field=hashed[3 * n:],
     )
 
 
