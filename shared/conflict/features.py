@@ -65,8 +65,8 @@ PRIOR_CONFLICTS = 1.0
 PRIOR_SYNCS = 10.0
 # How far before the earliest as-of time the stored history must reach for every window.
 LOOKBACK = timedelta(microseconds=CONFLICT_RATE_WINDOW_US + SYNC_BATCH_SPAN_US)
-# ... and for every feature but the user's conflict rate: older events are needed only as (time,
-# user, conflicted), which is all a bulk read takes of them (RateOnlyEvents).
+# ... and for every feature but the user's conflict rate (training reads older events only as
+# RateOnlyEvents; batch scoring narrows it further, see whole_events_for).
 RECENT_LOOKBACK = timedelta(microseconds=FIELDS_WINDOW_US + SYNC_BATCH_SPAN_US)
 
 NO_TIME = np.iinfo(np.int64).min  # a missing time (no last sync, no earlier event)
@@ -92,9 +92,9 @@ def datetimes_from_us(us: NDArray[np.int64]) -> list[datetime]:
 
 @dataclass(frozen=True)
 class RateOnlyEvents:
-    """Stored events older than every window but the conflict rate's (RECENT_LOOKBACK before the
-    earliest as-of time): all that counts of them is who synced when, and whether it conflicted.
-    In time order, all before the EventColumns they go with."""
+    """Stored events that no window but the conflict rate's needs (see WholeEvents): all that counts
+    of them is who synced when, and whether it conflicted. In time order; they count for the users'
+    rates together with the EventColumns they go with, never twice."""
 
     t: Int
     user: Int
@@ -384,7 +384,7 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
 
     if earlier is None:
         users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
-    else:  # the earlier events come first in time: the joined times stay in order
+    else:  # every event once, whole or not (in time order when no row reaches back further than a week)
         users = _Timeline(np.concatenate((user_earlier, user_e)), np.concatenate((earlier.t, events.t)),
                           np.concatenate((earlier.conflicted, events.conflicted)).astype(np.int64))
     rate_from = as_of - CONFLICT_RATE_WINDOW_US

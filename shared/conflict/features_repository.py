@@ -176,11 +176,11 @@ def _keys_setting(name: str) -> str:
     return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
 
 
-# Events come whole as WholeEvents says (`events_whole_since`, and from `events_earlier_since` those of
-# the earlier keys); the others (older than every window but the conflict rate's) only as time,
+# Events come whole as WholeEvents says (`events_whole_since`, and from `events_earlier_since` those
+# of the earlier keys); the others (older than every window but the conflict rate's) only as time,
 # user and conflicted: a third of the bytes, and nothing for the other features' sorts to carry.
-# Unset: every event whole. Each event's fixed-width values are one
-# record (one aggregate call per event, not one per column), read by numpy as a structured array.
+# Unset: every event whole. Each event's fixed-width values are one record (one aggregate call per
+# event, not one per column), read by numpy as a structured array.
 _WHOLE = f"""(e.received_at >= COALESCE({_setting('events_whole_since', 'timestamptz')}, '-infinity')
     OR (e.received_at >= COALESCE({_setting('events_earlier_since', 'timestamptz')}, 'infinity')
         AND (e.entity_key IN {_keys_setting('events_earlier_entities')}

@@ -57,7 +57,6 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-# What datetime.isoformat() writes for UTC: microseconds as six digits, none when zero.
 # What datetime.isoformat() writes for UTC (microseconds as six digits, none when zero), by length:
 # where a digit goes (d in the shape), and the shape's bytes.
 _ISO_UTC_SHAPES = {
