@@ -65,6 +65,9 @@ PRIOR_CONFLICTS = 1.0
 PRIOR_SYNCS = 10.0
 # How far before the earliest as-of time the stored history must reach for every window.
 LOOKBACK = timedelta(microseconds=CONFLICT_RATE_WINDOW_US + SYNC_BATCH_SPAN_US)
+# ... and for every feature but the user's conflict rate (training reads older events only as
+# RateOnlyEvents; batch scoring narrows it further, see whole_events_for).
+RECENT_LOOKBACK = timedelta(microseconds=FIELDS_WINDOW_US + SYNC_BATCH_SPAN_US)
 
 NO_TIME = np.iinfo(np.int64).min  # a missing time (no last sync, no earlier event)
 NO_KEY = np.int64(0)  # a missing device; hashed keys are never 0 in practice (see features_repository)
@@ -88,6 +91,17 @@ def datetimes_from_us(us: NDArray[np.int64]) -> list[datetime]:
 
 
 @dataclass(frozen=True)
+class RateOnlyEvents:
+    """Stored events that no window but the conflict rate's needs (see WholeEvents): all that counts
+    of them is who synced when, and whether it conflicted. In time order; they count for the users'
+    rates together with the EventColumns they go with, never twice."""
+
+    t: Int
+    user: Int
+    conflicted: NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
 class EventColumns:
     """Stored sync events as integer columns. Keys are 64-bit hashes of the tenant-qualified ids
     (user: tenant|user; entity: tenant|domain|type|id; device: tenant|user|device), so a global
@@ -101,6 +115,7 @@ class EventColumns:
     conflicted: NDArray[np.bool_]
     field_row: Int  # index of the event of each field row
     field: Int
+    rate_only: RateOnlyEvents | None = None  # earlier events, for the users' conflict rates only
 
     def __len__(self) -> int:
         return len(self.t)
@@ -127,6 +142,43 @@ def requests_from_events(events: EventColumns) -> RequestColumns:
     """Training rows: each stored event asks as of its own receipt (moved to its batch's start)."""
     return RequestColumns(events.t, events.user, events.entity, events.device, events.last_sync,
                           events.field_row, events.field)
+
+
+@dataclass(frozen=True)
+class WholeEvents:
+    """Which stored events a bulk read brings whole; the others only as RateOnlyEvents: every event
+    received from `since` (epoch µs), and from `earlier_since` those of `earlier_entities` and
+    `earlier_users` (what a few rows reach back for)."""
+
+    since: int
+    earlier_since: int
+    earlier_entities: Int
+    earlier_users: Int
+
+    @classmethod
+    def all_from(cls, since: int) -> WholeEvents:
+        none = np.zeros(0, dtype=np.int64)
+        return cls(since, since, none, none)
+
+
+def whole_events_for(requests: RequestColumns) -> WholeEvents:
+    """What the requests need whole. A request is as of A >= as_of - 1 h (its batch's start). Every
+    request looks back 7 days for its entity's edits (24 h for editors, whose earlier edits matter
+    only within a day): everything from the earliest of those comes whole. Further back only for
+    its own entity: others' edits and fields since `since` (the device's last sync when it names
+    its fields, else up to 30 days), and its user's usual fields over 30 days when it names none."""
+    if not len(requests):
+        return WholeEvents.all_from(0)
+    earliest = requests.as_of - SYNC_BATCH_SPAN_US
+    month = earliest - FIELDS_WINDOW_US
+    named = np.zeros(len(requests), dtype=bool)
+    named[requests.field_row] = True
+    since = np.where(named & (requests.last_sync != NO_TIME),
+                     np.minimum(np.maximum(requests.last_sync, month), earliest), month)
+    recent = int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min())
+    further = since < recent
+    return WholeEvents(recent, min(recent, int(since.min())), np.unique(requests.entity[further]),
+                       np.unique(requests.user[further & ~named]))
 
 
 # -- grouped timelines ----------------------------------------------------------------------------
@@ -311,7 +363,11 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     n = len(requests)
     if n == 0:
         return {name: np.zeros(0) for name in (*FEATURE_NAMES, *SUPPORT_NAMES, "as_of")}
-    user_e, user_r = _codes(events.user, requests.user)
+    earlier = events.rate_only if events.rate_only is not None and len(events.rate_only.t) else None
+    if earlier is None:
+        user_e, user_r = _codes(events.user, requests.user)
+    else:
+        user_e, user_r, user_earlier = _codes(events.user, requests.user, earlier.user)
     entity_e, entity_r = _codes(events.entity, requests.entity)
     pair_e, pair_r = _pair_codes([entity_e, entity_r], [user_e, user_r])
     device_e, device_r = _codes(events.device, requests.device)
@@ -326,7 +382,11 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     names_batch = (requests.device != NO_KEY) & (requests.last_sync != NO_TIME)
     as_of = np.where(names_batch & (first != NO_TIME) & (first < asked), first, asked)
 
-    users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
+    if earlier is None:
+        users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
+    else:  # every event once, whole or not (in time order when no row reaches back further than a week)
+        users = _Timeline(np.concatenate((user_earlier, user_e)), np.concatenate((earlier.t, events.t)),
+                          np.concatenate((earlier.conflicted, events.conflicted)).astype(np.int64))
     rate_from = as_of - CONFLICT_RATE_WINDOW_US
     user_syncs = users.count_in(user_r, rate_from, as_of)
     user_conflicts = users.sum_in(user_r, rate_from, as_of)

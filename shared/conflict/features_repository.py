@@ -32,15 +32,19 @@ from shared.conflict.features import (
     NO_TIME,
     PRIOR_CONFLICTS,
     PRIOR_SYNCS,
+    RECENT_LOOKBACK,
     SUPPORT_NAMES,
     EventColumns,
+    RateOnlyEvents,
     RequestColumns,
+    WholeEvents,
     compute_features,
     datetimes_from_us,
     features_from_counts,
     from_us,
     requests_from_events,
     to_us,
+    whole_events_for,
 )
 from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
@@ -172,16 +176,25 @@ def _keys_setting(name: str) -> str:
     return f"(SELECT unnest(CAST(string_to_array(current_setting('mlstack.{name}'), ',') AS bigint[])))"
 
 
+# Events come whole as WholeEvents says (`events_whole_since`, and from `events_earlier_since` those
+# of the earlier keys); the others (older than every window but the conflict rate's) only as time,
+# user and conflicted: a third of the bytes, and nothing for the other features' sorts to carry.
+# Unset: every event whole. Each event's fixed-width values are one record (one aggregate call per
+# event, not one per column), read by numpy as a structured array.
+_WHOLE = f"""(e.received_at >= COALESCE({_setting('events_whole_since', 'timestamptz')}, '-infinity')
+    OR (e.received_at >= COALESCE({_setting('events_earlier_since', 'timestamptz')}, 'infinity')
+        AND (e.entity_key IN {_keys_setting('events_earlier_entities')}
+             OR e.user_key IN {_keys_setting('events_earlier_users')})))"""
+_FULL = f"FILTER (WHERE {_WHOLE})"
+_RATE_ONLY = f"FILTER (WHERE NOT {_WHOLE})"
 _EVENTS_SQL = f"""
-SELECT string_agg(int8send(e.event_id), ''::bytea) AS event_id,
-       string_agg(timestamptz_send(e.received_at), ''::bytea) AS received_at,
-       string_agg(int8send(e.user_key), ''::bytea) AS user_key,
-       string_agg(int8send(e.entity_key), ''::bytea) AS entity_key,
-       string_agg(int8send(e.device_key), ''::bytea) AS device_key,
-       string_agg(COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME})), ''::bytea) AS last_sync,
-       string_agg(boolsend(e.conflicted), ''::bytea) AS conflicted,
-       string_agg(int4send(length(e.field_keys) / 8), ''::bytea) AS field_count,
-       string_agg(e.field_keys, ''::bytea) AS field_keys
+SELECT string_agg(int8send(e.event_id) || timestamptz_send(e.received_at) || int8send(e.user_key)
+                  || int8send(e.entity_key) || int8send(e.device_key)
+                  || COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME}))
+                  || int4send(length(e.field_keys) / 8) || boolsend(e.conflicted), ''::bytea) {_FULL} AS events,
+       string_agg(e.field_keys, ''::bytea) {_FULL} AS field_keys,
+       string_agg(timestamptz_send(e.received_at) || int8send(e.user_key) || boolsend(e.conflicted), ''::bytea)
+           {_RATE_ONLY} AS rate_only
 FROM sync_events e
 WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
@@ -189,17 +202,22 @@ WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND ({_setting("events_users", "text")} IS NULL
        OR e.user_key IN {_keys_setting("events_users")} OR e.entity_key IN {_keys_setting("events_entities")})
 """
-_EVENT_COLUMNS = ("event_id", "received_at", "user_key", "entity_key", "device_key", "last_sync", "conflicted",
-                  "field_count", "field_keys")
+_EVENT_RECORD = np.dtype([("event_id", ">i8"), ("received_at", ">i8"), ("user_key", ">i8"), ("entity_key", ">i8"),
+                          ("device_key", ">i8"), ("last_sync", ">i8"), ("field_count", ">i4"), ("conflicted", "?")])
+_RATE_ONLY_RECORD = np.dtype([("received_at", ">i8"), ("user_key", ">i8"), ("conflicted", "?")])
 
 
 def _int8(data: bytes | None) -> NDArray[np.int64]:
     return np.frombuffer(data or b"", dtype=">i8").astype(np.int64)
 
 
-def _times_us(data: bytes | None) -> NDArray[np.int64]:
-    stamps = _int8(data)
+def _times_us(stamps: NDArray[np.int64]) -> NDArray[np.int64]:
+    """PostgreSQL's µs since 2000 as epoch µs (NO_TIME stays)."""
     return np.where(stamps != NO_TIME, stamps + _PG_EPOCH_US, NO_TIME)
+
+
+def _records(data: bytes | None, record: np.dtype[Any]) -> NDArray[Any]:
+    return np.frombuffer(data or b"", dtype=record)
 
 
 def _key_list(keys: NDArray[np.int64]) -> str:
@@ -207,29 +225,44 @@ def _key_list(keys: NDArray[np.int64]) -> str:
 
 
 def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
-                       users: NDArray[np.int64] | None = None,
-                       entities: NDArray[np.int64] | None = None) -> EventColumns:
+                       users: NDArray[np.int64] | None = None, entities: NDArray[np.int64] | None = None,
+                       whole: WholeEvents | None = None) -> EventColumns:
     """Every stored event received in [start, end) (of the tenant, or of all), in receipt order;
-    only those of the given user or entity keys when given (what a batch's requests can see)."""
+    only those of the given user or entity keys when given (what a batch's requests can see).
+    Those that `whole` does not bring whole come as RateOnlyEvents (time, user, conflicted) only."""
     only = (_key_list(users), _key_list(entities)) if users is not None and entities is not None else (None, None)
-    values = tx.copy_out_row(
+    split = {} if whole is None else {
+        "mlstack.events_whole_since": from_us(whole.since).isoformat(),
+        "mlstack.events_earlier_since": from_us(whole.earlier_since).isoformat(),
+        "mlstack.events_earlier_entities": _key_list(whole.earlier_entities),
+        "mlstack.events_earlier_users": _key_list(whole.earlier_users)}
+    events, field_keys, rate_only = tx.copy_out_row(
         _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
                         "mlstack.events_tenant": tenant_id, "mlstack.events_users": only[0],
-                        "mlstack.events_entities": only[1]})
-    row = dict(zip(_EVENT_COLUMNS, values, strict=True))
-    event_id, t = _int8(row["event_id"]), _times_us(row["received_at"])
-    order = np.lexsort((event_id, t))
+                        "mlstack.events_entities": only[1], "mlstack.events_whole_since": None,
+                        "mlstack.events_earlier_since": None, "mlstack.events_earlier_entities": "",
+                        "mlstack.events_earlier_users": "", **split})
+    row = _records(events, _EVENT_RECORD)
+    t = _times_us(row["received_at"].astype(np.int64))
+    order = np.lexsort((row["event_id"].astype(np.int64), t))
     # The fields arrive event by event in read order; they are put in receipt order too (their
     # times then need no sort in compute_features).
-    field_count = np.frombuffer(row["field_count"] or b"", dtype=">i4").astype(np.int64)
+    field_count = row["field_count"].astype(np.int64)
     field_start = np.cumsum(field_count) - field_count
     count, first = field_count[order], field_start[order]
     within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
-    return EventColumns(t=t[order], user=_int8(row["user_key"])[order], entity=_int8(row["entity_key"])[order],
-                        device=_int8(row["device_key"])[order], last_sync=_times_us(row["last_sync"])[order],
-                        conflicted=np.frombuffer(row["conflicted"] or b"", dtype=np.bool_)[order],
-                        field_row=np.repeat(np.arange(len(order)), count),
-                        field=_int8(row["field_keys"])[np.repeat(first, count) + within])
+    rate = _records(rate_only, _RATE_ONLY_RECORD)
+    rate_t = _times_us(rate["received_at"].astype(np.int64))
+    rate_order = np.argsort(rate_t, kind="stable")  # ties in any order: only counts are taken of them
+    return EventColumns(
+        t=t[order], user=row["user_key"].astype(np.int64)[order], entity=row["entity_key"].astype(np.int64)[order],
+        device=row["device_key"].astype(np.int64)[order],
+        last_sync=_times_us(row["last_sync"].astype(np.int64))[order], conflicted=row["conflicted"][order],
+        field_row=np.repeat(np.arange(len(order)), count),
+        field=_int8(field_keys)[np.repeat(first, count) + within],
+        rate_only=RateOnlyEvents(rate_t[rate_order], rate["user_key"].astype(np.int64)[rate_order],
+                                 rate["conflicted"][rate_order]),
+    )
 
 
 # Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
@@ -304,15 +337,16 @@ def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
 def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
     """Batch scoring: feature columns for every request, in the requests' order, from one read of
     the history their windows need: the events of their users and entities (every feature counts
-    only those) received in the lookback before the earliest as-of time and before the latest."""
+    only those) received in the lookback before the earliest as-of time and before the latest;
+    whole as far back as some row needs them (whole_events_for), older ones only as counts."""
     requests = request_columns(tx, table)
     if not len(table):
         return compute_features(_empty_events(), requests)
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    start = from_us(int(table.as_of.min())) - LOOKBACK
-    end = from_us(int(table.as_of.max()))
-    events = load_event_columns(tx, tenant, start, end, users=requests.user, entities=requests.entity)
+    events = load_event_columns(tx, tenant, from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max())),
+                                users=requests.user, entities=requests.entity,
+                                whole=whole_events_for(requests))
     return compute_features(events, requests)
 
 
@@ -329,7 +363,8 @@ def training_rows(tx: Transaction, tenant_id: str | None, start: datetime, end: 
                   ) -> tuple[dict[str, NDArray[np.float64]], NDArray[np.bool_]]:
     """Every stored event received in [start, end), in receipt order: its features as of the start
     of its sync batch, and its label (did it conflict)."""
-    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end)
+    events = load_event_columns(tx, tenant_id, start - LOOKBACK, end,
+                                whole=WholeEvents.all_from(to_us(start - RECENT_LOOKBACK)))
     first = int(np.searchsorted(events.t, to_us(start)))
     rows = requests_from_events(events)
     if first == 0:  # no earlier history: the rows are the events' own columns (coded once, not twice)

@@ -16,11 +16,12 @@ the API's own message (or accepts what the quick checks were too strict for, e.g
 from __future__ import annotations
 
 import csv
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,8 +57,12 @@ _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]{0,63}")
 # A timestamp both datetime.fromisoformat and pydantic read alike, with its offset.
 _AWARE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-# What datetime.isoformat() writes for UTC: microseconds as six digits, none when zero.
-_ISO_UTC_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.(?!000000)\d{6})?\+00:00")
+# What datetime.isoformat() writes for UTC (microseconds as six digits, none when zero), by length:
+# where a digit goes (d in the shape), and the shape's bytes.
+_ISO_UTC_SHAPES = {
+    len(shape): (np.frombuffer(shape.encode(), dtype=np.uint8) == ord("d"), np.frombuffer(shape.encode(), dtype=np.uint8))
+    for shape in ("dddd-dd-ddTdd:dd:dd+00:00", "dddd-dd-ddTdd:dd:dd.dddddd+00:00")
+}
 
 
 class _NeedsRowChecks(Exception):
@@ -69,11 +74,34 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
         raise _NeedsRowChecks
 
 
+def _all_iso_utc(texts: Sequence[str]) -> bool:
+    """Every text what isoformat writes for UTC, checked as a matrix of bytes (numpy over the whole
+    column, not a call per value): a digit where the shape has one, the shape's own character
+    elsewhere, and a fraction, when there is one, not all zeros."""
+    try:
+        raw = np.array(texts, dtype=np.bytes_)
+    except UnicodeEncodeError:
+        return False
+    lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
+        return False
+    matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
+    for length, (digit, shape) in _ISO_UTC_SHAPES.items():
+        rows = matrix[lengths == length, :length]
+        if not len(rows):
+            continue
+        if not ((rows[:, digit] - 48 < 10).all() and (rows[:, ~digit] == shape[~digit]).all()):
+            return False
+        if length > 25 and not (rows[:, 20:26] != 48).any(axis=1).all():  # .000000 is written as no fraction
+            return False
+    return True
+
+
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
     """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
     case) are parsed by numpy for the whole column; others once per distinct text. A column
     already written as isoformat writes UTC (what a program usually sends) is its own normal form."""
-    if all(map(_ISO_UTC_TIME.fullmatch, texts)):
+    if not texts or _all_iso_utc(texts):
         us = _parsed_utc([text[:-6] for text in texts])
         return _plausible(us, plausible), list(texts)
     if not all(map(_AWARE_TIME.fullmatch, texts)):
@@ -114,13 +142,50 @@ class _Input:
     last_sync_text: list[str]
 
 
-def _column(rows: list[list[str]], header: list[str], name: str) -> list[str]:
-    if name not in header:
-        return [""] * len(rows)
-    at = len(header) - 1 - header[::-1].index(name)  # the last of a repeated name, as csv.DictReader
-    if rows and min(map(len, rows)) > at:
-        return list(map(itemgetter(at), rows))
-    return [row[at] if at < len(row) else "" for row in rows]
+class _Columns:
+    """The file's values column by column, as csv.reader reads them (blank lines skipped; a short
+    row's missing values and an absent column read as empty)."""
+
+    def __init__(self, header: list[str], values: list[list[str]], rows: int) -> None:
+        self.header, self._values, self.rows = header, values, rows
+
+    def __call__(self, name: str) -> list[str]:
+        if name not in self.header:
+            return [""] * self.rows
+        return self._values[len(self.header) - 1 - self.header[::-1].index(name)]  # the last of a repeated name
+
+    @classmethod
+    def of_rows(cls, header: list[str], rows: list[list[str]]) -> _Columns:
+        def column(at: int) -> list[str]:
+            if rows and min(map(len, rows)) > at:
+                return list(map(itemgetter(at), rows))
+            return [row[at] if at < len(row) else "" for row in rows]
+
+        return cls(header, [column(at) for at in range(len(header))], len(rows))
+
+
+def _csv_rows(text: str) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    return header, list(filter(None, reader))  # csv.DictReader skips blank lines too
+
+
+def _split(text: str) -> _Columns | None:
+    """The usual file, split by str methods (C loops over the whole text, not a call per row):
+    no quote and no line break but CRLF or LF, so csv.reader would split at every comma and line
+    end alike, and every row with the header's width. None: anything else, for csv.reader."""
+    if '"' in text:
+        return None
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        return None
+    lines = text.split("\n")
+    header = lines[0].split(",") if lines[0] else []
+    body = [line for line in lines[1:] if line] if "" in lines[1:] else lines[1:]
+    if set(map(methodcaller("count", ","), body)) - {len(header) - 1}:
+        return None  # short or long rows: csv.reader's own reading
+    flat = ",".join(body).split(",") if body else []
+    return _Columns(header, [flat[at::len(header)] for at in range(len(header))], len(body))
 
 
 def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
@@ -129,28 +194,28 @@ def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
     return list(map(split.__getitem__, texts))
 
 
-def _quick_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
-    user, domain, entity_type, entity_id = (_column(rows, header, c) for c in INPUT_COLUMNS[:4])
+def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
+    user, domain, entity_type, entity_id = map(column, INPUT_COLUMNS[:4])
     _checked(user + entity_id, _IDENTIFIER)
     _checked(domain + entity_type, _NAME)
-    fields = _field_lists(_column(rows, header, "fields"))
+    fields = _field_lists(column("fields"))
     distinct_fields = set(fields)
     _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
     if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
         raise _NeedsRowChecks
-    devices: list[str | None] = [d or None for d in _column(rows, header, "device_id")]
+    devices: list[str | None] = [d or None for d in column("device_id")]
     _checked((d for d in devices if d is not None), _IDENTIFIER)
-    as_of_given = _column(rows, header, "as_of")
+    as_of_given = column("as_of")
     as_of, as_of_text = _times([t or now.isoformat() for t in as_of_given], plausible=False)
-    syncs = _column(rows, header, "client_last_sync_at")
+    syncs = column("client_last_sync_at")
     given = [t for t in syncs if t]
     given_us, given_text = _times(given, plausible=True)
-    last_sync = np.full(len(rows), NO_TIME, dtype=np.int64)
+    last_sync = np.full(column.rows, NO_TIME, dtype=np.int64)
     has_sync = np.array([bool(t) for t in syncs], dtype=bool)
     last_sync[has_sync] = given_us
     texts = iter(given_text)
     last_sync_text = [next(texts) if t else "" for t in syncs]
-    table = RequestTable([tenant_id] * len(rows), user, domain, entity_type, entity_id, devices, fields, as_of,
+    table = RequestTable([tenant_id] * column.rows, user, domain, entity_type, entity_id, devices, fields, as_of,
                          last_sync)
     return _Input(table, as_of_text, last_sync_text)
 
@@ -190,15 +255,19 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
 
 
 def _read(source: IO[str], tenant_id: str, now: datetime) -> _Input:
-    reader = csv.reader(source)
-    header = next(reader, [])
-    missing = {"user_id", "domain", "entity_type", "entity_id"} - set(header)
+    text = source.read()
+    columns = _split(text)
+    rows: list[list[str]] | None = None
+    if columns is None:
+        header, rows = _csv_rows(text)
+        columns = _Columns.of_rows(header, rows)
+    missing = {"user_id", "domain", "entity_type", "entity_id"} - set(columns.header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
-    rows = list(filter(None, reader))  # csv.DictReader skips blank lines too
     try:
-        return _quick_input(rows, header, tenant_id, now)
+        return _quick_input(columns, tenant_id, now)
     except _NeedsRowChecks:
+        header, rows = _csv_rows(text) if rows is None else (columns.header, rows)
         return _checked_input(rows, header, tenant_id, now)
 
 

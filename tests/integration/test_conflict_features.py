@@ -12,8 +12,25 @@ import pytest
 
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.features import FEATURE_NAMES, from_us
-from shared.conflict.features_repository import FeatureRequest, feature_vector, live_features, training_rows
+from shared.conflict.features import (
+    FEATURE_NAMES,
+    LOOKBACK,
+    RECENT_LOOKBACK,
+    WholeEvents,
+    from_us,
+    to_us,
+    whole_events_for,
+)
+from shared.conflict.features_repository import (
+    FeatureRequest,
+    RequestTable,
+    feature_vector,
+    features_for_requests,
+    live_features,
+    load_event_columns,
+    request_columns,
+    training_rows,
+)
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv
 from shared.context import AppContext
@@ -198,8 +215,6 @@ def test_live_batch_and_training_features_are_equal_on_histories_with_sync_batch
     plain = [FeatureRequest(f"p{n}", tenant, e.user_id, e.domain, e.entity_type, e.entity_id, None,
                             e.received_at or T0) for n, e in enumerate(history[::7])]
     with context.database.transaction() as tx:
-        from shared.conflict.features_repository import features_for_requests
-
         columns = features_for_requests(tx, plain)
         for n, request in enumerate(plain):
             live_row = feature_vector(live_features(tx, request))
@@ -224,3 +239,107 @@ def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: Ap
     impossible = header + "alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,2026-11-31T12:00:00+00:00,,\n"
     with pytest.raises(InvalidInput, match="line 3: as_of"):  # well formed, but no such day
         score_conflict_csv(context, tenant, io.StringIO(impossible), io.StringIO())
+
+
+def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(context: AppContext,
+                                                                              tenant: str) -> None:
+    """Batch scoring takes events older than every window but the conflict rate's (30 days and an
+    hour before its earliest row) as (time, user, conflicted) only: each row's 90-day rate is still
+    exact at its own edge, a microsecond either side, and at the split of the read."""
+    first, second = T0, T0 + timedelta(days=20, minutes=7)
+    split = first - RECENT_LOOKBACK
+    us = timedelta(microseconds=1)
+    times = [a - timedelta(days=90) + d for a in (first, second) for d in (-us, 0 * us, us)]
+    times += [split - us, split, split + us, first - timedelta(days=3), second - timedelta(hours=2)]
+    history = [SyncEvent(client_event_id=f"old{n}", user_id=("alice", "bob")[n % 2], device_id="d", domain="voice",
+                         entity_type="recording", entity_id="r1", fields_changed=["notes"], received_at=at,
+                         conflicted=n % 3 == 0, conflict_fields=["notes"] if n % 3 == 0 else [])
+               for n, at in enumerate(times)]
+    store(context, tenant, history)
+    requests = [FeatureRequest(f"{user}{n}", tenant, user, "voice", "recording", "r1", None, at)
+                for user in ("alice", "bob") for n, at in enumerate((first, second))]
+    with context.database.transaction() as tx:
+        batch = features_for_requests(tx, requests)
+        for n, request in enumerate(requests):
+            live = live_features(tx, request)
+            assert {k: float(batch[k][n]) for k in (*FEATURE_NAMES, "support_user_syncs")} == pytest.approx(
+                {k: live[k] for k in (*FEATURE_NAMES, "support_user_syncs")}, abs=1e-12), request.request_id
+            in_window = [e for e in history if e.user_id == request.user_id and e.received_at is not None
+                         and request.as_of - timedelta(days=90) <= e.received_at < request.as_of]
+            assert batch["support_user_syncs"][n] == len(in_window)
+            assert batch["user_conflict_rate"][n] == pytest.approx(
+                (sum(e.conflicted for e in in_window) + 1) / (len(in_window) + 10))
+        # The events before the split came as counts only; the split's own and later ones whole.
+        read = load_event_columns(tx, tenant, first - LOOKBACK, second, whole=WholeEvents.all_from(to_us(split)))
+        assert read.rate_only is not None
+        assert len(read.rate_only.t) == sum(1 for at in times if at < split)
+        assert len(read) == sum(1 for at in times if split <= at < second)
+
+
+def test_rows_reaching_further_back_than_a_week_read_whole_events_of_their_entity_and_user_only(
+    context: AppContext, tenant: str
+) -> None:
+    """Every row gets whole events from a week before the earliest; further back only those of the
+    entities (and, for rows naming no fields, the users) of rows that reach back further: a device
+    whose last sync is 10 days old, a row taking its user's usual fields. Edits a microsecond either
+    side of that last sync, and on another entity before the week, count as the live statement
+    counts them."""
+    asked = T0 + timedelta(days=40)
+    last_sync = asked - timedelta(days=10)
+    us = timedelta(microseconds=1)
+
+    def sync(n: int, user: str, entity: str, at: datetime, fields: list[str]) -> SyncEvent:
+        return SyncEvent(client_event_id=f"s{n}", user_id=user, device_id="d", domain="voice", entity_type="recording",
+                         entity_id=entity, fields_changed=fields, received_at=at, conflicted=n % 2 == 0)
+
+    history = [sync(n, "bob", "r1", last_sync + d, ["notes"]) for n, d in enumerate((-us, 0 * us, us, timedelta(days=5)))]
+    history += [sync(4, "carol", "r1", last_sync - timedelta(days=20), ["notes"]),  # counts for her rate only
+                sync(5, "erin", "r3", asked - timedelta(days=20), ["notes"]),  # erin's usual field, elsewhere
+                sync(6, "bob", "r2", asked - timedelta(days=8), ["notes"]),  # before the week, not wanted whole
+                sync(7, "bob", "r2", asked - timedelta(hours=2), ["notes"])]
+    store(context, tenant, history)
+    requests = [FeatureRequest("carol", tenant, "carol", "voice", "recording", "r1", ("notes",), asked, "c", last_sync),
+                FeatureRequest("erin", tenant, "erin", "voice", "recording", "r1", None, asked),
+                FeatureRequest("dave", tenant, "dave", "voice", "recording", "r2", ("notes",), asked, "x",
+                               asked - timedelta(days=1))]
+    with context.database.transaction() as tx:
+        columns = request_columns(tx, RequestTable.of(requests))
+        whole = whole_events_for(columns)
+        batch = features_for_requests(tx, requests)
+        live = [live_features(tx, request) for request in requests]
+    assert [row["other_edits_since_sync"] for row in live] == [3.0, 4.0, 1.0]  # erin: since her sync 20 days back
+    assert [row["field_overlap_score"] for row in live] == [1.0, 1.0, 1.0]
+    assert live[0]["support_user_syncs"] == 1.0  # carol's own sync, 30 days back: read as counts only
+    for n, row in enumerate(live):
+        for name in (*FEATURE_NAMES, "support_user_syncs"):
+            assert float(batch[name][n]) == pytest.approx(row[name], abs=1e-12), (n, name)
+    assert from_us(whole.since) == asked - timedelta(days=7, hours=1)
+    assert from_us(whole.earlier_since) == asked - timedelta(days=30, hours=1)  # erin's usual fields
+    assert whole.earlier_entities.tolist() == [columns.entity[0]]  # r1 (carol's and erin's)
+    assert whole.earlier_users.tolist() == [columns.user[1]]  # erin
+
+
+def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_ends(context: AppContext,
+                                                                                   tenant: str) -> None:
+    """The same requests written plainly, with CRLF and blank lines, quoted, and with the optional
+    trailing columns left off a row, score alike (the quick split and csv.reader agree)."""
+    store(context, tenant, [event(1, "alice", 0, ["notes"], conflicted=True), event(2, "bob", 30, ["notes", "tags"])])
+    header = "user_id,domain,entity_type,entity_id,fields,as_of,device_id,client_last_sync_at"
+    rows = ["alice,voice,recording,r1,notes;tags,2026-11-01T13:00:00+00:00,tab,2026-11-01T11:00:00+00:00",
+            "bob,voice,recording,r1,,2026-11-01T14:00:00.250000+00:00,,"]
+    plain = "\n".join([header, *rows]) + "\n"
+    forms = {
+        "crlf and blank lines": "\r\n".join([header, "", rows[0], "", rows[1], ""]),
+        "quoted": "\n".join([header, *(",".join(f'"{v}"' for v in row.split(",")) for row in rows)]),
+        "short row": "\n".join([header, rows[0], rows[1].removesuffix(",,")]),
+    }
+
+    def scored(text: str) -> str:
+        out = io.StringIO()
+        score_conflict_csv(context, tenant, io.StringIO(text), out)
+        return out.getvalue()
+
+    expected = scored(plain)
+    assert len(list(csv.DictReader(io.StringIO(expected)))) == 2
+    for name, text in forms.items():
+        assert scored(text) == expected, name
