@@ -13,11 +13,13 @@ each size, in the same run:
 - training seconds: `train_candidate` on the last 90 days.
 At the largest size: warm predict in process (features, model, log insert, commit), p50/p99, of
 the one-statement path and of the transaction path it replaced (BEGIN, features, model, insert,
-COMMIT: still the path of a model without a SQL form); and model quality on the demo hold-out (the
+COMMIT: still the path of a model without a SQL form), beside the floor under any logged answer in
+the same rounds (a one-row durable commit, and the disk's own fdatasync of an 8 KiB page); and
+model quality on the demo hold-out (the
 newest 20 %): ROC-AUC, PR-AUC and Brier of the trained model's batch scores against a plain
 logistic regression on the five original features computed as of the same moments.
 
-The previous approach: the code of --baseline-ref (default: 745f822, the code before issue 8's third round
+The previous approach: the code of --baseline-ref (default: 8e3d3ad, the code before issue 8's fourth round
 of work), exported with `git archive`, runs its own measurements of the same
 four things in a child process against the same database at every size, so each number stands
 beside the previous one measured in the same run on the same data (--baseline-ref '' skips it).
@@ -26,7 +28,7 @@ each throughput counts and predict latencies are the median over rounds, since o
 shared machine slows single runs at random (every round's figures are in the JSON).
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
-        [--baseline-rows 2000] [--baseline-ref 745f822] [--repeat 3] [--json FILE]
+        [--baseline-rows 2000] [--baseline-ref 8e3d3ad] [--repeat 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import secrets
 import shutil
 import statistics
@@ -56,7 +59,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 import localpg  # noqa: E402
 
 BASELINE_REF = "5e64eb2"  # the LATERAL feature SQL
-PREVIOUS_CODE_REF = "745f822"  # the code before this round (issue 8, third): features, scoring, training, predict
+PREVIOUS_CODE_REF = "8e3d3ad"  # the code before this round (issue 8, fourth): features, scoring, training, predict
 SIZES = (100_000, 300_000)
 USERS = 600
 EVENTS_PER_USER_PER_DAY = 4.0
@@ -252,7 +255,8 @@ def _quality(scored_csv: str, recent: list[dict[str, Any]]) -> dict[str, Any]:
             "brier": round(brier_score(y, p), 4), "reliability": reliability_table(y, p)}
 
 
-def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions: int) -> dict[str, Any]:
+def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions: int,
+                       disk_probe_dir: Path) -> dict[str, Any]:
     from shared.conflict.kind import CONFLICT
     from shared.conflict.prediction import ConflictPredictionRequest, answer_conflict, predict_conflict
     from shared.conflict.services import conflict_services
@@ -301,12 +305,39 @@ def _predict_latencies(context: Any, tenant: str, previous_sql: str, predictions
             services.log.append(tx, records)
         previous_latencies.append((time.perf_counter() - started) * 1000)
 
+    # The floor under any logged answer: the cheapest durable commit (one prepared one-row INSERT,
+    # its own transaction), and the disk's own fdatasync of an 8 KiB page beside the cluster.
+    context.database.single_statement("CREATE TABLE IF NOT EXISTS bench_commit_probe (n integer)")
+    commit_latencies = []
+    for n in range(len(requests)):
+        started = time.perf_counter()
+        context.database.single_statement("INSERT INTO bench_commit_probe VALUES (:n)", n=n)
+        commit_latencies.append((time.perf_counter() - started) * 1000)
+
     def summary(values: list[float]) -> dict[str, float]:
         return {"p50": round(statistics.median(values), 2), "p99": round(_percentile(values, 99), 2),
                 "mean": round(statistics.fmean(values), 2)}
 
     return {"n": len(requests), "now": summary(now_latencies), "transaction_path": summary(transaction_latencies),
-            "previous": summary(previous_latencies)}
+            "previous": summary(previous_latencies), "durable_commit_floor": summary(commit_latencies),
+            "disk_fdatasync": summary(_fdatasync_latencies(disk_probe_dir, len(requests)))}
+
+
+def _fdatasync_latencies(directory: Path, count: int) -> list[float]:
+    """ms per fdatasync of an 8 KiB page rewritten in place: what every durable commit waits for."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    page, latencies = os.urandom(8192), []
+    try:
+        for n in range(count):
+            os.pwrite(fd, page, (n % 16) * 8192)
+            started = time.perf_counter()
+            os.fdatasync(fd)
+            latencies.append((time.perf_counter() - started) * 1000)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return latencies
 
 
 def _best(rounds: list[Any]) -> dict[str, Any]:
@@ -374,7 +405,7 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_
         report["sizes"][-1]["batch_scoring"]["us_per_row"] / report["sizes"][0]["batch_scoring"]["us_per_row"], 2)
     predict_rounds, predict_befores = [], []
     for _ in range(repeat):
-        predict_rounds.append(_predict_latencies(context, tenant, previous_sql, predictions))
+        predict_rounds.append(_predict_latencies(context, tenant, previous_sql, predictions, work))
         predict_befores.append(_baseline(tree, setup, predictions=predictions))
     report["predict_warm_ms"] = _median_latencies(predict_rounds)
     report["predict_warm_ms"]["baseline"] = _median_latencies(predict_befores) if tree is not None else None
@@ -417,6 +448,9 @@ def table(report: dict[str, Any]) -> str:
         f" transaction path {p['transaction_path']['p50']} / {p['transaction_path']['p99']};"
         f" LATERAL path {p['previous']['p50']} / {p['previous']['p99']}"
         + (f"; before ({report['baseline_ref']}) {before['now']['p50']} / {before['now']['p99']}" if before else ""),
+        f"floor, same rounds: a one-row durable commit {p['durable_commit_floor']['p50']} /"
+        f" {p['durable_commit_floor']['p99']}; the disk's fdatasync {p['disk_fdatasync']['p50']} /"
+        f" {p['disk_fdatasync']['p99']}",
         f"demo hold-out ({q['rows']:,} rows) ROC-AUC / PR-AUC / Brier: model {q['model']['roc_auc']} /"
         f" {q['model']['pr_auc']} / {q['model']['brier']};  plain logistic on the five:"
         f" {q['plain_logistic_five_features']['roc_auc']} / {q['plain_logistic_five_features']['pr_auc']} /"
