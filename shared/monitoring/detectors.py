@@ -26,9 +26,10 @@ says the past is heavy-tailed, a Student-t fitted to it discounts the z (a laten
 10-sigma requests are not alarms).
 Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest;
 in the scan the day it reads plus the events the weekly detector state kept, PrecedentMemory): a
-point's deviation, a step, a level against the half day before and a seasonal residual are muted where the series has shown one as large, in the same direction, twice
-before in separate hours (a cleanup every day or two, a burst of requests every few hours, a
-morning ramp): a third occurrence is a habit, not news; a third larger is news again.
+point's deviation, a step, a level against the half day before and a seasonal residual are muted
+where the series has shown one as large, in the same direction, twice before in separate hours
+(a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
+occurrence is a habit, not news; a third larger is news again.
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
@@ -379,8 +380,8 @@ def _two_largest_events(extremes: Array) -> tuple[float, float]:
 @dataclass(frozen=True)
 class PrecedentMemory:
     """The precedent events of a series' past beyond the scan's day, from the detector state: per
-    statistic (`_value_statistics`, `_residual_statistics`), (largest rise, second separate rise, largest fall, second
-    separate fall) in `_two_largest_events`' sense; `until`: the time of the newest row they cover
+    statistic (`_value_statistics`, `_residual_statistics`), (largest rise, second separate rise,
+    largest fall, second separate fall) in `_two_largest_events`' sense; `until`: the time of the newest row they cover
     (epoch seconds). Two magnitudes are all the rule "seen twice as large" needs."""
 
     until: float

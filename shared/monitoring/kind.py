@@ -1,8 +1,9 @@
 """Detector state as a model kind: an Isolation Forest over a host's vector (the robust z of each
 psutil reading against its own past day), each series' seasonal profile (median by hour of
 week and hour of day) and its precedent memory (the largest separate events of the precedent's
-statistics, so the minute scan, which reads a day, remembers the month as the backtest does), trained on the last 30 days and retrained weekly through the shared
-lifecycle (train -> register, signed -> gate -> activate).
+statistics, so the minute scan, which reads a day, remembers the month as the backtest does),
+trained on the last 30 days and retrained weekly through the shared lifecycle (train -> register,
+signed -> gate -> activate).
 
 The lifecycle judges candidates on labelled rows; a host's minutes carry no labels, so the
 training source adds injected anomalies (real vectors with one to three readings pushed 4-10

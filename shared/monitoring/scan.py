@@ -1,6 +1,7 @@
 """The minute scan: read a day of every series in one query, score the points that arrived since
 the last scan (univariate ensemble, the host's Isolation Forest, the trained seasonal profiles and
-precedent memory: the events of the month before the day, as the backtest remembers them), alert on missing data, group alerts into incidents, publish.
+precedent memory: the events of the month before the day, as the backtest remembers them), alert
+on missing data, group alerts into incidents, publish.
 
 A point is alerted on by the first scan after it arrives (the scan runs every minute)."""
 
