@@ -365,11 +365,9 @@ def _separate_events(over: NDArray[np.bool_]) -> int:
 
 
 def _two_largest_events(extremes: Array) -> tuple[float, float]:
-    """The largest block (the first event) and the largest threshold at which the blocks still
+    """Of one or more blocks: the largest (the first event) and the largest threshold at which the blocks still
     hold two separate events (0 where they never do): threshold t has two when some block below t
     lies between blocks at least t, i.e. t <= min(max before it, max after it)."""
-    if not len(extremes):
-        return 0.0, 0.0
     before = np.maximum.accumulate(np.concatenate([[-np.inf], extremes[:-1]]))
     after = np.maximum.accumulate(np.concatenate([extremes[:0:-1], [-np.inf]]))[::-1]
     between = np.minimum(before, after)
@@ -482,11 +480,9 @@ def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | A
     t = np.asarray(times, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     valid = np.isfinite(v)
-    if valid.sum() <= WARMUP:
-        return None
     params = Parameters.from_times(t[valid])
     kept = (int(valid.sum()) // _block_rows(params) - 2) * _block_rows(params)
-    if kept <= 0:
+    if valid.sum() <= WARMUP or kept <= 0:
         return None
     stats = _value_statistics(v[valid], params)
     if baseline is not None:

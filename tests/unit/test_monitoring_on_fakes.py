@@ -523,7 +523,9 @@ def test_the_scan_remembers_the_month_through_the_detector_state_and_a_larger_ev
 
 
 def test_the_detector_states_second_event_is_the_largest_threshold_the_scorer_counts_two_events_at() -> None:
-    from shared.monitoring.detectors import _separate_events, _two_largest_events
+    from shared.monitoring.detectors import _separate_events, _two_largest_events, precedent_memory
+
+    assert precedent_memory(np.arange(34) * 300.0, np.ones(34)) is None  # under three hours: the scan's day has it
 
     rng = np.random.default_rng(0)
     for _ in range(200):
