@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from shared.monitoring.series_repository import SeriesRepository, SeriesWindow
 from shared.platform.transactions import Transactions
 
 INJECTED_SHARE = 0.05
+PRECEDENT_CHUNK = 50  # series per read of the window's raw points (50 x 43,200 minutes)
 MINUTES_PER_DAY = 1440
 
 
@@ -44,7 +46,13 @@ class SeriesTrainingSource:
             vectors = self._series.source_vectors(tx, HOST_METRICS, start, end)
             hourly = self._series.hourly_medians(tx, start, end)
             keys = {row["series_id"]: f"{row['source']}|{row['metric']}" for row in self._series.series_list(tx)}
-            windows = self._series.scan_window(tx, start, end)
+            profiles = _profiles(hourly, keys)
+            # A month of raw points of every series would not fit in a function's memory at once:
+            # read in chunks of series, each reduced to its few precedent magnitudes before the next.
+            ids, precedents = sorted(keys), dict[str, PrecedentMemory]()
+            for at in range(0, len(ids), PRECEDENT_CHUNK):
+                precedents.update(_precedents(self._series.scan_window(tx, start, end, ids[at:at + PRECEDENT_CHUNK]),
+                                              profiles))
         by_source: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
         for row in vectors:
             by_source[row["source"]].append((row["minute"], row["vector"]))
@@ -68,14 +76,18 @@ class SeriesTrainingSource:
             design = np.vstack([design, copies])[order]
             labels = np.concatenate([labels, np.ones(len(copies), dtype=bool)])[order]
             times = [(times + [times[i] for i in chosen])[k] for k in order]
-        per_series: dict[str, tuple[list[datetime], list[float]]] = defaultdict(lambda: ([], []))
-        for row in hourly:
-            key = keys.get(row["series_id"])
-            if key is not None:
-                per_series[key][0].append(row["hour"])
-                per_series[key][1].append(float(row["median"]))
-        profiles = {key: profile_of(hours, values) for key, (hours, values) in per_series.items() if len(hours) >= 72}
-        return AnomalyTrainingSet(design, labels, times, start, end, profiles, _precedents(windows, profiles))
+        return AnomalyTrainingSet(design, labels, times, start, end, profiles, precedents)
+
+
+def _profiles(hourly: list[dict[str, Any]], keys: dict[int, str]) -> dict[str, Profile]:
+    """Each series' seasonal profile from its hourly medians (at least three days of them)."""
+    per_series: dict[str, tuple[list[datetime], list[float]]] = defaultdict(lambda: ([], []))
+    for row in hourly:
+        key = keys.get(row["series_id"])
+        if key is not None:
+            per_series[key][0].append(row["hour"])
+            per_series[key][1].append(float(row["median"]))
+    return {key: profile_of(hours, values) for key, (hours, values) in per_series.items() if len(hours) >= 72}
 
 
 def _precedents(windows: list[SeriesWindow], profiles: dict[str, Profile]) -> dict[str, PrecedentMemory]:

@@ -493,10 +493,14 @@ def _alerted_sources(services) -> set[str]:  # type: ignore[no-untyped-def]
             if a["metric"] == "latency_ms" and a["alert_type"] == "anomaly"}
 
 
-def test_the_scan_remembers_the_month_through_the_detector_state_and_a_larger_event_is_still_news() -> None:
+def test_the_scan_remembers_the_month_through_the_detector_state_and_a_larger_event_is_still_news(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.monitoring import state_training
     from shared.monitoring.kind import ANOMALY
     from shared.monitoring.retraining import retrain_state
 
+    monkeypatch.setattr(state_training, "PRECEDENT_CHUNK", 1)  # the month read series by series
     after_a_day = NOW + timedelta(days=1, minutes=1)
     services = in_memory_monitoring_services()
     _host_history(services, minutes=700)  # enough host minutes for a forest
