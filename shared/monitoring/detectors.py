@@ -24,11 +24,12 @@ Scales are robust and floored (the series' quantum, a quarter of its standard de
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
 10-sigma requests are not alarms).
-Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest,
-the day the scan reads): a point's deviation, a step, a level against the half day before and a
-seasonal residual are muted where the series has shown one as large, in the same direction, twice
-before in separate hours (a cleanup every day or two, a burst of requests every few hours, a
-morning ramp): a third occurrence is a habit, not news; a third larger is news again.
+Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest;
+in the scan the day it reads plus the events the weekly detector state kept, PrecedentMemory): a
+point's deviation, a step, a level against the half day before and a seasonal residual are muted
+where the series has shown one as large, in the same direction, twice before in separate hours
+(a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
+occurrence is a habit, not news; a third larger is news again.
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
@@ -336,15 +337,86 @@ def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Ar
 
 
 # Precedent: the memory searched for earlier events like the current one (the backtest reads the
-# whole past; the scan its day), and the ratios by which the current one must exceed the second
-# largest of them to be news (1.0: no larger than two earlier ones, muted; 1.3 and more: as scored).
+# whole past; the scan its day plus the detector state's PrecedentMemory), and the ratios by which
+# the current one must exceed the second largest of them to be news (1.0: no larger than two
+# earlier ones, muted; 1.3 and more: as scored).
 PRECEDENT_DAYS = 30.0
 PRECEDENT_RATIOS = (1.05, 1.1, 1.2, 1.3)
 PRECEDENT_FROM = 0.05  # rows scoring less have nothing to lose
 
 
+def _block_rows(params: Parameters) -> int:
+    """Rows of the precedent's blocks: an hour (at least the level detectors' m points)."""
+    return max(params.shift_window, int(round(3600.0 / params.interval)))
+
+
+def _block_extremes(stat: Array, params: Parameters) -> tuple[Array, Array, int]:
+    """The statistic's hour blocks (from row 0): each block's largest rise and largest fall
+    (positive magnitudes), and the block length in rows."""
+    block = _block_rows(params)
+    usable = (len(stat) // block) * block
+    blocks = stat[:usable].reshape(-1, block)
+    return blocks.max(axis=1), -blocks.min(axis=1), block
+
+
+def _separate_events(over: NDArray[np.bool_]) -> int:
+    """Earlier events among blocks over a threshold: adjacent blocks over it are one event."""
+    return int(over[0]) + int(np.count_nonzero(over[1:] & ~over[:-1])) if len(over) else 0
+
+
+def _two_largest_events(extremes: Array) -> tuple[float, float]:
+    """Of one or more blocks: the largest (the first event) and the largest threshold at which the blocks still
+    hold two separate events (0 where they never do): threshold t has two when some block below t
+    lies between blocks at least t, i.e. t <= min(max before it, max after it)."""
+    before = np.maximum.accumulate(np.concatenate([[-np.inf], extremes[:-1]]))
+    after = np.maximum.accumulate(np.concatenate([extremes[:0:-1], [-np.inf]]))[::-1]
+    between = np.minimum(before, after)
+    separated = between[extremes < between]
+    return max(float(extremes.max()), 0.0), max(float(separated.max()), 0.0) if len(separated) else 0.0
+
+
+@dataclass(frozen=True)
+class PrecedentMemory:
+    """The precedent events of a series' past beyond the scan's day, from the detector state: per
+    statistic (`_value_statistics`, `_residual_statistics`), (largest rise, second separate rise,
+    largest fall, second separate fall) in `_two_largest_events`' sense; `until`: the time of the newest row they cover
+    (epoch seconds). Two magnitudes are all the rule "seen twice as large" needs."""
+
+    until: float
+    events: dict[str, tuple[float, float, float, float]]
+
+    def prior(self, name: str, times: Array) -> Prior | None:
+        """The statistic's events for `precedent_factor` over the rows at `times`."""
+        if name not in self.events:
+            return None
+        return Prior(self.events[name], int(np.searchsorted(times, self.until, side="right")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"until": self.until, "events": {name: list(values) for name, values in self.events.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrecedentMemory:
+        events = {str(name): (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
+                  for name, v in dict(data["events"]).items()}
+        return cls(float(data["until"]), events)
+
+
+@dataclass(frozen=True)
+class Prior:
+    """One statistic's earlier events as the scan passes them to `precedent_factor`: the
+    memory's four magnitudes, and how many rows of the scored series it already covers (their
+    blocks are not counted again)."""
+
+    events: tuple[float, float, float, float]
+    covered: int
+
+    def count(self, threshold: float, rise: bool) -> int:
+        first, second = self.events[:2] if rise else self.events[2:]
+        return int(first >= threshold) + int(second >= threshold)
+
+
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
-                     candidates: NDArray[np.bool_]) -> Array:
+                     candidates: NDArray[np.bool_], prior: Prior | None = None) -> Array:
     """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
     statistic of the event (a step, a level against the half day before, a seasonal residual)
     against the same statistic's earlier events of the same sign within the memory.
@@ -354,28 +426,30 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     burst of requests every few hours or a morning ramp is seen as a habit of the series from its
     second occurrence on, even when the last one is out of the detectors' day. The rows of the last
     `exclude` before the current one are not its precedent (they are the event itself). Only
-    `candidates` (rows with a score to lose) are looked at; the others get 1."""
+    `candidates` (rows with a score to lose) are looked at; the others get 1. `prior` (the scan):
+    the events of the past before these rows, added to those of the blocks after what it covers."""
     factor = np.ones(len(rows))
-    block = max(params.shift_window, int(round(3600.0 / params.interval)))
+    highs, lows, block = _block_extremes(stat, params)
     memory = int(PRECEDENT_DAYS * DAY / params.interval) // block
     todo = np.where(candidates)[0]
     if not len(todo) or int(rows.max()) < block:
         return factor
-    usable = (len(stat) // block) * block
-    blocks = stat[:usable].reshape(-1, block)
-    highs, lows = blocks.max(axis=1), -blocks.min(axis=1)  # per block: its largest rise and fall
+    first = 0 if prior is None else -(-prior.covered // block)  # the first block the prior does not cover
+    least = 2 if prior is None else 0  # without a prior, fewer than two blocks hold no two events
     for k in todo.tolist():
         row = int(rows[k])
         value = float(stat[row])
         end = max(row - exclude, 0) // block  # whole blocks ended before the excluded rows
-        past = (highs if value > 0 else lows)[max(end - memory, 0):end]
-        if len(past) < 2 or value == 0.0:
+        past = (highs if value > 0 else lows)[max(end - memory, first):end]
+        if len(past) < least or value == 0.0:
             continue
         magnitude = abs(value)
         news = 0.0
         for ratio in (1.0, *PRECEDENT_RATIOS):
-            over = past >= magnitude / ratio
-            events = int(over[0]) + int(np.count_nonzero(over[1:] & ~over[:-1]))
+            threshold = magnitude / ratio
+            events = _separate_events(past >= threshold)
+            if prior is not None:
+                events += prior.count(threshold, value > 0)
             if events >= 2:
                 break
             news = ratio
@@ -383,11 +457,53 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     return factor
 
 
+def _value_statistics(values: Array, params: Parameters) -> dict[str, Array]:
+    """The signed statistics of every row of finite `values` the precedent compares a point's
+    deviation, a sustained level and a step by (the scorer and the detector state alike)."""
+    return {"deviation": _deviation_statistic(values, params.long_window),
+            "level": _level_statistic(values, len(values), params),
+            "step": np.concatenate([[0.0], np.diff(values)])}
+
+
+def _residual_statistics(residual: Array, params: Parameters) -> dict[str, Array]:
+    """The same for the seasonal residuals (0 where no baseline exists)."""
+    return {"residual_deviation": _deviation_statistic(residual, params.long_window),
+            "residual_level": _level_statistic(residual, len(residual), params)}
+
+
+def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | Array,
+                     baseline: Array | None = None) -> PrecedentMemory | None:
+    """The detector state's precedent memory of one series (its training window): each
+    statistic's two largest separate rises and falls. The last two hours are left to the scan's
+    day (an event under way at training time is not its own precedent). None for a series too
+    short to score."""
+    t = np.asarray(times, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    valid = np.isfinite(v)
+    params = Parameters.from_times(t[valid])
+    kept = (int(valid.sum()) // _block_rows(params) - 2) * _block_rows(params)
+    if valid.sum() <= WARMUP or kept <= 0:
+        return None
+    stats = _value_statistics(v[valid], params)
+    if baseline is not None:
+        stats |= _residual_statistics(np.nan_to_num(v[valid] - np.asarray(baseline, dtype=np.float64)[valid]), params)
+    events = {}
+    for name, stat in stats.items():
+        highs, lows, _ = _block_extremes(stat[:kept], params)
+        events[name] = (*_two_largest_events(highs), *_two_largest_events(lows))
+    return PrecedentMemory(float(t[valid][kept - 1]), events)
+
+
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
-                    baseline: Array | None = None) -> dict[str, Array]:
+                    baseline: Array | None = None, memory: PrecedentMemory | None = None) -> dict[str, Array]:
     """Each detector's score of `rows` (indices >= WARMUP into finite `values`, times ascending).
     `baseline`: the expected value of every row from a trained seasonal profile (the scan's
-    detector state); without it, the same times on earlier days and weeks of the series itself."""
+    detector state); without it, the same times on earlier days and weeks of the series itself.
+    `memory`: the precedent events of the series before these rows (the scan's detector state)."""
+
+    def prior(name: str) -> Prior | None:
+        return None if memory is None else memory.prior(name, times)
+
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
@@ -405,16 +521,15 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # its last m points out too: a drift in a series whose bursts are single points) are earlier
     # excursions of that median.
     last = int(rows.max()) + 1
-    level = _level_statistic(values, last, params)
+    stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
     habit = np.maximum(
-        precedent_factor(_deviation_statistic(values[:last], params.long_window), rows, params, params.shift_window,
-                         notable),
-        precedent_factor(level, rows, params, 2 * params.shift_window, notable)
+        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation")),
+        precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"))
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
-    steps = np.concatenate([[0.0], np.diff(values)])
+    steps = stats["step"]
     with _quiet():
         step_median, step_scale, _, _, step_tail = _windowed(steps, rows, params.long_window, floor)
     z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
@@ -427,7 +542,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                          _largest_deviation(steps, rows, params.shift_window, step_median, -direction))
     z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
-    scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, scores["spike"] > PRECEDENT_FROM)
+    scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, scores["spike"] > PRECEDENT_FROM,
+                                        prior("step"))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(0, int(rows.max()) + 1)
@@ -458,10 +574,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             seasonal[scored] = np.where(explained[scored], season_score, 0.0)
     # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
     # yesterday's) is the series' habit; the level detectors it caps follow it.
-    residual_filled = np.nan_to_num(residual)
-    residual_deviation = _deviation_statistic(residual_filled, params.long_window)
-    scores["seasonal"] = seasonal * precedent_factor(residual_deviation, rows, params, params.shift_window,
-                                                     seasonal > PRECEDENT_FROM)
+    residual_stats = _residual_statistics(np.nan_to_num(residual), params)
+    scores["seasonal"] = seasonal * precedent_factor(residual_stats["residual_deviation"], rows, params,
+                                                     params.shift_window, seasonal > PRECEDENT_FROM,
+                                                     prior("residual_deviation"))
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
@@ -469,9 +585,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
     # Precedents: on the values, or on the seasonal residuals where the season explains the series.
     notable = scores["level_shift"] > PRECEDENT_FROM
-    for stat, where in ((level, ~explained),
-                        (_level_statistic(residual_filled, last, params), explained)):
-        scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where)
+    for name, stat, where in (("level", stats["level"], ~explained),
+                              ("residual_level", residual_stats["residual_level"], explained)):
+        scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where,
+                                                  prior(name))
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -608,11 +725,12 @@ def suppress(raw: Array, params: Parameters, state: float = 0.0) -> tuple[Array,
 
 def score_series(times: Sequence[float] | Array, values: Sequence[float] | Array, *, start: int = 0,
                  state: float = 0.0, detector: str = ENSEMBLE, baseline: Array | None = None,
-                 extra: dict[str, Array] | None = None) -> SeriesScores:
+                 extra: dict[str, Array] | None = None, memory: PrecedentMemory | None = None) -> SeriesScores:
     """Scores of rows `start`.. of one series (timestamps in seconds, ascending). Rows before
     `start` are history only; `state` is the suppression after row start - 1 (the scan keeps it).
     Rows with a missing value, and the warm-up rows, score 0. `baseline` (per row) replaces the
-    seasonal lags; `extra` adds other detectors' scores of rows `start`.. (the host's forest)."""
+    seasonal lags; `extra` adds other detectors' scores of rows `start`.. (the host's forest);
+    `memory` adds the precedent events of the series' past before these times (the detector state)."""
     t = np.asarray(times, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)
     n = len(v)
@@ -633,7 +751,8 @@ def score_series(times: Sequence[float] | Array, values: Sequence[float] | Array
     scorable = is_valid & (compact >= params.warmup)
     rows = compact[scorable]
     if len(rows):
-        scores = detector_scores(tv, vv, rows, params, None if baseline is None else np.asarray(baseline)[valid])
+        scores = detector_scores(tv, vv, rows, params, None if baseline is None else np.asarray(baseline)[valid],
+                                 memory)
         for name in DETECTORS:
             per_detector[name][scorable] = scores[name]
         for name in extra or {}:

@@ -1,7 +1,9 @@
 """Detector state as a model kind: an Isolation Forest over a host's vector (the robust z of each
-psutil reading against its own past day) and each series' seasonal profile (median by hour of
-week and hour of day), trained on the last 30 days and retrained weekly through the shared
-lifecycle (train -> register, signed -> gate -> activate).
+psutil reading against its own past day), each series' seasonal profile (median by hour of
+week and hour of day) and its precedent memory (the largest separate events of the precedent's
+statistics, so the minute scan, which reads a day, remembers the month as the backtest does),
+trained on the last 30 days and retrained weekly through the shared lifecycle (train -> register,
+signed -> gate -> activate).
 
 The lifecycle judges candidates on labelled rows; a host's minutes carry no labels, so the
 training source adds injected anomalies (real vectors with one to three readings pushed 4-10
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.monitoring.detectors import CALIBRATION
+from shared.monitoring.detectors import CALIBRATION, PrecedentMemory
 from shared.monitoring.forest import IsolationForestModel, export_forest
 from shared.monitoring.host import HOST_METRICS
 from shared.platform.kinds import Fitted, PromotionPolicy, TrainingPolicy, TrainingSet
@@ -34,22 +36,26 @@ Profile = dict[str, list[float | None]]
 
 @dataclass(frozen=True)
 class AnomalyTrainingSet(TrainingSet):
-    """The host vectors, plus every series' seasonal profile (kept through the split)."""
+    """The host vectors, plus every series' seasonal profile and precedent memory (kept through the
+    split)."""
 
     profiles: dict[str, Profile] = field(default_factory=dict)
+    precedents: dict[str, PrecedentMemory] = field(default_factory=dict)
 
     def split(self, holdout_fraction: float) -> tuple[TrainingSet, TrainingSet]:
         older, newest = super().split(holdout_fraction)
-        return (AnomalyTrainingSet(older.design, older.labels, older.as_of, older.start, older.end, self.profiles),
-                newest)
+        return (AnomalyTrainingSet(older.design, older.labels, older.as_of, older.start, older.end, self.profiles,
+                                   self.precedents), newest)
 
 
 @dataclass(frozen=True)
 class AnomalyState:
-    """The serving form: the forest scores a host's vectors; the profiles give seasonal baselines."""
+    """The serving form: the forest scores a host's vectors; the profiles give seasonal baselines;
+    the precedents the scan's memory beyond its day (empty in artifacts older than them)."""
 
     forest: IsolationForestModel
     profiles: dict[str, Profile]
+    precedents: dict[str, PrecedentMemory] = field(default_factory=dict)
 
     def predict_proba(self, design: NDArray[np.float64]) -> NDArray[np.float64]:
         return self.forest.predict_proba(design)
@@ -57,15 +63,19 @@ class AnomalyState:
     def baseline(self, key: str, times: NDArray[np.float64]) -> NDArray[np.float64] | None:
         """The series' expected value at each time (epoch seconds), or None without a profile."""
         profile = self.profiles.get(key)
-        if profile is None:
-            return None
-        weekly = np.array([np.nan if v is None else v for v in profile["hour_of_week"]], dtype=np.float64)
-        daily = np.array([np.nan if v is None else v for v in profile["hour_of_day"]], dtype=np.float64)
-        hours = (times // 3600).astype(np.int64)
-        # 1970-01-01 was a Thursday: +72 hours makes Monday 00:00 hour 0 of the week.
-        by_week = weekly[(hours + 72) % 168]
-        result: NDArray[np.float64] = np.where(np.isnan(by_week), daily[hours % 24], by_week)
-        return result
+        return None if profile is None else profile_baseline(profile, times)
+
+
+def profile_baseline(profile: Profile, times: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A profile's expected value at each time: its hour of week, else its hour of day (NaN where
+    neither is known)."""
+    weekly = np.array([np.nan if v is None else v for v in profile["hour_of_week"]], dtype=np.float64)
+    daily = np.array([np.nan if v is None else v for v in profile["hour_of_day"]], dtype=np.float64)
+    hours = (times // 3600).astype(np.int64)
+    # 1970-01-01 was a Thursday: +72 hours makes Monday 00:00 hour 0 of the week.
+    by_week = weekly[(hours + 72) % 168]
+    result: NDArray[np.float64] = np.where(np.isnan(by_week), daily[hours % 24], by_week)
+    return result
 
 
 def profile_of(hours: Sequence[datetime], medians: Sequence[float]) -> Profile:
@@ -101,17 +111,24 @@ class AnomalyKind:
         fitted = IsolationForest(n_estimators=100, max_samples=min(256, len(normal)), random_state=0).fit(normal)
         forest = export_forest(fitted, normal)
         profiles = train.profiles if isinstance(train, AnomalyTrainingSet) else {}
-        state = AnomalyState(forest, profiles)
-        artifact = json.dumps({"forest": forest.to_dict(), "profiles": profiles}).encode()
+        precedents = train.precedents if isinstance(train, AnomalyTrainingSet) else {}
+        state = AnomalyState(forest, profiles, precedents)
+        artifact = json.dumps({"forest": forest.to_dict(), "profiles": profiles,
+                               "precedents": {key: memory.to_dict() for key, memory in precedents.items()}}).encode()
         return Fitted(model=state, artifact=artifact, estimator="IsolationForest (scikit-learn, exported to numpy)",
                       library_versions={"scikit-learn": sklearn_version},
-                      manifest_extra={"series_profiles": len(profiles), "forest_trees": len(forest.trees)})
+                      manifest_extra={"series_profiles": len(profiles), "series_precedents": len(precedents),
+                                      "forest_trees": len(forest.trees)})
 
     def load(self, artifact: bytes) -> AnomalyState:
         try:
             data: dict[str, Any] = json.loads(artifact)
-            return AnomalyState(IsolationForestModel.from_dict(data["forest"]), dict(data.get("profiles") or {}))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            # Artifacts trained before precedents existed hold none: the scan's memory is its day.
+            precedents = {str(key): PrecedentMemory.from_dict(value)
+                          for key, value in dict(data.get("precedents") or {}).items()}
+            return AnomalyState(IsolationForestModel.from_dict(data["forest"]), dict(data.get("profiles") or {}),
+                                precedents)
+        except (KeyError, TypeError, IndexError, ValueError) as exc:
             raise ValueError(f"unusable anomaly state: {exc}") from exc
 
     def heuristic(self, features: Mapping[str, float]) -> float:

@@ -1,6 +1,7 @@
 """The minute scan: read a day of every series in one query, score the points that arrived since
-the last scan (univariate ensemble, the host's Isolation Forest, the trained seasonal profiles),
-alert on missing data, group alerts into incidents, publish.
+the last scan (univariate ensemble, the host's Isolation Forest, the trained seasonal profiles and
+precedent memory: the events of the month before the day, as the backtest remembers them), alert
+on missing data, group alerts into incidents, publish.
 
 A point is alerted on by the first scan after it arrives (the scan runs every minute)."""
 
@@ -97,12 +98,13 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
                 continue
             key = f"{window.source}|{window.metric}"
             baseline = state.baseline(key, window.times) if state is not None else None
+            memory = state.precedents.get(key) if state is not None else None
             extra = None
             if forest and window.metric in HOST_METRICS:
                 new_minutes = (window.times[start:] // 60) * 60
                 extra = {FOREST: np.array([forest.get((window.source, m), 0.0) for m in new_minutes.tolist()])}
             result = score_series(window.times, window.values, start=start, state=window.suppression,
-                                  baseline=baseline, extra=extra)
+                                  baseline=baseline, extra=extra, memory=memory)
             scored += len(result.combined)
             for k in np.where(result.combined >= ALERT_THRESHOLD)[0].tolist():
                 row = start + k

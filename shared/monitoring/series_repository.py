@@ -55,8 +55,9 @@ class SeriesRepository(Protocol):
         is. Returns (stored, duplicates)."""
         ...
 
-    def scan_window(self, session: Any, start: datetime, end: datetime) -> list[SeriesWindow]:
-        """Every series with its points in (start, end], in one read."""
+    def scan_window(self, session: Any, start: datetime, end: datetime,
+                    series_ids: Sequence[int] | None = None) -> list[SeriesWindow]:
+        """Every series (or those of `series_ids`) with its points in (start, end], in one read."""
         ...
 
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None: ...
@@ -113,6 +114,7 @@ LEFT JOIN LATERAL (
     SELECT array_agg(extract(epoch FROM ts)::float8 ORDER BY ts) AS times, array_agg(value ORDER BY ts) AS vals
     FROM metric_points WHERE series_id = s.series_id AND ts > :start AND ts <= :end
 ) p ON true
+WHERE CAST(:ids AS bigint[]) IS NULL OR s.series_id = ANY(CAST(:ids AS bigint[]))
 ORDER BY s.series_id
 """
 _SAVE_STATE = """
@@ -167,11 +169,13 @@ class PostgresSeriesRepository:
             vals=[float(p.value) for p in points])
         return int(stored), len(points) - int(stored)
 
-    def scan_window(self, session: Any, start: datetime, end: datetime) -> list[SeriesWindow]:
+    def scan_window(self, session: Any, start: datetime, end: datetime,
+                    series_ids: Sequence[int] | None = None) -> list[SeriesWindow]:
+        ids = None if series_ids is None else list(series_ids)
         return [SeriesWindow(r["series_id"], r["source"], r["metric"], r["tenant_id"], r["scanned_until"],
                              float(r["suppression"]), r["last_point_at"], r["missing_since"], _floats(r["times"]),
                              _floats(r["vals"]))
-                for r in session.fetch_all(_SCAN_WINDOW, start=start, end=end)]
+                for r in session.fetch_all(_SCAN_WINDOW, start=start, end=end, ids=ids)]
 
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None:
         if states:
@@ -234,9 +238,12 @@ class InMemorySeriesRepository:
                     stored += 1
         return stored, len(points) - stored
 
-    def scan_window(self, session: Any, start: datetime, end: datetime) -> list[SeriesWindow]:
+    def scan_window(self, session: Any, start: datetime, end: datetime,
+                    series_ids: Sequence[int] | None = None) -> list[SeriesWindow]:
         windows = []
         for s in sorted(self.series.values(), key=lambda s: s.series_id):
+            if series_ids is not None and s.series_id not in series_ids:
+                continue
             stamps = sorted(ts for ts in s.points if start < ts <= end)
             windows.append(SeriesWindow(
                 s.series_id, s.source, s.metric, s.tenant_id, s.scanned_until, s.suppression,

@@ -1,21 +1,24 @@
 """The detector state's training source: the hosts' vectors of a window (robust z of each reading
-against its own past day), injected anomalies as the positives, and every series' seasonal
-profile from its hourly medians."""
+against its own past day), injected anomalies as the positives, every series' seasonal
+profile from its hourly medians, and every series' precedent memory from its points of the window
+(its statistics' residuals against that profile where it has one, as the scan computes them)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
-from shared.monitoring.detectors import robust_standardise
+from shared.monitoring.detectors import PrecedentMemory, precedent_memory, robust_standardise
 from shared.monitoring.host import HOST_METRICS
-from shared.monitoring.kind import AnomalyTrainingSet, profile_of
-from shared.monitoring.series_repository import SeriesRepository
+from shared.monitoring.kind import AnomalyTrainingSet, Profile, profile_baseline, profile_of
+from shared.monitoring.series_repository import SeriesRepository, SeriesWindow
 from shared.platform.transactions import Transactions
 
 INJECTED_SHARE = 0.05
+PRECEDENT_CHUNK = 50  # series per read of the window's raw points (50 x 43,200 minutes)
 MINUTES_PER_DAY = 1440
 
 
@@ -43,6 +46,13 @@ class SeriesTrainingSource:
             vectors = self._series.source_vectors(tx, HOST_METRICS, start, end)
             hourly = self._series.hourly_medians(tx, start, end)
             keys = {row["series_id"]: f"{row['source']}|{row['metric']}" for row in self._series.series_list(tx)}
+            profiles = _profiles(hourly, keys)
+            # A month of raw points of every series would not fit in a function's memory at once:
+            # read in chunks of series, each reduced to its few precedent magnitudes before the next.
+            ids, precedents = sorted(keys), dict[str, PrecedentMemory]()
+            for at in range(0, len(ids), PRECEDENT_CHUNK):
+                precedents.update(_precedents(self._series.scan_window(tx, start, end, ids[at:at + PRECEDENT_CHUNK]),
+                                              profiles))
         by_source: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
         for row in vectors:
             by_source[row["source"]].append((row["minute"], row["vector"]))
@@ -66,14 +76,33 @@ class SeriesTrainingSource:
             design = np.vstack([design, copies])[order]
             labels = np.concatenate([labels, np.ones(len(copies), dtype=bool)])[order]
             times = [(times + [times[i] for i in chosen])[k] for k in order]
-        per_series: dict[str, tuple[list[datetime], list[float]]] = defaultdict(lambda: ([], []))
-        for row in hourly:
-            key = keys.get(row["series_id"])
-            if key is not None:
-                per_series[key][0].append(row["hour"])
-                per_series[key][1].append(float(row["median"]))
-        profiles = {key: profile_of(hours, values) for key, (hours, values) in per_series.items() if len(hours) >= 72}
-        return AnomalyTrainingSet(design, labels, times, start, end, profiles)
+        return AnomalyTrainingSet(design, labels, times, start, end, profiles, precedents)
+
+
+def _profiles(hourly: list[dict[str, Any]], keys: dict[int, str]) -> dict[str, Profile]:
+    """Each series' seasonal profile from its hourly medians (at least three days of them)."""
+    per_series: dict[str, tuple[list[datetime], list[float]]] = defaultdict(lambda: ([], []))
+    for row in hourly:
+        key = keys.get(row["series_id"])
+        if key is not None:
+            per_series[key][0].append(row["hour"])
+            per_series[key][1].append(float(row["median"]))
+    return {key: profile_of(hours, values) for key, (hours, values) in per_series.items() if len(hours) >= 72}
+
+
+def _precedents(windows: list[SeriesWindow], profiles: dict[str, Profile]) -> dict[str, PrecedentMemory]:
+    """Each scanned series' precedent memory of the window (counters' totals are not scanned)."""
+    memories: dict[str, PrecedentMemory] = {}
+    for window in windows:
+        key = f"{window.source}|{window.metric}"
+        if window.metric.endswith("_total"):
+            continue
+        profile = profiles.get(key)
+        memory = precedent_memory(window.times, window.values,
+                                  None if profile is None else profile_baseline(profile, window.times))
+        if memory is not None:
+            memories[key] = memory
+    return memories
 
 
 def _filled(column: np.ndarray) -> np.ndarray:

@@ -472,3 +472,68 @@ def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_retu
     spike = score_series(t, v, detector="spike").combined
     assert spike[700] >= ALERT_THRESHOLD  # the fall does not excuse the rise
     assert spike[701] < ALERT_THRESHOLD  # the fall back right after it is the spike's return
+
+
+def _slow_minutes(services, source: str, last: float) -> None:  # type: ignore[no-untyped-def]
+    """Six days of five-minute latencies before NOW with a slow minute every 30 hours (the scan's
+    day holds one at most), then a day after NOW whose one slow minute is `last` higher."""
+    rng = np.random.default_rng(3)
+    history = NOW - timedelta(days=6)
+    values = 50 + rng.normal(0, 1, 2016)
+    values[np.arange(100, 1700, 360)] += rng.uniform(12, 13, 5)
+    values[1728 + 150] += last
+    points = [Point(source, "latency_ms", history + timedelta(minutes=5 * k), float(value))
+              for k, value in enumerate(values)]
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, points)
+
+
+def _alerted_sources(services) -> set[str]:  # type: ignore[no-untyped-def]
+    return {a["source"] for a in services.alerts.alert_rows.values()  # type: ignore[attr-defined]
+            if a["metric"] == "latency_ms" and a["alert_type"] == "anomaly"}
+
+
+def test_the_scan_remembers_the_month_through_the_detector_state_and_a_larger_event_is_still_news(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.monitoring import state_training
+    from shared.monitoring.kind import ANOMALY
+    from shared.monitoring.retraining import retrain_state
+
+    monkeypatch.setattr(state_training, "PRECEDENT_CHUNK", 1)  # the month read series by series
+    after_a_day = NOW + timedelta(days=1, minutes=1)
+    services = in_memory_monitoring_services()
+    _host_history(services, minutes=700)  # enough host minutes for a forest
+    _slow_minutes(services, "same", 12.5)
+    _slow_minutes(services, "larger", 30.0)
+    assert retrain_state(services, now=NOW)["promoted"] is True  # trained on the days before NOW
+    version = services.registry.active_version(ANOMALY.name, None)
+    assert version is not None and version.manifest["series_precedents"] >= 2
+    scan(services, after_a_day)
+    # Two slow minutes as large before the day: the third is the series' habit; 30 is news.
+    assert _alerted_sources(services) == {"larger"}
+    # The signed artifact round-trips; one from before precedents loads with none and serves as before.
+    signed = services.registry.load_verified_bytes(version)
+    state = ANOMALY.load(signed)
+    assert state.precedents["same|latency_ms"].until < NOW.timestamp()
+    stored = json.loads(signed)
+    old = ANOMALY.load(json.dumps({k: v for k, v in stored.items() if k != "precedents"}).encode())
+    assert old.precedents == {} and old.profiles.keys() == state.profiles.keys()
+    day_only = in_memory_monitoring_services()
+    _slow_minutes(day_only, "same", 12.5)
+    _slow_minutes(day_only, "larger", 30.0)
+    scan(day_only, after_a_day)
+    assert _alerted_sources(day_only) == {"same", "larger"}  # a day's memory: both alert
+
+
+def test_the_detector_states_second_event_is_the_largest_threshold_the_scorer_counts_two_events_at() -> None:
+    from shared.monitoring.detectors import _separate_events, _two_largest_events, precedent_memory
+
+    assert precedent_memory(np.arange(34) * 300.0, np.ones(34)) is None  # under three hours: the scan's day has it
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        blocks = rng.integers(0, 6, int(rng.integers(1, 12))).astype(float)
+        thresholds = sorted(set(blocks.tolist()) - {0.0}, reverse=True)
+        second = next((t for t in thresholds if _separate_events(blocks >= t) >= 2), 0.0)
+        assert _two_largest_events(blocks) == (blocks.max(), second)
