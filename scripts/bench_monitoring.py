@@ -178,8 +178,8 @@ def _quality(data: list[Any], scored: list[dict[str, np.ndarray]], threshold: fl
 def _print_quality(quality: dict[str, Any]) -> None:
     for title, part in (("original series", quality), ("shapes added later", quality.get("more_shapes")),
                         ("shapes without anomalies", quality.get("no_anomaly_shapes"))):
-        if not part:
-            continue
+        if not part or "series" not in part:
+            continue  # --quality-series 0: no corpus was scored
         print(f"\n{title}: {part['series']} series, {part['windows']} labelled anomalies"
               "\n| detector | precision | recall | false-positive share | false alarms / series-day | NAB standard |"
               "\n|---|---|---|---|---|---|")
