@@ -100,6 +100,37 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
             "worst_case_alert_delay_seconds": round(60 + latency, 1)}
 
 
+def bench_state_training(series: int, days: int, now: datetime) -> dict[str, Any]:
+    """The detector state's training read on `series` one-minute series of `days` days: the seconds
+    of its training set (vectors, hourly medians, and the month's raw points read in chunks of
+    PRECEDENT_CHUNK series, each reduced to its precedent memory) and the process's peak memory."""
+    import resource
+
+    from shared.monitoring.state_training import PRECEDENT_CHUNK, SeriesTrainingSource
+
+    services, backend = _services()
+    rng = np.random.default_rng(2)
+    minutes = np.arange(days * 1440)
+    started = time.perf_counter()
+    for s in range(series):
+        values = 50 + 10 * np.sin(2 * np.pi * minutes / 1440 + s) + rng.normal(0, 2, len(minutes))
+        points = [Point(f"svc-{s // 5}", f"g{s % 5}", now - timedelta(minutes=len(minutes) - m), float(v))
+                  for m, v in zip(minutes.tolist(), values.tolist(), strict=True)]
+        with services.transactions.transaction() as tx:
+            services.series.store_points(tx, points)
+    load_seconds = time.perf_counter() - started
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    source = SeriesTrainingSource(services.transactions, services.series)  # the backend's own repositories
+    training = source.training_set(None, now - timedelta(days=days), now + timedelta(minutes=1))
+    seconds = time.perf_counter() - started
+    peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"backend": backend, "series": series, "days": days, "points": series * len(minutes),
+            "chunk_series": PRECEDENT_CHUNK, "load_seconds": round(load_seconds, 1),
+            "training_set_seconds": round(seconds, 2), "series_with_precedents": len(training.precedents),
+            "peak_rss_mib_before": round(peak_before / 1024), "peak_rss_mib_after": round(peak_after / 1024)}
+
+
 def bench_backtest(points: int = 20_000) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     t = np.arange(points) * 300.0
@@ -202,7 +233,14 @@ def main() -> int:
                         help="series without anomalies (gaussian noise, a daily sine, a flat value with rare steps)")
     parser.add_argument("--quality-only", action="store_true",
                         help="only the labelled corpus (no services, no scan or backtest timing): the fast loop")
+    parser.add_argument("--state-series", type=int, default=0,
+                        help="only the detector state's training read on this many series of --state-days days")
+    parser.add_argument("--state-days", type=int, default=30)
     args = parser.parse_args()
+    if args.state_series:
+        state = bench_state_training(args.state_series, args.state_days, datetime.now(UTC).replace(second=0, microsecond=0))
+        print(json.dumps({"state_training": state}, indent=2))
+        return 0
     quality = bench_quality(args.quality_series, args.quality_more, quiet=args.quality_quiet) if args.quality_series else {"results": {}}
     if args.quality_only:
         print(json.dumps({"quality": quality}, indent=2))
