@@ -546,7 +546,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                         prior("step"))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
-    history = np.arange(0, int(rows.max()) + 1)
+    history = np.arange(last)
     expected = _seasonal_baseline(times, values, history, params.interval) if baseline is None else baseline[history]
     residual = values[history] - expected
     known = ~np.isnan(residual)

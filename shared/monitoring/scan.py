@@ -86,8 +86,8 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
         windows = services.series.scan_window(tx, now - HISTORY, now)
         forest = forest_scores(windows, state) if state is not None else {}
         for window in windows:
-            if window.metric.endswith("_total"):
-                continue  # cumulative counters are kept for their per-minute rates, which are scanned
+            if not window.scanned:
+                continue
             if (window.last_point_at is not None and window.missing_since is None
                     and now - HISTORY < window.last_point_at < now - MISSING_AFTER):
                 missing.append(window.series_id)
@@ -96,7 +96,7 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
             start = _unscanned_start(window)
             if start >= len(window.times):
                 continue
-            key = f"{window.source}|{window.metric}"
+            key = window.key
             baseline = state.baseline(key, window.times) if state is not None else None
             memory = state.precedents.get(key) if state is not None else None
             extra = None

@@ -41,6 +41,20 @@ class SeriesWindow:
     times: NDArray[np.float64]
     values: NDArray[np.float64]
 
+    @property
+    def key(self) -> str:
+        """The series' name in the detector state (its profile and precedent memory)."""
+        return series_key(self.source, self.metric)
+
+    @property
+    def scanned(self) -> bool:
+        """Cumulative counters are kept for their per-minute rates, which are scanned instead."""
+        return not self.metric.endswith("_total")
+
+
+def series_key(source: str, metric: str) -> str:
+    return f"{source}|{metric}"
+
 
 @dataclass(frozen=True)
 class ScanState:

@@ -14,7 +14,7 @@ import numpy as np
 from shared.monitoring.detectors import PrecedentMemory, precedent_memory, robust_standardise
 from shared.monitoring.host import HOST_METRICS
 from shared.monitoring.kind import AnomalyTrainingSet, Profile, profile_baseline, profile_of
-from shared.monitoring.series_repository import SeriesRepository, SeriesWindow
+from shared.monitoring.series_repository import SeriesRepository, SeriesWindow, series_key
 from shared.platform.transactions import Transactions
 
 INJECTED_SHARE = 0.05
@@ -45,7 +45,7 @@ class SeriesTrainingSource:
         with self._transactions.transaction() as tx:
             vectors = self._series.source_vectors(tx, HOST_METRICS, start, end)
             hourly = self._series.hourly_medians(tx, start, end)
-            keys = {row["series_id"]: f"{row['source']}|{row['metric']}" for row in self._series.series_list(tx)}
+            keys = {row["series_id"]: series_key(row["source"], row["metric"]) for row in self._series.series_list(tx)}
             profiles = _profiles(hourly, keys)
             # A month of raw points of every series would not fit in a function's memory at once:
             # read in chunks of series, each reduced to its few precedent magnitudes before the next.
@@ -93,15 +93,12 @@ def _profiles(hourly: list[dict[str, Any]], keys: dict[int, str]) -> dict[str, P
 def _precedents(windows: list[SeriesWindow], profiles: dict[str, Profile]) -> dict[str, PrecedentMemory]:
     """Each scanned series' precedent memory of the window (counters' totals are not scanned)."""
     memories: dict[str, PrecedentMemory] = {}
-    for window in windows:
-        key = f"{window.source}|{window.metric}"
-        if window.metric.endswith("_total"):
-            continue
-        profile = profiles.get(key)
+    for window in filter(lambda w: w.scanned, windows):
+        profile = profiles.get(window.key)
         memory = precedent_memory(window.times, window.values,
                                   None if profile is None else profile_baseline(profile, window.times))
         if memory is not None:
-            memories[key] = memory
+            memories[window.key] = memory
     return memories
 
 
