@@ -1,6 +1,6 @@
 """The monitoring slice on fakes: causal detectors, the backtest CLI, the exported forest, the
-scan's alerts grouped into incidents (dedup, silences, missing data), drift decisions, and the
-detector state trained through the shared lifecycle."""
+scan's alerts grouped into incidents (dedup, silences, missing data), drift decisions, the
+detector state trained through the shared lifecycle, and the precedent memory refreshed daily."""
 
 from __future__ import annotations
 
