@@ -2,10 +2,14 @@
 """Monitoring benchmarks, printed as JSON and as a table (README, "Monitoring"):
 
   scan      a day of N series x 1,440 one-minute points read in one query, then the minute scan
-            (one new point per series); PostgreSQL when MLSTACK_TEST_DATABASE_URL is set (run under
-            scripts/with_services.py), else the in-memory repositories
+            (one new point per series, each series' precedent memory read from metric_precedents,
+            written by refresh-precedents over the day first); PostgreSQL when
+            MLSTACK_TEST_DATABASE_URL is set (run under scripts/with_services.py), else the
+            in-memory repositories
   latency   metric in -> alert out: a spike stored, the scan run, the alert published
   backtest  points per second of `mlstack anomaly backtest`'s scorer
+  refresh   (--refresh-series N, alone) refresh-precedents on N one-minute series of --refresh-days
+            days: its seconds and the process's peak memory
   quality   the labelled corpus of scripts/monitoring_corpus.py (real-looking series: seasonality,
             trends, counts, quantised gauges, heavy tails, gaps; spikes, shifts, drifts, stuck
             values, ... with NAB-style windows): precision, recall, false-positive share and NAB's
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitoring_corpus import corpus, nab_normalised, nab_raw  # noqa: E402
 
 from shared.monitoring.detectors import DETECTORS, ENSEMBLE, rolling_zscore, score_series  # noqa: E402
+from shared.monitoring.precedents import refresh_precedents  # noqa: E402
 from shared.monitoring.scan import ALERT_THRESHOLD, scan  # noqa: E402
 from shared.monitoring.series_repository import Point, ScanState  # noqa: E402
 
@@ -50,15 +55,16 @@ def _services() -> tuple[Any, str]:
     from shared.adapters.db import Database
     from shared.adapters.migrate import migrate
     from shared.monitoring.alerts_repository import PostgresAlertsRepository
+    from shared.monitoring.precedents_repository import PostgresPrecedentsRepository
     from shared.monitoring.series_repository import PostgresSeriesRepository
 
     database = Database(url)
     migrate(database)
     with database.transaction() as tx:
-        tx.execute("TRUNCATE metric_points, metric_rollups, monitoring_alerts, monitoring_incidents,"
-                   " monitoring_silences, metric_series RESTART IDENTITY CASCADE")
+        tx.execute("TRUNCATE metric_points, metric_rollups, metric_precedents, monitoring_alerts,"
+                   " monitoring_incidents, monitoring_silences, metric_series RESTART IDENTITY CASCADE")
     return replace(services, transactions=database, series=PostgresSeriesRepository(),
-                   alerts=PostgresAlertsRepository()), "postgresql"
+                   precedents=PostgresPrecedentsRepository(), alerts=PostgresAlertsRepository()), "postgresql"
 
 
 def bench_scan(series: int, now: datetime) -> dict[str, Any]:
@@ -79,13 +85,29 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
     with services.transactions.transaction() as tx:
         windows = services.series.scan_window(tx, now - timedelta(days=1, minutes=1), now)
     read_seconds = time.perf_counter() - started
-    # Everything but the newest point already scanned: the steady state of a minute scan.
-    with services.transactions.transaction() as tx:
-        services.series.save_scan_state(tx, [ScanState(w.series_id, datetime.fromtimestamp(w.times[-2], UTC), 0.0)
-                                             for w in windows])
+
+    def minute_scan() -> tuple[dict[str, Any], float]:
+        # Everything but the newest point already scanned: the steady state of a minute scan.
+        with services.transactions.transaction() as tx:
+            services.series.save_scan_state(tx, [ScanState(w.series_id, datetime.fromtimestamp(w.times[-2], UTC), 0.0)
+                                                 for w in windows])
+        started = time.perf_counter()
+        report = scan(services, now + timedelta(seconds=5))
+        return report, time.perf_counter() - started
+
+    # The baseline of this run: the scan without any precedent memory (an empty table), after a
+    # first scan that warms the process (imports, first allocations) as a warm function is ...
+    _, first_seconds = minute_scan()
+    _, bare_seconds = minute_scan()
+    # ... then the daily refresh (here over the day) gives every series one, which the scan reads.
     started = time.perf_counter()
-    report = scan(services, now + timedelta(seconds=5))
-    scan_seconds = time.perf_counter() - started
+    refreshed = refresh_precedents(services, now)
+    refresh_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    with services.transactions.transaction() as tx:
+        services.precedents.memories(tx)
+    memories_seconds = time.perf_counter() - started
+    report, scan_seconds = minute_scan()
     # Metric in -> alert out: a spike arrives, the next scan publishes it.
     spike_at = now + timedelta(minutes=1)
     started = time.perf_counter()
@@ -95,18 +117,23 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
     latency = time.perf_counter() - started
     return {"backend": backend, "series": series, "points": series * 1440, "load_seconds": round(load_seconds, 2),
             "read_day_one_query_seconds": round(read_seconds, 3), "scan_seconds": round(scan_seconds, 3),
-            "scan_points_scored": report["points_scored"], "alert_published": after["published_incidents"] == 1,
+            "scan_points_scored": report["points_scored"], "scan_precedent_memories": report["precedent_memories"],
+            "first_scan_seconds": round(first_seconds, 3), "scan_without_memories_seconds": round(bare_seconds, 3),
+            "scan_ratio_to_without_memories": round(scan_seconds / bare_seconds, 2),
+            "read_memories_one_query_seconds": round(memories_seconds, 3),
+            "refresh_precedents_over_the_day_seconds": round(refresh_seconds, 2),
+            "refreshed_memories": refreshed["memories"], "alert_published": after["published_incidents"] == 1,
             "metric_in_to_alert_out_seconds": round(latency, 3),
             "worst_case_alert_delay_seconds": round(60 + latency, 1)}
 
 
-def bench_state_training(series: int, days: int, now: datetime) -> dict[str, Any]:
-    """The detector state's training read on `series` one-minute series of `days` days: the seconds
-    of its training set (vectors, hourly medians, and the month's raw points read in chunks of
-    PRECEDENT_CHUNK series, each reduced to its precedent memory) and the process's peak memory."""
+def bench_refresh(series: int, days: int, now: datetime) -> dict[str, Any]:
+    """refresh-precedents on `series` one-minute series of `days` days: its seconds (the month's raw
+    points read PRECEDENT_CHUNK series at a time, each reduced to its precedent memory and upserted)
+    and the process's peak memory."""
     import resource
 
-    from shared.monitoring.state_training import PRECEDENT_CHUNK, SeriesTrainingSource
+    from shared.monitoring.precedents import PRECEDENT_CHUNK
 
     services, backend = _services()
     rng = np.random.default_rng(2)
@@ -121,13 +148,12 @@ def bench_state_training(series: int, days: int, now: datetime) -> dict[str, Any
     load_seconds = time.perf_counter() - started
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    source = SeriesTrainingSource(services.transactions, services.series)  # the backend's own repositories
-    training = source.training_set(None, now - timedelta(days=days), now + timedelta(minutes=1))
+    report = refresh_precedents(services, now + timedelta(minutes=1))
     seconds = time.perf_counter() - started
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"backend": backend, "series": series, "days": days, "points": series * len(minutes),
             "chunk_series": PRECEDENT_CHUNK, "load_seconds": round(load_seconds, 1),
-            "training_set_seconds": round(seconds, 2), "series_with_precedents": len(training.precedents),
+            "refresh_seconds": round(seconds, 2), "memories": report["memories"],
             "peak_rss_mib_before": round(peak_before / 1024), "peak_rss_mib_after": round(peak_after / 1024)}
 
 
@@ -233,13 +259,13 @@ def main() -> int:
                         help="series without anomalies (gaussian noise, a daily sine, a flat value with rare steps)")
     parser.add_argument("--quality-only", action="store_true",
                         help="only the labelled corpus (no services, no scan or backtest timing): the fast loop")
-    parser.add_argument("--state-series", type=int, default=0,
-                        help="only the detector state's training read on this many series of --state-days days")
-    parser.add_argument("--state-days", type=int, default=30)
+    parser.add_argument("--refresh-series", type=int, default=0,
+                        help="only refresh-precedents on this many series of --refresh-days days")
+    parser.add_argument("--refresh-days", type=int, default=30)
     args = parser.parse_args()
-    if args.state_series:
-        state = bench_state_training(args.state_series, args.state_days, datetime.now(UTC).replace(second=0, microsecond=0))
-        print(json.dumps({"state_training": state}, indent=2))
+    if args.refresh_series:
+        now = datetime.now(UTC).replace(second=0, microsecond=0)
+        print(json.dumps({"refresh_precedents": bench_refresh(args.refresh_series, args.refresh_days, now)}, indent=2))
         return 0
     quality = bench_quality(args.quality_series, args.quality_more, quiet=args.quality_quiet) if args.quality_series else {"results": {}}
     if args.quality_only:
@@ -252,7 +278,9 @@ def main() -> int:
     _print_quality(quality)
     s = report["scan"]
     print(f"\nscan ({s['backend']}): {s['series']} series x 1440 points read in {s['read_day_one_query_seconds']} s,"
-          f" minute scan {s['scan_seconds']} s, metric in -> alert out {s['metric_in_to_alert_out_seconds']} s;"
+          f" minute scan {s['scan_seconds']} s ({s['scan_precedent_memories']} precedent memories;"
+          f" {s['scan_without_memories_seconds']} s without, ratio {s['scan_ratio_to_without_memories']}),"
+          f" metric in -> alert out {s['metric_in_to_alert_out_seconds']} s;"
           f" backtest {report['backtest']['points_per_second']} points/s")
     return 0
 

@@ -101,8 +101,9 @@ def start_agent(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_schedule() -> subprocess.Popen[bytes]:
-    """`mlstack schedule`: collect-metrics and scan-metrics every minute, check-drift and
-    compact-metrics daily, as EventBridge runs them deployed (its log lines go to .mlstack/schedule.log)."""
+    """`mlstack schedule`: collect-metrics and scan-metrics every minute, check-drift,
+    compact-metrics and refresh-precedents daily, as EventBridge runs them deployed (its log lines go
+    to .mlstack/schedule.log)."""
     log = (STATE / "schedule.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, stdout=log, stderr=log)
 
@@ -163,7 +164,8 @@ def main() -> int:
         agent = start_agent(args.port)
         schedule = start_schedule()
         print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
-              " collect-metrics and scan-metrics run every minute, check-drift daily (log: .mlstack/schedule.log);"
+              " collect-metrics and scan-metrics run every minute, check-drift and refresh-precedents daily"
+              " (log: .mlstack/schedule.log);"
               " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
         print(f"mlstack: dashboards: http://127.0.0.1:{args.port}/dashboards — sign in with the demo staff key for"
               " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",

@@ -1,9 +1,10 @@
 """Detector state as a model kind: an Isolation Forest over a host's vector (the robust z of each
-psutil reading against its own past day), each series' seasonal profile (median by hour of
-week and hour of day) and its precedent memory (the largest separate events of the precedent's
-statistics, so the minute scan, which reads a day, remembers the month as the backtest does),
-trained on the last 30 days and retrained weekly through the shared lifecycle (train -> register,
-signed -> gate -> activate).
+psutil reading against its own past day) and each series' seasonal profile (median by hour of
+week and hour of day), trained on the last 30 days and retrained weekly through the shared
+lifecycle (train -> register, signed -> gate -> activate). Artifacts trained before
+`metric_precedents` also hold each series' precedent memory; they still load, and the scan
+falls back to it for a series the table lacks (new ones hold none: recent events are operational
+data, refreshed daily, not part of the gated model).
 
 The lifecycle judges candidates on labelled rows; a host's minutes carry no labels, so the
 training source adds injected anomalies (real vectors with one to three readings pushed 4-10
@@ -36,22 +37,21 @@ Profile = dict[str, list[float | None]]
 
 @dataclass(frozen=True)
 class AnomalyTrainingSet(TrainingSet):
-    """The host vectors, plus every series' seasonal profile and precedent memory (kept through the
-    split)."""
+    """The host vectors, plus every series' seasonal profile (kept through the split)."""
 
     profiles: dict[str, Profile] = field(default_factory=dict)
-    precedents: dict[str, PrecedentMemory] = field(default_factory=dict)
 
     def split(self, holdout_fraction: float) -> tuple[TrainingSet, TrainingSet]:
         older, newest = super().split(holdout_fraction)
-        return (AnomalyTrainingSet(older.design, older.labels, older.as_of, older.start, older.end, self.profiles,
-                                   self.precedents), newest)
+        return (AnomalyTrainingSet(older.design, older.labels, older.as_of, older.start, older.end, self.profiles),
+                newest)
 
 
 @dataclass(frozen=True)
 class AnomalyState:
     """The serving form: the forest scores a host's vectors; the profiles give seasonal baselines;
-    the precedents the scan's memory beyond its day (empty in artifacts older than them)."""
+    the precedents (only in artifacts trained before `metric_precedents`) the scan's fallback memory
+    beyond its day."""
 
     forest: IsolationForestModel
     profiles: dict[str, Profile]
@@ -111,19 +111,16 @@ class AnomalyKind:
         fitted = IsolationForest(n_estimators=100, max_samples=min(256, len(normal)), random_state=0).fit(normal)
         forest = export_forest(fitted, normal)
         profiles = train.profiles if isinstance(train, AnomalyTrainingSet) else {}
-        precedents = train.precedents if isinstance(train, AnomalyTrainingSet) else {}
-        state = AnomalyState(forest, profiles, precedents)
-        artifact = json.dumps({"forest": forest.to_dict(), "profiles": profiles,
-                               "precedents": {key: memory.to_dict() for key, memory in precedents.items()}}).encode()
+        state = AnomalyState(forest, profiles)
+        artifact = json.dumps({"forest": forest.to_dict(), "profiles": profiles}).encode()
         return Fitted(model=state, artifact=artifact, estimator="IsolationForest (scikit-learn, exported to numpy)",
                       library_versions={"scikit-learn": sklearn_version},
-                      manifest_extra={"series_profiles": len(profiles), "series_precedents": len(precedents),
-                                      "forest_trees": len(forest.trees)})
+                      manifest_extra={"series_profiles": len(profiles), "forest_trees": len(forest.trees)})
 
     def load(self, artifact: bytes) -> AnomalyState:
         try:
             data: dict[str, Any] = json.loads(artifact)
-            # Artifacts trained before precedents existed hold none: the scan's memory is its day.
+            # Only artifacts trained before metric_precedents hold precedents (the scan's fallback).
             precedents = {str(key): PrecedentMemory.from_dict(value)
                           for key, value in dict(data.get("precedents") or {}).items()}
             return AnomalyState(IsolationForestModel.from_dict(data["forest"]), dict(data.get("profiles") or {}),

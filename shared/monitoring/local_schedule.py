@@ -1,7 +1,7 @@
 """`mlstack schedule`: the monitoring jobs on their deployed rates, in one local process.
 
-Deployed, EventBridge runs collect-metrics and scan-metrics every minute and check-drift and
-compact-metrics daily; the local run (scripts/run.sh) has no EventBridge, so it starts this, and
+Deployed, EventBridge runs collect-metrics and scan-metrics every minute and check-drift,
+compact-metrics and refresh-precedents daily; the local run (scripts/run.sh) has no EventBridge, so it starts this, and
 a local run raises alerts like the deployed functions do. Jobs run in the order given (collect
 before scan, so a minute's points are scanned in the same round); a job that fails is logged and
 tried again at its next time; a missed time is skipped, not caught up. SIGTERM or SIGINT stops

@@ -1,7 +1,7 @@
 """The minute scan: read a day of every series in one query, score the points that arrived since
 the last scan (univariate ensemble, the host's Isolation Forest, the trained seasonal profiles and
-precedent memory: the events of the month before the day, as the backtest remembers them), alert
-on missing data, group alerts into incidents, publish.
+precedent memory: the events of the month before the day, as the backtest remembers them, from
+`metric_precedents`, refreshed daily), alert on missing data, group alerts into incidents, publish.
 
 A point is alerted on by the first scan after it arrives (the scan runs every minute)."""
 
@@ -17,7 +17,7 @@ from shared.errors import MlstackError
 from shared.logs import log_event
 from shared.monitoring.alerting import publish_new, raise_alerts
 from shared.monitoring.alerts_repository import AlertIn
-from shared.monitoring.detectors import robust_standardise, score_series
+from shared.monitoring.detectors import PrecedentMemory, robust_standardise, score_series
 from shared.monitoring.host import HOST_METRICS
 from shared.monitoring.kind import ANOMALY, AnomalyState
 from shared.monitoring.series_repository import ScanState, SeriesWindow
@@ -42,6 +42,15 @@ def detector_state(services: MonitoringServices) -> AnomalyState | None:
         log_event("monitoring.state_unavailable", version_id=version.version_id, reason=exc.message)
         return None
     return state
+
+
+def precedent_of(stored: PrecedentMemory | None, trained: PrecedentMemory | None) -> PrecedentMemory | None:
+    """The series' memory: the daily refreshed one, else the detector state's (artifacts trained
+    before the table kept one), whichever covers the newer past where both exist (a refresh that
+    stopped running must not hide a newer state's memory)."""
+    if stored is None or trained is None:
+        return stored or trained
+    return trained if trained.until > stored.until else stored
 
 
 def _unscanned_start(window: SeriesWindow) -> int:
@@ -84,6 +93,7 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
     scored = 0
     with services.transactions.transaction() as tx:
         windows = services.series.scan_window(tx, now - HISTORY, now)
+        stored = services.precedents.memories(tx)
         forest = forest_scores(windows, state) if state is not None else {}
         for window in windows:
             if not window.scanned:
@@ -98,7 +108,8 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
                 continue
             key = window.key
             baseline = state.baseline(key, window.times) if state is not None else None
-            memory = state.precedents.get(key) if state is not None else None
+            trained = state.precedents.get(key) if state is not None else None
+            memory = precedent_of(stored.get(window.series_id), trained)
             extra = None
             if forest and window.metric in HOST_METRICS:
                 new_minutes = (window.times[start:] // 60) * 60
@@ -118,6 +129,7 @@ def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str,
         counts = raise_alerts(tx, services.alerts, alerts, now, services.incident_window)
         incidents = publish_new(tx, services.alerts, services.notifier)
     return {"series": len(windows), "points_scored": scored, "detector_state": "trained" if state else "none",
+            "precedent_memories": len(stored),
             "missing": len(missing), **counts, "published_incidents": incidents}
 
 

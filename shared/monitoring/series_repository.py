@@ -48,12 +48,16 @@ class SeriesWindow:
 
     @property
     def scanned(self) -> bool:
-        """Cumulative counters are kept for their per-minute rates, which are scanned instead."""
-        return not self.metric.endswith("_total")
+        return is_scanned(self.metric)
 
 
 def series_key(source: str, metric: str) -> str:
     return f"{source}|{metric}"
+
+
+def is_scanned(metric: str) -> bool:
+    """Cumulative counters are kept for their per-minute rates, which are scanned instead."""
+    return not metric.endswith("_total")
 
 
 @dataclass(frozen=True)

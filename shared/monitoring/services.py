@@ -13,6 +13,11 @@ from shared.context import AppContext
 from shared.monitoring.alerts_repository import AlertsRepository, InMemoryAlertsRepository, PostgresAlertsRepository
 from shared.monitoring.drift_repository import DriftRepository, InMemoryDriftRepository, PostgresDriftRepository
 from shared.monitoring.notify import LogNotifier, Notifier, RecordingNotifier, SnsNotifier
+from shared.monitoring.precedents_repository import (
+    InMemoryPrecedentsRepository,
+    PostgresPrecedentsRepository,
+    PrecedentsRepository,
+)
 from shared.monitoring.queues import CloudWatchQueueAges, QueueProbe, SqsQueueProbe, StaticQueueProbe
 from shared.monitoring.series_repository import (
     InMemorySeriesRepository,
@@ -37,6 +42,7 @@ from shared.platform.transactions import InMemoryTransactions, Transactions
 class MonitoringServices:
     transactions: Transactions
     series: SeriesRepository
+    precedents: PrecedentsRepository
     alerts: AlertsRepository
     timings: TimingsRepository
     system: SystemRepository
@@ -55,6 +61,7 @@ class MonitoringServices:
 
 
 _SERIES = PostgresSeriesRepository()
+_PRECEDENTS = PostgresPrecedentsRepository()
 _ALERTS = PostgresAlertsRepository()
 _TIMINGS = PostgresTimingsRepository()
 _SYSTEM = PostgresSystemRepository()
@@ -69,9 +76,10 @@ def monitoring_services(context: AppContext, watched: dict[str, str] | None = No
     queues: QueueProbe = (SqsQueueProbe(context.aws("sqs"), queue_urls, CloudWatchQueueAges(context.aws("cloudwatch")))
                           if any(queue_urls) else StaticQueueProbe())
     return MonitoringServices(
-        transactions=context.database, series=_SERIES, alerts=_ALERTS, timings=_TIMINGS, system=_SYSTEM,
-        drift=_DRIFT, queues=queues, notifier=notifier, registry=context.registry, models=context.serving_models,
-        locks=DatabaseLocks(context.database), training=SeriesTrainingSource(context.database, _SERIES),
+        transactions=context.database, series=_SERIES, precedents=_PRECEDENTS, alerts=_ALERTS, timings=_TIMINGS,
+        system=_SYSTEM, drift=_DRIFT, queues=queues, notifier=notifier, registry=context.registry,
+        models=context.serving_models, locks=DatabaseLocks(context.database),
+        training=SeriesTrainingSource(context.database, _SERIES),
         watched=dict(watched or {}), raw_days=settings.monitoring_raw_days,
         incident_window=timedelta(minutes=settings.incident_window_minutes),
     )
@@ -83,8 +91,9 @@ def in_memory_monitoring_services(watched: dict[str, str] | None = None) -> Moni
     transactions = InMemoryTransactions()
     series = InMemorySeriesRepository()
     return MonitoringServices(
-        transactions=transactions, series=series, alerts=InMemoryAlertsRepository(),
-        timings=InMemoryTimingsRepository(), system=InMemorySystemRepository(), drift=InMemoryDriftRepository(),
+        transactions=transactions, series=series, precedents=InMemoryPrecedentsRepository(),
+        alerts=InMemoryAlertsRepository(), timings=InMemoryTimingsRepository(), system=InMemorySystemRepository(),
+        drift=InMemoryDriftRepository(),
         queues=StaticQueueProbe(), notifier=RecordingNotifier(), registry=registry,
         models=ServingModels(registry, refresh_seconds=0), locks=InMemoryLocks(),
         training=SeriesTrainingSource(transactions, series), watched=dict(watched or {}),

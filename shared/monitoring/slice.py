@@ -52,6 +52,11 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         hook = (lambda kind: retrainers[kind](context) if kind in retrainers else {"skipped": "no retrain job"})
         return check_drift(services(context), watched, days=days, retrain=hook if early else None)
 
+    def precedents_job(context: AppContext) -> dict[str, Any]:
+        from shared.monitoring.precedents import refresh_precedents
+
+        return refresh_precedents(services(context))
+
     def retrain_job(context: AppContext) -> dict[str, Any]:
         from shared.monitoring.retraining import retrain_state
 
@@ -164,7 +169,7 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p = groups.add(groups.root_parser(), "schedule", cmd_schedule,
                        "run the monitoring jobs on their deployed rates until SIGTERM (the local run starts it)")
         p.add_argument("--job", action="append", help="only these jobs, in this order (default: collect-metrics,"
-                       " scan-metrics, compact-metrics, check-drift)")
+                       " scan-metrics, compact-metrics, check-drift, refresh-precedents)")
         p.add_argument("--rounds", type=int, help="stop after this many rounds that ran a job")
 
     schedules = (  # (name, EventBridge schedule, what it does, run)
@@ -173,6 +178,8 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         ("compact-metrics", "rate(1 day)", "Hourly rollups of points older than the raw window; retention",
          compact_job),
         ("check-drift", "rate(1 day)", "Serving inputs of 30 days against each model's training data", drift_job),
+        ("refresh-precedents", "rate(1 day)", "Each series' precedent memory from its last 30 days, for the scan",
+         precedents_job),
         ("retrain-anomaly", "cron(0 3 ? * SUN *)", "Train the detector state on 30 days; promote if better",
          retrain_job),
     )

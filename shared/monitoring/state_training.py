@@ -1,7 +1,7 @@
 """The detector state's training source: the hosts' vectors of a window (robust z of each reading
-against its own past day), injected anomalies as the positives, every series' seasonal
-profile from its hourly medians, and every series' precedent memory from its points of the window
-(its statistics' residuals against that profile where it has one, as the scan computes them)."""
+against its own past day), injected anomalies as the positives, and every series' seasonal
+profile from its hourly medians. (Each series' precedent memory is no longer part of it:
+refresh-precedents keeps it daily in `metric_precedents`, see shared/monitoring/precedents.py.)"""
 
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from shared.monitoring.detectors import PrecedentMemory, precedent_memory, robust_standardise
+from shared.monitoring.detectors import robust_standardise
 from shared.monitoring.host import HOST_METRICS
-from shared.monitoring.kind import AnomalyTrainingSet, Profile, profile_baseline, profile_of
-from shared.monitoring.series_repository import SeriesRepository, SeriesWindow, series_key
+from shared.monitoring.kind import AnomalyTrainingSet, Profile, profile_of
+from shared.monitoring.series_repository import SeriesRepository, series_key
 from shared.platform.transactions import Transactions
 
 INJECTED_SHARE = 0.05
-PRECEDENT_CHUNK = 50  # series per read of the window's raw points (50 x 43,200 minutes)
 MINUTES_PER_DAY = 1440
 
 
@@ -46,13 +45,7 @@ class SeriesTrainingSource:
             vectors = self._series.source_vectors(tx, HOST_METRICS, start, end)
             hourly = self._series.hourly_medians(tx, start, end)
             keys = {row["series_id"]: series_key(row["source"], row["metric"]) for row in self._series.series_list(tx)}
-            profiles = _profiles(hourly, keys)
-            # A month of raw points of every series would not fit in a function's memory at once:
-            # read in chunks of series, each reduced to its few precedent magnitudes before the next.
-            ids, precedents = sorted(keys), dict[str, PrecedentMemory]()
-            for at in range(0, len(ids), PRECEDENT_CHUNK):
-                precedents.update(_precedents(self._series.scan_window(tx, start, end, ids[at:at + PRECEDENT_CHUNK]),
-                                              profiles))
+        profiles = _profiles(hourly, keys)
         by_source: dict[str, list[tuple[datetime, dict[str, float]]]] = defaultdict(list)
         for row in vectors:
             by_source[row["source"]].append((row["minute"], row["vector"]))
@@ -76,7 +69,7 @@ class SeriesTrainingSource:
             design = np.vstack([design, copies])[order]
             labels = np.concatenate([labels, np.ones(len(copies), dtype=bool)])[order]
             times = [(times + [times[i] for i in chosen])[k] for k in order]
-        return AnomalyTrainingSet(design, labels, times, start, end, profiles, precedents)
+        return AnomalyTrainingSet(design, labels, times, start, end, profiles)
 
 
 def _profiles(hourly: list[dict[str, Any]], keys: dict[int, str]) -> dict[str, Profile]:
@@ -88,18 +81,6 @@ def _profiles(hourly: list[dict[str, Any]], keys: dict[int, str]) -> dict[str, P
             per_series[key][0].append(row["hour"])
             per_series[key][1].append(float(row["median"]))
     return {key: profile_of(hours, values) for key, (hours, values) in per_series.items() if len(hours) >= 72}
-
-
-def _precedents(windows: list[SeriesWindow], profiles: dict[str, Profile]) -> dict[str, PrecedentMemory]:
-    """Each scanned series' precedent memory of the window (counters' totals are not scanned)."""
-    memories: dict[str, PrecedentMemory] = {}
-    for window in filter(lambda w: w.scanned, windows):
-        profile = profiles.get(window.key)
-        memory = precedent_memory(window.times, window.values,
-                                  None if profile is None else profile_baseline(profile, window.times))
-        if memory is not None:
-            memories[window.key] = memory
-    return memories
 
 
 def _filled(column: np.ndarray) -> np.ndarray:

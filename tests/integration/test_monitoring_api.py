@@ -235,4 +235,37 @@ def test_the_local_schedule_runs_collect_and_scan_and_stops_cleanly_on_sigterm(a
     ran = [json.loads(line)["job"] for line in out.splitlines() if '"schedule.ran"' in line]
     assert ran == ["collect-metrics", "scan-metrics"]
     runs = json.loads(out[out.index('{\n  "runs"'):])["runs"]
-    assert runs == {"collect-metrics": 1, "scan-metrics": 1, "compact-metrics": 0, "check-drift": 0}
+    assert runs == {"collect-metrics": 1, "scan-metrics": 1, "compact-metrics": 0, "check-drift": 0,
+                    "refresh-precedents": 0}
+
+
+def test_refresh_precedents_replaces_each_series_memory_and_the_scan_reads_them_in_one_query(context: Any) -> None:
+    from shared.monitoring.precedents import refresh_precedents
+    from shared.monitoring.scan import scan
+    from shared.monitoring.services import monitoring_services
+    from shared.slices import job_named
+
+    services = monitoring_services(context)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    rng = np.random.default_rng(5)
+    points = [Point(source, metric, now - timedelta(minutes=5 * (600 - k)), float(50 + rng.normal()))
+              for source, metric in (("svc-a", "latency_ms"), ("svc-b", "latency_ms"), ("svc-a", "requests_total"))
+              for k in range(600)]
+    with context.database.transaction() as tx:
+        services.series.store_points(tx, points)
+    # The counter's total is not scanned (its rate is): no memory for it.
+    first = job_named("refresh-precedents").run(context)
+    assert first == {"series": 2, "memories": 2, "without_memory": 0,
+                     "residuals": "none (no active detector state)"}
+    with context.database.transaction() as tx:
+        remembered = services.precedents.memories(tx)
+    assert refresh_precedents(services, now + timedelta(minutes=5))["memories"] == 2  # again: replaced
+    with context.database.transaction() as tx:
+        assert services.precedents.memories(tx) == remembered  # no new point: the same memories
+        rows = tx.fetch_all("SELECT series_id, computed_at FROM metric_precedents")
+    assert len(rows) == 2 and {r["computed_at"] for r in rows} == {now + timedelta(minutes=5)}
+    assert scan(services, now + timedelta(minutes=6))["precedent_memories"] == 2
+    # A month later nothing is left to remember: the rows go rather than stay stale.
+    assert refresh_precedents(services, now + timedelta(days=40))["without_memory"] == 2
+    with context.database.transaction() as tx:
+        assert services.precedents.memories(tx) == {}

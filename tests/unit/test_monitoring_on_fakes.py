@@ -1,6 +1,6 @@
 """The monitoring slice on fakes: causal detectors, the backtest CLI, the exported forest, the
-scan's alerts grouped into incidents (dedup, silences, missing data), drift decisions, and the
-detector state trained through the shared lifecycle."""
+scan's alerts grouped into incidents (dedup, silences, missing data), drift decisions, the
+detector state trained through the shared lifecycle, and the precedent memory refreshed daily."""
 
 from __future__ import annotations
 
@@ -474,15 +474,18 @@ def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_retu
     assert spike[701] < ALERT_THRESHOLD  # the fall back right after it is the spike's return
 
 
-def _slow_minutes(services, source: str, last: float) -> None:  # type: ignore[no-untyped-def]
+def _slow_minutes(services, source: str, last: float, habit: bool = True,  # type: ignore[no-untyped-def]
+                  tenant_id: str | None = None) -> None:
     """Six days of five-minute latencies before NOW with a slow minute every 30 hours (the scan's
-    day holds one at most), then a day after NOW whose one slow minute is `last` higher."""
+    day holds one at most; none without `habit`), then a day after NOW whose one slow minute is
+    `last` higher."""
     rng = np.random.default_rng(3)
     history = NOW - timedelta(days=6)
     values = 50 + rng.normal(0, 1, 2016)
-    values[np.arange(100, 1700, 360)] += rng.uniform(12, 13, 5)
+    if habit:
+        values[np.arange(100, 1700, 360)] += rng.uniform(12, 13, 5)
     values[1728 + 150] += last
-    points = [Point(source, "latency_ms", history + timedelta(minutes=5 * k), float(value))
+    points = [Point(source, "latency_ms", history + timedelta(minutes=5 * k), float(value), tenant_id)
               for k, value in enumerate(values)]
     with services.transactions.transaction() as tx:
         services.series.store_points(tx, points)
@@ -493,37 +496,93 @@ def _alerted_sources(services) -> set[str]:  # type: ignore[no-untyped-def]
             if a["metric"] == "latency_ms" and a["alert_type"] == "anomaly"}
 
 
-def test_the_scan_remembers_the_month_through_the_detector_state_and_a_larger_event_is_still_news(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from shared.monitoring import state_training
-    from shared.monitoring.kind import ANOMALY
-    from shared.monitoring.retraining import retrain_state
+AFTER_A_DAY = NOW + timedelta(days=1, minutes=1)
+STATE_TRAINED = NOW - timedelta(days=5)  # before all but the first slow minute
 
-    monkeypatch.setattr(state_training, "PRECEDENT_CHUNK", 1)  # the month read series by series
-    after_a_day = NOW + timedelta(days=1, minutes=1)
-    services = in_memory_monitoring_services()
-    _host_history(services, minutes=700)  # enough host minutes for a forest
+
+def _latencies(trained):  # type: ignore[no-untyped-def]
+    """`trained`'s registry with fresh series, memories and alerts: "same" slow minutes as large
+    as its habit's, "larger" 30 ms above, "fresh" (a tenant's) as large as the habit's on a series
+    that has none."""
+    from dataclasses import replace
+
+    from shared.monitoring.alerts_repository import InMemoryAlertsRepository
+    from shared.monitoring.precedents_repository import InMemoryPrecedentsRepository
+    from shared.monitoring.series_repository import InMemorySeriesRepository
+
+    services = replace(trained, series=InMemorySeriesRepository(), precedents=InMemoryPrecedentsRepository(),
+                       alerts=InMemoryAlertsRepository())
     _slow_minutes(services, "same", 12.5)
     _slow_minutes(services, "larger", 30.0)
-    assert retrain_state(services, now=NOW)["promoted"] is True  # trained on the days before NOW
-    version = services.registry.active_version(ANOMALY.name, None)
-    assert version is not None and version.manifest["series_precedents"] >= 2
-    scan(services, after_a_day)
-    # Two slow minutes as large before the day: the third is the series' habit; 30 is news.
-    assert _alerted_sources(services) == {"larger"}
-    # The signed artifact round-trips; one from before precedents loads with none and serves as before.
-    signed = services.registry.load_verified_bytes(version)
-    state = ANOMALY.load(signed)
-    assert state.precedents["same|latency_ms"].until < NOW.timestamp()
-    stored = json.loads(signed)
-    old = ANOMALY.load(json.dumps({k: v for k, v in stored.items() if k != "precedents"}).encode())
-    assert old.precedents == {} and old.profiles.keys() == state.profiles.keys()
-    day_only = in_memory_monitoring_services()
-    _slow_minutes(day_only, "same", 12.5)
-    _slow_minutes(day_only, "larger", 30.0)
-    scan(day_only, after_a_day)
-    assert _alerted_sources(day_only) == {"same", "larger"}  # a day's memory: both alert
+    _slow_minutes(services, "fresh", 12.5, habit=False, tenant_id="t-1")
+    return services
+
+
+def test_the_daily_refresh_remembers_habits_since_the_states_training_and_a_larger_event_is_still_news(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.monitoring import precedents
+    from shared.monitoring.precedents import refresh_precedents
+    from shared.monitoring.retraining import retrain_state
+
+    monkeypatch.setattr(precedents, "PRECEDENT_CHUNK", 2)  # the month read two series at a time
+    trained = in_memory_monitoring_services()
+    _host_history(trained, minutes=700, end=STATE_TRAINED)  # enough host minutes for a forest
+    assert retrain_state(trained, now=STATE_TRAINED)["promoted"] is True  # the habit came after it
+    # Without the refresh (the state holds no precedents; it did not see them anyway) the scan's
+    # memory is its day: every slow minute alarms.
+    without = _latencies(trained)
+    assert scan(without, AFTER_A_DAY)["precedent_memories"] == 0
+    assert _alerted_sources(without) == {"same", "larger", "fresh"}
+
+    refreshed = _latencies(trained)
+    first = refresh_precedents(refreshed, NOW)
+    assert first["memories"] == first["series"] >= 3 and first["residuals"].startswith("profiles")
+    again = refresh_precedents(refreshed, NOW + timedelta(hours=1))  # a re-run replaces its rows
+    assert again["memories"] == first["memories"] == len(refreshed.precedents.rows)  # type: ignore[attr-defined]
+    assert {at for _, at in refreshed.precedents.rows.values()} == {NOW + timedelta(hours=1)}  # type: ignore[attr-defined]
+    report = scan(refreshed, AFTER_A_DAY)
+    # Two slow minutes as large before the day: the third is the series' habit; 30 is news; the
+    # other series' habit is no precedent for one that has none.
+    assert report["precedent_memories"] == first["memories"]
+    assert _alerted_sources(refreshed) == {"larger", "fresh"}
+    # A month later the series have no points left to remember: their rows go, none stay stale.
+    assert refresh_precedents(refreshed, NOW + timedelta(days=40))["memories"] == 0
+    assert refreshed.precedents.rows == {}  # type: ignore[attr-defined]
+
+
+def test_a_state_trained_before_the_table_lends_its_memory_to_a_series_the_table_lacks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from shared.monitoring import scan as scan_module
+    from shared.monitoring.detectors import PrecedentMemory
+    from shared.monitoring.kind import ANOMALY
+    from shared.monitoring.precedents import refresh_precedents
+    from shared.monitoring.retraining import retrain_state
+    from shared.monitoring.scan import precedent_of
+
+    trained = in_memory_monitoring_services()
+    _host_history(trained, minutes=700, end=STATE_TRAINED)
+    assert retrain_state(trained, now=STATE_TRAINED)["promoted"] is True
+    version = trained.registry.active_version(ANOMALY.name, None)
+    assert version is not None
+    stored = json.loads(trained.registry.load_verified_bytes(version))
+    assert "precedents" not in stored and "series_precedents" not in version.manifest  # no longer trained
+    # An artifact from before the table, with the memory of "same" as it would have kept it.
+    refreshed = _latencies(trained)
+    refresh_precedents(refreshed, NOW)
+    ids = {s.source: s.series_id for s in refreshed.series.series.values()}  # type: ignore[attr-defined]
+    memory: PrecedentMemory = refreshed.precedents.rows[ids["same"]][0]  # type: ignore[attr-defined]
+    old = ANOMALY.load(json.dumps({**stored, "precedents": {"same|latency_ms": memory.to_dict()}}).encode())
+    assert old.precedents == {"same|latency_ms": memory}
+    monkeypatch.setattr(scan_module, "detector_state", lambda services: old)
+    fallback = _latencies(trained)  # an empty table
+    scan(fallback, AFTER_A_DAY)
+    assert _alerted_sources(fallback) == {"larger", "fresh"}
+    # Where both exist, the memory that covers the newer past serves (a stalled refresh loses).
+    newer = PrecedentMemory(memory.until + 86_400, memory.events)
+    assert precedent_of(memory, newer) is newer and precedent_of(newer, memory) is newer
+    assert precedent_of(None, memory) is memory and precedent_of(memory, None) is memory
 
 
 def test_the_detector_states_second_event_is_the_largest_threshold_the_scorer_counts_two_events_at() -> None:
