@@ -9,7 +9,8 @@ each size, in the same run:
   start), and the LATERAL SQL of commit 5e64eb2 (read from git at run time) on the newest
   --baseline-rows events against the same history;
 - batch scoring rows/s: the newest 20 % of the events scored through `score_conflict_csv`
-  (CSV in, features as of each row's as_of, model, CSV out);
+  (CSV in, features as of each row's as_of, model, CSV out), split over MLSTACK_SCORING_PROCESSES
+  (default min(2, cores)), and again in one process (which must write the same bytes);
 - training seconds: `train_candidate` on the last 90 days.
 At the largest size: warm predict in process (features, model, log insert, commit), p50/p99, of
 the one-statement path and of the transaction path it replaced (BEGIN, features, model, insert,
@@ -202,6 +203,14 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
     scored = io.StringIO()
     score_conflict_csv(context, tenant, io.StringIO(requests), scored)
     scoring_seconds = time.perf_counter() - started
+    # The same file in one process: its speed beside the split one's, and the same bytes.
+    one_process = type(context)(context.settings.model_copy(update={"scoring_processes": 1}))
+    started = time.perf_counter()
+    scored_alone = io.StringIO()
+    score_conflict_csv(one_process, tenant, io.StringIO(requests), scored_alone)
+    one_process_seconds = time.perf_counter() - started
+    one_process.database.close()
+    assert scored_alone.getvalue() == scored.getvalue(), "split scoring wrote other bytes than one process"
     return {
         "events": stored,
         "features": {"rows": rows, "seconds": round(feature_seconds, 3), "rows_per_s": round(rows / feature_seconds),
@@ -209,7 +218,10 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
                      "previous_rows_per_s": round(previous_features), "previous_sample": min(baseline_rows, newest)},
         "batch_scoring": {"rows": newest, "seconds": round(scoring_seconds, 3),
                           "rows_per_s": round(newest / scoring_seconds),
-                          "us_per_row": round(scoring_seconds / newest * 1e6, 2)},
+                          "us_per_row": round(scoring_seconds / newest * 1e6, 2),
+                          "processes": context.settings.scoring_processes},
+        "batch_scoring_one_process": {"rows": newest, "seconds": round(one_process_seconds, 3),
+                                      "rows_per_s": round(newest / one_process_seconds), "same_output": True},
         "training": {"seconds": round(training_seconds, 2), "rows": training.manifest["rows"],
                      "basis": training.manifest["basis"], "holdout": training.metrics},
         "_scored": scored.getvalue(), "_recent": recent,
@@ -343,7 +355,9 @@ def _fdatasync_latencies(directory: Path, count: int) -> list[float]:
 def _best(rounds: list[Any]) -> dict[str, Any]:
     """Each measure's best round (least seconds), with every round's seconds beside it."""
     best = dict(rounds[-1])
-    for section in ("features", "batch_scoring", "training"):
+    for section in ("features", "batch_scoring", "batch_scoring_one_process", "training"):
+        if section not in best:
+            continue  # the previous code's rounds measure no one-process scoring
         best[section] = {**min((r[section] for r in rounds), key=lambda m: m["seconds"]),
                          "seconds_each_round": [r[section]["seconds"] for r in rounds]}
     return best
@@ -430,11 +444,12 @@ def table(report: dict[str, Any]) -> str:
 
     lines = [f"best of {report['repeat']} rounds (predict: median over rounds)",
              f"{'events':>10}{'features rows/s':>17}{'(before)':>10}{'(LATERAL)':>10}{'scoring rows/s':>16}"
-             f"{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 95]
+             f"{'(1 proc)':>10}{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 105]
     for size in report["sizes"]:
         f, s = size["features"], size["batch_scoring"]
         lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{previous(size, 'features', 'rows_per_s'):>10}"
                      f"{f['previous_rows_per_s']:>10,}{s['rows_per_s']:>16,}"
+                     f"{size['batch_scoring_one_process']['rows_per_s']:>10,}"
                      f"{previous(size, 'batch_scoring', 'rows_per_s'):>10}{size['training']['seconds']:>12}"
                      f"{previous(size, 'training', 'seconds'):>10}")
     p = report["predict_warm_ms"]
