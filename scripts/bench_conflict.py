@@ -167,9 +167,20 @@ def _previous_rows_per_s(context: Any, tenant: str, previous_sql: str, rows: lis
     return len(rows) / (time.perf_counter() - started)
 
 
+def _score_csv(context: Any, tenant: str, requests: str, processes: int) -> tuple[io.StringIO, float]:
+    from shared.conflict.scoring import score_conflict_csv
+
+    fresh = type(context)(context.settings.model_copy(update={"scoring_processes": processes}))
+    started = time.perf_counter()
+    scored = io.StringIO()
+    score_conflict_csv(fresh, tenant, io.StringIO(requests), scored)
+    seconds = time.perf_counter() - started
+    fresh.database.close()
+    return scored, seconds
+
+
 def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: int) -> dict[str, Any]:
     from shared.conflict.features_repository import training_rows
-    from shared.conflict.scoring import score_conflict_csv
     from shared.conflict.training import train_candidate
 
     with context.database.transaction() as tx:
@@ -199,17 +210,12 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
     context.registry.activate(training.version.version_id, actor="bench")
 
     requests = _requests_csv(recent)
-    started = time.perf_counter()
-    scored = io.StringIO()
-    score_conflict_csv(context, tenant, io.StringIO(requests), scored)
-    scoring_seconds = time.perf_counter() - started
-    # The same file in one process: its speed beside the split one's, and the same bytes.
-    one_process = type(context)(context.settings.model_copy(update={"scoring_processes": 1}))
-    started = time.perf_counter()
-    scored_alone = io.StringIO()
-    score_conflict_csv(one_process, tenant, io.StringIO(requests), scored_alone)
-    one_process_seconds = time.perf_counter() - started
-    one_process.database.close()
+    # Split over the processes set (default min(2, cores)), then the same file in one process: its
+    # speed beside, and the same bytes. Each in a fresh context (this one's serving cache may still
+    # hold the version the previous code's round activated); both times include loading the model.
+    processes = context.settings.scoring_processes
+    scored, scoring_seconds = _score_csv(context, tenant, requests, processes)
+    scored_alone, one_process_seconds = _score_csv(context, tenant, requests, 1)
     assert scored_alone.getvalue() == scored.getvalue(), "split scoring wrote other bytes than one process"
     return {
         "events": stored,
@@ -219,7 +225,7 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
         "batch_scoring": {"rows": newest, "seconds": round(scoring_seconds, 3),
                           "rows_per_s": round(newest / scoring_seconds),
                           "us_per_row": round(scoring_seconds / newest * 1e6, 2),
-                          "processes": context.settings.scoring_processes},
+                          "processes": processes},
         "batch_scoring_one_process": {"rows": newest, "seconds": round(one_process_seconds, 3),
                                       "rows_per_s": round(newest / one_process_seconds), "same_output": True},
         "training": {"seconds": round(training_seconds, 2), "rows": training.manifest["rows"],
