@@ -359,8 +359,9 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
         _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
         *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
-    rows = map(",".join, zip(*output, strict=True))  # joined by C loops (map), not a generator per row
-    return "\r\n".join(rows) + "\r\n" if n else ""
+    rows = list(map(",".join, zip(*output, strict=True)))  # joined by C loops (map), not a generator per row
+    rows.append("")  # the last row's line end, without copying the text once more
+    return "\r\n".join(rows)
 
 
 def _scored_part(features: ConflictFeatures, tenant_id: str, now: datetime, serving: Serving, tx: Any,
