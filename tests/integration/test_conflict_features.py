@@ -390,12 +390,18 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
     history = random_history(5)
     store(context, tenant, history)
     one, three = split_scoring
-    for quoted in (False, True):  # the text cut at line ends; the rows csv.reader read, cut
-        text = _requests_text(history, quoted)
+    plain = _requests_text(history, quoted=False)
+    lines = plain.splitlines()
+    forms = {  # the text cut at line ends (its rows counted past blank lines); csv.reader's rows cut
+        "plain": plain, "crlf, blank lines": "\r\n".join(f"{line}\r\n" if n % 9 == 4 else line
+                                                         for n, line in enumerate(lines)) + "\r\n",
+        "quoted": _requests_text(history, quoted=True),
+    }
+    for name, text in forms.items():
         alone, split = io.StringIO(), io.StringIO()
         assert score_conflict_csv(one, tenant, io.StringIO(text), alone)["rows"] == len(history)
         assert score_conflict_csv(three, tenant, io.StringIO(text), split)["rows"] == len(history)
-        assert split.getvalue() == alone.getvalue(), quoted
+        assert split.getvalue() == alone.getvalue(), name
         rows = list(csv.DictReader(io.StringIO(split.getvalue())))
         assert [r["row"] for r in rows] == [str(n + 2) for n in range(len(history))]
         assert [(r["user_id"], r["entity_id"]) for r in rows] == [(e.user_id, e.entity_id) for e in history]
