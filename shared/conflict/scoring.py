@@ -11,6 +11,10 @@ are checked once against the request's rules (a batch repeats its users, entitie
 are parsed once per distinct text, and the output is written from columns of text. A file that
 fails those checks goes through the request model row by row, which names the first bad line with
 the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
+
+A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py:
+one database snapshot for all); each part numbers its rows from its first row's place in the
+file, so the output and any bad line's number are what one process gives.
 """
 
 from __future__ import annotations
