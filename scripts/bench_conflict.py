@@ -9,7 +9,8 @@ each size, in the same run:
   start), and the LATERAL SQL of commit 5e64eb2 (read from git at run time) on the newest
   --baseline-rows events against the same history;
 - batch scoring rows/s: the newest 20 % of the events scored through `score_conflict_csv`
-  (CSV in, features as of each row's as_of, model, CSV out);
+  (CSV in, features as of each row's as_of, model, CSV out), split over MLSTACK_SCORING_PROCESSES
+  (default min(2, cores)), and again in one process (which must write the same bytes);
 - training seconds: `train_candidate` on the last 90 days.
 At the largest size: warm predict in process (features, model, log insert, commit), p50/p99, of
 the one-statement path and of the transaction path it replaced (BEGIN, features, model, insert,
@@ -94,7 +95,11 @@ from shared.context import AppContext
 from shared.settings import Settings
 context = AppContext(Settings(database_url=args["url"], object_store_url=args["objects"], signing_key=args["key"]))
 if args["predictions"]:
-    out = b._predict_latencies(context, args["tenant"], args["previous_sql"], args["predictions"])
+    import inspect, tempfile
+    from pathlib import Path
+    # Later code also times the disk's fdatasync, in a folder it is given.
+    probe = [Path(tempfile.mkdtemp())] if len(inspect.signature(b._predict_latencies).parameters) > 4 else []
+    out = b._predict_latencies(context, args["tenant"], args["previous_sql"], args["predictions"], *probe)
 else:
     out = {k: v for k, v in b._measure_size(context, args["tenant"], args["previous_sql"], args["rows"]).items()
            if not k.startswith("_")}
@@ -166,9 +171,20 @@ def _previous_rows_per_s(context: Any, tenant: str, previous_sql: str, rows: lis
     return len(rows) / (time.perf_counter() - started)
 
 
+def _score_csv(context: Any, tenant: str, requests: str, processes: int) -> tuple[io.StringIO, float]:
+    from shared.conflict.scoring import score_conflict_csv
+
+    fresh = type(context)(context.settings.model_copy(update={"scoring_processes": processes}))
+    started = time.perf_counter()
+    scored = io.StringIO()
+    score_conflict_csv(fresh, tenant, io.StringIO(requests), scored)
+    seconds = time.perf_counter() - started
+    fresh.database.close()
+    return scored, seconds
+
+
 def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: int) -> dict[str, Any]:
     from shared.conflict.features_repository import training_rows
-    from shared.conflict.scoring import score_conflict_csv
     from shared.conflict.training import train_candidate
 
     with context.database.transaction() as tx:
@@ -198,10 +214,13 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
     context.registry.activate(training.version.version_id, actor="bench")
 
     requests = _requests_csv(recent)
-    started = time.perf_counter()
-    scored = io.StringIO()
-    score_conflict_csv(context, tenant, io.StringIO(requests), scored)
-    scoring_seconds = time.perf_counter() - started
+    # Split over the processes set (default min(2, cores)), then the same file in one process: its
+    # speed beside, and the same bytes. Each in a fresh context (this one's serving cache may still
+    # hold the version the previous code's round activated); both times include loading the model.
+    processes = context.settings.scoring_processes
+    scored, scoring_seconds = _score_csv(context, tenant, requests, processes)
+    scored_alone, one_process_seconds = _score_csv(context, tenant, requests, 1)
+    assert scored_alone.getvalue() == scored.getvalue(), "split scoring wrote other bytes than one process"
     return {
         "events": stored,
         "features": {"rows": rows, "seconds": round(feature_seconds, 3), "rows_per_s": round(rows / feature_seconds),
@@ -209,7 +228,10 @@ def _measure_size(context: Any, tenant: str, previous_sql: str, baseline_rows: i
                      "previous_rows_per_s": round(previous_features), "previous_sample": min(baseline_rows, newest)},
         "batch_scoring": {"rows": newest, "seconds": round(scoring_seconds, 3),
                           "rows_per_s": round(newest / scoring_seconds),
-                          "us_per_row": round(scoring_seconds / newest * 1e6, 2)},
+                          "us_per_row": round(scoring_seconds / newest * 1e6, 2),
+                          "processes": processes},
+        "batch_scoring_one_process": {"rows": newest, "seconds": round(one_process_seconds, 3),
+                                      "rows_per_s": round(newest / one_process_seconds), "same_output": True},
         "training": {"seconds": round(training_seconds, 2), "rows": training.manifest["rows"],
                      "basis": training.manifest["basis"], "holdout": training.metrics},
         "_scored": scored.getvalue(), "_recent": recent,
@@ -343,7 +365,9 @@ def _fdatasync_latencies(directory: Path, count: int) -> list[float]:
 def _best(rounds: list[Any]) -> dict[str, Any]:
     """Each measure's best round (least seconds), with every round's seconds beside it."""
     best = dict(rounds[-1])
-    for section in ("features", "batch_scoring", "training"):
+    for section in ("features", "batch_scoring", "batch_scoring_one_process", "training"):
+        if section not in best:
+            continue  # the previous code's rounds measure no one-process scoring
         best[section] = {**min((r[section] for r in rounds), key=lambda m: m["seconds"]),
                          "seconds_each_round": [r[section]["seconds"] for r in rounds]}
     return best
@@ -430,11 +454,12 @@ def table(report: dict[str, Any]) -> str:
 
     lines = [f"best of {report['repeat']} rounds (predict: median over rounds)",
              f"{'events':>10}{'features rows/s':>17}{'(before)':>10}{'(LATERAL)':>10}{'scoring rows/s':>16}"
-             f"{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 95]
+             f"{'(1 proc)':>10}{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 105]
     for size in report["sizes"]:
         f, s = size["features"], size["batch_scoring"]
         lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{previous(size, 'features', 'rows_per_s'):>10}"
                      f"{f['previous_rows_per_s']:>10,}{s['rows_per_s']:>16,}"
+                     f"{size['batch_scoring_one_process']['rows_per_s']:>10,}"
                      f"{previous(size, 'batch_scoring', 'rows_per_s'):>10}{size['training']['seconds']:>12}"
                      f"{previous(size, 'training', 'seconds'):>10}")
     p = report["predict_warm_ms"]

@@ -53,6 +53,8 @@ class Settings(BaseModel):
     # Alerts of one service or host within this many minutes of its incident's last alert join it.
     incident_window_minutes: int = Field(default=30, ge=1, le=24 * 60)
     drift_retrain: bool = False
+    # Processes batch scoring (`mlstack score conflict`) splits a large file over; 1: one process.
+    scoring_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
 
     @field_validator("database_url")
     @classmethod

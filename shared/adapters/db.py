@@ -6,6 +6,7 @@ transaction per use case through `Database.transaction()`.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 import re
@@ -32,6 +33,7 @@ QUERY_CANCELED = "57014"  # statement_timeout, or a cancel from outside
 # insufficient resources (53, e.g. too many connections), operator intervention (57P, e.g. a
 # shutdown terminating the session), and a statement cut short by statement_timeout.
 UNAVAILABLE_CLASSES = ("08", "53", "57P", QUERY_CANCELED)
+_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")  # what pg_export_snapshot() returns
 
 
 @dataclass(frozen=True)
@@ -280,13 +282,13 @@ class Database:
             except Exception:  # noqa: BLE001 - the connection is already broken
                 pass
 
-    def _begin(self) -> pg8000.native.Connection:
+    def _begin(self, begin: str = "BEGIN") -> pg8000.native.Connection:
         # A connection cached by a warm function may have died since; nothing has run yet, so
         # reconnecting once is safe.
         for attempt in (1, 2):
             connection = self._connection()
             try:
-                connection.run("BEGIN")
+                connection.run(begin)
                 return connection
             except (InterfaceError, OSError, DatabaseError) as exc:
                 # A restarted server first answers a cached session with FATAL 57P01: same case.
@@ -299,7 +301,34 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        connection = self._begin()
+        with self._transaction("BEGIN") as tx:
+            yield tx
+
+    @contextmanager
+    def shared_snapshot(self, snapshot: str | None = None) -> Iterator[tuple[Transaction, str]]:
+        """A read-only transaction whose view of the data other processes can share: without
+        `snapshot`, its own (the id yielded is what they pass); with one, that snapshot, exported by
+        a transaction that is still open. Several processes then read exactly the same rows."""
+        if snapshot is not None and not _SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"not a snapshot id: {snapshot!r}")
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as tx:
+            if snapshot is None:
+                yield tx, str(tx.fetch_value("SELECT pg_export_snapshot()"))
+            else:
+                tx.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                yield tx, snapshot
+
+    def for_another_process(self) -> Database:
+        """The same server and session settings, and no connection: what a forked child uses. The
+        child must never touch the parent's connection, not even to close it (that sends Terminate
+        on the parent's session)."""
+        twin = copy.copy(self)
+        twin._local = threading.local()
+        return twin
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Transaction]:
+        connection = self._begin(begin)
         try:
             yield Transaction(connection)
             connection.run("COMMIT")

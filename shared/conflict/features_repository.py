@@ -317,20 +317,57 @@ class RequestTable:
         )
 
 
+def _coded(values: Sequence[Any]) -> tuple[list[Any], NDArray[np.int64]]:
+    """The distinct values (first seen first) and each value's place among them, by C loops
+    (dict.fromkeys, map): a batch repeats its users, entities, devices and field lists."""
+    distinct = list(dict.fromkeys(values))
+    place = dict(zip(distinct, range(len(distinct)), strict=True))
+    return distinct, np.fromiter(map(place.__getitem__, values), dtype=np.int64, count=len(values))
+
+
+def _combinations(*columns: tuple[list[Any], NDArray[np.int64]]) -> tuple[list[int], NDArray[np.int64]]:
+    """The rows' distinct combinations of coded columns' values (`_coded`): the first row of each,
+    and each row's combination's number. The codes are combined as integers: a tuple of strs would
+    be hashed anew at every row, where a str caches its hash."""
+    code, bound = np.zeros(len(columns[0][1]), dtype=np.int64), 1
+    for distinct, at in columns:
+        if bound * len(distinct) >= 2**62:  # renumber the combinations so far before they overflow
+            _, code = np.unique(code, return_inverse=True)
+            bound = int(code.max()) + 1
+        code, bound = code * len(distinct) + at, bound * len(distinct)
+    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+    return first.tolist(), inverse
+
+
 def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
-    users = [f"{t}|{u}" for t, u in zip(table.tenant_id, table.user_id, strict=True)]
-    entities = [f"{t}|{d}|{k}|{e}" for t, d, k, e in zip(table.tenant_id, table.domain, table.entity_type,
-                                                         table.entity_id, strict=True)]
-    devices = [f"{u}|{d}" for u, d in zip(users, table.device_id, strict=True)]
-    field_row = [n for n, fields in enumerate(table.fields) for _ in (fields or ())]
-    field_names = [f for fields in table.fields for f in (fields or ())]
-    hashed = _hashes(tx, users + entities + devices + field_names)
-    n = len(table)
-    has_device = np.array([d is not None for d in table.device_id], dtype=bool)
+    """The requests' keys hashed as the stored events' are. Each distinct user, entity, device and
+    field is keyed and hashed once, and the rows take theirs by index."""
+    tenant, user, device = table.tenant_id, table.user_id, table.device_id
+    tenant_codes, user_codes = _coded(tenant), _coded(user)
+    users, user_at = _combinations(tenant_codes, user_codes)
+    entities, entity_at = _combinations(tenant_codes, _coded(table.domain), _coded(table.entity_type),
+                                        _coded(table.entity_id))
+    devices, device_at = _combinations(tenant_codes, user_codes, _coded(device))
+    field_lists, fields_at = _coded(table.fields)
+    field_names, name_at = _coded([f for fields in field_lists for f in (fields or ())])
+    keys = [*(f"{tenant[n]}|{user[n]}" for n in users),
+            *(f"{tenant[n]}|{table.domain[n]}|{table.entity_type[n]}|{table.entity_id[n]}" for n in entities),
+            *(f"{tenant[n]}|{user[n]}|{device[n]}" for n in devices), *field_names]
+    hashed = _hashes(tx, keys)
+    user_hash, hashed = hashed[:len(users)], hashed[len(users):]
+    entity_hash, hashed = hashed[:len(entities)], hashed[len(entities):]
+    device_hash, name_hash = hashed[:len(devices)], hashed[len(devices):]
+    # Each row's fields: its field list's run of names, gathered by index (no loop per row).
+    list_length = np.array([len(fields or ()) for fields in field_lists], dtype=np.int64)
+    list_start = np.cumsum(list_length) - list_length
+    length = list_length[fields_at]
+    within = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    has_device = np.array([device[n] is not None for n in devices], dtype=bool)[device_at]
     return RequestColumns(
-        as_of=table.as_of, user=hashed[:n], entity=hashed[n:2 * n],
-        device=np.where(has_device, hashed[2 * n:3 * n], NO_KEY), last_sync=table.last_sync,
-        field_row=np.array(field_row, dtype=np.int64), field=hashed[3 * n:],
+        as_of=table.as_of, user=user_hash[user_at], entity=entity_hash[entity_at],
+        device=np.where(has_device, device_hash[device_at], NO_KEY), last_sync=table.last_sync,
+        field_row=np.repeat(np.arange(len(table)), length),
+        field=name_hash[name_at][np.repeat(list_start[fields_at], length) + within],
     )
 
 

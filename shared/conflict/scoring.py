@@ -11,12 +11,18 @@ are checked once against the request's rules (a batch repeats its users, entitie
 are parsed once per distinct text, and the output is written from columns of text. A file that
 fails those checks goes through the request model row by row, which names the first bad line with
 the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
+
+A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py:
+one database snapshot for all); each part numbers its rows from its first row's place in the
+file, so the output and any bad line's number are what one process gives.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
+import itertools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,14 +37,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import FeatureRequest, RequestTable, confidence
+from shared.conflict.features_repository import ConflictFeatures, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
-from shared.platform.serving import choose_serving
+from shared.platform.forked import map_on_one_snapshot
+from shared.platform.serving import Serving, choose_serving
 
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
                  "client_last_sync_at")
@@ -47,6 +54,8 @@ OUTPUT_COLUMNS = (
     "features_as_of", "probability", "risk_level", "confidence", "model_version", *FEATURE_NAMES,
 )
 MAX_FIELDS = 64
+# Below this many lines a file is scored in one process (measured: see README, Benchmarks).
+PARALLEL_MIN_ROWS = 20_000
 
 
 # -- reading: the checks of ConflictPredictionRequest, a column's distinct values at a time ---------
@@ -224,8 +233,27 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
 _REQUESTS = TypeAdapter(list[ConflictPredictionRequest])
 
 
-def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime) -> _Input:
-    """The request model on every row: the first bad line is an InvalidInput naming it."""
+def _bad_line(number: int, message: str) -> InvalidInput:
+    return InvalidInput(f"line {number}: {message}", [FieldProblem(f"line {number}", message)])
+
+
+def _as_of_times(raws: list[dict[str, str]], first_line: int, now: datetime) -> list[datetime]:
+    times = []
+    for number, raw in enumerate(raws, start=first_line):
+        try:
+            as_of = datetime.fromisoformat(raw["as_of"]) if raw.get("as_of") else now
+        except ValueError as exc:
+            raise _bad_line(number, f"as_of: {exc}") from None
+        if as_of.tzinfo is None:
+            raise _bad_line(number, "as_of needs a time zone")
+        times.append(as_of)
+    return times
+
+
+def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now: datetime,
+                   first_line: int) -> _Input:
+    """The request model on every row: the first bad line (numbered from `first_line`, the
+    number of the first row in the whole file) is an InvalidInput naming it."""
     raws = [dict(zip(header, row, strict=False)) for row in rows]
     bodies = [{
         "domain": raw.get("domain", ""), "user_id": raw.get("user_id", ""), "entity_type": raw.get("entity_type", ""),
@@ -235,40 +263,56 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
     try:
         parsed = _REQUESTS.validate_python(bodies)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        number = int(first["loc"][0]) + 2  # line 1 is the header
+        first = exc.errors()[0]  # the lowest row: pydantic checks a list in order
+        index = int(first["loc"][0])
+        _as_of_times(raws[:index], first_line, now)  # a bad as_of before it is the first bad line
         where = ".".join(str(part) for part in first["loc"][1:])
-        message = f"{where}: {first['msg']}"
-        raise InvalidInput(f"line {number}: {message}", [FieldProblem(f"line {number}", message)]) from None
-    requests: list[FeatureRequest] = []
-    for index, (raw, request) in enumerate(zip(raws, parsed, strict=True)):
-        number = index + 2
-        try:
-            as_of = datetime.fromisoformat(raw["as_of"]) if raw.get("as_of") else now
-        except ValueError as exc:
-            raise InvalidInput(f"line {number}: as_of: {exc}", [FieldProblem(f"line {number}", str(exc))]) from None
-        if as_of.tzinfo is None:
-            raise InvalidInput(f"line {number}: as_of needs a time zone", [FieldProblem(f"line {number}", "as_of")])
-        requests.append(request.feature_request(str(number), tenant_id, as_of))
+        raise _bad_line(first_line + index, f"{where}: {first['msg']}") from None
+    requests = [request.feature_request(str(number), tenant_id, as_of) for number, (request, as_of)
+                in enumerate(zip(parsed, _as_of_times(raws, first_line, now), strict=True), start=first_line)]
     return _Input(RequestTable.of(requests), [r.as_of.isoformat() for r in requests],
                   [r.client_last_sync_at.isoformat() if r.client_last_sync_at else "" for r in requests])
 
 
-def _read(source: IO[str], tenant_id: str, now: datetime) -> _Input:
-    text = source.read()
-    columns = _split(text)
+@dataclass(frozen=True)
+class _Part:
+    """A stretch of the file's rows: `first_line` is the number its first row has in the whole
+    file (line 1 is the header; blank lines are not counted, as csv.DictReader skips them). Either
+    text (the file's header line, then its lines start:end) or rows csv.reader already read."""
+
+    first_line: int
+    file: str = ""
+    header_end: int = 0
+    start: int = 0
+    end: int = 0
+    header: list[str] | None = None
     rows: list[list[str]] | None = None
-    if columns is None:
-        header, rows = _csv_rows(text)
-        columns = _Columns.of_rows(header, rows)
+
+    def text(self) -> str:
+        if self.start == self.header_end and self.end == len(self.file):
+            return self.file
+        return self.file[:self.header_end] + self.file[self.start:self.end]
+
+
+def _read(part: _Part, tenant_id: str, now: datetime) -> _Input:
+    rows = part.rows
+    if rows is not None:
+        columns = _Columns.of_rows(part.header or [], rows)
+    else:
+        text = part.text()
+        split = _split(text)
+        if split is None:
+            header, rows = _csv_rows(text)
+            split = _Columns.of_rows(header, rows)
+        columns = split
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(columns.header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
     try:
         return _quick_input(columns, tenant_id, now)
     except _NeedsRowChecks:
-        header, rows = _csv_rows(text) if rows is None else (columns.header, rows)
-        return _checked_input(rows, header, tenant_id, now)
+        header, rows = _csv_rows(part.text()) if rows is None else (columns.header, rows)
+        return _checked_input(rows, header, tenant_id, now, part.first_line)
 
 
 # -- writing: columns of text ---------------------------------------------------------------------
@@ -304,46 +348,103 @@ def _text(values: NDArray[np.float64]) -> list[str]:
     return texts[inverse].tolist()  # type: ignore[no-any-return]
 
 
-def _write(sink: IO[str], data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
-           label: str) -> None:
-    """The output rows, as csv.writer writes them: no value needs quoting (ids, names and fields
-    match the request model's patterns, which admit no comma, quote or line break; times and
-    numbers hold none), so a row is its values joined."""
+def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
+             label: str, first_line: int) -> str:
+    """The output rows (no header), as csv.writer writes them: no value needs quoting (ids, names
+    and fields match the request model's patterns, which admit no comma, quote or line break;
+    times and numbers hold none), so a row is its values joined."""
     table = data.table
     n = len(table)
     output = [
-        list(map(str, range(2, n + 2))), list(table.user_id), list(table.domain),
+        list(map(str, range(first_line, first_line + n))), list(table.user_id), list(table.domain),
         list(table.entity_type), list(table.entity_id), [";".join(f or ()) for f in table.fields], data.as_of_text,
         [d or "" for d in table.device_id], data.last_sync_text, _iso_utc(columns["as_of"].astype(np.int64)),
         [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
         _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
         *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
-    sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
-    for start in range(0, n, 10_000):  # rows joined by C loops (map), not a generator per row
-        sink.write("\r\n".join(map(",".join, zip(*(c[start:start + 10_000] for c in output), strict=True))) + "\r\n")
+    rows = list(map(",".join, zip(*output, strict=True)))  # joined by C loops (map), not a generator per row
+    rows.append("")  # the last row's line end, without copying the text once more
+    return "\r\n".join(rows)
 
 
-def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    data = _read(source, tenant_id, now)
-    # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
-    services = conflict_services(context)
-    serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
-    with services.transactions.transaction() as tx:
-        columns = services.features.for_table(tx, data.table)
+def _scored_part(features: ConflictFeatures, tenant_id: str, now: datetime, serving: Serving, tx: Any,
+                 part: _Part) -> str:
+    """One stretch of the file scored: its output rows as text."""
+    data = _read(part, tenant_id, now)
+    columns = features.for_table(tx, data.table)
     if serving.answering is None:
         rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
         probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
     else:
         probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
-    _write(sink, data, columns, probabilities, serving.label)
-    return {"rows": len(data.table), "model_version": serving.label, "degraded": serving.degraded}
+    return _written(data, columns, probabilities, serving.label, part.first_line)
+
+
+def _parts(text: str, count: int) -> list[_Part]:
+    """The file cut into `count` stretches of about equal size at line ends, for as many processes;
+    one part when there is one process or the file is small (a child's start and its connection
+    would cost more than they save). A file whose line ends may lie inside a quoted value (or that
+    uses CR alone) is read by csv.reader here and its rows cut instead."""
+    whole = [_Part(2, text, 0, 0, len(text))]
+    if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
+        return whole
+    if '"' in text or text.count("\r") != text.count("\r\n"):
+        header, rows = _csv_rows(text)
+        if not rows:
+            return whole
+        size = -(-len(rows) // count)
+        return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
+    header_end = text.find("\n") + 1
+    if header_end < 2:
+        return whole  # no header line: the one part names the problem
+    cuts = [header_end]
+    for k in range(1, count):
+        at = header_end + (len(text) - header_end) * k // count
+        cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
+    cuts.append(len(text))
+    # A part's first row is numbered by the rows before it, blank lines not counted (checked for
+    # first: counting them needs the lines split).
+    blank = "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r\n"), header_end)
+    parts, first_line = [], 2
+    for start, end in itertools.pairwise(cuts):
+        if start == end:
+            continue
+        parts.append(_Part(first_line, text, header_end, start, end))
+        lines = text[start:end].replace("\r\n", "\n").split("\n") if blank else None
+        first_line += text.count("\n", start, end) if lines is None else len(lines) - lines.count("")
+    return parts
+
+
+def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
+    """Score the file; a large one split over `scoring_processes` processes (same output, same
+    order). Nothing is written to `sink` unless every row scored."""
+    now = datetime.now(UTC)  # one moment for every row without as_of, whichever process scores it
+    text = source.read()
+    # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
+    services = conflict_services(context)
+    serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
+    parts = _parts(text, context.settings.scoring_processes)
+    work = functools.partial(_scored_part, services.features, tenant_id, now, serving)
+    if len(parts) == 1:
+        with services.transactions.transaction() as tx:
+            bodies = [work(tx, parts[0])]
+    else:
+        bodies = map_on_one_snapshot(context.database, parts, work)
+    sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
+    for body in bodies:
+        sink.write(body)
+    rows = sum(map(methodcaller("count", "\n"), bodies))
+    return {"rows": rows, "model_version": serving.label, "degraded": serving.degraded}
 
 
 def score_conflict_file(context: AppContext, tenant_id: str, source: Path, target: Path) -> dict[str, Any]:
     tmp = target.with_suffix(target.suffix + ".partial")
-    with source.open(newline="") as src, tmp.open("w", newline="") as dst:
-        result = score_conflict_csv(context, tenant_id, src, dst)
+    try:
+        with source.open(newline="") as src, tmp.open("w", newline="") as dst:
+            result = score_conflict_csv(context, tenant_id, src, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed run leaves no file behind
+        raise
     tmp.replace(target)
     return result

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shared.conflict import scoring
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
 from shared.conflict.features import (
@@ -32,9 +37,9 @@ from shared.conflict.features_repository import (
     training_rows,
 )
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
-from shared.conflict.scoring import score_conflict_csv
+from shared.conflict.scoring import score_conflict_csv, score_conflict_file
 from shared.context import AppContext
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, MlstackError
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -343,3 +348,98 @@ def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_en
     assert len(list(csv.DictReader(io.StringIO(expected)))) == 2
     for name, text in forms.items():
         assert scored(text) == expected, name
+
+
+@pytest.fixture
+def split_scoring(context: AppContext, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[AppContext, AppContext]]:
+    """One-process and three-process scoring of the same context, splitting files of any size,
+    with one `now` for both (blank as_of)."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Frozen:
+            return cls.fromisoformat("2026-11-04T09:30:00.250000+00:00")
+
+    monkeypatch.setattr(scoring, "datetime", Frozen)
+    monkeypatch.setattr(scoring, "PARALLEL_MIN_ROWS", 1)
+    one, three = (AppContext(context.settings.model_copy(update={"scoring_processes": n})) for n in (1, 3))
+    yield one, three
+    one.database.close()
+    three.database.close()
+
+
+def _requests_text(history: list[SyncEvent], quoted: bool) -> str:
+    """Every event as a request, in history order; every fifth with blank as_of and every seventh
+    without device; quoted: values quoted as a spreadsheet writes them, with CRLF."""
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL if quoted else csv.QUOTE_MINIMAL,
+                        lineterminator="\r\n" if quoted else "\n")
+    writer.writerow(["user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
+                     "client_last_sync_at"])
+    for n, e in enumerate(history):
+        assert e.received_at is not None
+        writer.writerow([e.user_id, e.domain, e.entity_type, e.entity_id, ";".join(e.fields_changed),
+                         "" if n % 5 == 0 else e.received_at.isoformat(), "" if n % 7 == 0 else e.device_id,
+                         e.client_last_sync_at.isoformat() if e.client_last_sync_at else ""])
+    return out.getvalue()
+
+
+def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
+    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext]
+) -> None:
+    history = random_history(5)
+    store(context, tenant, history)
+    one, three = split_scoring
+    plain = _requests_text(history, quoted=False)
+    lines = plain.splitlines()
+    forms = {  # the text cut at line ends (its rows counted past blank lines); csv.reader's rows cut
+        "plain": plain, "crlf, blank lines": "\r\n".join(f"{line}\r\n" if n % 9 == 4 else line
+                                                         for n, line in enumerate(lines)) + "\r\n",
+        "quoted": _requests_text(history, quoted=True),
+    }
+    for name, text in forms.items():
+        alone, split = io.StringIO(), io.StringIO()
+        assert score_conflict_csv(one, tenant, io.StringIO(text), alone)["rows"] == len(history)
+        assert score_conflict_csv(three, tenant, io.StringIO(text), split)["rows"] == len(history)
+        assert split.getvalue() == alone.getvalue(), name
+        rows = list(csv.DictReader(io.StringIO(split.getvalue())))
+        assert [r["row"] for r in rows] == [str(n + 2) for n in range(len(history))]
+        assert [(r["user_id"], r["entity_id"]) for r in rows] == [(e.user_id, e.entity_id) for e in history]
+        assert {r["as_of"] for r in rows[::5]} == {"2026-11-04T09:30:00.250000+00:00"}
+        assert len({r["probability"] for r in rows}) > 5
+
+
+def test_a_bad_row_in_a_later_part_is_named_by_its_line_in_the_file_and_nothing_is_written(
+    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], tmp_path: Path
+) -> None:
+    _, three = split_scoring
+    lines = _requests_text(random_history(5), quoted=False).splitlines(keepends=True)
+    bad = len(lines) * 5 // 6  # in the third part
+    lines[bad] = lines[bad].replace(",voice,", ",Voice,")
+    source, target = tmp_path / "requests.csv", tmp_path / "scored.csv"
+    source.write_text("".join(lines))
+    with pytest.raises(InvalidInput, match=f"^line {bad + 1}: domain"):
+        score_conflict_file(three, tenant, source, target)
+    lines[4] = lines[4].replace("+00:00,", ",", 1)  # line 5: as_of without a time zone, in the first part
+    source.write_text("".join(lines))
+    with pytest.raises(InvalidInput, match="^line 5: as_of needs a time zone"):
+        score_conflict_file(three, tenant, source, target)
+    assert not target.exists() and not list(tmp_path.glob("scored*"))
+
+
+def test_a_scoring_process_that_dies_is_an_error_not_a_hang(
+    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, three = split_scoring
+    parent, scored_part = os.getpid(), scoring._scored_part
+
+    def dies_in_a_child(*args: Any) -> str:
+        if os.getpid() != parent:
+            os._exit(3)
+        return scored_part(*args)
+
+    monkeypatch.setattr(scoring, "_scored_part", dies_in_a_child)
+    out = io.StringIO()
+    with pytest.raises(MlstackError, match="ended without an answer"):
+        score_conflict_csv(three, tenant, io.StringIO(_requests_text(random_history(5), quoted=False)), out)
+    assert out.getvalue() == ""
