@@ -450,6 +450,19 @@ def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_t
     assert scores[2000] >= ALERT_THRESHOLD and _alarms(scores[1900:]) == 1
 
 
+@pytest.mark.parametrize("period_days", [1.3, 1.5])
+def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_break(period_days: float) -> None:
+    # A cleanup every day and a third or half: the median of earlier days at this time jumps where
+    # one of them was cleaned up while the series keeps growing. Only the cleanups alarm.
+    t, v = _sawtooth(10, period_days, 0)
+    cleanups = np.where(np.diff(v) < -5)[0] + 1
+    result = score_series(t, v)
+    for scores in (result.detectors["level_shift"], result.combined):
+        flagged = scores >= ALERT_THRESHOLD
+        onsets = np.where(flagged & ~np.r_[False, flagged[:-1]])[0]
+        assert len(onsets) and all(np.abs(cleanups - onset).min() <= 6 for onset in onsets)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still_alarms(seed: int) -> None:
     rng = np.random.default_rng(seed)
