@@ -20,6 +20,9 @@ Detectors (each a score in [0, 1] from a robust z):
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
+A seasonal residual's break or new level is the profile's doing, not news, where the baseline
+jumped against it from one row to the next while the values kept their course (a disk cleaned up
+at this time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
@@ -682,13 +685,19 @@ def _profile_stepped(values: Array, residual_all: Array, rows: Rows, span: int, 
     (the windows the shift was measured on), the baseline (the median of earlier days at this time)
     jumped against the shift by at least half of it from one row to the next while the values moved
     less than that: a disk cleaned up at this time of an earlier day, a sawtooth whose period is not
-    a day. The series kept its course; a profile of smooth days does not jump."""
+    a day. The series kept its course; a profile of smooth days does not jump. The jump must be
+    the span's one jump (at least twice any other step of the baseline there): a profile of hourly
+    medians (the scan's) steps every hour by its cycle, which is no reason to mute anything."""
     index = np.maximum(rows[:, None] - np.arange(span)[None, :], 1)
     baseline = values - residual_all
     sign = np.sign(shift)[:, None]
     half = 0.5 * np.abs(shift)[:, None]
     with _quiet():
-        baseline_jump = np.nan_to_num(-sign * (baseline[index] - baseline[index - 1])) >= half
+        steps = np.nan_to_num(baseline[index] - baseline[index - 1])
+        magnitude = np.abs(steps)
+        ordered = np.sort(magnitude, axis=1)
+        second = ordered[:, -2:-1] if span > 1 else np.zeros((len(rows), 1))
+        baseline_jump = (-sign * steps >= half) & (magnitude >= 2.0 * second)
         value_course = np.abs(values[index] - values[index - 1]) < half
     stepped: NDArray[np.bool_] = np.any(baseline_jump & value_course, axis=1)
     return stepped

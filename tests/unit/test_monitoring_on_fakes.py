@@ -463,6 +463,21 @@ def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_
         assert len(onsets) and all(np.abs(cleanups - onset).min() <= 6 for onset in onsets)
 
 
+def test_the_scans_hourly_profile_stepping_with_its_cycle_mutes_no_break_under_it() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(2880) * 60.0  # two days of minutes
+
+    def cycle(at: np.ndarray) -> np.ndarray:
+        return 50 + 20 * np.sin(2 * np.pi * at / 86_400)
+
+    v = cycle(t) + rng.normal(0, 1, len(t))
+    v[2500:] += 6  # up 6 sigmas while the cycle falls about 5 an hour
+    baseline = cycle((t // 3600) * 3600 + 1800)  # the detector state's profile: one value an hour
+    result = score_series(t, v, baseline=baseline)
+    assert result.detectors["seasonal"][2500:2530].max() > 0.3
+    assert result.detectors["level_shift"][2500:2530].max() > ALERT_THRESHOLD
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still_alarms(seed: int) -> None:
     rng = np.random.default_rng(seed)
