@@ -577,8 +577,6 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                       CALIBRATION["seasonal_drift"].score(z_drift))
             seasonal[scored] = np.where(explained[scored], season_score, 0.0)
             deviation[scored] = compact[position[scored]] - r_median
-    # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
-    # yesterday's) is the series' habit; the level detectors it caps follow it.
     # A residual off because the profile jumped (the series kept its course) is no seasonal break,
     # until the residual window has followed the jump (half of it).
     profiled = np.where(seasonal > PRECEDENT_FROM)[0]
@@ -587,6 +585,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         residual_all[history] = residual
         stepped = _profile_stepped(values, residual_all, rows[profiled], params.long_window // 2, deviation[profiled])
         seasonal[profiled] = np.where(stepped, 0.0, seasonal[profiled])
+    # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
+    # yesterday's) is the series' habit; the level detectors it caps follow it.
     residual_stats = _residual_statistics(np.nan_to_num(residual), params)
     scores["seasonal"] = seasonal * precedent_factor(residual_stats["residual_deviation"], rows, params,
                                                      params.shift_window, seasonal > PRECEDENT_FROM,
