@@ -20,6 +20,9 @@ Detectors (each a score in [0, 1] from a robust z):
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
+A seasonal residual's break or new level is the profile's doing, not news, where the baseline
+jumped against it from one row to the next while the values kept their course (a disk cleaned up
+at this time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
@@ -552,6 +555,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     known = ~np.isnan(residual)
     seasonal = np.zeros(len(rows))
     explained = np.zeros(len(rows), dtype=bool)
+    deviation = np.zeros(len(rows))  # the residual against its past window's median
     if known.sum() > WARMUP:
         known_rows = np.where(known)[0]
         compact = residual[known_rows]
@@ -572,6 +576,15 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
                                       CALIBRATION["seasonal_drift"].score(z_drift))
             seasonal[scored] = np.where(explained[scored], season_score, 0.0)
+            deviation[scored] = compact[position[scored]] - r_median
+    # A residual off because the profile jumped (the series kept its course) is no seasonal break,
+    # until the residual window has followed the jump (half of it).
+    profiled = np.where(seasonal > PRECEDENT_FROM)[0]
+    if len(profiled):
+        residual_all = np.full(len(values), np.nan)
+        residual_all[history] = residual
+        stepped = _profile_stepped(values, residual_all, rows[profiled], params.long_window // 2, deviation[profiled])
+        seasonal[profiled] = np.where(stepped, 0.0, seasonal[profiled])
     # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
     # yesterday's) is the series' habit; the level detectors it caps follow it.
     residual_stats = _residual_statistics(np.nan_to_num(residual), params)
@@ -659,7 +672,35 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
             shift = np.minimum(shift, np.nan_to_num(np.abs(recent - before_median) / before_scale))
         spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
     tight = spread < np.abs(recent - before_median)
+    # A residual's new level is news only if the values moved, not the profile under them.
+    profiled = np.where(explained & tight & (shift > CALIBRATION["level_shift"].floor))[0]
+    if len(profiled):
+        shift[profiled] = np.where(_profile_stepped(values, residual_all, rows[profiled], params.short_window + m,
+                                                    recent[profiled] - before_median[profiled]), 0.0, shift[profiled])
     return np.where(tight & (recent_rows >= WARMUP), CALIBRATION["level_shift"].score(shift), 0.0)
+
+
+def _profile_stepped(values: Array, residual_all: Array, rows: Rows, span: int, shift: Array) -> NDArray[np.bool_]:
+    """Whether a seasonal residual's new level is the profile's doing: within the last `span` rows
+    (the windows the shift was measured on), the baseline (the median of earlier days at this time)
+    jumped against the shift by at least half of it from one row to the next while the values moved
+    less than that: a disk cleaned up at this time of an earlier day, a sawtooth whose period is not
+    a day. The series kept its course; a profile of smooth days does not jump. The jump must be
+    the span's one jump (at least twice any other step of the baseline there): a profile of hourly
+    medians (the scan's) steps every hour by its cycle, which is no reason to mute anything."""
+    index = np.maximum(rows[:, None] - np.arange(span)[None, :], 1)
+    baseline = values - residual_all
+    sign = np.sign(shift)[:, None]
+    half = 0.5 * np.abs(shift)[:, None]
+    with _quiet():
+        steps = np.nan_to_num(baseline[index] - baseline[index - 1])
+        magnitude = np.abs(steps)
+        ordered = np.sort(magnitude, axis=1)
+        second = ordered[:, -2:-1] if span > 1 else np.zeros((len(rows), 1))
+        baseline_jump = (-sign * steps >= half) & (magnitude >= 2.0 * second)
+        value_course = np.abs(values[index] - values[index - 1]) < half
+    stepped: NDArray[np.bool_] = np.any(baseline_jump & value_course, axis=1)
+    return stepped
 
 
 def _level_change(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:

@@ -450,6 +450,34 @@ def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_t
     assert scores[2000] >= ALERT_THRESHOLD and _alarms(scores[1900:]) == 1
 
 
+@pytest.mark.parametrize("period_days", [1.3, 1.5])
+def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_break(period_days: float) -> None:
+    # A cleanup every day and a third or half: the median of earlier days at this time jumps where
+    # one of them was cleaned up while the series keeps growing. Only the cleanups alarm.
+    t, v = _sawtooth(10, period_days, 0)
+    cleanups = np.where(np.diff(v) < -5)[0] + 1
+    result = score_series(t, v)
+    for scores in (result.detectors["level_shift"], result.combined):
+        flagged = scores >= ALERT_THRESHOLD
+        onsets = np.where(flagged & ~np.r_[False, flagged[:-1]])[0]
+        assert len(onsets) and all(np.abs(cleanups - onset).min() <= 6 for onset in onsets)
+
+
+def test_the_scans_hourly_profile_stepping_with_its_cycle_mutes_no_break_under_it() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(2880) * 60.0  # two days of minutes
+
+    def cycle(at: np.ndarray) -> np.ndarray:
+        return 50 + 20 * np.sin(2 * np.pi * at / 86_400)
+
+    v = cycle(t) + rng.normal(0, 1, len(t))
+    v[2500:] += 6  # up 6 sigmas while the cycle falls about 5 an hour
+    baseline = cycle((t // 3600) * 3600 + 1800)  # the detector state's profile: one value an hour
+    result = score_series(t, v, baseline=baseline)
+    assert result.detectors["seasonal"][2500:2530].max() > 0.3
+    assert result.detectors["level_shift"][2500:2530].max() > ALERT_THRESHOLD
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still_alarms(seed: int) -> None:
     rng = np.random.default_rng(seed)
