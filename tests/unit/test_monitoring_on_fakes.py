@@ -556,7 +556,11 @@ def test_the_daily_refresh_remembers_habits_since_the_states_training_and_a_larg
     monkeypatch.setattr(precedents, "PRECEDENT_CHUNK", 2)  # the month read two series at a time
     trained = in_memory_monitoring_services()
     _host_history(trained, minutes=700, end=STATE_TRAINED)  # enough host minutes for a forest
-    assert retrain_state(trained, now=STATE_TRAINED)["promoted"] is True  # the habit came after it
+    promoted = retrain_state(trained, now=STATE_TRAINED)
+    assert promoted["promoted"] is True  # the habit came after it
+    # The promotion refreshed the memories against the new state's profiles.
+    assert promoted["precedents"]["residuals"].startswith("profiles")
+    assert promoted["precedents"]["memories"] == len(trained.precedents.rows) > 0  # type: ignore[attr-defined]
     # Without the refresh (the state holds no precedents; it did not see them anyway) the scan's
     # memory is its day: every slow minute alarms.
     without = _latencies(trained)
