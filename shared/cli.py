@@ -99,13 +99,24 @@ def cmd_models_show(args: argparse.Namespace) -> Any:
     return {**version.public_view(), "audit": registry.audit_trail(version.version_id)}
 
 
+def _activated(version: Any) -> dict[str, Any]:
+    """The version's view, with what its kind ran after it became active (if anything)."""
+    from shared.slices import after_activation
+
+    view = dict(version.public_view())
+    follow_up = after_activation(_context(), version.kind)
+    if follow_up is not None:
+        view["after_activation"] = follow_up
+    return view
+
+
 def cmd_models_activate(args: argparse.Namespace) -> Any:
-    return _context().registry.activate(args.version_id, actor=args.actor, reason=args.reason).public_view()
+    return _activated(_context().registry.activate(args.version_id, actor=args.actor, reason=args.reason))
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> Any:
     registry = _context().registry
-    return registry.rollback(args.kind, _tenant_id(args.tenant), actor=args.actor, reason=args.reason).public_view()
+    return _activated(registry.rollback(args.kind, _tenant_id(args.tenant), actor=args.actor, reason=args.reason))
 
 
 def cmd_models_challenger(args: argparse.Namespace) -> Any:

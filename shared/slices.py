@@ -43,7 +43,14 @@ def job_named(name: str) -> Job:
     return jobs[name]
 
 
-
 def scope_retrainers(context: AppContext) -> dict[str, Callable[[str | None], dict[str, Any]]]:
     """What the training-jobs worker can run, by kind."""
     return {kind: partial(run, context) for loop in SLICES for kind, run in loop.retrainers.items()}
+
+
+def after_activation(context: AppContext, kind: str) -> dict[str, Any] | None:
+    """Run what a kind needs once a version of it became active by hand; None if it needs nothing."""
+    for loop in SLICES:  # a kind belongs to one slice
+        if kind in loop.after_activation:
+            return loop.after_activation[kind](context)
+    return None

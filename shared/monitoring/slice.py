@@ -183,5 +183,7 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         ("retrain-anomaly", "cron(0 3 ? * SUN *)", "Train the detector state on 30 days; promote if better",
          retrain_job),
     )
+    # A state activated or rolled back by hand gets memories against its own profiles at once, as a
+    # promotion does (shared/monitoring/retraining.py), not at the next daily refresh.
     return Slice("monitoring", (ANOMALY,), tuple(Job(*spec) for spec in schedules), add_cli_commands,
-                 "functions.api_monitoring")
+                 "functions.api_monitoring", after_activation={ANOMALY.name: precedents_job})

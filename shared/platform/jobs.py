@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 CliRegistrar = Callable[["CliGroups"], None]
 # Retrain one scope of a kind: (context, tenant_id or None for the global model) -> the decision.
 ScopeRetrainer = Callable[["AppContext", "str | None"], dict[str, Any]]
+# What must follow when a version of a kind becomes active outside its retrain job (by hand).
+ActivationFollowUp = Callable[["AppContext"], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class Slice:
     routes_module: str | None = None
     # Per kind name: how one scope is retrained (what the training-jobs queue's worker calls).
     retrainers: dict[str, ScopeRetrainer] = field(default_factory=dict)
+    # Per kind name: run after `mlstack models activate` or `rollback` made a version of it active.
+    after_activation: dict[str, ActivationFollowUp] = field(default_factory=dict)
 
 
 def add_candidate_flags(parser: argparse.ArgumentParser) -> None:

@@ -201,6 +201,22 @@ print(json.dumps({'state': report['detector_state'],
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"state": "trained", "modules": []}
 
+    # A state made active by hand (`mlstack models activate`, `rollback`) gets the series' memories
+    # against its own profiles at once, as a promotion does, not at the next daily refresh.
+    from shared.cli import main as mlstack_cli
+    from shared.monitoring.retraining import train_state
+
+    candidate = train_state(services, end=now, days_back=2).version.version_id
+    with context.database.transaction() as tx:
+        tx.execute("UPDATE metric_precedents SET computed_at = computed_at - interval '1 day'")
+    for command in (["models", "activate", candidate], ["models", "rollback", "anomaly"]):
+        assert mlstack_cli(command) == 0
+        with context.database.transaction() as tx:
+            refreshed = tx.fetch_all("SELECT DISTINCT computed_at FROM metric_precedents")
+        assert len(refreshed) == 1 and refreshed[0]["computed_at"] > now - timedelta(minutes=5)
+        with context.database.transaction() as tx:
+            tx.execute("UPDATE metric_precedents SET computed_at = computed_at - interval '1 day'")
+
     retention = compact(services, now + timedelta(days=services.raw_days, minutes=5))
     assert retention["points_deleted"] > 10_000 and retention["rollups_written"] > 0
     with context.database.transaction() as tx:
