@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import os
 import secrets
@@ -115,8 +116,9 @@ print(json.dumps(out, default=str))
 """
 
 
-# The previous code's batch scoring of one request file (its own score_conflict_csv), split and in
-# one process, each in a fresh context as _score_csv does; its outputs go to files for comparison.
+# One code's batch scoring of one request file (the score_conflict_csv of the tree given), split and
+# in one process, each in a fresh context as _score_csv does; its outputs go to files for comparison.
+# Both codes run in such a child, alike: a fresh process with nothing else in its heap.
 _BASELINE_SCORING_CHILD = """
 import io, json, sys, time
 args = json.load(sys.stdin)
@@ -509,28 +511,24 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
     (work / "requests.csv").write_text(requests, newline="")
     processes = context.settings.scoring_processes
     setup = {"url": url, "objects": f"file://{work / 'objects'}", "key": key, "tenant": tenant,
-             "requests": str(work / "requests.csv"), "output": str(work / "previous"), "processes": processes}
-    now: dict[str, list[float]] = {"split": [], "one_process": []}
-    before: dict[str, list[float]] = {"split": [], "one_process": []}
+             "requests": str(work / "requests.csv"), "processes": processes}
+    context.database.close()
+    codes = {**({"baseline": tree} if tree is not None else {}), "now": ROOT}
+    seconds: dict[str, dict[str, list[float]]] = {code: {"split": [], "one_process": []} for code in codes}
     loads = []
     for _ in range(repeat):
         loads.append(os.getloadavg()[0])
-        if tree is not None:
-            done = subprocess.run([sys.executable, "-c", _BASELINE_SCORING_CHILD], cwd=tree, check=True,
-                                  capture_output=True, text=True, input=json.dumps({**setup, "tree": str(tree)}))
-            for name, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                before[name].append(seconds)
-        scored, seconds = _score_csv(context, tenant, requests, processes)
-        now["split"].append(seconds)
-        alone, seconds = _score_csv(context, tenant, requests, 1)
-        now["one_process"].append(seconds)
-        assert alone.getvalue() == scored.getvalue(), "split scoring wrote other bytes than one process"
-        if tree is not None:
-            for name in ("split", "one_process"):
-                with (work / f"previous.{name}").open(newline="") as handle:
-                    previous = handle.read()
-                assert previous == scored.getvalue(), f"this code wrote other bytes than {baseline_ref} ({name})"
-    context.database.close()
+        for code, code_tree in codes.items():  # the previous code first in each round
+            done = subprocess.run([sys.executable, "-c", _BASELINE_SCORING_CHILD], cwd=code_tree, check=True,
+                                  capture_output=True, text=True,
+                                  input=json.dumps({**setup, "tree": str(code_tree), "output": str(work / code)}))
+            for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                seconds[code][name].append(value)
+        outputs = set()
+        for code, name in itertools.product(codes, ("split", "one_process")):
+            with (work / f"{code}.{name}").open(newline="") as handle:
+                outputs.add(handle.read())
+        assert len(outputs) == 1, "the outputs differ (split against one process, or this code against the previous)"
     localpg.stop(work / "pg")
 
     def summary(seconds: list[float]) -> dict[str, Any]:
@@ -539,8 +537,9 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
 
     return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
             "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
-            "now": {name: summary(values) for name, values in now.items()},
-            "baseline": {name: summary(values) for name, values in before.items()} if tree is not None else None}
+            "now": {name: summary(values) for name, values in seconds["now"].items()},
+            "baseline": ({name: summary(values) for name, values in seconds["baseline"].items()}
+                         if tree is not None else None)}
 
 
 def case_table(report: dict[str, Any]) -> str:
