@@ -30,6 +30,14 @@ shared machine slows single runs at random (every round's figures are in the JSO
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
         [--baseline-rows 2000] [--baseline-ref 8e3d3ad] [--repeat 3] [--json FILE]
+
+One batch-scoring case alone (e.g. issue 8's 41,290 requests against 207,600 stored events):
+
+    .venv/bin/python scripts/bench_conflict.py --case 207600:41290 [--baseline-ref 1924b00] [--repeat 5]
+
+stores that many events, trains, and scores the newest ROWS of them as requests, alternating the
+previous code's `score_conflict_csv` (in a child process in its exported tree) and this one's,
+each split over MLSTACK_SCORING_PROCESSES and in one process; every output must be the same bytes.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import itertools
 import json
 import os
 import secrets
@@ -104,6 +113,31 @@ else:
     out = {k: v for k, v in b._measure_size(context, args["tenant"], args["previous_sql"], args["rows"]).items()
            if not k.startswith("_")}
 print(json.dumps(out, default=str))
+"""
+
+
+# One code's batch scoring of one request file (the score_conflict_csv of the tree given), split and
+# in one process, each in a fresh context as _score_csv does; its outputs go to files for comparison.
+# Both codes run in such a child, alike: a fresh process with nothing else in its heap.
+_BASELINE_SCORING_CHILD = """
+import io, json, sys, time
+args = json.load(sys.stdin)
+sys.path[:0] = [args["tree"]]
+from shared.conflict.scoring import score_conflict_csv
+from shared.context import AppContext
+from shared.settings import Settings
+requests = open(args["requests"], newline="").read()
+out = {}
+for name, processes in (("split", args["processes"]), ("one_process", 1)):
+    context = AppContext(Settings(database_url=args["url"], object_store_url=args["objects"], signing_key=args["key"],
+                                  scoring_processes=processes))
+    scored = io.StringIO()
+    started = time.perf_counter()
+    score_conflict_csv(context, args["tenant"], io.StringIO(requests), scored)
+    out[name] = time.perf_counter() - started
+    context.database.close()
+    open(args["output"] + "." + name, "w", newline="").write(scored.getvalue())
+print(json.dumps(out))
 """
 
 
@@ -445,6 +479,81 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_
     return report
 
 
+def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int) -> dict[str, Any]:
+    """Batch scoring alone: `rows` requests (the newest stored events) against `events` stored
+    events, this code beside the previous one's, alternating, best of `repeat` rounds."""
+    from shared.adapters.migrate import migrate
+    from shared.conflict.ingest import ingest_sync_events
+    from shared.conflict.training import train_candidate
+    from shared.context import AppContext
+    from shared.settings import Settings
+
+    tree = _export(baseline_ref, work) if baseline_ref else None
+    url = localpg.start(work / "pg", localpg.free_port(), fast=False)
+    key = secrets.token_hex(32)
+    context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}", signing_key=key))
+    migrate(context.database)
+    tenant = context.tenants.create_tenant("bench", "Bench").tenant_id
+    history = work / "history.csv"
+    stored = _write_history(history, events, datetime.now(UTC))
+    ingest_sync_events(context, tenant, history)
+    context.database.run_outside_transaction("VACUUM ANALYZE sync_events")
+    with context.database.transaction() as tx:
+        last = tx.fetch_value("SELECT max(received_at) FROM sync_events")
+        recent = tx.fetch_all(
+            "SELECT user_id, domain, entity_type, entity_id, fields_changed, received_at, device_id,"
+            " client_last_sync_at FROM sync_events ORDER BY received_at DESC, event_id DESC LIMIT :n", n=rows)
+    recent.reverse()
+    training = train_candidate(context, end=last + timedelta(microseconds=1), days_back=90)
+    assert training.version is not None
+    context.registry.activate(training.version.version_id, actor="bench")
+    requests = _requests_csv(recent)
+    (work / "requests.csv").write_text(requests, newline="")
+    processes = context.settings.scoring_processes
+    setup = {"url": url, "objects": f"file://{work / 'objects'}", "key": key, "tenant": tenant,
+             "requests": str(work / "requests.csv"), "processes": processes}
+    context.database.close()
+    codes = {**({"baseline": tree} if tree is not None else {}), "now": ROOT}
+    seconds: dict[str, dict[str, list[float]]] = {code: {"split": [], "one_process": []} for code in codes}
+    loads = []
+    for _ in range(repeat):
+        loads.append(os.getloadavg()[0])
+        for code, code_tree in codes.items():  # the previous code first in each round
+            done = subprocess.run([sys.executable, "-c", _BASELINE_SCORING_CHILD], cwd=code_tree, check=True,
+                                  capture_output=True, text=True,
+                                  input=json.dumps({**setup, "tree": str(code_tree), "output": str(work / code)}))
+            for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                seconds[code][name].append(value)
+        outputs = set()
+        for code, name in itertools.product(codes, ("split", "one_process")):
+            with (work / f"{code}.{name}").open(newline="") as handle:
+                outputs.add(handle.read())
+        assert len(outputs) == 1, "the outputs differ (split against one process, or this code against the previous)"
+    localpg.stop(work / "pg")
+
+    def summary(seconds: list[float]) -> dict[str, Any]:
+        return {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
+                "seconds_each_round": [round(x, 3) for x in seconds]}
+
+    return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
+            "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
+            "now": {name: summary(values) for name, values in seconds["now"].items()},
+            "baseline": ({name: summary(values) for name, values in seconds["baseline"].items()}
+                         if tree is not None else None)}
+
+
+def case_table(report: dict[str, Any]) -> str:
+    case, now, before = report["case"], report["now"], report["baseline"] or {}
+    lines = [f"batch scoring, {case['rows']:,} requests against {case['events']:,} stored events; best of"
+             f" {report['repeat']} rounds; load average at each round {report['load_average_each_round']}",
+             f"{'':>24}{'split over ' + str(report['processes']):>16}{'one process':>14}", "-" * 54,
+             f"{'this code, rows/s':>24}{now['split']['rows_per_s']:>16,}{now['one_process']['rows_per_s']:>14,}"]
+    if before:
+        lines.append(f"{'before (' + str(report['baseline_ref']) + '), rows/s':>24}{before['split']['rows_per_s']:>16,}"
+                     f"{before['one_process']['rows_per_s']:>14,}")
+    return "\n".join(lines)
+
+
 def table(report: dict[str, Any]) -> str:
     def previous(size: dict[str, Any], *path: str) -> str:
         value: Any = size.get("baseline")
@@ -492,17 +601,22 @@ def main() -> int:
     parser.add_argument("--baseline-ref", default=PREVIOUS_CODE_REF,
                         help="the previous code, measured beside this one ('' to skip)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds per size; the best round of each measure counts")
+    parser.add_argument("--case", help="EVENTS:ROWS: batch scoring alone, ROWS requests against EVENTS stored events")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mlstack-bench-"))
     try:
-        report = run(args.events, args.predictions, args.baseline_rows, work, args.baseline_ref, args.repeat)
+        if args.case:
+            events, rows = (int(part) for part in args.case.split(":"))
+            report = run_case(events, rows, work, args.baseline_ref, args.repeat)
+        else:
+            report = run(args.events, args.predictions, args.baseline_rows, work, args.baseline_ref, args.repeat)
     finally:
         localpg.stop(work / "pg")
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
     print()
-    print(table(report))
+    print(case_table(report) if args.case else table(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -107,13 +107,14 @@ def _all_iso_utc(texts: Sequence[str]) -> bool:
     return True
 
 
-def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str]]:
-    """Epoch µs and the normalised text (isoformat) of each timestamp. Those in UTC (the usual
-    case) are parsed by numpy for the whole column; others once per distinct text. A column
-    already written as isoformat writes UTC (what a program usually sends) is its own normal form."""
+def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str], bool]:
+    """Epoch µs and the normalised text (isoformat) of each timestamp, and whether every text was
+    its own normal form. Those in UTC (the usual case) are parsed by numpy for the whole column;
+    others once per distinct text. A column already written as isoformat writes UTC (what a
+    program usually sends) is its own normal form."""
     if not texts or _all_iso_utc(texts):
         us = _parsed_utc([text[:-6] for text in texts])
-        return _plausible(us, plausible), list(texts)
+        return _plausible(us, plausible), list(texts), True
     if not all(map(_AWARE_TIME.fullmatch, texts)):
         raise _NeedsRowChecks
     utc = np.fromiter((text.endswith(("+00:00", "Z")) for text in texts), dtype=bool, count=len(texts))
@@ -128,7 +129,7 @@ def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], li
     for n in np.flatnonzero(~utc).tolist():
         at = others[texts[n]]
         us[n], normalised[n] = to_us(at), at.isoformat()
-    return _plausible(us, plausible), normalised.tolist()  # type: ignore[no-any-return]
+    return _plausible(us, plausible), normalised.tolist(), False
 
 
 def _parsed_utc(texts: list[str]) -> NDArray[np.int64]:
@@ -150,14 +151,19 @@ class _Input:
     table: RequestTable
     as_of_text: list[str]  # each echoed as the request model would print it
     last_sync_text: list[str]
+    # Each row's input values as the output echoes them (user_id .. client_last_sync_at, joined by
+    # commas): the file's own lines when they are already in that form (None: joined from columns).
+    echo: list[str] | None = None
+    as_of_is_iso_utc: bool = False  # as_of_text is what _iso_utc writes for table.as_of
 
 
 class _Columns:
     """The file's values column by column, as csv.reader reads them (blank lines skipped; a short
     row's missing values and an absent column read as empty)."""
 
-    def __init__(self, header: list[str], values: list[list[str]], rows: int) -> None:
+    def __init__(self, header: list[str], values: list[list[str]], rows: int, lines: list[str] | None = None) -> None:
         self.header, self._values, self.rows = header, values, rows
+        self.lines = lines  # each row's line, when the file was split by lines (no quotes)
 
     def __call__(self, name: str) -> list[str]:
         if name not in self.header:
@@ -195,7 +201,7 @@ def _split(text: str) -> _Columns | None:
     if set(map(methodcaller("count", ","), body)) - {len(header) - 1}:
         return None  # short or long rows: csv.reader's own reading
     flat = ",".join(body).split(",") if body else []
-    return _Columns(header, [flat[at::len(header)] for at in range(len(header))], len(body))
+    return _Columns(header, [flat[at::len(header)] for at in range(len(header))], len(body), body)
 
 
 def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
@@ -216,10 +222,10 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     devices: list[str | None] = [d or None for d in column("device_id")]
     _checked((d for d in devices if d is not None), _IDENTIFIER)
     as_of_given = column("as_of")
-    as_of, as_of_text = _times([t or now.isoformat() for t in as_of_given], plausible=False)
+    as_of, as_of_text, as_of_own = _times([t or now.isoformat() for t in as_of_given], plausible=False)
     syncs = column("client_last_sync_at")
     given = [t for t in syncs if t]
-    given_us, given_text = _times(given, plausible=True)
+    given_us, given_text, syncs_own = _times(given, plausible=True)
     last_sync = np.full(column.rows, NO_TIME, dtype=np.int64)
     has_sync = np.array([bool(t) for t in syncs], dtype=bool)
     last_sync[has_sync] = given_us
@@ -227,7 +233,18 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     last_sync_text = [next(texts) if t else "" for t in syncs]
     table = RequestTable([tenant_id] * column.rows, user, domain, entity_type, entity_id, devices, fields, as_of,
                          last_sync)
-    return _Input(table, as_of_text, last_sync_text)
+    # The lines are the output's echo as they are when every value is already as the output
+    # writes it: the input columns in the output's order, times as isoformat writes UTC, as_of
+    # given on every row, and fields without empty names.
+    in_normal_form = (column.lines is not None and column.header == list(INPUT_COLUMNS) and as_of_own and syncs_own
+                      and all(as_of_given)
+                      and all(";".join(listed or ()) == text for text, listed in zip(*_distinct_fields(column), strict=True)))
+    return _Input(table, as_of_text, last_sync_text, column.lines if in_normal_form else None, as_of_own)
+
+
+def _distinct_fields(column: _Columns) -> tuple[list[str], list[tuple[str, ...] | None]]:
+    texts = list(set(column("fields")))
+    return texts, _field_lists(texts)
 
 
 # One validation call for the whole file (pydantic's loop runs in its compiled core).
@@ -349,6 +366,19 @@ def _text(values: NDArray[np.float64]) -> list[str]:
     return texts[inverse].tolist()  # type: ignore[no-any-return]
 
 
+def _features_as_of(data: _Input, as_of: NDArray[np.float64]) -> list[str]:
+    """The as_of text of each row's features: most rows are as of the time asked, whose text the
+    input already holds when it is as _iso_utc writes it; only the others are formatted."""
+    us = as_of.astype(np.int64)
+    if not data.as_of_is_iso_utc:
+        return _iso_utc(us)
+    moved = np.flatnonzero(us != data.table.as_of)
+    texts = list(data.as_of_text)
+    for n, text in zip(moved.tolist(), _iso_utc(us[moved]), strict=True):
+        texts[n] = text
+    return texts
+
+
 def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],
              label: str, first_line: int) -> str:
     """The output rows (no header), as csv.writer writes them: no value needs quoting (ids, names
@@ -356,10 +386,12 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
     times and numbers hold none), so a row is its values joined."""
     table = data.table
     n = len(table)
+    echo = [data.echo] if data.echo is not None else [
+        list(table.user_id), list(table.domain), list(table.entity_type), list(table.entity_id),
+        [";".join(f or ()) for f in table.fields], data.as_of_text, [d or "" for d in table.device_id],
+        data.last_sync_text]
     output = [
-        list(map(str, range(first_line, first_line + n))), list(table.user_id), list(table.domain),
-        list(table.entity_type), list(table.entity_id), [";".join(f or ()) for f in table.fields], data.as_of_text,
-        [d or "" for d in table.device_id], data.last_sync_text, _iso_utc(columns["as_of"].astype(np.int64)),
+        list(map(str, range(first_line, first_line + n))), *echo, _features_as_of(data, columns["as_of"]),
         [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
         _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
         *(_text(columns[name]) for name in FEATURE_NAMES),

@@ -337,6 +337,14 @@ def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_en
         "crlf and blank lines": "\r\n".join([header, "", rows[0], "", rows[1], ""]),
         "quoted": "\n".join([header, *(",".join(f'"{v}"' for v in row.split(",")) for row in rows)]),
         "short row": "\n".join([header, rows[0], rows[1].removesuffix(",,")]),
+        # Plain files whose lines are not what the output echoes: the values are normalised.
+        "other column order, an extra column": "\n".join([
+            "entity_id,user_id,note,domain,entity_type,fields,as_of,device_id,client_last_sync_at",
+            "r1,alice,x,voice,recording,notes;tags,2026-11-01T13:00:00+00:00,tab,2026-11-01T11:00:00+00:00",
+            "r1,bob,y,voice,recording,,2026-11-01T14:00:00.250000+00:00,,"]),
+        "Z, a short or zero fraction, empty field names": "\n".join([
+            header, "alice,voice,recording,r1,;notes;;tags;,2026-11-01T13:00:00Z,tab,2026-11-01T11:00:00.000000+00:00",
+            "bob,voice,recording,r1,;,2026-11-01T14:00:00.25+00:00,,"]),
     }
 
     def scored(text: str) -> str:
