@@ -495,15 +495,18 @@ def _returning(values: Array, rows: Rows, params: Parameters, exclude: int, even
     if not len(todo) or last <= m:
         return out
     medians = _rolling_medians(values[:last], m)
+    running = np.minimum.accumulate(medians)  # the floor from the first row: a series under 30 days
     memory = int(PRECEDENT_DAYS * DAY / params.interval)
     for k in todo.tolist():
         row = int(rows[k])
         end = row - exclude - m + 1  # medians ending before the excluded rows
-        held = medians[max(end - memory, 0):max(end, 0)]
         change = float(event[row])
-        if (len(held) or lowest is not None) and change < 0.0:
-            least = min(float(held.min()) if len(held) else math.inf, math.inf if lowest is None else lowest)
-            out[k] = abs(values[row] - least) <= -0.25 * change
+        if change >= 0.0:
+            continue
+        least = math.inf if lowest is None else lowest
+        if end > 0:
+            least = min(least, float(running[end - 1] if end <= memory else medians[end - memory:end].min()))
+        out[k] = abs(values[row] - least) <= -0.25 * change
     return out
 
 

@@ -56,9 +56,13 @@ def test_the_ensemble_flags_the_spike_and_the_shift_onset_and_stays_quiet_on_the
     assert (result.combined[quiet] >= ALERT_THRESHOLD).mean() < 0.01
 
 
-def _alarms(scores: np.ndarray) -> int:
+def _onsets(scores: np.ndarray) -> list[int]:
     flagged = scores >= ALERT_THRESHOLD
-    return int((flagged & ~np.r_[False, flagged[:-1]]).sum())
+    return np.where(flagged & ~np.r_[False, flagged[:-1]])[0].tolist()
+
+
+def _alarms(scores: np.ndarray) -> int:
+    return len(_onsets(scores))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -448,6 +452,25 @@ def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_t
     # third cleanup on (rows 1296, 1728) they are the series' habit.
     assert _alarms(scores[:1250]) <= 3 and _alarms(scores[1250:1990]) == 0
     assert scores[2000] >= ALERT_THRESHOLD and _alarms(scores[1900:]) == 1
+
+
+def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new_level_is() -> None:
+    from dataclasses import replace
+
+    from shared.monitoring.detectors import PrecedentMemory, precedent_memory
+
+    t, v = _sawtooth(6, 1.5, 0)  # cleanups at rows 432 and 864, back to the same floor
+    lower = v.copy()
+    lower[864:] -= 15  # the second cleanup lands 15 below the floor the series has held
+    assert _onsets(score_series(t, v).combined) == [432]  # the second cleanup is the first one's habit
+    assert 864 in _onsets(score_series(t, lower).combined)
+    # The scan: its day (the floor is not in it) and the memory of the days before, which keeps it.
+    memory = precedent_memory(t[:600], v[:600])
+    assert memory is not None and PrecedentMemory.from_dict(memory.to_dict()) == memory
+    day = slice(576, None)
+    assert _alarms(score_series(t[day], v[day], memory=memory).combined) == 0
+    # A memory stored before it kept the floor (floor None) mutes no fall to a level the day has not held.
+    assert _alarms(score_series(t[day], v[day], memory=replace(memory, floor=None)).combined) == 1
 
 
 @pytest.mark.parametrize("period_days", [1.3, 1.5])
