@@ -30,7 +30,8 @@ says the past is heavy-tailed, a Student-t fitted to it discounts the z (a laten
 Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest;
 in the scan the day it reads plus the events the weekly detector state kept, PrecedentMemory): a
 point's deviation, a step, a level against the half day before and a seasonal residual are muted
-where the series has shown one as large, in the same direction, twice before in separate hours
+where the series has shown one as large, in the same direction (a point's deviation: in either
+direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
 occurrence is a habit, not news; a third larger is news again. A fall back to the floor the series
 has held (a cleanup, a counter reset) is a habit once it has been seen before; a fall to a new
@@ -422,14 +423,15 @@ class Prior:
     events: tuple[float, float, float, float]
     covered: int
 
-    def count(self, threshold: float, rise: bool) -> int:
-        first, second = self.events[:2] if rise else self.events[2:]
-        return int(first >= threshold) + int(second >= threshold)
+    def count(self, threshold: float, rise: bool, both: bool = False) -> int:
+        """Earlier events at least `threshold` in the direction (or, `both`, either direction)."""
+        kept = self.events if both else self.events[:2] if rise else self.events[2:]
+        return sum(int(magnitude >= threshold) for magnitude in kept)
 
 
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
                      candidates: NDArray[np.bool_], prior: Prior | None = None,
-                     returning: NDArray[np.bool_] | None = None) -> Array:
+                     returning: NDArray[np.bool_] | None = None, two_sided: bool = False) -> Array:
     """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
     statistic of the event (a step, a level against the half day before, a seasonal residual)
     against the same statistic's earlier events of the same sign within the memory.
@@ -441,6 +443,8 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     `exclude` before the current one are not its precedent (they are the event itself). Only
     `candidates` (rows with a score to lose) are looked at; the others get 1. `prior` (the scan):
     the events of the past before these rows, added to those of the blocks after what it covers.
+    `two_sided`: earlier events of either sign count (a point's deviation in symmetric heavy-tailed
+    noise: the past's exceedances of this magnitude, wherever they pointed).
     `returning`: rows whose event brings the series back to a level it has held (a cleanup back to
     the floor, a counter reset): for them one earlier event as large is habit enough."""
     factor = np.ones(len(rows))
@@ -455,7 +459,7 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
         row = int(rows[k])
         value = float(stat[row])
         end = max(row - exclude, 0) // block  # whole blocks ended before the excluded rows
-        past = (highs if value > 0 else lows)[max(end - memory, first):end]
+        past = (np.maximum(highs, lows) if two_sided else highs if value > 0 else lows)[max(end - memory, first):end]
         if len(past) < least or value == 0.0:
             continue
         magnitude = abs(value)
@@ -465,7 +469,7 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
             threshold = magnitude / ratio
             events = _separate_events(past >= threshold)
             if prior is not None:
-                events += prior.count(threshold, value > 0)
+                events += prior.count(threshold, value > 0, two_sided)
             if events >= needed:
                 break
             news = ratio
@@ -597,14 +601,16 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # lone burst is not, and no precedent mutes it).
     point = CALIBRATION["robust_z"].score(np.minimum(z_long, z_short))
     fences = CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short))
-    # A point's precedents are earlier points as far out; a sustained excursion's (the median of
+    # A point's precedents are earlier points as far out, either way (how often the past exceeded
+    # this magnitude: symmetric heavy-tailed noise shows it in both directions); a sustained excursion's (the median of
     # its last m points out too: a drift in a series whose bursts are single points) are earlier
     # excursions of that median.
     last = int(rows.max()) + 1
     stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
     habit = np.maximum(
-        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation")),
+        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
+                         two_sided=True),
         precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"))
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}

@@ -514,6 +514,17 @@ def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still
     assert scores[1800] >= ALERT_THRESHOLD
 
 
+def test_a_point_as_far_out_as_two_earlier_ones_the_other_way_is_noise_but_a_farther_one_alarms() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(2016) * 300.0  # a week of five-minute points
+    v = 50 + rng.normal(0, 1, len(t))
+    v[[300, 700]] -= 12.5  # two outliers down, a day and more apart
+    v[1300] += 12  # one up as far: symmetric heavy-tailed noise, not news
+    v[1800] += 30
+    scores = score_series(t, v).combined
+    assert scores[1300] < ALERT_THRESHOLD and scores[1800] >= ALERT_THRESHOLD
+
+
 def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
     rng = np.random.default_rng(0)
     t = 1_700_000_000 + np.arange(864) * 300.0  # three days of five-minute points
