@@ -30,9 +30,13 @@ says the past is heavy-tailed, a Student-t fitted to it discounts the z (a laten
 Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest;
 in the scan the day it reads plus the events the weekly detector state kept, PrecedentMemory): a
 point's deviation, a step, a level against the half day before and a seasonal residual are muted
-where the series has shown one as large, in the same direction, twice before in separate hours
+where the series has shown one as large, in the same direction (a point's deviation: in either
+direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
-occurrence is a habit, not news; a third larger is news again.
+occurrence is a habit, not news; a third larger is news again. A fall back to the floor the series
+has held (a cleanup, a counter reset) is a habit once it has been seen before; a fall to a new
+level is not. A seasonal residual, or a residual's new level, that a habitual jump made within
+the short window is the jump's (the residuals' own memory starts with the seasonal view's third day).
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
 notable point, so one incident reports high once (onset) and a sustained anomaly stays below 0.45
@@ -383,10 +387,12 @@ class PrecedentMemory:
     """The precedent events of a series' past beyond the scan's day, from the detector state: per
     statistic (`_value_statistics`, `_residual_statistics`), (largest rise, second separate rise,
     largest fall, second separate fall) in `_two_largest_events`' sense; `until`: the time of the newest row they cover
-    (epoch seconds). Two magnitudes are all the rule "seen twice as large" needs."""
+    (epoch seconds). Two magnitudes are all the rule "seen twice as large" needs; `floor`, the
+    lowest median of m points, is all "a fall back to the floor" needs."""
 
     until: float
     events: dict[str, tuple[float, float, float, float]]
+    floor: float | None = None  # the lowest median of m points (a fall back to it is a reset); None in old rows
 
     def prior(self, name: str, times: Array) -> Prior | None:
         """The statistic's events for `precedent_factor` over the rows at `times`."""
@@ -395,13 +401,17 @@ class PrecedentMemory:
         return Prior(self.events[name], int(np.searchsorted(times, self.until, side="right")))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"until": self.until, "events": {name: list(values) for name, values in self.events.items()}}
+        stored: dict[str, Any] = {"until": self.until, "events": {name: list(values) for name, values in self.events.items()}}
+        if self.floor is not None:
+            stored["floor"] = self.floor
+        return stored
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PrecedentMemory:
         events = {str(name): (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
                   for name, v in dict(data["events"]).items()}
-        return cls(float(data["until"]), events)
+        floor = data.get("floor")
+        return cls(float(data["until"]), events, None if floor is None else float(floor))
 
 
 @dataclass(frozen=True)
@@ -413,13 +423,15 @@ class Prior:
     events: tuple[float, float, float, float]
     covered: int
 
-    def count(self, threshold: float, rise: bool) -> int:
-        first, second = self.events[:2] if rise else self.events[2:]
-        return int(first >= threshold) + int(second >= threshold)
+    def count(self, threshold: float, rise: bool, both: bool = False) -> int:
+        """Earlier events at least `threshold` in the direction (or, `both`, either direction)."""
+        kept = self.events if both else self.events[:2] if rise else self.events[2:]
+        return sum(int(magnitude >= threshold) for magnitude in kept)
 
 
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
-                     candidates: NDArray[np.bool_], prior: Prior | None = None) -> Array:
+                     candidates: NDArray[np.bool_], prior: Prior | None = None,
+                     returning: NDArray[np.bool_] | None = None, two_sided: bool = False) -> Array:
     """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
     statistic of the event (a step, a level against the half day before, a seasonal residual)
     against the same statistic's earlier events of the same sign within the memory.
@@ -430,7 +442,11 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     second occurrence on, even when the last one is out of the detectors' day. The rows of the last
     `exclude` before the current one are not its precedent (they are the event itself). Only
     `candidates` (rows with a score to lose) are looked at; the others get 1. `prior` (the scan):
-    the events of the past before these rows, added to those of the blocks after what it covers."""
+    the events of the past before these rows, added to those of the blocks after what it covers.
+    `two_sided`: earlier events of either sign count (a point's deviation in symmetric heavy-tailed
+    noise: the past's exceedances of this magnitude, wherever they pointed).
+    `returning`: rows whose event brings the series back to a level it has held (a cleanup back to
+    the floor, a counter reset): for them one earlier event as large is habit enough."""
     factor = np.ones(len(rows))
     highs, lows, block = _block_extremes(stat, params)
     memory = int(PRECEDENT_DAYS * DAY / params.interval) // block
@@ -438,25 +454,87 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     if not len(todo) or int(rows.max()) < block:
         return factor
     first = 0 if prior is None else -(-prior.covered // block)  # the first block the prior does not cover
-    least = 2 if prior is None else 0  # without a prior, fewer than two blocks hold no two events
+    least = 1 if prior is None else 0  # without a prior, no block holds no event
     for k in todo.tolist():
         row = int(rows[k])
         value = float(stat[row])
         end = max(row - exclude, 0) // block  # whole blocks ended before the excluded rows
-        past = (highs if value > 0 else lows)[max(end - memory, first):end]
+        past = (np.maximum(highs, lows) if two_sided else highs if value > 0 else lows)[max(end - memory, first):end]
         if len(past) < least or value == 0.0:
             continue
         magnitude = abs(value)
+        needed = 1 if returning is not None and returning[k] else 2
         news = 0.0
         for ratio in (1.0, *PRECEDENT_RATIOS):
             threshold = magnitude / ratio
             events = _separate_events(past >= threshold)
             if prior is not None:
-                events += prior.count(threshold, value > 0)
-            if events >= 2:
+                events += prior.count(threshold, value > 0, two_sided)
+            if events >= needed:
                 break
             news = ratio
         factor[k] = 0.0 if news == 0.0 else min(1.0, (news - 1.0) / (PRECEDENT_RATIOS[-1] - 1.0))
+    return factor
+
+
+def _rolling_medians(values: Array, m: int) -> Array:
+    """The median of each m consecutive values (the first ends at row m - 1)."""
+    medians: Array = np.median(np.lib.stride_tricks.sliding_window_view(values, m), axis=1)
+    return medians
+
+
+def _returning(values: Array, rows: Rows, params: Parameters, exclude: int, event: Array,
+               candidates: NDArray[np.bool_], lowest: float | None = None) -> NDArray[np.bool_]:
+    """Per row: whether its event is a fall back to the floor the series has held: the lowest median
+    of m points within the precedent's memory before the last `exclude` rows, give or take a
+    quarter of the fall. A cleanup back to the floor of earlier days, a counter or a log reset to
+    where it started. A fall to a new level is not, nor one that stops within the range the series
+    wanders in, nor a rise (a burst as high as an earlier one is no reset). The row's value is
+    where the series is now (the median of a level's last points still straddles the fall).
+    `lowest`: the floor of the series' past before these rows (the scan's memory)."""
+    m = params.shift_window
+    out = np.zeros(len(rows), dtype=bool)
+    todo = np.where(candidates)[0]
+    last = int(rows.max()) + 1
+    if not len(todo) or last <= m:
+        return out
+    medians = _rolling_medians(values[:last], m)
+    running = np.minimum.accumulate(medians)  # the floor from the first row: a series under 30 days
+    memory = int(PRECEDENT_DAYS * DAY / params.interval)
+    for k in todo.tolist():
+        row = int(rows[k])
+        end = row - exclude - m + 1  # medians ending before the excluded rows
+        change = float(event[row])
+        if change >= 0.0:
+            continue
+        least = math.inf if lowest is None else lowest
+        if end > 0:
+            least = min(least, float(running[end - 1] if end <= memory else medians[end - memory:end].min()))
+        out[k] = abs(values[row] - least) <= -0.25 * change
+    return out
+
+
+def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, deviation: Array,
+                candidates: NDArray[np.bool_], prior: Prior | None, lowest: float | None) -> Array:
+    """Per row: how new the jump is that put a seasonal residual off (1 where no jump did). The
+    residual's deviation is a jump's doing where a step of the short window up to the row (while
+    the residual's windows have not followed it), in its direction, is at least half of it; a
+    fall back to the floor seen once before is a habit (a cleanup at another time of day than
+    earlier ones), even while the seasonal view has too few days to remember one. Other jumps are
+    left to the residual's own precedent: a step as large as two earlier ones in noise can still
+    be a break the residual sees clearly."""
+    m = params.shift_window
+    factor = np.ones(len(rows))
+    todo = np.where(candidates)[0]
+    if not len(todo):
+        return factor
+    index = np.maximum(rows[todo, None] - np.arange(params.short_window)[None, :], 0)
+    sign = np.sign(deviation[todo])
+    pick = np.argmax(sign[:, None] * steps[index], axis=1)
+    jump_rows = index[np.arange(len(todo)), pick]
+    doing = (np.sign(steps[jump_rows]) == sign) & (np.abs(steps[jump_rows]) >= 0.5 * np.abs(deviation[todo]))
+    resets = _returning(values, jump_rows, params, m, steps, doing, lowest)
+    factor[todo] = precedent_factor(steps, jump_rows, params, m, resets, prior, resets)
     return factor
 
 
@@ -477,7 +555,7 @@ def _residual_statistics(residual: Array, params: Parameters) -> dict[str, Array
 def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | Array,
                      baseline: Array | None = None) -> PrecedentMemory | None:
     """The detector state's precedent memory of one series (its training window): each
-    statistic's two largest separate rises and falls. The last two hours are left to the scan's
+    statistic's two largest separate rises and falls, and its floor. The last two hours are left to the scan's
     day (an event under way at training time is not its own precedent). None for a series too
     short to score."""
     t = np.asarray(times, dtype=np.float64)
@@ -494,7 +572,8 @@ def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | A
     for name, stat in stats.items():
         highs, lows, _ = _block_extremes(stat[:kept], params)
         events[name] = (*_two_largest_events(highs), *_two_largest_events(lows))
-    return PrecedentMemory(float(t[valid][kept - 1]), events)
+    floor = float(_rolling_medians(v[valid][:kept], params.shift_window).min()) if kept >= params.shift_window else None
+    return PrecedentMemory(float(t[valid][kept - 1]), events, floor)
 
 
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
@@ -506,6 +585,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
 
     def prior(name: str) -> Prior | None:
         return None if memory is None else memory.prior(name, times)
+
+    lowest = None if memory is None else memory.floor
 
     quantum = _quantum(values)
     floor = quantum[rows]
@@ -520,14 +601,16 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # lone burst is not, and no precedent mutes it).
     point = CALIBRATION["robust_z"].score(np.minimum(z_long, z_short))
     fences = CALIBRATION["iqr"].score(np.minimum(fence_long, fence_short))
-    # A point's precedents are earlier points as far out; a sustained excursion's (the median of
+    # A point's precedents are earlier points as far out, either way (how often the past exceeded
+    # this magnitude: symmetric heavy-tailed noise shows it in both directions); a sustained excursion's (the median of
     # its last m points out too: a drift in a series whose bursts are single points) are earlier
     # excursions of that median.
     last = int(rows.max()) + 1
     stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
     habit = np.maximum(
-        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation")),
+        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
+                         two_sided=True),
         precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"))
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
@@ -545,8 +628,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                          _largest_deviation(steps, rows, params.shift_window, step_median, -direction))
     z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
-    scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, scores["spike"] > PRECEDENT_FROM,
-                                        prior("step"))
+    jumps = scores["spike"] > PRECEDENT_FROM
+    scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, jumps, prior("step"),
+                                        _returning(values, rows, params, params.shift_window, steps, jumps, lowest))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)
@@ -591,6 +675,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["seasonal"] = seasonal * precedent_factor(residual_stats["residual_deviation"], rows, params,
                                                      params.shift_window, seasonal > PRECEDENT_FROM,
                                                      prior("residual_deviation"))
+    scores["seasonal"] *= _jump_habit(values, rows, params, steps, deviation, scores["seasonal"] > PRECEDENT_FROM,
+                                      prior("step"), lowest)
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
@@ -600,8 +686,13 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     notable = scores["level_shift"] > PRECEDENT_FROM
     for name, stat, where in (("level", stats["level"], ~explained),
                               ("residual_level", residual_stats["residual_level"], explained)):
+        returning = _returning(values, rows, params, 2 * params.shift_window, stat, notable & where, lowest)
         scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where,
-                                                  prior(name))
+                                                  prior(name), returning)
+    # A residual's new level that a habitual jump made (the residuals' own memory starts with the
+    # seasonal view's third day).
+    scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
+                                         notable & explained, prior("step"), lowest)
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -637,7 +728,7 @@ def _level_statistic(values: Array, last: int, params: Parameters) -> Array:
     result = np.zeros(last)
     if last < m + window:
         return result
-    medians = np.median(np.lib.stride_tricks.sliding_window_view(values[:last], m), axis=1)  # row m-1..
+    medians = _rolling_medians(values[:last], m)  # row m-1..
     sums = np.concatenate([[0.0], np.cumsum(values[:last])])
     rows = np.arange(m + window - 1, last)
     before = (sums[rows - m + 1] - sums[rows - m + 1 - window]) / window
@@ -713,7 +804,7 @@ def _level_change(values: Array, rows: Rows, params: Parameters, floor: Array) -
     last = int(rows.max()) + 1
     medians = np.full(last, np.nan)
     if last >= m:
-        medians[m - 1:] = np.median(np.lib.stride_tricks.sliding_window_view(values[:last], m), axis=1)
+        medians[m - 1:] = _rolling_medians(values[:last], m)
     change = np.full(last, np.nan)
     change[m:] = medians[m:] - medians[:-m]
     reference_rows = rows - m + 1  # the past changes: rows before the current block

@@ -56,9 +56,13 @@ def test_the_ensemble_flags_the_spike_and_the_shift_onset_and_stays_quiet_on_the
     assert (result.combined[quiet] >= ALERT_THRESHOLD).mean() < 0.01
 
 
-def _alarms(scores: np.ndarray) -> int:
+def _onsets(scores: np.ndarray) -> list[int]:
     flagged = scores >= ALERT_THRESHOLD
-    return int((flagged & ~np.r_[False, flagged[:-1]]).sum())
+    return np.where(flagged & ~np.r_[False, flagged[:-1]])[0].tolist()
+
+
+def _alarms(scores: np.ndarray) -> int:
+    return len(_onsets(scores))
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -450,6 +454,25 @@ def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_t
     assert scores[2000] >= ALERT_THRESHOLD and _alarms(scores[1900:]) == 1
 
 
+def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new_level_is() -> None:
+    from dataclasses import replace
+
+    from shared.monitoring.detectors import PrecedentMemory, precedent_memory
+
+    t, v = _sawtooth(6, 1.5, 0)  # cleanups at rows 432 and 864, back to the same floor
+    lower = v.copy()
+    lower[864:] -= 15  # the second cleanup lands 15 below the floor the series has held
+    assert _onsets(score_series(t, v).combined) == [432]  # the second cleanup is the first one's habit
+    assert 864 in _onsets(score_series(t, lower).combined)
+    # The scan: its day (the floor is not in it) and the memory of the days before, which keeps it.
+    memory = precedent_memory(t[:600], v[:600])
+    assert memory is not None and PrecedentMemory.from_dict(memory.to_dict()) == memory
+    day = slice(576, None)
+    assert _alarms(score_series(t[day], v[day], memory=memory).combined) == 0
+    # A memory stored before it kept the floor (floor None) mutes no fall to a level the day has not held.
+    assert _alarms(score_series(t[day], v[day], memory=replace(memory, floor=None)).combined) == 1
+
+
 @pytest.mark.parametrize("period_days", [1.3, 1.5])
 def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_break(period_days: float) -> None:
     # A cleanup every day and a third or half: the median of earlier days at this time jumps where
@@ -489,6 +512,17 @@ def test_outliers_every_day_or_so_become_the_series_habit_and_a_larger_one_still
     scores = score_series(t, v).combined
     assert _alarms(scores[850:1790]) == 0  # the fourth and fifth: seen twice before
     assert scores[1800] >= ALERT_THRESHOLD
+
+
+def test_a_point_as_far_out_as_two_earlier_ones_the_other_way_is_noise_but_a_farther_one_alarms() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(2016) * 300.0  # a week of five-minute points
+    v = 50 + rng.normal(0, 1, len(t))
+    v[[300, 700]] -= 12.5  # two outliers down, a day and more apart
+    v[1300] += 12  # one up as far: symmetric heavy-tailed noise, not news
+    v[1800] += 30
+    scores = score_series(t, v).combined
+    assert scores[1300] < ALERT_THRESHOLD and scores[1800] >= ALERT_THRESHOLD
 
 
 def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
