@@ -417,20 +417,26 @@ def _median_latencies(rounds: list[Any]) -> dict[str, Any]:
     return result
 
 
-def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_ref: str,
-        repeat: int = 3) -> dict[str, Any]:
+def _bench_database(work: Path) -> tuple[Any, str, str, str]:
+    """A PostgreSQL of its own under `work`, migrated, with one tenant: (context, url, key, tenant)."""
     from shared.adapters.migrate import migrate
-    from shared.conflict.ingest import ingest_sync_events
     from shared.context import AppContext
     from shared.settings import Settings
 
-    previous_sql = _previous_sql()
-    tree = _export(baseline_ref, work) if baseline_ref else None
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)
     key = secrets.token_hex(32)
     context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}", signing_key=key))
     migrate(context.database)
-    tenant = context.tenants.create_tenant("bench", "Bench").tenant_id
+    return context, url, key, context.tenants.create_tenant("bench", "Bench").tenant_id
+
+
+def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_ref: str,
+        repeat: int = 3) -> dict[str, Any]:
+    from shared.conflict.ingest import ingest_sync_events
+
+    previous_sql = _previous_sql()
+    tree = _export(baseline_ref, work) if baseline_ref else None
+    context, url, key, tenant = _bench_database(work)
     setup = {"url": url, "objects": f"file://{work / 'objects'}", "key": key, "tenant": tenant,
              "previous_sql": previous_sql, "rows": baseline_rows}
     history = work / "history.csv"
@@ -482,18 +488,11 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_
 def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int) -> dict[str, Any]:
     """Batch scoring alone: `rows` requests (the newest stored events) against `events` stored
     events, this code beside the previous one's, alternating, best of `repeat` rounds."""
-    from shared.adapters.migrate import migrate
     from shared.conflict.ingest import ingest_sync_events
     from shared.conflict.training import train_candidate
-    from shared.context import AppContext
-    from shared.settings import Settings
 
     tree = _export(baseline_ref, work) if baseline_ref else None
-    url = localpg.start(work / "pg", localpg.free_port(), fast=False)
-    key = secrets.token_hex(32)
-    context = AppContext(Settings(database_url=url, object_store_url=f"file://{work / 'objects'}", signing_key=key))
-    migrate(context.database)
-    tenant = context.tenants.create_tenant("bench", "Bench").tenant_id
+    context, url, key, tenant = _bench_database(work)
     history = work / "history.csv"
     stored = _write_history(history, events, datetime.now(UTC))
     ingest_sync_events(context, tenant, history)
