@@ -62,8 +62,13 @@ class ConnectionParameters:
             sslmode=query.get("sslmode", ["disable"])[0],
         )
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.sslmode in ("disable", "allow", "prefer"):
+    def ssl_context(self) -> ssl.SSLContext | bool | None:
+        """pg8000's ssl_context: False never asks for SSL; None asks and takes plain text when the
+        server has none (prefer). Asking builds a default context, which loads the system's
+        certificates: about 45 ms of CPU on every connection, so `disable` must not ask."""
+        if self.sslmode == "disable":
+            return False
+        if self.sslmode in ("allow", "prefer"):
             return None
         context = ssl.create_default_context(cafile=os.environ.get("MLSTACK_DATABASE_CA_FILE") or None)
         if self.sslmode in ("require", "verify-ca"):
