@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from shared.errors import Conflict, DependencyUnavailable, InvalidInput
+
+T = TypeVar("T")
 
 UNIQUE_VIOLATION = "23505"
 DATA_EXCEPTION_CLASS = "22"
@@ -169,6 +171,14 @@ class Transaction:
 
     def __init__(self, connection: pg8000.native.Connection) -> None:
         self._connection = connection
+
+    def once_per_connection(self, name: str, compute: Callable[[Transaction], T]) -> T:
+        """compute(self) the first time `name` is asked on this connection, then the value it gave:
+        for facts about the server that do not change while connected."""
+        known: dict[str, Any] = self._connection.__dict__.setdefault("_mlstack_once", {})
+        if name not in known:
+            known[name] = compute(self)
+        return known[name]  # type: ignore[no-any-return]
 
     def execute(self, sql: str, **params: Any) -> int:
         self._connection.run(sql, **params)

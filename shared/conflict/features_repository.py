@@ -46,6 +46,7 @@ from shared.conflict.features import (
     to_us,
     whole_events_for,
 )
+from shared.conflict.keys import hash_keys
 from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
 
@@ -273,26 +274,41 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
     )
 
 
-# Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
-# Python, which cost more than everything else in batch scoring. No key holds a newline (ids,
-# names and fields are validated), and the answer is one comma-joined text for the same reason.
-# conflict_key is the stored events' key (migration 0008).
+# Keys are hashed here (shared/conflict/keys.py) when the server hashes alike, else by the server.
+# They go to it as one newline-joined text: pg8000 escapes a text[] parameter character by
+# character in Python, which cost more than everything else in batch scoring. No key holds a
+# newline (ids, names and fields are validated), and the answer is one comma-joined text for the
+# same reason. conflict_key is the stored events' key (migration 0008).
 _HASH_KEYS_SQL = """
 SELECT string_agg(CAST(conflict_key(k) AS text), ',' ORDER BY n)
 FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k, n)
 """
+# Keys of every length class of the hash's last block (0..11 bytes and whole blocks) and multi-byte
+# UTF-8: the server's encoding or byte order would show in one of them.
+_PROBE_KEYS = tuple("tenant|user-é€日|" + "k" * n for n in range(25))
+
+
+def _server_hashes(tx: Transaction, distinct: Sequence[str]) -> NDArray[np.int64]:
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(distinct))
+    return np.array(joined.split(","), dtype=np.int64)
+
+
+def _hashes_alike(tx: Transaction) -> bool:
+    """Whether this server's conflict_key is hash_keys (asked once per connection)."""
+    return tx.once_per_connection(
+        "conflict_key_is_hash_keys", lambda tx: bool((_server_hashes(tx, _PROBE_KEYS) == hash_keys(_PROBE_KEYS)).all()))
 
 
 def _hashes(tx: Transaction, keys: Sequence[str]) -> NDArray[np.int64]:
-    """PostgreSQL's hashes of the keys, as the stored events' columns carry them. Each distinct
-    key is hashed once: a batch repeats its users, entities, devices and fields many times."""
+    """The keys' hashes, as the stored events' columns carry them. Each distinct key is hashed
+    once: a batch repeats its users, entities, devices and fields many times."""
     if not keys:
         return np.zeros(0, dtype=np.int64)
     index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
     codes = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(keys))  # C loops, no genexpr
-    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(index))
-    hashed: NDArray[np.int64] = np.array(joined.split(","), dtype=np.int64)[codes]
-    return hashed
+    distinct = list(index)
+    hashed = hash_keys(distinct) if _hashes_alike(tx) else _server_hashes(tx, distinct)
+    return hashed[codes]
 
 
 @dataclass(frozen=True)
