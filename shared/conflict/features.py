@@ -198,13 +198,20 @@ def _codes(*arrays: Int) -> list[Int]:
     return [coded[id(array)] for array in arrays]
 
 
+# Codes are kept below this: a timeline searches key * (its length + 1) + rank as one int64.
+_CODE_BOUND = 2**31
+
+
 def _pair_codes(a: list[Int], b: list[Int]) -> list[Int]:
-    """Dense codes of (a, b) pairs, where a and b are dense codes already."""
+    """Codes of (a, b) pairs, where a and b are codes already (each below _CODE_BOUND): a * width
+    + b, made dense (np.unique, a sort of every element) only when that could reach the bound."""
     width = int(max((int(x.max()) for x in b if len(x)), default=0)) + 1
+    height = int(max((int(x.max()) for x in a if len(x)), default=0)) + 1
     combined: dict[tuple[int, int], Int] = {}
     for x, y in zip(a, b, strict=True):
         combined.setdefault((id(x), id(y)), x * width + y)
-    return _codes(*[combined[(id(x), id(y))] for x, y in zip(a, b, strict=True)])
+    pairs = [combined[(id(x), id(y))] for x, y in zip(a, b, strict=True)]
+    return pairs if height * width < _CODE_BOUND else _codes(*pairs)
 
 
 class _Grid:
