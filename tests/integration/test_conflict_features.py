@@ -359,6 +359,7 @@ def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_en
     plain = "\n".join([header, *rows]) + "\n"
     forms = {
         "crlf and blank lines": "\r\n".join([header, "", rows[0], "", rows[1], ""]),
+        "CR alone, CRLF and LF in one file": f"{header}\r{rows[0]}\r\n\r{rows[1]}\n",
         "quoted": "\n".join([header, *(",".join(f'"{v}"' for v in row.split(",")) for row in rows)]),
         "short row": "\n".join([header, rows[0], rows[1].removesuffix(",,")]),
         # Plain files whose lines are not what the output echoes: the values are normalised.
