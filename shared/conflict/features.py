@@ -185,16 +185,27 @@ def whole_events_for(requests: RequestColumns) -> WholeEvents:
 
 
 def _codes(*arrays: Int) -> list[Int]:
-    """Dense codes 0..k-1 for the values of several arrays, consistent across them. An array
-    passed twice (training rows ask about the events themselves) is coded once, and its codes are
-    one array again, so that pairs of them are coded once too."""
+    """Dense codes 0..k-1 for the values of several arrays, consistent across them (in no
+    particular order). An array passed twice (training rows ask about the events themselves) is
+    coded once, and its codes are one array again, so that pairs of them are coded once too.
+
+    The values of the shortest array (the requests, in batch scoring) are sorted, and the others
+    found among them by binary search; only the values not found there are sorted in turn (most
+    stored events are of the requests' users and entities): far fewer elements sorted than all."""
     distinct = list({id(array): array for array in arrays}.values())
-    joined = np.concatenate(distinct)
-    _, inverse = np.unique(joined, return_inverse=True)
-    coded, at = {}, 0
+    known = np.unique(min(distinct, key=len))
+    coded, missing = {}, []
     for array in distinct:
-        coded[id(array)] = inverse[at:at + len(array)].astype(np.int64)
-        at += len(array)
+        at = np.minimum(np.searchsorted(known, array), max(len(known) - 1, 0))
+        found = known[at] == array if len(known) else np.zeros(len(array), dtype=bool)
+        coded[id(array)] = at.astype(np.int64)
+        missing.append(np.flatnonzero(~found))
+    others, inverse = np.unique(np.concatenate([array[miss] for array, miss in zip(distinct, missing, strict=True)]),
+                                return_inverse=True)
+    start = 0
+    for array, miss in zip(distinct, missing, strict=True):
+        coded[id(array)][miss] = len(known) + inverse[start:start + len(miss)]
+        start += len(miss)
     return [coded[id(array)] for array in arrays]
 
 
