@@ -169,16 +169,29 @@ def whole_events_for(requests: RequestColumns) -> WholeEvents:
     its fields, else up to 30 days), and its user's usual fields over 30 days when it names none."""
     if not len(requests):
         return WholeEvents.all_from(0)
-    earliest = requests.as_of - SYNC_BATCH_SPAN_US
-    month = earliest - FIELDS_WINDOW_US
     named = np.zeros(len(requests), dtype=bool)
     named[requests.field_row] = True
-    since = np.where(named & (requests.last_sync != NO_TIME),
-                     np.minimum(np.maximum(requests.last_sync, month), earliest), month)
-    recent = int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min())
+    recent, since = _whole_reach(requests.as_of, requests.last_sync, named)
     further = since < recent
     return WholeEvents(recent, min(recent, int(since.min())), np.unique(requests.entity[further]),
                        np.unique(requests.user[further & ~named]))
+
+
+def whole_events_since(as_of: Int, last_sync: Int, named: NDArray[np.bool_]) -> int:
+    """whole_events_for(...).earlier_since, from the times alone (no keys): how far back a read
+    for these requests brings events whole."""
+    if not len(as_of):
+        return 0
+    recent, since = _whole_reach(as_of, last_sync, named)
+    return min(recent, int(since.min()))
+
+
+def _whole_reach(as_of: Int, last_sync: Int, named: NDArray[np.bool_]) -> tuple[int, Int]:
+    """The earliest start of the requests' week windows, and each request's `since` reach."""
+    earliest = as_of - SYNC_BATCH_SPAN_US
+    month = earliest - FIELDS_WINDOW_US
+    since = np.where(named & (last_sync != NO_TIME), np.minimum(np.maximum(last_sync, month), earliest), month)
+    return int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min()), since
 
 
 # -- grouped timelines ----------------------------------------------------------------------------
