@@ -390,8 +390,8 @@ def _joined(*columns: Coded) -> list[str]:
             bound = int(code.max()) + 1
         code, bound = code * len(texts) + at, bound * len(texts)
     _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    joined = np.array([",".join(column[at[n]] for column, at in columns) for n in first.tolist()], dtype=object)
-    return joined[inverse].tolist()  # type: ignore[no-any-return]
+    texts = np.array([",".join(column[at[n]] for column, at in columns) for n in first.tolist()], dtype=object)
+    return texts[inverse].tolist()  # type: ignore[no-any-return]
 
 
 def _texts(column: Coded) -> list[str]:
