@@ -358,45 +358,25 @@ def _iso_utc(us: NDArray[np.int64]) -> list[str]:
     return [f"{t}+00:00" for t in text.tolist()]
 
 
-# A column of text as its distinct texts and each row's place among them (`Coded`): columns with
-# few distinct values are joined into one per distinct combination of them, not per row.
-Coded = tuple[list[str], NDArray[np.int64]]
+def _risk_levels(p: NDArray[np.float64]) -> list[str]:
+    levels = np.select([p >= threshold for threshold, _ in RISK_THRESHOLDS], [level for _, level in RISK_THRESHOLDS],
+                       default="low")
+    return levels.tolist()  # type: ignore[no-any-return]
 
 
-def _risk_levels(p: NDArray[np.float64]) -> Coded:
-    levels = [level for _, level in RISK_THRESHOLDS]
-    return [*levels, "low"], np.select([p >= threshold for threshold, _ in RISK_THRESHOLDS], range(len(levels)),
-                                       default=len(levels)).astype(np.int64)
-
-
-def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.float64]) -> Coded:
+def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.float64]) -> list[str]:
     """`confidence` of each row: it depends on the supports only up to their caps (20 and 5)."""
     capped = np.minimum(user_support, 20).astype(np.int64) * 6 + np.minimum(entity_support, 5).astype(np.int64)
-    return [str(confidence({"support_user_syncs": c // 6, "support_entity_edits": c % 6})) for c in range(21 * 6)], capped
+    values = {int(c): str(confidence({"support_user_syncs": c // 6, "support_entity_edits": c % 6}))
+              for c in np.unique(capped)}
+    return [values[c] for c in capped.tolist()]
 
 
-def _text(values: NDArray[np.float64]) -> Coded:
+def _text(values: NDArray[np.float64]) -> list[str]:
     """repr of each value (as csv.writer writes a float), formatted once per distinct value."""
     distinct, inverse = np.unique(values, return_inverse=True)
-    return [repr(v) for v in distinct.tolist()], inverse.astype(np.int64)
-
-
-def _joined(*columns: Coded) -> list[str]:
-    """Each row's values of the columns joined by commas, joined once per distinct combination."""
-    code, bound = np.zeros(len(columns[0][1]), dtype=np.int64), 1
-    for texts, at in columns:
-        if bound * len(texts) >= 2**62:  # renumber the combinations so far before they overflow
-            _, code = np.unique(code, return_inverse=True)
-            bound = int(code.max()) + 1
-        code, bound = code * len(texts) + at, bound * len(texts)
-    _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
-    texts = np.array([",".join(column[at[n]] for column, at in columns) for n in first.tolist()], dtype=object)
+    texts = np.array([repr(v) for v in distinct.tolist()], dtype=object)
     return texts[inverse].tolist()  # type: ignore[no-any-return]
-
-
-def _texts(column: Coded) -> list[str]:
-    texts = np.array(column[0], dtype=object)
-    return texts[column[1]].tolist()  # type: ignore[no-any-return]
 
 
 def _features_as_of(data: _Input, as_of: NDArray[np.float64]) -> list[str]:
@@ -423,17 +403,11 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
         list(table.user_id), list(table.domain), list(table.entity_type), list(table.entity_id),
         [";".join(f or ()) for f in table.fields], data.as_of_text, [d or "" for d in table.device_id],
         data.last_sync_text]
-    features = {name: _text(columns[name]) for name in FEATURE_NAMES}
-    # Risk, confidence, model and the features after it up to the first with many distinct values
-    # (the hours) are one text per row, as are the three features after the rate.
-    editors, hours, rate, *rest = FEATURE_NAMES
     output = [
         list(map(str, range(first_line, first_line + n))), *echo, _features_as_of(data, columns["as_of"]),
-        [f"{p:.6f}" for p in probabilities.tolist()],
-        _joined(_risk_levels(probabilities),
-                _confidences(columns["support_user_syncs"], columns["support_entity_edits"]),
-                ([label], np.zeros(n, dtype=np.int64)), features[editors]),
-        _texts(features[hours]), _texts(features[rate]), _joined(*(features[name] for name in rest)),
+        [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
+        _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
+        *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
     rows = list(map(",".join, zip(*output, strict=True)))  # joined by C loops (map), not a generator per row
     rows.append("")  # the last row's line end, without copying the text once more
