@@ -169,42 +169,73 @@ def whole_events_for(requests: RequestColumns) -> WholeEvents:
     its fields, else up to 30 days), and its user's usual fields over 30 days when it names none."""
     if not len(requests):
         return WholeEvents.all_from(0)
-    earliest = requests.as_of - SYNC_BATCH_SPAN_US
-    month = earliest - FIELDS_WINDOW_US
     named = np.zeros(len(requests), dtype=bool)
     named[requests.field_row] = True
-    since = np.where(named & (requests.last_sync != NO_TIME),
-                     np.minimum(np.maximum(requests.last_sync, month), earliest), month)
-    recent = int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min())
+    recent, since = _whole_reach(requests.as_of, requests.last_sync, named)
     further = since < recent
     return WholeEvents(recent, min(recent, int(since.min())), np.unique(requests.entity[further]),
                        np.unique(requests.user[further & ~named]))
+
+
+def whole_events_since(as_of: Int, last_sync: Int, named: NDArray[np.bool_]) -> int:
+    """whole_events_for(...).earlier_since, from the times alone (no keys): how far back a read
+    for these requests brings events whole."""
+    if not len(as_of):
+        return 0
+    recent, since = _whole_reach(as_of, last_sync, named)
+    return min(recent, int(since.min()))
+
+
+def _whole_reach(as_of: Int, last_sync: Int, named: NDArray[np.bool_]) -> tuple[int, Int]:
+    """The earliest start of the requests' week windows, and each request's `since` reach."""
+    earliest = as_of - SYNC_BATCH_SPAN_US
+    month = earliest - FIELDS_WINDOW_US
+    since = np.where(named & (last_sync != NO_TIME), np.minimum(np.maximum(last_sync, month), earliest), month)
+    return int((earliest - EDIT_FREQUENCY_DAYS * DAY_US).min()), since
 
 
 # -- grouped timelines ----------------------------------------------------------------------------
 
 
 def _codes(*arrays: Int) -> list[Int]:
-    """Dense codes 0..k-1 for the values of several arrays, consistent across them. An array
-    passed twice (training rows ask about the events themselves) is coded once, and its codes are
-    one array again, so that pairs of them are coded once too."""
+    """Dense codes 0..k-1 for the values of several arrays, consistent across them (in no
+    particular order). An array passed twice (training rows ask about the events themselves) is
+    coded once, and its codes are one array again, so that pairs of them are coded once too.
+
+    The values of the shortest array (the requests, in batch scoring) are sorted, and the others
+    found among them by binary search; only the values not found there are sorted in turn (most
+    stored events are of the requests' users and entities): far fewer elements sorted than all."""
     distinct = list({id(array): array for array in arrays}.values())
-    joined = np.concatenate(distinct)
-    _, inverse = np.unique(joined, return_inverse=True)
-    coded, at = {}, 0
+    known = np.unique(min(distinct, key=len))
+    coded, missing = {}, []
     for array in distinct:
-        coded[id(array)] = inverse[at:at + len(array)].astype(np.int64)
-        at += len(array)
+        at = np.minimum(np.searchsorted(known, array), max(len(known) - 1, 0))
+        found = known[at] == array if len(known) else np.zeros(len(array), dtype=bool)
+        coded[id(array)] = at.astype(np.int64)
+        missing.append(np.flatnonzero(~found))
+    others, inverse = np.unique(np.concatenate([array[miss] for array, miss in zip(distinct, missing, strict=True)]),
+                                return_inverse=True)
+    start = 0
+    for array, miss in zip(distinct, missing, strict=True):
+        coded[id(array)][miss] = len(known) + inverse[start:start + len(miss)]
+        start += len(miss)
     return [coded[id(array)] for array in arrays]
 
 
+# Codes are kept below this: a timeline searches key * (its length + 1) + rank as one int64.
+_CODE_BOUND = 2**31
+
+
 def _pair_codes(a: list[Int], b: list[Int]) -> list[Int]:
-    """Dense codes of (a, b) pairs, where a and b are dense codes already."""
+    """Codes of (a, b) pairs, where a and b are codes already (each below _CODE_BOUND): a * width
+    + b, made dense (np.unique, a sort of every element) only when that could reach the bound."""
     width = int(max((int(x.max()) for x in b if len(x)), default=0)) + 1
+    height = int(max((int(x.max()) for x in a if len(x)), default=0)) + 1
     combined: dict[tuple[int, int], Int] = {}
     for x, y in zip(a, b, strict=True):
         combined.setdefault((id(x), id(y)), x * width + y)
-    return _codes(*[combined[(id(x), id(y))] for x, y in zip(a, b, strict=True)])
+    pairs = [combined[(id(x), id(y))] for x, y in zip(a, b, strict=True)]
+    return pairs if height * width < _CODE_BOUND else _codes(*pairs)
 
 
 class _Grid:

@@ -15,7 +15,9 @@ requests; two ids would have to collide in 64 bits to be mistaken for each other
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -45,7 +47,9 @@ from shared.conflict.features import (
     requests_from_events,
     to_us,
     whole_events_for,
+    whole_events_since,
 )
+from shared.conflict.keys import hash_keys
 from shared.conflict.model import design_matrix
 from shared.platform.kinds import TrainingSet
 
@@ -232,10 +236,24 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
     only those of the given user or entity keys when given (what a batch's requests can see).
     Those that `whole` does not bring whole come as RateOnlyEvents (time, user, conflicted) only
     (of the given users, when given: no other user's rate is asked for)."""
-    events, field_keys, rate_only = tx.copy_out_row(
+    raw = _read_events(tx, tenant_id, start, end, None if whole is None else whole.earlier_since)
+    return _event_columns(raw, users, entities, whole)
+
+
+def _read_events(tx: Transaction, tenant_id: str | None, start: datetime, end: datetime,
+                 whole_since: int | None) -> list[bytes | None]:
+    """The packed columns of _EVENTS_SQL: every event in [start, end), whole from `whole_since`
+    (epoch µs; None: all whole)."""
+    return tx.copy_out_row(
         _EVENTS_SQL, **{"mlstack.events_start": start.isoformat(), "mlstack.events_end": end.isoformat(),
                         "mlstack.events_tenant": tenant_id,
-                        "mlstack.events_whole_since": None if whole is None else from_us(whole.earlier_since).isoformat()})
+                        "mlstack.events_whole_since": None if whole_since is None else from_us(whole_since).isoformat()})
+
+
+def _event_columns(raw: list[bytes | None], users: NDArray[np.int64] | None, entities: NDArray[np.int64] | None,
+                   whole: WholeEvents | None) -> EventColumns:
+    """load_event_columns' columns from what _read_events read (with whole.earlier_since)."""
+    events, field_keys, rate_only = raw
     row = _records(events, _EVENT_RECORD)
     t = _times_us(row["received_at"].astype(np.int64))
     user, entity = row["user_key"].astype(np.int64), row["entity_key"].astype(np.int64)
@@ -273,26 +291,41 @@ def load_event_columns(tx: Transaction, tenant_id: str | None, start: datetime, 
     )
 
 
-# Keys go as one newline-joined text: pg8000 escapes a text[] parameter character by character in
-# Python, which cost more than everything else in batch scoring. No key holds a newline (ids,
-# names and fields are validated), and the answer is one comma-joined text for the same reason.
-# conflict_key is the stored events' key (migration 0008).
+# Keys are hashed here (shared/conflict/keys.py) when the server hashes alike, else by the server.
+# They go to it as one newline-joined text: pg8000 escapes a text[] parameter character by
+# character in Python, which cost more than everything else in batch scoring. No key holds a
+# newline (ids, names and fields are validated), and the answer is one comma-joined text for the
+# same reason. conflict_key is the stored events' key (migration 0008).
 _HASH_KEYS_SQL = """
 SELECT string_agg(CAST(conflict_key(k) AS text), ',' ORDER BY n)
 FROM unnest(string_to_array(CAST(:keys AS text), E'\\n')) WITH ORDINALITY AS x(k, n)
 """
+# Keys of every length class of the hash's last block (0..11 bytes and whole blocks) and multi-byte
+# UTF-8: the server's encoding or byte order would show in one of them.
+_PROBE_KEYS = tuple("tenant|user-é€日|" + "k" * n for n in range(25))
+
+
+def _server_hashes(tx: Transaction, distinct: Sequence[str]) -> NDArray[np.int64]:
+    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(distinct))
+    return np.array(joined.split(","), dtype=np.int64)
+
+
+def _hashes_alike(tx: Transaction) -> bool:
+    """Whether this server's conflict_key is hash_keys (asked once per connection)."""
+    return tx.once_per_connection(
+        "conflict_key_is_hash_keys", lambda tx: bool((_server_hashes(tx, _PROBE_KEYS) == hash_keys(_PROBE_KEYS)).all()))
 
 
 def _hashes(tx: Transaction, keys: Sequence[str]) -> NDArray[np.int64]:
-    """PostgreSQL's hashes of the keys, as the stored events' columns carry them. Each distinct
-    key is hashed once: a batch repeats its users, entities, devices and fields many times."""
+    """The keys' hashes, as the stored events' columns carry them. Each distinct key is hashed
+    once: a batch repeats its users, entities, devices and fields many times."""
     if not keys:
         return np.zeros(0, dtype=np.int64)
     index = {key: n for n, key in enumerate(dict.fromkeys(keys))}
     codes = np.fromiter(map(index.__getitem__, keys), dtype=np.int64, count=len(keys))  # C loops, no genexpr
-    joined = tx.fetch_value(_HASH_KEYS_SQL, keys="\n".join(index))
-    hashed: NDArray[np.int64] = np.array(joined.split(","), dtype=np.int64)[codes]
-    return hashed
+    distinct = list(index)
+    hashed = hash_keys(distinct) if _hashes_alike(tx) else _server_hashes(tx, distinct)
+    return hashed[codes]
 
 
 @dataclass(frozen=True)
@@ -350,6 +383,10 @@ def _combinations(*columns: tuple[list[Any], NDArray[np.int64]]) -> tuple[list[i
 def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
     """The requests' keys hashed as the stored events' are. Each distinct user, entity, device and
     field is keyed and hashed once, and the rows take theirs by index."""
+    return _request_columns(table, functools.partial(_hashes, tx))
+
+
+def _request_columns(table: RequestTable, hashes: Callable[[Sequence[str]], NDArray[np.int64]]) -> RequestColumns:
     tenant, user, device = table.tenant_id, table.user_id, table.device_id
     tenant_codes, user_codes = _coded(tenant), _coded(user)
     users, user_at = _combinations(tenant_codes, user_codes)
@@ -361,7 +398,7 @@ def request_columns(tx: Transaction, table: RequestTable) -> RequestColumns:
     keys = [*(f"{tenant[n]}|{user[n]}" for n in users),
             *(f"{tenant[n]}|{table.domain[n]}|{table.entity_type[n]}|{table.entity_id[n]}" for n in entities),
             *(f"{tenant[n]}|{user[n]}|{device[n]}" for n in devices), *field_names]
-    hashed = _hashes(tx, keys)
+    hashed = hashes(keys)
     user_hash, hashed = hashed[:len(users)], hashed[len(users):]
     entity_hash, hashed = hashed[:len(entities)], hashed[len(entities):]
     device_hash, name_hash = hashed[:len(devices)], hashed[len(devices):]
@@ -384,15 +421,26 @@ def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArra
     the history their windows need: the events of their users and entities (every feature counts
     only those) received in the lookback before the earliest as-of time and before the latest;
     whole as far back as some row needs them (whole_events_for), older ones only as counts."""
-    requests = request_columns(tx, table)
     if not len(table):
-        return compute_features(_empty_events(), requests)
+        return compute_features(_empty_events(), request_columns(tx, table))
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    events = load_event_columns(tx, tenant, from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max())),
-                                users=requests.user, entities=requests.entity,
-                                whole=whole_events_for(requests))
-    return compute_features(events, requests)
+    named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
+    whole_since = whole_events_since(table.as_of, table.last_sync, named)
+    start, end = from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max()))
+    if _hashes_alike(tx):
+        # The server reads while the keys are hashed here (neither needs the other; the read
+        # waits on the socket, which lets this thread run): the hashing costs no wall time.
+        with ThreadPoolExecutor(1) as reader:
+            raw = reader.submit(_read_events, tx, tenant, start, end, whole_since)
+            requests = _request_columns(table, hash_keys)
+            read = raw.result()
+    else:
+        requests = request_columns(tx, table)
+        read = _read_events(tx, tenant, start, end, whole_since)
+    whole = whole_events_for(requests)
+    assert whole.earlier_since == whole_since, "the read brought whole what the requests need whole"
+    return compute_features(_event_columns(read, requests.user, requests.entity, whole), requests)
 
 
 def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:

@@ -84,27 +84,31 @@ def _checked(values: Iterable[str], rule: re.Pattern[str]) -> None:
         raise _NeedsRowChecks
 
 
-def _all_iso_utc(texts: Sequence[str]) -> bool:
-    """Every text what isoformat writes for UTC, checked as a matrix of bytes (numpy over the whole
-    column, not a call per value): a digit where the shape has one, the shape's own character
-    elsewhere, and a fraction, when there is one, not all zeros."""
+def _iso_utc_us(texts: Sequence[str]) -> NDArray[np.int64] | None:
+    """Epoch µs of each text when every text is what isoformat writes for UTC, else None. Checked
+    as a matrix of bytes (numpy over the whole column, not a call per value): a digit where the
+    shape has one, the shape's own character elsewhere, and a fraction, when there is one, not all
+    zeros; then numpy reads the bytes before the offset."""
     try:
         raw = np.array(texts, dtype=np.bytes_)
     except UnicodeEncodeError:
-        return False
+        return None
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
-        return False
+        return None
     matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
+    us = np.zeros(len(texts), dtype=np.int64)
     for length, (digit, shape) in _ISO_UTC_SHAPES.items():
-        rows = matrix[lengths == length, :length]
+        at = lengths == length
+        rows = matrix[at, :length]
         if not len(rows):
             continue
         if not ((rows[:, digit] - 48 < 10).all() and (rows[:, ~digit] == shape[~digit]).all()):
-            return False
+            return None
         if length > 25 and not (rows[:, 20:26] != 48).any(axis=1).all():  # .000000 is written as no fraction
-            return False
-    return True
+            return None
+        us[at] = _parsed_utc(raw[at].astype(f"S{length - 6}"))  # without "+00:00"
+    return us
 
 
 def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], list[str], bool]:
@@ -112,8 +116,8 @@ def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], li
     its own normal form. Those in UTC (the usual case) are parsed by numpy for the whole column;
     others once per distinct text. A column already written as isoformat writes UTC (what a
     program usually sends) is its own normal form."""
-    if not texts or _all_iso_utc(texts):
-        us = _parsed_utc([text[:-6] for text in texts])
+    us = _iso_utc_us(texts) if texts else np.zeros(0, dtype=np.int64)
+    if us is not None:
         return _plausible(us, plausible), list(texts), True
     if not all(map(_AWARE_TIME.fullmatch, texts)):
         raise _NeedsRowChecks
@@ -132,10 +136,10 @@ def _times(texts: Sequence[str], plausible: bool) -> tuple[NDArray[np.int64], li
     return _plausible(us, plausible), normalised.tolist(), False
 
 
-def _parsed_utc(texts: list[str]) -> NDArray[np.int64]:
+def _parsed_utc(texts: list[str] | NDArray[np.bytes_]) -> NDArray[np.int64]:
     """numpy's reading of the column (a month 13 or a 31 November fails it, for the model to name)."""
     try:
-        return np.array(texts, dtype="datetime64[us]").astype(np.int64)
+        return np.asarray(texts).astype("datetime64[us]").astype(np.int64)
     except ValueError:
         raise _NeedsRowChecks from None
 
@@ -186,18 +190,22 @@ def _csv_rows(text: str) -> tuple[list[str], list[list[str]]]:
     return header, list(filter(None, reader))  # csv.DictReader skips blank lines too
 
 
+# What str.splitlines ends a line at besides CR and LF (csv.reader does not).
+_OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e")
+_OTHER_LINE_ENDS_UNICODE = (*_OTHER_LINE_ENDS, "\x85", "\u2028", "\u2029")
+
+
 def _split(text: str) -> _Columns | None:
     """The usual file, split by str methods (C loops over the whole text, not a call per row):
-    no quote and no line break but CRLF or LF, so csv.reader would split at every comma and line
+    no quote and no line break but CR and LF, so csv.reader would split at every comma and line
     end alike, and every row with the header's width. None: anything else, for csv.reader."""
-    if '"' in text:
+    if '"' in text or any(map(text.__contains__, _OTHER_LINE_ENDS if text.isascii() else _OTHER_LINE_ENDS_UNICODE)):
         return None
-    text = text.replace("\r\n", "\n")
-    if "\r" in text:
-        return None
-    lines = text.split("\n")
-    header = lines[0].split(",") if lines[0] else []
-    body = [line for line in lines[1:] if line] if "" in lines[1:] else lines[1:]
+    lines = text.splitlines()  # at CRLF, LF and CR, as csv.reader ends a row
+    header = lines[0].split(",") if lines and lines[0] else []
+    body = lines[1:]
+    if "" in body:
+        body = [line for line in body if line]
     if set(map(methodcaller("count", ","), body)) - {len(header) - 1}:
         return None  # short or long rows: csv.reader's own reading
     flat = ",".join(body).split(",") if body else []
@@ -212,32 +220,37 @@ def _field_lists(texts: list[str]) -> list[tuple[str, ...] | None]:
 
 def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     user, domain, entity_type, entity_id = map(column, INPUT_COLUMNS[:4])
-    _checked(user + entity_id, _IDENTIFIER)
-    _checked(domain + entity_type, _NAME)
+    _checked(set(user).union(entity_id), _IDENTIFIER)
+    _checked(set(domain).union(entity_type), _NAME)
     fields = _field_lists(column("fields"))
     distinct_fields = set(fields)
     _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
     if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
         raise _NeedsRowChecks
-    devices: list[str | None] = [d or None for d in column("device_id")]
-    _checked((d for d in devices if d is not None), _IDENTIFIER)
+    device_text = column("device_id")
+    _checked(set(device_text) - {""}, _IDENTIFIER)
+    devices: list[str | None] = [d or None for d in device_text] if "" in device_text else list(device_text)
+    # A column given on every row (the usual file) is taken as it is, without a pass per row.
     as_of_given = column("as_of")
-    as_of, as_of_text, as_of_own = _times([t or now.isoformat() for t in as_of_given], plausible=False)
+    every_as_of = "" not in as_of_given
+    as_of, as_of_text, as_of_own = _times(as_of_given if every_as_of else [t or now.isoformat() for t in as_of_given],
+                                          plausible=False)
     syncs = column("client_last_sync_at")
-    given = [t for t in syncs if t]
-    given_us, given_text, syncs_own = _times(given, plausible=True)
-    last_sync = np.full(column.rows, NO_TIME, dtype=np.int64)
-    has_sync = np.array([bool(t) for t in syncs], dtype=bool)
-    last_sync[has_sync] = given_us
-    texts = iter(given_text)
-    last_sync_text = [next(texts) if t else "" for t in syncs]
+    if "" not in syncs:
+        last_sync, last_sync_text, syncs_own = _times(syncs, plausible=True)
+    else:
+        given_us, given_text, syncs_own = _times([t for t in syncs if t], plausible=True)
+        last_sync = np.full(column.rows, NO_TIME, dtype=np.int64)
+        last_sync[np.array([bool(t) for t in syncs], dtype=bool)] = given_us
+        texts = iter(given_text)
+        last_sync_text = [next(texts) if t else "" for t in syncs]
     table = RequestTable([tenant_id] * column.rows, user, domain, entity_type, entity_id, devices, fields, as_of,
                          last_sync)
     # The lines are the output's echo as they are when every value is already as the output
     # writes it: the input columns in the output's order, times as isoformat writes UTC, as_of
     # given on every row, and fields without empty names.
     in_normal_form = (column.lines is not None and column.header == list(INPUT_COLUMNS) and as_of_own and syncs_own
-                      and all(as_of_given)
+                      and every_as_of
                       and all(";".join(listed or ()) == text for text, listed in zip(*_distinct_fields(column), strict=True)))
     return _Input(table, as_of_text, last_sync_text, column.lines if in_normal_form else None, as_of_own)
 

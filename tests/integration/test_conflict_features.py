@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.conflict import scoring
+from shared.conflict import features_repository, scoring
 from shared.conflict.events import SyncEvent
 from shared.conflict.events_repository import store_sync_events
 from shared.conflict.features import (
@@ -36,6 +36,7 @@ from shared.conflict.features_repository import (
     request_columns,
     training_rows,
 )
+from shared.conflict.keys import hash_keys
 from shared.conflict.prediction import ConflictPredictionRequest, predict_conflict
 from shared.conflict.scoring import score_conflict_csv, score_conflict_file
 from shared.context import AppContext
@@ -226,6 +227,29 @@ def test_live_batch_and_training_features_are_equal_on_histories_with_sync_batch
             assert live_row == pytest.approx({name: float(columns[name][n]) for name in FEATURE_NAMES}, abs=1e-12)
 
 
+def test_keys_hashed_in_the_client_are_the_stored_events_keys(context: AppContext, tenant: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch scoring hashes request keys itself (keys.py) when the server's conflict_key agrees,
+    and asks the server when it does not: either way a request's keys are its stored events'."""
+    texts = ["", "a", "é", "日本", *("x" * n + "€" for n in range(40)), "k" * 300]
+    with context.database.transaction() as tx:
+        assert hash_keys(texts).tolist() == [tx.fetch_value("SELECT conflict_key(CAST(:k AS text))", k=k) for k in texts]
+    store(context, tenant, [event(n, "u" * (n + 1), n, ["f" * (n + 1), "g"], entity=f"r{n}", device=f"d{n}")
+                            for n in range(13)])
+    requests = [FeatureRequest(str(n), tenant, "u" * (n + 1), "voice", "recording", f"r{n}", ("f" * (n + 1), "g"),
+                               T0 + timedelta(days=1), f"d{n}") for n in range(13)]
+    with context.database.transaction() as tx:
+        stored = tx.fetch_all("SELECT user_key, entity_key, device_key, field_keys FROM sync_events"
+                              " ORDER BY received_at")
+        here = request_columns(tx, RequestTable.of(requests))
+        monkeypatch.setattr(features_repository, "_hashes_alike", lambda tx: False)
+        asked = request_columns(tx, RequestTable.of(requests))
+    for columns in (here, asked):
+        for stored_name, name in (("user_key", "user"), ("entity_key", "entity"), ("device_key", "device")):
+            assert getattr(columns, name).tolist() == [row[stored_name] for row in stored]
+        assert columns.field.astype(">i8").tobytes() == b"".join(row["field_keys"] for row in stored)
+
+
 def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: AppContext, tenant: str) -> None:
     header = "user_id,domain,entity_type,entity_id,fields,as_of,device_id,client_last_sync_at\n"
     accepted = header + ("alice,voice,recording,r1,notes,2026-11-02T12:00:00Z,,\n"
@@ -335,6 +359,7 @@ def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_en
     plain = "\n".join([header, *rows]) + "\n"
     forms = {
         "crlf and blank lines": "\r\n".join([header, "", rows[0], "", rows[1], ""]),
+        "CR alone, CRLF and LF in one file": f"{header}\r{rows[0]}\r\n\r{rows[1]}\n",
         "quoted": "\n".join([header, *(",".join(f'"{v}"' for v in row.split(",")) for row in rows)]),
         "short row": "\n".join([header, rows[0], rows[1].removesuffix(",,")]),
         # Plain files whose lines are not what the output echoes: the values are normalised.
