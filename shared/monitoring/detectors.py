@@ -20,7 +20,8 @@ Detectors (each a score in [0, 1] from a robust z):
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
-A seasonal residual's break or new level is the profile's doing, not news, where the baseline
+The seasonal view judges a row once half a long window of residuals precedes it; before that the
+level detectors judge it alone. A seasonal residual's break or new level is the profile's doing, not news, where the baseline
 jumped against it from one row to the next while the values kept their course (a disk cleaned up
 at this time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
@@ -645,7 +646,11 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         compact = residual[known_rows]
         position = np.searchsorted(known_rows, rows)  # index into compact of each scored row
         scored = (position < len(known_rows)) & (known_rows[np.minimum(position, len(known_rows) - 1)] == rows)
-        scored &= position >= WARMUP // 2
+        # The seasonal view takes over from the level view once its residuals cover half the long
+        # window: a residual scale and tail from a few hours of residuals say little, and their
+        # precedents begin with them, while the values' reach back to the series' start (a latency's
+        # slow minute on the seasonal view's first day, as large as earlier ones, is no break).
+        scored &= position >= params.long_window // 2
         if scored.any():
             with _quiet():
                 r_median, r_scale, _, _, r_tail = _windowed(compact, position[scored], params.long_window,
