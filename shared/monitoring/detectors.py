@@ -20,8 +20,8 @@ Detectors (each a score in [0, 1] from a robust z):
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
-The seasonal view judges a row once half a long window of residuals precedes it; before that the
-level detectors judge it alone. A seasonal residual's break or new level is the profile's doing, not news, where the baseline
+The seasonal view judges a single point once half a long window of residuals precedes it; before
+that the level detectors judge it alone (a new level of the residuals counts from the start). A seasonal residual's break or new level is the profile's doing, not news, where the baseline
 jumped against it from one row to the next while the values kept their course (a disk cleaned up
 at this time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
@@ -640,17 +640,20 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     known = ~np.isnan(residual)
     seasonal = np.zeros(len(rows))
     explained = np.zeros(len(rows), dtype=bool)
+    judged = np.zeros(len(rows), dtype=bool)
     deviation = np.zeros(len(rows))  # the residual against its past window's median
     if known.sum() > WARMUP:
         known_rows = np.where(known)[0]
         compact = residual[known_rows]
         position = np.searchsorted(known_rows, rows)  # index into compact of each scored row
         scored = (position < len(known_rows)) & (known_rows[np.minimum(position, len(known_rows) - 1)] == rows)
-        # The seasonal view takes over from the level view once its residuals cover half the long
-        # window: a residual scale and tail from a few hours of residuals say little, and their
-        # precedents begin with them, while the values' reach back to the series' start (a latency's
-        # slow minute on the seasonal view's first day, as large as earlier ones, is no break).
-        scored &= position >= params.long_window // 2
+        scored &= position >= WARMUP // 2
+        # The seasonal view judges single points (and caps the level view's) once its residuals
+        # cover half the long window: a residual scale and tail from a few hours of residuals say
+        # little of a point, and their precedents begin with them, while the values' reach back to
+        # the series' start (a latency's slow minute on the seasonal view's first day, as large as
+        # earlier ones, is no break). A new level of the residuals is read from the start.
+        judged = scored & (position >= params.long_window // 2)
         if scored.any():
             with _quiet():
                 r_median, r_scale, _, _, r_tail = _windowed(compact, position[scored], params.long_window,
@@ -664,7 +667,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             z_drift = _lagged_z(compact, position[scored], params, floor[scored])
             season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
                                       CALIBRATION["seasonal_drift"].score(z_drift))
-            seasonal[scored] = np.where(explained[scored], season_score, 0.0)
+            seasonal[scored] = np.where(explained[scored] & judged[scored], season_score, 0.0)
             deviation[scored] = compact[position[scored]] - r_median
     # A residual off because the profile jumped (the series kept its course) is no seasonal break,
     # until the residual window has followed the jump (half of it).
@@ -683,7 +686,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["seasonal"] *= _jump_habit(values, rows, params, steps, deviation, scores["seasonal"] > PRECEDENT_FROM,
                                       prior("step"), lowest)
     for name in ("robust_z", "iqr"):
-        scores[name] = np.where(explained, np.minimum(scores[name], scores["seasonal"]), scores[name])
+        scores[name] = np.where(explained & judged, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
     scores["level_shift"] = _level_shift(values, rows, params, history, residual, explained, floor)
     scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
