@@ -296,8 +296,10 @@ def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float
         ok = (found >= 0) & (target - times[np.maximum(found, 0)] <= tolerance)
         return np.where(ok, values[np.maximum(found, 0)], np.nan)
 
-    if len(times) == 0 or times[-1] - times[0] < DAY - tolerance:
-        return np.full(len(rows), np.nan), np.full(len(rows), np.nan)  # no earlier day: no baseline anywhere
+    if len(times) == 0 or times[-1] - times[0] < 3 * DAY - tolerance:
+        # Fewer than three earlier days: no baseline anywhere, and nothing a rough one would serve
+        # (the scan's day without a trained profile costs nothing here).
+        return np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     weekly = np.column_stack([lagged(k * WEEK) for k in range(1, 5)])
     daily = np.column_stack([lagged(k * DAY) for k in range(1, 8)])
     weekly_median, weekly_count = _row_nanmedian(weekly)
