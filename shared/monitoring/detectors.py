@@ -20,7 +20,8 @@ Detectors (each a score in [0, 1] from a robust z):
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
-A seasonal residual's break or new level is the profile's doing, not news, where the baseline
+The seasonal view judges a single point once half a long window of residuals precedes it; before
+that the level detectors judge it alone (a new level of the residuals counts from the start). A seasonal residual's break or new level is the profile's doing, not news, where the baseline
 jumped against it from one row to the next while the values kept their course (a disk cleaned up
 at this time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
@@ -33,9 +34,13 @@ point's deviation, a step, a level against the half day before and a seasonal re
 where the series has shown one as large, in the same direction (a point's deviation: in either
 direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
-occurrence is a habit, not news; a third larger is news again. A fall back to the floor the series
-has held (a cleanup, a counter reset) is a habit once it has been seen before; a fall to a new
-level is not. A seasonal residual, or a residual's new level, that a habitual jump made within
+occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
+where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
+after the weekend; the scan's day holds only the day before's edge of it, its memory no times);
+for the seasonal residuals that look-back reaches the series' second day, where the residual
+against the one or two earlier days there are is too rough for anything else. A fall back to the
+floor the series has held (a cleanup, a counter reset) is a habit once it has been seen before; a
+fall to a new level is not. A seasonal residual, or a residual's new level, that a habitual jump made within
 the short window is the jump's (the residuals' own memory starts with the seasonal view's third day).
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
@@ -279,9 +284,10 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
     return z, fences, scale, _tail_z(recent - median, scale, tail)
 
 
-def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float) -> Array:
+def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
     """Median of the values at the same time on up to 4 earlier weeks (when >= 2 exist) or else on
-    up to 7 earlier days (when >= 3 exist); NaN where neither exists yet."""
+    up to 7 earlier days (when >= 3 exist); NaN where neither exists yet. And the rough one of the
+    first days: the same with one or two earlier days too."""
     tolerance = 1.5 * interval
 
     def lagged(lag: float) -> Array:
@@ -291,12 +297,16 @@ def _seasonal_baseline(times: Array, values: Array, rows: Rows, interval: float)
         return np.where(ok, values[np.maximum(found, 0)], np.nan)
 
     if len(times) == 0 or times[-1] - times[0] < 3 * DAY - tolerance:
-        return np.full(len(rows), np.nan)  # fewer than three earlier days: no baseline anywhere
+        # Fewer than three earlier days: no baseline anywhere, and nothing a rough one would serve
+        # (the scan's day without a trained profile costs nothing here).
+        return np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     weekly = np.column_stack([lagged(k * WEEK) for k in range(1, 5)])
     daily = np.column_stack([lagged(k * DAY) for k in range(1, 8)])
     weekly_median, weekly_count = _row_nanmedian(weekly)
     daily_median, daily_count = _row_nanmedian(daily)
-    return np.where(weekly_count >= 2, weekly_median, np.where(daily_count >= 3, daily_median, np.nan))
+    weekly = np.where(weekly_count >= 2, weekly_median, np.nan)
+    return (np.where(np.isnan(weekly) & (daily_count >= 3), daily_median, weekly),
+            np.where(np.isnan(weekly) & (daily_count >= 1), daily_median, weekly))
 
 
 def _row_nanmedian(matrix: Array) -> tuple[Array, Array]:
@@ -431,7 +441,8 @@ class Prior:
 
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
                      candidates: NDArray[np.bool_], prior: Prior | None = None,
-                     returning: NDArray[np.bool_] | None = None, two_sided: bool = False) -> Array:
+                     returning: NDArray[np.bool_] | None = None, two_sided: bool = False,
+                     times: Array | None = None, phase_stat: Array | None = None) -> Array:
     """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
     statistic of the event (a step, a level against the half day before, a seasonal residual)
     against the same statistic's earlier events of the same sign within the memory.
@@ -446,35 +457,66 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     `two_sided`: earlier events of either sign count (a point's deviation in symmetric heavy-tailed
     noise: the past's exceedances of this magnitude, wherever they pointed).
     `returning`: rows whose event brings the series back to a level it has held (a cleanup back to
-    the floor, a counter reset): for them one earlier event as large is habit enough."""
+    the floor, a counter reset): for them one earlier event as large is habit enough.
+    `times` (the series' times, which `rows` index): one earlier event as large is habit enough too
+    where it came at the same time of day a day earlier or of week a week earlier (within an hour
+    block either side): a schedule (a nightly job, the weekend's fall and Monday's rise), not news.
+    `phase_stat`: the statistic those blocks are read from, where it reaches back further than `stat`
+    (the seasonal residuals against the first days' rough baseline)."""
     factor = np.ones(len(rows))
     highs, lows, block = _block_extremes(stat, params)
     memory = int(PRECEDENT_DAYS * DAY / params.interval) // block
     todo = np.where(candidates)[0]
     if not len(todo) or int(rows.max()) < block:
         return factor
+    phases = _calendar_blocks(times, rows[todo], block) if times is not None else None
+    phase_highs, phase_lows = (highs, lows) if phase_stat is None else _block_extremes(phase_stat, params)[:2]
     first = 0 if prior is None else -(-prior.covered // block)  # the first block the prior does not cover
     least = 1 if prior is None else 0  # without a prior, no block holds no event
-    for k in todo.tolist():
+    for j, k in enumerate(todo.tolist()):
         row = int(rows[k])
         value = float(stat[row])
         end = max(row - exclude, 0) // block  # whole blocks ended before the excluded rows
-        past = (np.maximum(highs, lows) if two_sided else highs if value > 0 else lows)[max(end - memory, first):end]
+        start = max(end - memory, first)
+        past = (np.maximum(highs, lows) if two_sided else highs if value > 0 else lows)[start:end]
         if len(past) < least or value == 0.0:
             continue
         magnitude = abs(value)
         needed = 1 if returning is not None and returning[k] else 2
+        # The earlier blocks at this time of day and of week: one event there is a schedule.
+        in_phase = np.array([])
+        if phases is not None:
+            extremes = np.maximum(phase_highs, phase_lows) if two_sided else phase_highs if value > 0 else phase_lows
+            in_phase = extremes[[b for b in phases[j].tolist() if start <= b < end]]
         news = 0.0
         for ratio in (1.0, *PRECEDENT_RATIOS):
             threshold = magnitude / ratio
             events = _separate_events(past >= threshold)
             if prior is not None:
                 events += prior.count(threshold, value > 0, two_sided)
-            if events >= needed:
+            if events >= needed or np.any(in_phase >= threshold):
                 break
             news = ratio
         factor[k] = 0.0 if news == 0.0 else min(1.0, (news - 1.0) / (PRECEDENT_RATIOS[-1] - 1.0))
     return factor
+
+
+CALENDAR_PERIODS = (DAY, WEEK)
+
+
+def _calendar_blocks(times: Array, rows: Rows, block: int) -> Rows:
+    """Per row: the precedent's hour blocks around the row a day and a week earlier (the block
+    holding it and its neighbours; -1 where the series has no row within a block's time of it)."""
+    span = block * (float(times[-1] - times[0]) / max(len(times) - 1, 1))
+    out = np.full((len(rows), 3 * len(CALENDAR_PERIODS)), -1, dtype=np.int64)
+    for p, period in enumerate(CALENDAR_PERIODS):
+        target = times[rows] - period
+        found = np.clip(np.searchsorted(times, target), 0, len(times) - 1)
+        near = np.abs(times[found] - target) <= span
+        centre = found // block
+        for offset in (-1, 0, 1):
+            out[:, 3 * p + offset + 1] = np.where(near, centre + offset, -1)
+    return out
 
 
 def _rolling_medians(values: Array, m: int) -> Array:
@@ -610,8 +652,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     notable = np.maximum(point, fences) > PRECEDENT_FROM
     habit = np.maximum(
         precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
-                         two_sided=True),
-        precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"))
+                         two_sided=True, times=times),
+        precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"), times=times)
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
@@ -630,15 +672,20 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["spike"] = CALIBRATION["spike"].score(z_step)
     jumps = scores["spike"] > PRECEDENT_FROM
     scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, jumps, prior("step"),
-                                        _returning(values, rows, params, params.shift_window, steps, jumps, lowest))
+                                        _returning(values, rows, params, params.shift_window, steps, jumps, lowest),
+                                        times=times)
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)
-    expected = _seasonal_baseline(times, values, history, params.interval) if baseline is None else baseline[history]
+    if baseline is None:
+        expected, rough = _seasonal_baselines(times, values, history, params.interval)
+    else:
+        expected = rough = baseline[history]
     residual = values[history] - expected
     known = ~np.isnan(residual)
     seasonal = np.zeros(len(rows))
     explained = np.zeros(len(rows), dtype=bool)
+    judged = np.zeros(len(rows), dtype=bool)
     deviation = np.zeros(len(rows))  # the residual against its past window's median
     if known.sum() > WARMUP:
         known_rows = np.where(known)[0]
@@ -646,6 +693,12 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         position = np.searchsorted(known_rows, rows)  # index into compact of each scored row
         scored = (position < len(known_rows)) & (known_rows[np.minimum(position, len(known_rows) - 1)] == rows)
         scored &= position >= WARMUP // 2
+        # The seasonal view judges single points (and caps the level view's) once its residuals
+        # cover half the long window: a residual scale and tail from a few hours of residuals say
+        # little of a point, and their precedents begin with them, while the values' reach back to
+        # the series' start (a latency's slow minute on the seasonal view's first day, as large as
+        # earlier ones, is no break). A new level of the residuals is read from the start.
+        judged = scored & (position >= params.long_window // 2)
         if scored.any():
             with _quiet():
                 r_median, r_scale, _, _, r_tail = _windowed(compact, position[scored], params.long_window,
@@ -659,7 +712,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             z_drift = _lagged_z(compact, position[scored], params, floor[scored])
             season_score = np.maximum(CALIBRATION["seasonal"].score(z_season),
                                       CALIBRATION["seasonal_drift"].score(z_drift))
-            seasonal[scored] = np.where(explained[scored], season_score, 0.0)
+            seasonal[scored] = np.where(explained[scored] & judged[scored], season_score, 0.0)
             deviation[scored] = compact[position[scored]] - r_median
     # A residual off because the profile jumped (the series kept its course) is no seasonal break,
     # until the residual window has followed the jump (half of it).
@@ -672,23 +725,31 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
     # yesterday's) is the series' habit; the level detectors it caps follow it.
     residual_stats = _residual_statistics(np.nan_to_num(residual), params)
+    # Whether the same happened at this time a day or a week earlier is read back to the second
+    # day: before three earlier days exist, the residual against the one or two there are is too
+    # rough to judge by or to count as a precedent, but a schedule's last occurrence shows in it
+    # (the first weekend's fall, for the second's).
+    phase_stats = residual_stats if baseline is not None else _residual_statistics(
+        np.nan_to_num(values[history] - rough), params)
     scores["seasonal"] = seasonal * precedent_factor(residual_stats["residual_deviation"], rows, params,
                                                      params.shift_window, seasonal > PRECEDENT_FROM,
-                                                     prior("residual_deviation"))
+                                                     prior("residual_deviation"), times=times,
+                                                     phase_stat=phase_stats["residual_deviation"])
     scores["seasonal"] *= _jump_habit(values, rows, params, steps, deviation, scores["seasonal"] > PRECEDENT_FROM,
                                       prior("step"), lowest)
     for name in ("robust_z", "iqr"):
-        scores[name] = np.where(explained, np.minimum(scores[name], scores["seasonal"]), scores[name])
+        scores[name] = np.where(explained & judged, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
     scores["level_shift"] = _level_shift(values, rows, params, history, residual, explained, floor)
     scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
     # Precedents: on the values, or on the seasonal residuals where the season explains the series.
     notable = scores["level_shift"] > PRECEDENT_FROM
-    for name, stat, where in (("level", stats["level"], ~explained),
-                              ("residual_level", residual_stats["residual_level"], explained)):
+    for name, stat, phase_stat, where in (("level", stats["level"], None, ~explained),
+                                          ("residual_level", residual_stats["residual_level"],
+                                           phase_stats["residual_level"], explained)):
         returning = _returning(values, rows, params, 2 * params.shift_window, stat, notable & where, lowest)
         scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where,
-                                                  prior(name), returning)
+                                                  prior(name), returning, times=times, phase_stat=phase_stat)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],

@@ -525,6 +525,29 @@ def test_a_point_as_far_out_as_two_earlier_ones_the_other_way_is_noise_but_a_far
     assert scores[1300] < ALERT_THRESHOLD and scores[1800] >= ALERT_THRESHOLD
 
 
+def test_a_slow_burst_as_large_as_earlier_ones_is_no_alarm_on_the_seasonal_views_first_day_but_a_spike_is() -> None:
+    rng = np.random.default_rng(3)
+    t = 1_700_000_000 + np.arange(4 * 288) * 300.0  # four days of five-minute latency with a daily cycle
+    v = 100 * (1 + 0.3 * np.sin(2 * np.pi * t / 86_400)) * np.exp(rng.normal(0, 0.08, len(t)))
+    v[[100, 350, 600, 964]] *= 2.0  # a slow five minutes every 20 hours or so
+    v[1064] *= 4.0
+    scores = score_series(t, v).combined
+    # Day 3 is the seasonal view's first (three earlier days): its few hours of residuals have not
+    # seen a slow burst, the values have, three times.
+    assert np.where(scores[3 * 288:] >= ALERT_THRESHOLD)[0].tolist() == [1064 - 3 * 288]
+
+
+def test_mondays_rise_is_a_habit_from_the_second_week_while_a_thursdays_fall_still_alarms() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(14 * 288) * 300.0  # two weeks of five-minute web traffic from a Tuesday
+    weekend = ((t // 86_400 + 4) % 7 >= 5).astype(float)  # 1970-01-01 was a Thursday
+    v = 1000 * (1 + 0.5 * np.sin(2 * np.pi * t / 86_400)) * (1 - 0.45 * weekend) * np.exp(rng.normal(0, 0.03, len(t)))
+    v[2448:2592] *= 0.65  # half of a Thursday of the second week
+    scores = score_series(t, v).combined
+    # The second Monday's rise (row 3190) came at the same time a week after the first: a schedule.
+    assert (np.where(scores[2016:] >= ALERT_THRESHOLD)[0] + 2016).tolist() == [2448]
+
+
 def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
     rng = np.random.default_rng(0)
     t = 1_700_000_000 + np.arange(864) * 300.0  # three days of five-minute points
