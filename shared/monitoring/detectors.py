@@ -21,9 +21,10 @@ Detectors (each a score in [0, 1] from a robust z):
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
 The seasonal view judges a single point once half a long window of residuals precedes it; before
-that the level detectors judge it alone (a new level of the residuals counts from the start). A seasonal residual's break or new level is the profile's doing, not news, where the baseline
-jumped against it from one row to the next while the values kept their course (a disk cleaned up
-at this time of an earlier day, a sawtooth whose period is not a day).
+that the level detectors judge it alone (a new level of the residuals counts from the start). A
+seasonal residual's break or new level is the profile's doing, not news, where the baseline jumped
+against it from one row to the next while the values kept their course (a disk cleaned up at this
+time of an earlier day, a sawtooth whose period is not a day).
 Scales are robust and floored (the series' quantum, a quarter of its standard deviation), and
 single points are measured against the past's own 99.5th percentile too; where that percentile
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
@@ -469,7 +470,7 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     todo = np.where(candidates)[0]
     if not len(todo) or int(rows.max()) < block:
         return factor
-    phases = _calendar_blocks(times, rows[todo], block) if times is not None else None
+    phases = _calendar_blocks(times, rows[todo], block, params.interval) if times is not None else None
     phase_highs, phase_lows = (highs, lows) if phase_stat is None else _block_extremes(phase_stat, params)[:2]
     first = 0 if prior is None else -(-prior.covered // block)  # the first block the prior does not cover
     least = 1 if prior is None else 0  # without a prior, no block holds no event
@@ -504,10 +505,12 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
 CALENDAR_PERIODS = (DAY, WEEK)
 
 
-def _calendar_blocks(times: Array, rows: Rows, block: int) -> Rows:
+def _calendar_blocks(times: Array, rows: Rows, block: int, interval: float) -> Rows:
     """Per row: the precedent's hour blocks around the row a day and a week earlier (the block
-    holding it and its neighbours; -1 where the series has no row within a block's time of it)."""
-    span = block * (float(times[-1] - times[0]) / max(len(times) - 1, 1))
+    holding it and its neighbours; -1 where the series has no row within a block's time of it).
+    A block's time is `block` rows at the interval read from the series' first rows: nothing
+    after a row decides its score."""
+    span = block * interval
     out = np.full((len(rows), 3 * len(CALENDAR_PERIODS)), -1, dtype=np.int64)
     for p, period in enumerate(CALENDAR_PERIODS):
         target = times[rows] - period

@@ -548,6 +548,22 @@ def test_mondays_rise_is_a_habit_from_the_second_week_while_a_thursdays_fall_sti
     assert (np.where(scores[2016:] >= ALERT_THRESHOLD)[0] + 2016).tolist() == [2448]
 
 
+def test_the_schedule_rule_reads_nothing_after_a_row_even_when_later_points_are_sparse() -> None:
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(14 * 288) * 300.0
+    weekend = ((t // 86_400 + 4) % 7 >= 5).astype(float)
+    v = 1000 * (1 + 0.5 * np.sin(2 * np.pi * t / 86_400)) * (1 - 0.45 * weekend) * np.exp(rng.normal(0, 0.03, len(t)))
+    recorded = np.ones(len(t), dtype=bool)
+    recorded[1156:1192] = False  # three hours around the first Monday's rise went unrecorded
+    t, v = t[recorded], v[recorded]
+    n = len(t)
+    t = np.r_[t, t[-1] + 10 * 86_400 + np.arange(5) * 300.0]  # then ten days without a point, and five
+    v = np.r_[v, v[-5:]]
+    # How near a week-earlier row must be is judged from the series' first rows, not its average
+    # spacing, which the later gap changes.
+    assert np.array_equal(score_series(t, v).combined[:n], score_series(t[:n], v[:n]).combined)
+
+
 def test_a_fall_of_the_past_day_is_no_precedent_for_a_rise_but_a_spikes_own_return_is() -> None:
     rng = np.random.default_rng(0)
     t = 1_700_000_000 + np.arange(864) * 300.0  # three days of five-minute points
