@@ -204,8 +204,12 @@ def _codes(*arrays: Int) -> list[Int]:
 
     The values of the shortest array (the requests, in batch scoring) are sorted, and the others
     found among them by binary search; only the values not found there are sorted in turn (most
-    stored events are of the requests' users and entities): far fewer elements sorted than all."""
+    stored events are of the requests' users and entities): far fewer elements sorted than all.
+    One array alone is sorted once (the binary searches would only add to its sort)."""
     distinct = list({id(array): array for array in arrays}.values())
+    if len(distinct) == 1:  # training: the events ask about themselves; one sort is all it takes
+        inverse = np.unique(distinct[0], return_inverse=True)[1].astype(np.int64)
+        return [inverse for _ in arrays]
     known = np.unique(min(distinct, key=len))
     coded, missing = {}, []
     for array in distinct:
