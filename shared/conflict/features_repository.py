@@ -347,6 +347,11 @@ class RequestTable:
     def __len__(self) -> int:
         return len(self.as_of)
 
+    def rows(self, start: int, end: int) -> RequestTable:
+        return RequestTable(self.tenant_id[start:end], self.user_id[start:end], self.domain[start:end],
+                            self.entity_type[start:end], self.entity_id[start:end], self.device_id[start:end],
+                            self.fields[start:end], self.as_of[start:end], self.last_sync[start:end])
+
     @classmethod
     def of(cls, requests: Sequence[FeatureRequest]) -> RequestTable:
         return cls(
@@ -416,13 +421,32 @@ def _request_columns(table: RequestTable, hashes: Callable[[Sequence[str]], NDAr
     )
 
 
+# Features of the rows [start, end) of the table a read was made for, from that read alone (no
+# database): a forked process computes its share of the rows from the read it inherits.
+RowFeatures = Callable[[int, int], dict[str, NDArray[np.float64]]]
+
+
+def _request_rows(requests: RequestColumns, start: int, end: int) -> RequestColumns:
+    if start == 0 and end == len(requests):
+        return requests
+    at = slice(*np.searchsorted(requests.field_row, (start, end)))  # field rows are in row order
+    return RequestColumns(requests.as_of[start:end], requests.user[start:end], requests.entity[start:end],
+                          requests.device[start:end], requests.last_sync[start:end], requests.field_row[at] - start,
+                          requests.field[at])
+
+
 def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-    """Batch scoring: feature columns for every request, in the requests' order, from one read of
-    the history their windows need: the events of their users and entities (every feature counts
-    only those) received in the lookback before the earliest as-of time and before the latest;
-    whole as far back as some row needs them (whole_events_for), older ones only as counts."""
+    return table_features(tx, table)(0, len(table))
+
+
+def table_features(tx: Transaction, table: RequestTable) -> RowFeatures:
+    """Batch scoring: one read of the history the requests' windows need (the events of their
+    users and entities received in the lookback before the earliest as-of time and before the
+    latest; whole as far back as some row needs them, whole_events_for, older ones only as counts),
+    and the feature columns of any stretch of the requests, in their order, from it."""
     if not len(table):
-        return compute_features(_empty_events(), request_columns(tx, table))
+        requests = request_columns(tx, table)
+        return lambda start, end: compute_features(_empty_events(), _request_rows(requests, start, end))
     tenants = set(table.tenant_id)
     tenant = next(iter(tenants)) if len(tenants) == 1 else None
     named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
@@ -440,7 +464,8 @@ def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArra
         read = _read_events(tx, tenant, start, end, whole_since)
     whole = whole_events_for(requests)
     assert whole.earlier_since == whole_since, "the read brought whole what the requests need whole"
-    return compute_features(_event_columns(read, requests.user, requests.entity, whole), requests)
+    events = _event_columns(read, requests.user, requests.entity, whole)
+    return lambda first, last: compute_features(events, _request_rows(requests, first, last))
 
 
 def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
@@ -487,8 +512,10 @@ class ConflictFeatures(Protocol):
         """One live request's row: FEATURE_NAMES, SUPPORT_NAMES, request_id, as_of."""
         ...
 
-    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-        """Batch scoring: columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order."""
+    def for_table(self, session: Any, table: RequestTable) -> RowFeatures:
+        """Batch scoring: what the table's rows need read now; then the feature columns
+        (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) of rows [start, end), in request order,
+        with no database (a forked process computes its share from what it inherits)."""
         ...
 
 
@@ -496,8 +523,8 @@ class PostgresConflictFeatures:
     def for_request(self, session: Transaction, request: FeatureRequest) -> dict[str, Any]:
         return live_features(session, request)
 
-    def for_table(self, session: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-        return features_for_table(session, table)
+    def for_table(self, session: Transaction, table: RequestTable) -> RowFeatures:
+        return table_features(session, table)
 
 
 class PostgresConflictTrainingSource:
@@ -531,11 +558,11 @@ class InMemoryConflictFeatures:
             "support_entity_edits": float(values.get("support_entity_edits", 0)),
         }
 
-    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
+    def for_table(self, session: Any, table: RequestTable) -> RowFeatures:
         rows = [self.for_request(session, FeatureRequest(
             str(n), table.tenant_id[n], table.user_id[n], table.domain[n], table.entity_type[n], table.entity_id[n],
             None, from_us(int(table.as_of[n])))) for n in range(len(table))]
         columns = {name: np.array([row[name] for row in rows], dtype=np.float64)
                    for name in (*FEATURE_NAMES, *SUPPORT_NAMES)}
         columns["as_of"] = table.as_of.astype(np.float64)
-        return columns
+        return lambda start, end: {name: values[start:end] for name, values in columns.items()}

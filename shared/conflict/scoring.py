@@ -12,9 +12,12 @@ are parsed once per distinct text, and the output is written from columns of tex
 fails those checks goes through the request model row by row, which names the first bad line with
 the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
 
-A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py:
-one database snapshot for all); each part numbers its rows from its first row's place in the
-file, so the output and any bad line's number are what one process gives.
+The whole file is read and checked in the command's own process (a bad line is named by its line
+in the file), and the history its rows need is read once. A large file's rows are then cut into
+contiguous stretches whose features, probabilities and output are computed in as many processes,
+forked after the read (shared/platform/forked.py): they inherit it and touch no database. Each
+stretch numbers its rows from its first row's place in the file, so the output is what one
+process writes.
 """
 
 from __future__ import annotations
@@ -37,14 +40,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import ConflictFeatures, RequestTable, confidence
+from shared.conflict.features_repository import RequestTable, RowFeatures, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
-from shared.platform.forked import map_on_one_snapshot
+from shared.platform.forked import map_forked
 from shared.platform.serving import Serving, choose_serving
 
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
@@ -159,6 +162,12 @@ class _Input:
     # commas): the file's own lines when they are already in that form (None: joined from columns).
     echo: list[str] | None = None
     as_of_is_iso_utc: bool = False  # as_of_text is what _iso_utc writes for table.as_of
+
+    def rows(self, start: int, end: int) -> _Input:
+        if start == 0 and end == len(self.table):
+            return self
+        return _Input(self.table.rows(start, end), self.as_of_text[start:end], self.last_sync_text[start:end],
+                      None if self.echo is None else self.echo[start:end], self.as_of_is_iso_utc)
 
 
 class _Columns:
@@ -305,45 +314,20 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
                   [r.client_last_sync_at.isoformat() if r.client_last_sync_at else "" for r in requests])
 
 
-@dataclass(frozen=True)
-class _Part:
-    """A stretch of the file's rows: `first_line` is the number its first row has in the whole
-    file (line 1 is the header; blank lines are not counted, as csv.DictReader skips them). Either
-    text (the file's header line, then its lines start:end) or rows csv.reader already read."""
-
-    first_line: int
-    file: str = ""
-    header_end: int = 0
-    start: int = 0
-    end: int = 0
-    header: list[str] | None = None
-    rows: list[list[str]] | None = None
-
-    def text(self) -> str:
-        if self.start == self.header_end and self.end == len(self.file):
-            return self.file
-        return self.file[:self.header_end] + self.file[self.start:self.end]
-
-
-def _read(part: _Part, tenant_id: str, now: datetime) -> _Input:
-    rows = part.rows
-    if rows is not None:
-        columns = _Columns.of_rows(part.header or [], rows)
-    else:
-        text = part.text()
-        split = _split(text)
-        if split is None:
-            header, rows = _csv_rows(text)
-            split = _Columns.of_rows(header, rows)
-        columns = split
+def _read(text: str, tenant_id: str, now: datetime) -> _Input:
+    columns = _split(text)
+    rows = None
+    if columns is None:
+        header, rows = _csv_rows(text)
+        columns = _Columns.of_rows(header, rows)
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(columns.header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
     try:
         return _quick_input(columns, tenant_id, now)
     except _NeedsRowChecks:
-        header, rows = _csv_rows(part.text()) if rows is None else (columns.header, rows)
-        return _checked_input(rows, header, tenant_id, now, part.first_line)
+        header, rows = _csv_rows(text) if rows is None else (columns.header, rows)
+        return _checked_input(rows, header, tenant_id, now, first_line=2)
 
 
 # -- writing: columns of text ---------------------------------------------------------------------
@@ -414,73 +398,39 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
     return "\r\n".join(rows)
 
 
-def _scored_part(features: ConflictFeatures, tenant_id: str, now: datetime, serving: Serving, tx: Any,
-                 part: _Part) -> str:
-    """One stretch of the file scored: its output rows as text."""
-    data = _read(part, tenant_id, now)
-    columns = features.for_table(tx, data.table)
+def _scored_rows(data: _Input, features: RowFeatures, serving: Serving, rows: tuple[int, int]) -> str:
+    """The output of the file's rows [start, end) (row 0 is line 2, the first after the header),
+    from what was read for the whole file: no database."""
+    start, end = rows
+    part = data.rows(start, end)
+    columns = features(start, end)
     if serving.answering is None:
-        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
-        probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
+        values = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(part.table))]
+        probabilities = np.array([CONFLICT.heuristic(row) for row in values], dtype=np.float64)
     else:
         probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
-    return _written(data, columns, probabilities, serving.label, part.first_line)
-
-
-def _parts(text: str, count: int) -> list[_Part]:
-    """The file cut into `count` stretches of about equal size at line ends, for as many processes;
-    one part when there is one process or the file is small (a child's start and its connection
-    would cost more than they save). A file whose line ends may lie inside a quoted value (or that
-    uses CR alone) is read by csv.reader here and its rows cut instead."""
-    whole = [_Part(2, text, 0, 0, len(text))]
-    if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
-        return whole
-    if '"' in text or text.count("\r") != text.count("\r\n"):
-        header, rows = _csv_rows(text)
-        if not rows:
-            return whole
-        size = -(-len(rows) // count)
-        return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
-    header_end = text.find("\n") + 1
-    if header_end < 2:
-        return whole  # no header line: the one part names the problem
-    cuts = [header_end]
-    for k in range(1, count):
-        at = header_end + (len(text) - header_end) * k // count
-        cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
-    cuts.append(len(text))
-    # A part's first row is numbered by the rows before it, blank lines not counted (checked for
-    # first: counting them needs the lines split).
-    blank = "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r\n"), header_end)
-    parts, first_line = [], 2
-    for start, end in itertools.pairwise(cuts):
-        if start == end:
-            continue
-        parts.append(_Part(first_line, text, header_end, start, end))
-        lines = text[start:end].replace("\r\n", "\n").split("\n") if blank else None
-        first_line += text.count("\n", start, end) if lines is None else len(lines) - lines.count("")
-    return parts
+    return _written(part, columns, probabilities, serving.label, 2 + start)
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
-    """Score the file; a large one split over `scoring_processes` processes (same output, same
-    order). Nothing is written to `sink` unless every row scored."""
-    now = datetime.now(UTC)  # one moment for every row without as_of, whichever process scores it
-    text = source.read()
+    """Score the file: read and checked here, the history its rows need read once, and the rows'
+    features, model and output of a large file split over `scoring_processes` processes (forked
+    after the read: they share it). Same output, same order; nothing is written to `sink` unless
+    every row scored."""
+    now = datetime.now(UTC)  # one moment for every row without as_of
+    data = _read(source.read(), tenant_id, now)
     # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
     services = conflict_services(context)
     serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
-    parts = _parts(text, context.settings.scoring_processes)
-    work = functools.partial(_scored_part, services.features, tenant_id, now, serving)
-    if len(parts) == 1:
-        with services.transactions.transaction() as tx:
-            bodies = [work(tx, parts[0])]
-    else:
-        bodies = map_on_one_snapshot(context.database, parts, work)
+    with services.transactions.transaction() as tx:
+        features = services.features.for_table(tx, data.table)
+    rows = len(data.table)
+    count = context.settings.scoring_processes if rows >= PARALLEL_MIN_ROWS else 1
+    bounds = [rows * k // count for k in range(count + 1)]
+    bodies = map_forked(list(itertools.pairwise(bounds)), functools.partial(_scored_rows, data, features, serving))
     sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
     for body in bodies:
         sink.write(body)
-    rows = sum(map(methodcaller("count", "\n"), bodies))
     return {"rows": rows, "model_version": serving.label, "degraded": serving.degraded}
 
 
