@@ -347,11 +347,6 @@ class RequestTable:
     def __len__(self) -> int:
         return len(self.as_of)
 
-    def rows(self, start: int, end: int) -> RequestTable:
-        return RequestTable(self.tenant_id[start:end], self.user_id[start:end], self.domain[start:end],
-                            self.entity_type[start:end], self.entity_id[start:end], self.device_id[start:end],
-                            self.fields[start:end], self.as_of[start:end], self.last_sync[start:end])
-
     @classmethod
     def of(cls, requests: Sequence[FeatureRequest]) -> RequestTable:
         return cls(
@@ -421,51 +416,77 @@ def _request_columns(table: RequestTable, hashes: Callable[[Sequence[str]], NDAr
     )
 
 
-# Features of the rows [start, end) of the table a read was made for, from that read alone (no
-# database): a forked process computes its share of the rows from the read it inherits.
-RowFeatures = Callable[[int, int], dict[str, NDArray[np.float64]]]
+@dataclass(frozen=True)
+class HistoryWindow:
+    """What a batch's history read covers (epoch µs): every event of the tenant (None: of all)
+    received in [start, end), whole from `whole_since` (older ones as counts only). Windows of
+    parts of a batch merge into the window of the whole (`merged`), which reads what one process
+    would for the whole; each part then takes from it what its rows need."""
+
+    tenant_id: str | None
+    start: int
+    end: int
+    whole_since: int
+
+    @classmethod
+    def of(cls, table: RequestTable) -> HistoryWindow | None:
+        """The window a table's rows need (None: no rows, nothing to read)."""
+        if not len(table):
+            return None
+        tenants = set(table.tenant_id)
+        named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
+        return cls(next(iter(tenants)) if len(tenants) == 1 else None, to_us(from_us(int(table.as_of.min())) - LOOKBACK),
+                   int(table.as_of.max()), whole_events_since(table.as_of, table.last_sync, named))
+
+    @staticmethod
+    def merged(windows: Sequence[HistoryWindow | None]) -> HistoryWindow | None:
+        given = [w for w in windows if w is not None]
+        if not given:
+            return None
+        tenants = {w.tenant_id for w in given}
+        return HistoryWindow(next(iter(tenants)) if len(tenants) == 1 else None, min(w.start for w in given),
+                             max(w.end for w in given), min(w.whole_since for w in given))
 
 
-def _request_rows(requests: RequestColumns, start: int, end: int) -> RequestColumns:
-    if start == 0 and end == len(requests):
-        return requests
-    at = slice(*np.searchsorted(requests.field_row, (start, end)))  # field rows are in row order
-    return RequestColumns(requests.as_of[start:end], requests.user[start:end], requests.entity[start:end],
-                          requests.device[start:end], requests.last_sync[start:end], requests.field_row[at] - start,
-                          requests.field[at])
+# What read_history read: the packed columns of _EVENTS_SQL (bytes, which a pipe carries as they
+# are), or None when there was nothing to read.
+History = list[bytes | None] | None
+
+
+def read_history(tx: Transaction, window: HistoryWindow | None) -> History:
+    if window is None:
+        return None
+    return _read_events(tx, window.tenant_id, from_us(window.start), from_us(window.end), window.whole_since)
+
+
+def history_features(requests: RequestColumns, history: History, window: HistoryWindow | None
+                     ) -> dict[str, NDArray[np.float64]]:
+    """Feature columns of the requests (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs), in their
+    order, from a read of a window that holds theirs (no database: a forked process computes its
+    part's features from what its parent read)."""
+    if history is None or window is None or not len(requests):
+        return compute_features(_empty_events(), requests)
+    whole = whole_events_for(requests)
+    assert whole.earlier_since >= window.whole_since, "the read brought whole what the requests need whole"
+    return compute_features(_event_columns(history, requests.user, requests.entity, whole), requests)
 
 
 def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-    return table_features(tx, table)(0, len(table))
-
-
-def table_features(tx: Transaction, table: RequestTable) -> RowFeatures:
-    """Batch scoring: one read of the history the requests' windows need (the events of their
-    users and entities received in the lookback before the earliest as-of time and before the
-    latest; whole as far back as some row needs them, whole_events_for, older ones only as counts),
-    and the feature columns of any stretch of the requests, in their order, from it."""
-    if not len(table):
+    """Batch scoring in one process: one read of the history the requests' windows need (the events
+    of their users and entities received in the lookback before the earliest as-of time and before
+    the latest; whole as far back as some row needs them, whole_events_for, older ones only as
+    counts), and the feature columns of the requests, in their order, from it."""
+    window = HistoryWindow.of(table)
+    if not _hashes_alike(tx):
         requests = request_columns(tx, table)
-        return lambda start, end: compute_features(_empty_events(), _request_rows(requests, start, end))
-    tenants = set(table.tenant_id)
-    tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
-    whole_since = whole_events_since(table.as_of, table.last_sync, named)
-    start, end = from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max()))
-    if _hashes_alike(tx):
-        # The server reads while the keys are hashed here (neither needs the other; the read
-        # waits on the socket, which lets this thread run): the hashing costs no wall time.
-        with ThreadPoolExecutor(1) as reader:
-            raw = reader.submit(_read_events, tx, tenant, start, end, whole_since)
-            requests = _request_columns(table, hash_keys)
-            read = raw.result()
-    else:
-        requests = request_columns(tx, table)
-        read = _read_events(tx, tenant, start, end, whole_since)
-    whole = whole_events_for(requests)
-    assert whole.earlier_since == whole_since, "the read brought whole what the requests need whole"
-    events = _event_columns(read, requests.user, requests.entity, whole)
-    return lambda first, last: compute_features(events, _request_rows(requests, first, last))
+        return history_features(requests, read_history(tx, window), window)
+    # The server reads while the keys are hashed here (neither needs the other; the read waits on
+    # the socket, which lets this thread run): the hashing costs no wall time.
+    with ThreadPoolExecutor(1) as reader:
+        read = reader.submit(read_history, tx, window)
+        requests = _request_columns(table, hash_keys)
+        history = read.result()
+    return history_features(requests, history, window)
 
 
 def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
@@ -508,14 +529,29 @@ def confidence(row: dict[str, Any]) -> float:
 
 
 class ConflictFeatures(Protocol):
+    """Live features, and batch features in stages (so that the parts of a batch split over
+    processes read the history once): the window each part's rows need, one read of the merged
+    window, each part's requests keyed, and their features from the read."""
+
     def for_request(self, session: Any, request: FeatureRequest) -> dict[str, Any]:
         """One live request's row: FEATURE_NAMES, SUPPORT_NAMES, request_id, as_of."""
         ...
 
-    def for_table(self, session: Any, table: RequestTable) -> RowFeatures:
-        """Batch scoring: what the table's rows need read now; then the feature columns
-        (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) of rows [start, end), in request order,
-        with no database (a forked process computes its share from what it inherits)."""
+    def keys_without_database(self, session: Any) -> bool:
+        """Whether `keyed` can do without the session (in a forked process)."""
+        ...
+
+    def window(self, table: RequestTable) -> HistoryWindow | None: ...
+
+    def read(self, session: Any, window: HistoryWindow | None) -> History: ...
+
+    def keyed(self, session: Any | None, table: RequestTable) -> Any:
+        """The table's requests keyed for `from_history`; session None: without the database."""
+        ...
+
+    def from_history(self, keyed: Any, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        """Columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order; no database."""
         ...
 
 
@@ -523,8 +559,21 @@ class PostgresConflictFeatures:
     def for_request(self, session: Transaction, request: FeatureRequest) -> dict[str, Any]:
         return live_features(session, request)
 
-    def for_table(self, session: Transaction, table: RequestTable) -> RowFeatures:
-        return table_features(session, table)
+    def keys_without_database(self, session: Transaction) -> bool:
+        return _hashes_alike(session)
+
+    def window(self, table: RequestTable) -> HistoryWindow | None:
+        return HistoryWindow.of(table)
+
+    def read(self, session: Transaction, window: HistoryWindow | None) -> History:
+        return read_history(session, window)
+
+    def keyed(self, session: Transaction | None, table: RequestTable) -> RequestColumns:
+        return _request_columns(table, hash_keys) if session is None else request_columns(session, table)
+
+    def from_history(self, keyed: RequestColumns, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        return history_features(keyed, history, window)
 
 
 class PostgresConflictTrainingSource:
@@ -558,11 +607,25 @@ class InMemoryConflictFeatures:
             "support_entity_edits": float(values.get("support_entity_edits", 0)),
         }
 
-    def for_table(self, session: Any, table: RequestTable) -> RowFeatures:
+    def keys_without_database(self, session: Any) -> bool:
+        return True
+
+    def window(self, table: RequestTable) -> HistoryWindow | None:
+        return None
+
+    def read(self, session: Any, window: HistoryWindow | None) -> History:
+        return None
+
+    def keyed(self, session: Any | None, table: RequestTable) -> RequestTable:
+        return table
+
+    def from_history(self, keyed: RequestTable, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        table, session = keyed, None
         rows = [self.for_request(session, FeatureRequest(
             str(n), table.tenant_id[n], table.user_id[n], table.domain[n], table.entity_type[n], table.entity_id[n],
             None, from_us(int(table.as_of[n])))) for n in range(len(table))]
         columns = {name: np.array([row[name] for row in rows], dtype=np.float64)
                    for name in (*FEATURE_NAMES, *SUPPORT_NAMES)}
         columns["as_of"] = table.as_of.astype(np.float64)
-        return lambda start, end: {name: values[start:end] for name, values in columns.items()}
+        return columns

@@ -12,12 +12,10 @@ are parsed once per distinct text, and the output is written from columns of tex
 fails those checks goes through the request model row by row, which names the first bad line with
 the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
 
-The whole file is read and checked in the command's own process (a bad line is named by its line
-in the file), and the history its rows need is read once. A large file's rows are then cut into
-contiguous stretches whose features, probabilities and output are computed in as many processes,
-forked after the read (shared/platform/forked.py): they inherit it and touch no database. Each
-stretch numbers its rows from its first row's place in the file, so the output is what one
-process writes.
+A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py):
+each reads and checks its part and sends its history window to the command's process, which reads
+the history once for all of them and sends it back; each part numbers its rows from its first
+row's place in the file, so the output and any bad line's number are what one process gives.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ import io
 import itertools
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
@@ -40,14 +39,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import RequestTable, RowFeatures, confidence
+from shared.conflict.features_repository import ConflictFeatures, HistoryWindow, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
-from shared.platform.forked import map_forked
+from shared.platform.forked import Link, forked
 from shared.platform.serving import Serving, choose_serving
 
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
@@ -162,12 +161,6 @@ class _Input:
     # commas): the file's own lines when they are already in that form (None: joined from columns).
     echo: list[str] | None = None
     as_of_is_iso_utc: bool = False  # as_of_text is what _iso_utc writes for table.as_of
-
-    def rows(self, start: int, end: int) -> _Input:
-        if start == 0 and end == len(self.table):
-            return self
-        return _Input(self.table.rows(start, end), self.as_of_text[start:end], self.last_sync_text[start:end],
-                      None if self.echo is None else self.echo[start:end], self.as_of_is_iso_utc)
 
 
 class _Columns:
@@ -314,20 +307,45 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
                   [r.client_last_sync_at.isoformat() if r.client_last_sync_at else "" for r in requests])
 
 
-def _read(text: str, tenant_id: str, now: datetime) -> _Input:
-    columns = _split(text)
-    rows = None
-    if columns is None:
-        header, rows = _csv_rows(text)
-        columns = _Columns.of_rows(header, rows)
+@dataclass(frozen=True)
+class _Part:
+    """A stretch of the file's rows: `first_line` is the number its first row has in the whole
+    file (line 1 is the header; blank lines are not counted, as csv.DictReader skips them). Either
+    text (the file's header line, then its lines start:end) or rows csv.reader already read."""
+
+    first_line: int
+    file: str = ""
+    header_end: int = 0
+    start: int = 0
+    end: int = 0
+    header: list[str] | None = None
+    rows: list[list[str]] | None = None
+
+    def text(self) -> str:
+        if self.start == self.header_end and self.end == len(self.file):
+            return self.file
+        return self.file[:self.header_end] + self.file[self.start:self.end]
+
+
+def _read(part: _Part, tenant_id: str, now: datetime) -> _Input:
+    rows = part.rows
+    if rows is not None:
+        columns = _Columns.of_rows(part.header or [], rows)
+    else:
+        text = part.text()
+        split = _split(text)
+        if split is None:
+            header, rows = _csv_rows(text)
+            split = _Columns.of_rows(header, rows)
+        columns = split
     missing = {"user_id", "domain", "entity_type", "entity_id"} - set(columns.header)
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
     try:
         return _quick_input(columns, tenant_id, now)
     except _NeedsRowChecks:
-        header, rows = _csv_rows(text) if rows is None else (columns.header, rows)
-        return _checked_input(rows, header, tenant_id, now, first_line=2)
+        header, rows = _csv_rows(part.text()) if rows is None else (columns.header, rows)
+        return _checked_input(rows, header, tenant_id, now, part.first_line)
 
 
 # -- writing: columns of text ---------------------------------------------------------------------
@@ -398,39 +416,114 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
     return "\r\n".join(rows)
 
 
-def _scored_rows(data: _Input, features: RowFeatures, serving: Serving, rows: tuple[int, int]) -> str:
-    """The output of the file's rows [start, end) (row 0 is line 2, the first after the header),
-    from what was read for the whole file: no database."""
-    start, end = rows
-    part = data.rows(start, end)
-    columns = features(start, end)
+def _parts(text: str, count: int) -> list[_Part]:
+    """The file cut into `count` stretches of about equal size at line ends, for as many processes;
+    one part when there is one process or the file is small (a child's start and its connection
+    would cost more than they save). A file whose line ends may lie inside a quoted value (or that
+    uses CR alone) is read by csv.reader here and its rows cut instead."""
+    whole = [_Part(2, text, 0, 0, len(text))]
+    if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
+        return whole
+    if '"' in text or text.count("\r") != text.count("\r\n"):
+        header, rows = _csv_rows(text)
+        if not rows:
+            return whole
+        size = -(-len(rows) // count)
+        return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
+    header_end = text.find("\n") + 1
+    if header_end < 2:
+        return whole  # no header line: the one part names the problem
+    cuts = [header_end]
+    for k in range(1, count):
+        at = header_end + (len(text) - header_end) * k // count
+        cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
+    cuts.append(len(text))
+    # A part's first row is numbered by the rows before it, blank lines not counted (checked for
+    # first: counting them needs the lines split).
+    blank = "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r\n"), header_end)
+    parts, first_line = [], 2
+    for start, end in itertools.pairwise(cuts):
+        if start == end:
+            continue
+        parts.append(_Part(first_line, text, header_end, start, end))
+        lines = text[start:end].replace("\r\n", "\n").split("\n") if blank else None
+        first_line += text.count("\n", start, end) if lines is None else len(lines) - lines.count("")
+    return parts
+
+
+def _scored(data: _Input, columns: dict[str, NDArray[np.float64]], serving: Serving, first_line: int) -> str:
+    """A part's output rows as text, from its features."""
     if serving.answering is None:
-        values = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(part.table))]
-        probabilities = np.array([CONFLICT.heuristic(row) for row in values], dtype=np.float64)
+        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
+        probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
     else:
         probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
-    return _written(part, columns, probabilities, serving.label, 2 + start)
+    return _written(data, columns, probabilities, serving.label, first_line)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What every part of one file is scored with."""
+
+    tenant_id: str
+    now: datetime
+    features: ConflictFeatures
+    serving: Serving
+
+
+def _scored_in_child(scoring: _Scoring, part: _Part, parent: Link) -> str:
+    """A forked process's part: read and checked here, its window sent to the parent (which reads
+    the history once for every part), its keys hashed while the parent reads, then its features
+    from what the parent read and sends."""
+    data = _read(part, scoring.tenant_id, scoring.now)
+    parent.send(scoring.features.window(data.table))
+    keyed = scoring.features.keyed(None, data.table)
+    history, window = parent.receive()
+    return _scored(data, scoring.features.from_history(keyed, history, window), scoring.serving, part.first_line)
+
+
+def _scored_parts(scoring: _Scoring, tx: Any, parts: list[_Part]) -> list[str]:
+    """Every part's output, the first scored here and each other in a forked process. The history
+    is read here once, for the merged windows of every part, while this process hashes its keys;
+    a part that fails raises here in file order (this process's part first)."""
+    features = scoring.features
+    with forked([functools.partial(_scored_in_child, scoring, part) for part in parts[1:]]) as children:
+        data = _read(parts[0], scoring.tenant_id, scoring.now)
+        window = HistoryWindow.merged([features.window(data.table), *(child.receive() for child in children)])
+        # The server reads while the keys are hashed here (the read waits on the socket, which
+        # lets this thread run).
+        with ThreadPoolExecutor(1) as reader:
+            read = reader.submit(features.read, tx, window)
+            keyed = features.keyed(None, data.table)
+            history = read.result()
+        for child in children:
+            child.send((history, window))
+        bodies = [_scored(data, features.from_history(keyed, history, window), scoring.serving, parts[0].first_line)]
+        return bodies + [child.answer() for child in children]
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
-    """Score the file: read and checked here, the history its rows need read once, and the rows'
-    features, model and output of a large file split over `scoring_processes` processes (forked
-    after the read: they share it). Same output, same order; nothing is written to `sink` unless
-    every row scored."""
-    now = datetime.now(UTC)  # one moment for every row without as_of
-    data = _read(source.read(), tenant_id, now)
+    """Score the file; a large one split over `scoring_processes` processes (same output, same
+    order), which read the history once. Nothing is written to `sink` unless every row scored."""
+    now = datetime.now(UTC)  # one moment for every row without as_of, whichever process scores it
+    text = source.read()
     # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
     services = conflict_services(context)
     serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
+    scoring = _Scoring(tenant_id, now, services.features, serving)
     with services.transactions.transaction() as tx:
-        features = services.features.for_table(tx, data.table)
-    rows = len(data.table)
-    count = context.settings.scoring_processes if rows >= PARALLEL_MIN_ROWS else 1
-    bounds = [rows * k // count for k in range(count + 1)]
-    bodies = map_forked(list(itertools.pairwise(bounds)), functools.partial(_scored_rows, data, features, serving))
+        if services.features.keys_without_database(tx):
+            bodies = _scored_parts(scoring, tx, _parts(text, context.settings.scoring_processes))
+        else:  # the server hashes the keys: one process, which has the connection
+            data = _read(_Part(2, text, 0, 0, len(text)), tenant_id, now)
+            window = services.features.window(data.table)
+            columns = services.features.from_history(services.features.keyed(tx, data.table),
+                                                 services.features.read(tx, window), window)
+            bodies = [_scored(data, columns, serving, 2)]
     sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
     for body in bodies:
         sink.write(body)
+    rows = sum(map(methodcaller("count", "\n"), bodies))
     return {"rows": rows, "model_version": serving.label, "degraded": serving.degraded}
 
 

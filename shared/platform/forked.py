@@ -1,77 +1,106 @@
-"""CPU-bound work split over processes that share what this process has already read: a forked
-child inherits this process's memory (copy-on-write: the numpy arrays of a history read, say), so
-it needs no database and reads nothing again. This process does the first part, a child each other.
+"""CPU-bound work split over forked processes that talk with this one: a child inherits this
+process's memory (copy-on-write: the text of a file, say) and exchanges values with it over a
+pipe, so this process can do once what only it can (a database read) and hand the result out.
 
-Each answer is text, returned in the parts' order. The first part (in order) that fails is raised
-here as the error it was (an MlstackError keeps its class, message and fields); a child that ends
-without answering is an error too, not a hang.
+A child's work gets a Link to this process and returns its answer as text. An error the work
+raises reaches this process when it next receives from that child, as the error it was (an
+MlstackError keeps its class, message and fields); a child that ends without answering is an error
+too, not a hang. The work must not use this process's database connection (its socket is shared).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
 from shared import errors
 from shared.errors import FieldProblem, MlstackError
 
-Part = TypeVar("Part")
+_VALUE, _TEXT, _ERROR = "value", "text", "error"
 
 
-def _answer_from_child(part: Any, work: Callable[[Any], str], answer: Connection) -> None:
-    """The child: the work, the answer; then os._exit, so nothing inherited from the parent (its
-    database connection above all, which the work never touches) is finalised here."""
+class Link:
+    """One end of a child's pipe: values both ways, and the child's answer as text."""
+
+    def __init__(self, connection: Connection, name: str = "") -> None:
+        self._connection, self._name = connection, name
+        self.process: Any = None  # the child's Process, on the parent's side
+
+    def send(self, value: Any) -> None:
+        self._connection.send((_VALUE, value))
+
+    def receive(self) -> Any:
+        kind, value = self._message()
+        if kind == _TEXT:
+            raise MlstackError(f"{self._name} answered before it was asked")
+        return value
+
+    def answer(self) -> str:
+        """The child's answer (what its work returned)."""
+        kind, value = self._message()
+        if kind != _TEXT:
+            raise MlstackError(f"{self._name} sent a value where its answer was due")
+        return bytes(self._connection.recv_bytes()).decode()
+
+    def _message(self) -> tuple[str, Any]:
+        try:
+            message = self._connection.recv()
+        except EOFError:
+            exit_code = None
+            if self.process is not None:
+                self.process.join(5)
+                exit_code = self.process.exitcode
+            raise MlstackError(f"{self._name} ended without an answer (exit code {exit_code})") from None
+        if message[0] == _ERROR:
+            _, name, text, fields = message
+            kind = getattr(errors, name, MlstackError)
+            raise kind(text, [FieldProblem(field, reason) for field, reason in fields])
+        return message[0], message[1]
+
+
+def _run_child(work: Callable[[Link], str], connection: Connection) -> None:
+    """The child: the work, its answer or its error; then os._exit, so nothing inherited from the
+    parent (its database connection above all) is finalised here."""
     try:
-        text = work(part)
-        answer.send(("ok",))
-        answer.send_bytes(text.encode())
+        text = work(Link(connection, "the parent"))
+        connection.send((_TEXT, None))
+        connection.send_bytes(text.encode())
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
-        if isinstance(exc, MlstackError):
-            answer.send(("error", type(exc).__name__, exc.message, [(f.field, f.reason) for f in exc.fields]))
-        else:
-            answer.send(("error", MlstackError.__name__, f"{type(exc).__name__}: {exc}", []))
+        try:
+            if isinstance(exc, MlstackError):
+                connection.send((_ERROR, type(exc).__name__, exc.message, [(f.field, f.reason) for f in exc.fields]))
+            else:
+                connection.send((_ERROR, MlstackError.__name__, f"{type(exc).__name__}: {exc}", []))
+        except OSError:
+            pass  # the parent has gone (it stopped on an earlier error)
     finally:
-        answer.close()
+        connection.close()
         os._exit(0)
 
 
-def _received(answer: Connection, child: Any, number: int, parts: int) -> str:
-    try:
-        message = answer.recv()
-        if message[0] == "ok":
-            return answer.recv_bytes().decode()
-    except EOFError:
-        child.join(5)
-        raise MlstackError(f"process {number} of {parts} ended without an answer (exit code {child.exitcode})"
-                           ) from None
-    _, name, text, fields = message
-    kind = getattr(errors, name, MlstackError)
-    raise kind(text, [FieldProblem(field, reason) for field, reason in fields])
-
-
-def map_forked(parts: Sequence[Part], work: Callable[[Part], str]) -> list[str]:
-    """work(part) for every part, the first here and each other in a forked child. The work must
-    not use the database (a child shares this process's connection's socket)."""
+@contextmanager
+def forked(works: Sequence[Callable[[Link], str]]) -> Iterator[list[Link]]:
+    """A child per work, started now, and this process's link to each; on leaving, every child
+    still running is stopped and every child reaped."""
     processes = multiprocessing.get_context("fork")
-    children: list[tuple[Any, Connection]] = []
+    links: list[Link] = []
     try:
-        for part in parts[1:]:
-            # One pipe per child, made just before it starts and its sending end closed here right
-            # after: no later child holds it, so a child's death is an EOF at once.
-            answer, child_end = processes.Pipe(duplex=False)
-            child = processes.Process(target=_answer_from_child, daemon=True, args=(part, work, child_end))
+        for number, work in enumerate(works, start=2):
+            ours, theirs = processes.Pipe(duplex=True)
+            child = processes.Process(target=_run_child, daemon=True, args=(work, theirs))
             child.start()
-            child_end.close()
-            children.append((child, answer))
-        answers = [work(parts[0])]
-        answers += [_received(answer, child, n + 2, len(parts)) for n, (child, answer) in enumerate(children)]
-        return answers
+            theirs.close()  # held by the child alone: its death is an EOF here at once
+            link = Link(ours, f"process {number} of {len(works) + 1}")
+            link.process = child
+            links.append(link)
+        yield links
     finally:
-        for child, answer in children:
-            if child.is_alive():
-                child.terminate()
-            child.join()
-            answer.close()
+        for link in links:
+            if link.process.is_alive():
+                link.process.terminate()
+            link.process.join()
+            link._connection.close()

@@ -464,14 +464,14 @@ def test_a_scoring_process_that_dies_is_an_error_not_a_hang(
     context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, three = split_scoring
-    parent, scored_rows = os.getpid(), scoring._scored_rows
+    parent, scored = os.getpid(), scoring._scored
 
     def dies_in_a_child(*args: Any) -> str:
         if os.getpid() != parent:
             os._exit(3)
-        return scored_rows(*args)
+        return scored(*args)
 
-    monkeypatch.setattr(scoring, "_scored_rows", dies_in_a_child)
+    monkeypatch.setattr(scoring, "_scored", dies_in_a_child)
     out = io.StringIO()
     with pytest.raises(MlstackError, match="ended without an answer"):
         score_conflict_csv(three, tenant, io.StringIO(_requests_text(random_history(5), quoted=False)), out)
