@@ -197,11 +197,15 @@ _OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e")
 _OTHER_LINE_ENDS_UNICODE = (*_OTHER_LINE_ENDS, "\x85", "\u2028", "\u2029")
 
 
+def _other_line_ends(text: str) -> bool:
+    return any(map(text.__contains__, _OTHER_LINE_ENDS if text.isascii() else _OTHER_LINE_ENDS_UNICODE))
+
+
 def _split(text: str) -> _Columns | None:
     """The usual file, split by str methods (C loops over the whole text, not a call per row):
     no quote and no line break but CR and LF, so csv.reader would split at every comma and line
     end alike, and every row with the header's width. None: anything else, for csv.reader."""
-    if '"' in text or any(map(text.__contains__, _OTHER_LINE_ENDS if text.isascii() else _OTHER_LINE_ENDS_UNICODE)):
+    if '"' in text or _other_line_ends(text):
         return None
     lines = text.splitlines()  # at CRLF, LF and CR, as csv.reader ends a row
     header = lines[0].split(",") if lines and lines[0] else []
@@ -418,36 +422,34 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
 
 def _parts(text: str, count: int) -> list[_Part]:
     """The file cut into `count` stretches of about equal size at line ends, for as many processes;
-    one part when there is one process or the file is small (a child's start and its connection
-    would cost more than they save). A file whose line ends may lie inside a quoted value (or that
-    uses CR alone) is read by csv.reader here and its rows cut instead."""
+    one part when there is one process or the file is small (a child's start would cost more than
+    it saves). A file whose line ends may lie inside a quoted value (or that has line ends
+    csv.reader does not take for one) is read by csv.reader here and its rows cut instead."""
     whole = [_Part(2, text, 0, 0, len(text))]
     if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
         return whole
-    if '"' in text or text.count("\r") != text.count("\r\n"):
+    header_end = text.find("\n") + 1
+    if '"' in text or _other_line_ends(text) or "\r" in text[:header_end].removesuffix("\n").removesuffix("\r"):
         header, rows = _csv_rows(text)
         if not rows:
             return whole
         size = -(-len(rows) // count)
         return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
-    header_end = text.find("\n") + 1
-    if header_end < 2:
-        return whole  # no header line: the one part names the problem
     cuts = [header_end]
     for k in range(1, count):
         at = header_end + (len(text) - header_end) * k // count
         cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
     cuts.append(len(text))
-    # A part's first row is numbered by the rows before it, blank lines not counted (checked for
-    # first: counting them needs the lines split).
-    blank = "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r\n"), header_end)
+    # A part's first row is numbered by the rows before it: its lines as csv.reader ends them (CRLF,
+    # LF, a lone CR), blank ones not counted (csv.DictReader skips them).
     parts, first_line = [], 2
     for start, end in itertools.pairwise(cuts):
         if start == end:
             continue
         parts.append(_Part(first_line, text, header_end, start, end))
-        lines = text[start:end].replace("\r\n", "\n").split("\n") if blank else None
-        first_line += text.count("\n", start, end) if lines is None else len(lines) - lines.count("")
+        if end < len(text):
+            lines = text[start:end].splitlines()
+            first_line += len(lines) - lines.count("")
     return parts
 
 
@@ -496,9 +498,12 @@ def _scored_parts(scoring: _Scoring, tx: Any, parts: list[_Part]) -> list[str]:
             read = reader.submit(features.read, tx, window)
             keyed = features.keyed(None, data.table)
             history = read.result()
-        for child in children:
-            child.send((history, window))
-        bodies = [_scored(data, features.from_history(keyed, history, window), scoring.serving, parts[0].first_line)]
+        # Sent from threads (a pipe write waits for the child to read) while this process goes on.
+        with ThreadPoolExecutor(max(1, len(children))) as senders:
+            for child in children:
+                senders.submit(child.send, (history, window))
+            bodies = [_scored(data, features.from_history(keyed, history, window), scoring.serving,
+                              parts[0].first_line)]
         return bodies + [child.answer() for child in children]
 
 
