@@ -428,6 +428,8 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
     forms = {  # the text cut at line ends (its rows counted past blank lines); csv.reader's rows cut
         "plain": plain, "crlf, blank lines": "\r\n".join(f"{line}\r\n" if n % 9 == 4 else line
                                                          for n, line in enumerate(lines)) + "\r\n",
+        "LF and lone CR, blank lines": "".join(line + ("\r" if n % 3 == 1 else "\n") * (2 if n % 11 == 6 else 1)
+                                               for n, line in enumerate(lines)),
         "quoted": _requests_text(history, quoted=True),
     }
     for name, text in forms.items():
