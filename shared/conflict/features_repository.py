@@ -219,9 +219,8 @@ def _records(data: bytes | None, record: np.dtype[Any]) -> NDArray[Any]:
     return np.frombuffer(data or b"", dtype=record)
 
 
-def _member(values: NDArray[np.int64], keys: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """values in keys, by binary search in the few sorted keys (np.isin sorts the values too)."""
-    ordered = np.unique(keys)
+def _member(values: NDArray[np.int64], ordered: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """values in the sorted distinct keys, by binary search (np.isin sorts the values too)."""
     if not len(ordered):
         return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
@@ -258,10 +257,12 @@ def _event_columns(raw: list[bytes | None], users: NDArray[np.int64] | None, ent
     t = _times_us(row["received_at"].astype(np.int64))
     user, entity = row["user_key"].astype(np.int64), row["entity_key"].astype(np.int64)
     wanted = np.ones(len(row), dtype=bool)
+    users = None if users is None else np.unique(users)
     if users is not None and entities is not None:
-        wanted = _member(user, users) | _member(entity, entities)
+        wanted = _member(user, users) | _member(entity, np.unique(entities))
     if whole is not None:  # read whole from earlier_since; whole from `since` on, before only for the keys listed
-        whole_row = (t >= whole.since) | _member(entity, whole.earlier_entities) | _member(user, whole.earlier_users)
+        whole_row = ((t >= whole.since) | _member(entity, np.unique(whole.earlier_entities))
+                     | _member(user, np.unique(whole.earlier_users)))
     else:
         whole_row = wanted
     keep = np.flatnonzero(wanted & whole_row)

@@ -91,13 +91,19 @@ def _iso_utc_us(texts: Sequence[str]) -> NDArray[np.int64] | None:
     as a matrix of bytes (numpy over the whole column, not a call per value): a digit where the
     shape has one, the shape's own character elsewhere, and a fraction, when there is one, not all
     zeros; then numpy reads the bytes before the offset."""
-    try:
-        raw = np.array(texts, dtype=np.bytes_)
-    except UnicodeEncodeError:
-        return None
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
         return None
+    if lengths.min() == lengths.max():  # the usual column, one shape: its bytes in one piece
+        joined = "".join(texts)
+        if not joined.isascii():
+            return None
+        raw = np.frombuffer(joined.encode(), dtype=f"S{lengths[0]}")
+    else:
+        try:
+            raw = np.array(texts, dtype=np.bytes_)
+        except UnicodeEncodeError:
+            return None
     matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
     us = np.zeros(len(texts), dtype=np.int64)
     for length, (digit, shape) in _ISO_UTC_SHAPES.items():
@@ -313,17 +319,26 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
 
 @dataclass(frozen=True)
 class _Part:
-    """A stretch of the file's rows: `first_line` is the number its first row has in the whole
-    file (line 1 is the header; blank lines are not counted, as csv.DictReader skips them). Either
-    text (the file's header line, then its lines start:end) or rows csv.reader already read."""
+    """A stretch of the file's rows: either text (the file's header line, then its lines
+    start:end) or rows csv.reader already read, the first of them the file's row `first_row`."""
 
-    first_line: int
     file: str = ""
     header_end: int = 0
     start: int = 0
     end: int = 0
     header: list[str] | None = None
     rows: list[list[str]] | None = None
+    first_row: int = 0
+
+    @functools.cached_property
+    def first_line(self) -> int:
+        """The number the part's first row has in the whole file: line 1 is the header, and blank
+        lines are not counted (csv.DictReader skips them). Counted where the part is scored (the
+        parent need not count for its children): the lines before it, as csv.reader ends them."""
+        if self.rows is not None or self.start == self.header_end:
+            return 2 + self.first_row
+        lines = self.file[self.header_end:self.start].splitlines()
+        return 2 + len(lines) - lines.count("")
 
     def text(self) -> str:
         if self.start == self.header_end and self.end == len(self.file):
@@ -393,8 +408,10 @@ def _features_as_of(data: _Input, as_of: NDArray[np.float64]) -> list[str]:
         return _iso_utc(us)
     moved = np.flatnonzero(us != data.table.as_of)
     texts = list(data.as_of_text)
-    for n, text in zip(moved.tolist(), _iso_utc(us[moved]), strict=True):
-        texts[n] = text
+    distinct, inverse = np.unique(us[moved], return_inverse=True)  # the rows of a sync batch share its start
+    formatted = _iso_utc(distinct)
+    for n, at in zip(moved.tolist(), inverse.tolist(), strict=True):
+        texts[n] = formatted[at]
     return texts
 
 
@@ -425,32 +442,24 @@ def _parts(text: str, count: int) -> list[_Part]:
     one part when there is one process or the file is small (a child's start would cost more than
     it saves). A file whose line ends may lie inside a quoted value (or that has line ends
     csv.reader does not take for one) is read by csv.reader here and its rows cut instead."""
-    whole = [_Part(2, text, 0, 0, len(text))]
+    whole = [_Part(text, 0, 0, len(text))]
     if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
         return whole
     header_end = text.find("\n") + 1
+    if header_end < 2:
+        return whole  # no header line: the one part names the problem
     if '"' in text or _other_line_ends(text) or "\r" in text[:header_end].removesuffix("\n").removesuffix("\r"):
         header, rows = _csv_rows(text)
         if not rows:
             return whole
         size = -(-len(rows) // count)
-        return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
+        return [_Part(header=header, rows=rows[at:at + size], first_row=at) for at in range(0, len(rows), size)]
     cuts = [header_end]
     for k in range(1, count):
         at = header_end + (len(text) - header_end) * k // count
         cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
     cuts.append(len(text))
-    # A part's first row is numbered by the rows before it: its lines as csv.reader ends them (CRLF,
-    # LF, a lone CR), blank ones not counted (csv.DictReader skips them).
-    parts, first_line = [], 2
-    for start, end in itertools.pairwise(cuts):
-        if start == end:
-            continue
-        parts.append(_Part(first_line, text, header_end, start, end))
-        if end < len(text):
-            lines = text[start:end].splitlines()
-            first_line += len(lines) - lines.count("")
-    return parts
+    return [_Part(text, header_end, start, end) for start, end in itertools.pairwise(cuts) if start < end]
 
 
 def _scored(data: _Input, columns: dict[str, NDArray[np.float64]], serving: Serving, first_line: int) -> str:
@@ -520,7 +529,7 @@ def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sin
         if services.features.keys_without_database(tx):
             bodies = _scored_parts(scoring, tx, _parts(text, context.settings.scoring_processes))
         else:  # the server hashes the keys: one process, which has the connection
-            data = _read(_Part(2, text, 0, 0, len(text)), tenant_id, now)
+            data = _read(_Part(text, 0, 0, len(text)), tenant_id, now)
             window = services.features.window(data.table)
             columns = services.features.from_history(services.features.keyed(tx, data.table),
                                                  services.features.read(tx, window), window)
