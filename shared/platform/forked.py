@@ -34,19 +34,14 @@ class Link:
         self._connection.send((_VALUE, value))
 
     def receive(self) -> Any:
-        kind, value = self._message()
-        if kind == _TEXT:
-            raise MlstackError(f"{self._name} answered before it was asked")
-        return value
+        return self._message()
 
     def answer(self) -> str:
         """The child's answer (what its work returned)."""
-        kind, value = self._message()
-        if kind != _TEXT:
-            raise MlstackError(f"{self._name} sent a value where its answer was due")
+        self._message()
         return bytes(self._connection.recv_bytes()).decode()
 
-    def _message(self) -> tuple[str, Any]:
+    def _message(self) -> Any:
         try:
             message = self._connection.recv()
         except EOFError:
@@ -59,7 +54,7 @@ class Link:
             _, name, text, fields = message
             kind = getattr(errors, name, MlstackError)
             raise kind(text, [FieldProblem(field, reason) for field, reason in fields])
-        return message[0], message[1]
+        return message[1]  # a value, or None before the answer's text
 
 
 def _run_child(work: Callable[[Link], str], connection: Connection) -> None:

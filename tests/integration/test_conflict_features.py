@@ -418,7 +418,7 @@ def _requests_text(history: list[SyncEvent], quoted: bool) -> str:
 
 
 def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
-    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext]
+    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     history = random_history(5)
     store(context, tenant, history)
@@ -442,6 +442,11 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
         assert [(r["user_id"], r["entity_id"]) for r in rows] == [(e.user_id, e.entity_id) for e in history]
         assert {r["as_of"] for r in rows[::5]} == {"2026-11-04T09:30:00.250000+00:00"}
         assert len({r["probability"] for r in rows}) > 5
+    # A server that hashes keys otherwise than this process: they are asked of it, in one process.
+    monkeypatch.setattr(features_repository, "_hashes_alike", lambda tx: False)
+    server_hashed = io.StringIO()
+    score_conflict_csv(three, tenant, io.StringIO(forms["quoted"]), server_hashed)
+    assert server_hashed.getvalue() == alone.getvalue()
 
 
 def test_a_bad_row_in_a_later_part_is_named_by_its_line_in_the_file_and_nothing_is_written(
