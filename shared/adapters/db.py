@@ -6,7 +6,6 @@ transaction per use case through `Database.transaction()`.
 
 from __future__ import annotations
 
-import copy
 import io
 import os
 import re
@@ -35,7 +34,6 @@ QUERY_CANCELED = "57014"  # statement_timeout, or a cancel from outside
 # insufficient resources (53, e.g. too many connections), operator intervention (57P, e.g. a
 # shutdown terminating the session), and a statement cut short by statement_timeout.
 UNAVAILABLE_CLASSES = ("08", "53", "57P", QUERY_CANCELED)
-_SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")  # what pg_export_snapshot() returns
 
 
 @dataclass(frozen=True)
@@ -318,33 +316,6 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         with self._transaction("BEGIN") as tx:
             yield tx
-
-    @contextmanager
-    def shared_snapshot(self, snapshot: str | None = None) -> Iterator[tuple[Transaction, str]]:
-        """A read-only transaction whose view of the data other processes can share: without
-        `snapshot`, its own (the id yielded is what they pass); with one, that snapshot, exported by
-        a transaction that is still open. Several processes then read exactly the same rows.
-
-        Its queries plan no parallel workers: the processes sharing the snapshot are the
-        parallelism already (batch scoring split over two: each part's history read with two
-        workers of its own cost ~70 ms more server CPU, for no shorter wall time, on 2 cores)."""
-        if snapshot is not None and not _SNAPSHOT_ID.fullmatch(snapshot):
-            raise ValueError(f"not a snapshot id: {snapshot!r}")
-        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as tx:
-            tx.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            if snapshot is None:
-                yield tx, str(tx.fetch_value("SELECT pg_export_snapshot()"))
-            else:
-                tx.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-                yield tx, snapshot
-
-    def for_another_process(self) -> Database:
-        """The same server and session settings, and no connection: what a forked child uses. The
-        child must never touch the parent's connection, not even to close it (that sends Terminate
-        on the parent's session)."""
-        twin = copy.copy(self)
-        twin._local = threading.local()
-        return twin
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[Transaction]:

@@ -279,20 +279,22 @@ class _Timeline:
     or not, so nothing overflows however long the history."""
 
     def __init__(self, keys: Int, times: Int, weights: Int | None = None, grid: _Grid | None = None) -> None:
-        in_order = bool(np.all(times[1:] >= times[:-1]))
-        if in_order:
-            # Events arrive in time order: (key, position) orders (key, time), and every pair is
-            # distinct, so numpy's fastest (unstable) sort gives the one order.
-            self._grid = grid if grid is not None and grid.times is times else _Grid(times)
-            ranks = _own_ranks(times)
-            if len(keys) and int(keys.max()) < 2**16:  # few keys: a stable radix sort, linear
-                order = np.argsort(keys.astype(np.uint16), kind="stable")
-            else:
-                order = np.argsort(keys * len(times) + np.arange(len(times)))
+        by_time = None
+        if not bool(np.all(times[1:] >= times[:-1])):
+            # Put in time order first: a stable sort, which merges sorted runs in linear time
+            # (older events read as counts only, then the whole ones), and then as below.
+            by_time = np.argsort(times, kind="stable")
+            keys, times, grid = keys[by_time], times[by_time], None
+            weights = None if weights is None else weights[by_time]
+        # In time order, (key, position) orders (key, time), and every pair is distinct, so
+        # numpy's fastest (unstable) sort gives the one order.
+        self._grid = grid if grid is not None and grid.times is times else _Grid(times)
+        ranks = _own_ranks(times)
+        if len(keys) and int(keys.max()) < 2**16:  # few keys: a stable radix sort, linear
+            order = np.argsort(keys.astype(np.uint16), kind="stable")
         else:
-            self._grid = _Grid(np.sort(times))
-            order = np.lexsort((times, keys))
-            ranks = self._grid.rank(times)
+            order = np.argsort(keys * len(times) + np.arange(len(times)))
+        self._order = order if by_time is None else by_time[order]  # (key, time) order of the elements given
         self._width = len(self._grid.times) + 1
         self._keys = keys[order]
         self._times = times[order]
@@ -324,6 +326,15 @@ class _Timeline:
         assert self._cumulative is not None, "a timeline without weights"
         return np.maximum(self._cumulative[self._position(keys, hi)] - self._cumulative[self._position(keys, lo)], 0)
 
+    def previous_of_same_key(self) -> Int:
+        """For each element (in the order given), the time of the element before it in (key, time)
+        order with the same key, or NO_TIME. Equal times count as earlier (a batch stamped with one
+        intake time)."""
+        previous = np.full(len(self._times), NO_TIME, dtype=np.int64)
+        same = self._keys[1:] == self._keys[:-1]
+        previous[self._order[1:][same]] = self._times[:-1][same]
+        return previous
+
     def last_before(self, keys: Int, times: Int) -> Int:
         """The latest time of each key below the bound, or NO_TIME."""
         if not len(self._sorted):  # no history at all
@@ -341,16 +352,6 @@ class _Timeline:
         found = position < len(self._sorted)
         found[found] = self._keys[position[found]] == keys[found]
         return np.where(found, self._times[np.minimum(position, len(self._sorted) - 1)], NO_TIME)
-
-
-def _previous_of_same_key(keys: Int, times: Int) -> Int:
-    """For each element, the time of the element before it in (key, time) order with the same key,
-    or NO_TIME. Equal times count as earlier (a batch stamped with one intake time)."""
-    order = np.lexsort((times, keys))
-    previous = np.full(len(times), NO_TIME, dtype=np.int64)
-    same = keys[order][1:] == keys[order][:-1]
-    previous[order[1:][same]] = times[order][:-1][same]
-    return previous
 
 
 # -- the features ---------------------------------------------------------------------------------
@@ -419,7 +420,7 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
 
     if earlier is None:
         users = _Timeline(user_e, events.t, events.conflicted.astype(np.int64), grid=received)
-    else:  # every event once, whole or not (in time order when no row reaches back further than a week)
+    else:  # every event once, whole or not
         users = _Timeline(np.concatenate((user_earlier, user_e)), np.concatenate((earlier.t, events.t)),
                           np.concatenate((earlier.conflicted, events.conflicted)).astype(np.int64))
     rate_from = as_of - CONFLICT_RATE_WINDOW_US
@@ -437,7 +438,7 @@ def compute_features(events: EventColumns, requests: RequestColumns) -> dict[str
     # Distinct other editors in [A - W, A): an event counts for A exactly when it is its user's first
     # on the entity within the window, i.e. for A in (max(t, previous + W), t + W], where previous is
     # the same user's previous sync of the entity. So the count at A is (#starts < A) - (#ends < A).
-    previous = _previous_of_same_key(pair_e, events.t)
+    previous = pairs.previous_of_same_key()
     window = CONCURRENT_WINDOW_US
     starts = np.where(previous != NO_TIME, np.maximum(events.t, previous + window), events.t)
     editors_all = (_Timeline(entity_e, starts).count_before(entity_r, as_of)

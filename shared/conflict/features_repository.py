@@ -219,9 +219,8 @@ def _records(data: bytes | None, record: np.dtype[Any]) -> NDArray[Any]:
     return np.frombuffer(data or b"", dtype=record)
 
 
-def _member(values: NDArray[np.int64], keys: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """values in keys, by binary search in the few sorted keys (np.isin sorts the values too)."""
-    ordered = np.unique(keys)
+def _member(values: NDArray[np.int64], ordered: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """values in the sorted distinct keys, by binary search (np.isin sorts the values too)."""
     if not len(ordered):
         return np.zeros(len(values), dtype=bool)
     at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
@@ -258,10 +257,12 @@ def _event_columns(raw: list[bytes | None], users: NDArray[np.int64] | None, ent
     t = _times_us(row["received_at"].astype(np.int64))
     user, entity = row["user_key"].astype(np.int64), row["entity_key"].astype(np.int64)
     wanted = np.ones(len(row), dtype=bool)
+    users = None if users is None else np.unique(users)
     if users is not None and entities is not None:
-        wanted = _member(user, users) | _member(entity, entities)
+        wanted = _member(user, users) | _member(entity, np.unique(entities))
     if whole is not None:  # read whole from earlier_since; whole from `since` on, before only for the keys listed
-        whole_row = (t >= whole.since) | _member(entity, whole.earlier_entities) | _member(user, whole.earlier_users)
+        whole_row = ((t >= whole.since) | _member(entity, np.unique(whole.earlier_entities))
+                     | _member(user, np.unique(whole.earlier_users)))
     else:
         whole_row = wanted
     keep = np.flatnonzero(wanted & whole_row)
@@ -416,31 +417,77 @@ def _request_columns(table: RequestTable, hashes: Callable[[Sequence[str]], NDAr
     )
 
 
-def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-    """Batch scoring: feature columns for every request, in the requests' order, from one read of
-    the history their windows need: the events of their users and entities (every feature counts
-    only those) received in the lookback before the earliest as-of time and before the latest;
-    whole as far back as some row needs them (whole_events_for), older ones only as counts."""
-    if not len(table):
-        return compute_features(_empty_events(), request_columns(tx, table))
-    tenants = set(table.tenant_id)
-    tenant = next(iter(tenants)) if len(tenants) == 1 else None
-    named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
-    whole_since = whole_events_since(table.as_of, table.last_sync, named)
-    start, end = from_us(int(table.as_of.min())) - LOOKBACK, from_us(int(table.as_of.max()))
-    if _hashes_alike(tx):
-        # The server reads while the keys are hashed here (neither needs the other; the read
-        # waits on the socket, which lets this thread run): the hashing costs no wall time.
-        with ThreadPoolExecutor(1) as reader:
-            raw = reader.submit(_read_events, tx, tenant, start, end, whole_since)
-            requests = _request_columns(table, hash_keys)
-            read = raw.result()
-    else:
-        requests = request_columns(tx, table)
-        read = _read_events(tx, tenant, start, end, whole_since)
+@dataclass(frozen=True)
+class HistoryWindow:
+    """What a batch's history read covers (epoch µs): every event of the tenant (None: of all)
+    received in [start, end), whole from `whole_since` (older ones as counts only). Windows of
+    parts of a batch merge into the window of the whole (`merged`), which reads what one process
+    would for the whole; each part then takes from it what its rows need."""
+
+    tenant_id: str | None
+    start: int
+    end: int
+    whole_since: int
+
+    @classmethod
+    def of(cls, table: RequestTable) -> HistoryWindow | None:
+        """The window a table's rows need (None: no rows, nothing to read)."""
+        if not len(table):
+            return None
+        tenants = set(table.tenant_id)
+        named = np.fromiter(map(bool, table.fields), dtype=bool, count=len(table))
+        return cls(next(iter(tenants)) if len(tenants) == 1 else None, to_us(from_us(int(table.as_of.min())) - LOOKBACK),
+                   int(table.as_of.max()), whole_events_since(table.as_of, table.last_sync, named))
+
+    @staticmethod
+    def merged(windows: Sequence[HistoryWindow | None]) -> HistoryWindow | None:
+        given = [w for w in windows if w is not None]
+        if not given:
+            return None
+        tenants = {w.tenant_id for w in given}
+        return HistoryWindow(next(iter(tenants)) if len(tenants) == 1 else None, min(w.start for w in given),
+                             max(w.end for w in given), min(w.whole_since for w in given))
+
+
+# What read_history read: the packed columns of _EVENTS_SQL (bytes, which a pipe carries as they
+# are), or None when there was nothing to read.
+History = list[bytes | None] | None
+
+
+def read_history(tx: Transaction, window: HistoryWindow | None) -> History:
+    if window is None:
+        return None
+    return _read_events(tx, window.tenant_id, from_us(window.start), from_us(window.end), window.whole_since)
+
+
+def history_features(requests: RequestColumns, history: History, window: HistoryWindow | None
+                     ) -> dict[str, NDArray[np.float64]]:
+    """Feature columns of the requests (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs), in their
+    order, from a read of a window that holds theirs (no database: a forked process computes its
+    part's features from what its parent read)."""
+    if history is None or window is None or not len(requests):
+        return compute_features(_empty_events(), requests)
     whole = whole_events_for(requests)
-    assert whole.earlier_since == whole_since, "the read brought whole what the requests need whole"
-    return compute_features(_event_columns(read, requests.user, requests.entity, whole), requests)
+    assert whole.earlier_since >= window.whole_since, "the read brought whole what the requests need whole"
+    return compute_features(_event_columns(history, requests.user, requests.entity, whole), requests)
+
+
+def features_for_table(tx: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
+    """Batch scoring in one process: one read of the history the requests' windows need (the events
+    of their users and entities received in the lookback before the earliest as-of time and before
+    the latest; whole as far back as some row needs them, whole_events_for, older ones only as
+    counts), and the feature columns of the requests, in their order, from it."""
+    window = HistoryWindow.of(table)
+    if not _hashes_alike(tx):
+        requests = request_columns(tx, table)
+        return history_features(requests, read_history(tx, window), window)
+    # The server reads while the keys are hashed here (neither needs the other; the read waits on
+    # the socket, which lets this thread run): the hashing costs no wall time.
+    with ThreadPoolExecutor(1) as reader:
+        read = reader.submit(read_history, tx, window)
+        requests = _request_columns(table, hash_keys)
+        history = read.result()
+    return history_features(requests, history, window)
 
 
 def features_for_requests(tx: Transaction, requests: Sequence[FeatureRequest]) -> dict[str, NDArray[np.float64]]:
@@ -483,12 +530,29 @@ def confidence(row: dict[str, Any]) -> float:
 
 
 class ConflictFeatures(Protocol):
+    """Live features, and batch features in stages (so that the parts of a batch split over
+    processes read the history once): the window each part's rows need, one read of the merged
+    window, each part's requests keyed, and their features from the read."""
+
     def for_request(self, session: Any, request: FeatureRequest) -> dict[str, Any]:
         """One live request's row: FEATURE_NAMES, SUPPORT_NAMES, request_id, as_of."""
         ...
 
-    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-        """Batch scoring: columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order."""
+    def keys_without_database(self, session: Any) -> bool:
+        """Whether `keyed` can do without the session (in a forked process)."""
+        ...
+
+    def window(self, table: RequestTable) -> HistoryWindow | None: ...
+
+    def read(self, session: Any, window: HistoryWindow | None) -> History: ...
+
+    def keyed(self, session: Any | None, table: RequestTable) -> Any:
+        """The table's requests keyed for `from_history`; session None: without the database."""
+        ...
+
+    def from_history(self, keyed: Any, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        """Columns (FEATURE_NAMES, SUPPORT_NAMES, as_of in epoch µs) in request order; no database."""
         ...
 
 
@@ -496,8 +560,21 @@ class PostgresConflictFeatures:
     def for_request(self, session: Transaction, request: FeatureRequest) -> dict[str, Any]:
         return live_features(session, request)
 
-    def for_table(self, session: Transaction, table: RequestTable) -> dict[str, NDArray[np.float64]]:
-        return features_for_table(session, table)
+    def keys_without_database(self, session: Transaction) -> bool:
+        return _hashes_alike(session)
+
+    def window(self, table: RequestTable) -> HistoryWindow | None:
+        return HistoryWindow.of(table)
+
+    def read(self, session: Transaction, window: HistoryWindow | None) -> History:
+        return read_history(session, window)
+
+    def keyed(self, session: Transaction | None, table: RequestTable) -> RequestColumns:
+        return _request_columns(table, hash_keys) if session is None else request_columns(session, table)
+
+    def from_history(self, keyed: RequestColumns, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        return history_features(keyed, history, window)
 
 
 class PostgresConflictTrainingSource:
@@ -531,7 +608,21 @@ class InMemoryConflictFeatures:
             "support_entity_edits": float(values.get("support_entity_edits", 0)),
         }
 
-    def for_table(self, session: Any, table: RequestTable) -> dict[str, NDArray[np.float64]]:
+    def keys_without_database(self, session: Any) -> bool:
+        return True
+
+    def window(self, table: RequestTable) -> HistoryWindow | None:
+        return None
+
+    def read(self, session: Any, window: HistoryWindow | None) -> History:
+        return None
+
+    def keyed(self, session: Any | None, table: RequestTable) -> RequestTable:
+        return table
+
+    def from_history(self, keyed: RequestTable, history: History, window: HistoryWindow | None
+                 ) -> dict[str, NDArray[np.float64]]:
+        table, session = keyed, None
         rows = [self.for_request(session, FeatureRequest(
             str(n), table.tenant_id[n], table.user_id[n], table.domain[n], table.entity_type[n], table.entity_id[n],
             None, from_us(int(table.as_of[n])))) for n in range(len(table))]

@@ -12,9 +12,10 @@ are parsed once per distinct text, and the output is written from columns of tex
 fails those checks goes through the request model row by row, which names the first bad line with
 the API's own message (or accepts what the quick checks were too strict for, e.g. non-ASCII ids).
 
-A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py:
-one database snapshot for all); each part numbers its rows from its first row's place in the
-file, so the output and any bad line's number are what one process gives.
+A large file is cut into contiguous parts scored in as many processes (shared/platform/forked.py):
+each reads and checks its part and sends its history window to the command's process, which reads
+the history once for all of them and sends it back; each part numbers its rows from its first
+row's place in the file, so the output and any bad line's number are what one process gives.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import io
 import itertools
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
@@ -37,14 +39,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import ConflictFeatures, RequestTable, confidence
+from shared.conflict.features_repository import ConflictFeatures, HistoryWindow, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
-from shared.platform.forked import map_on_one_snapshot
+from shared.platform.forked import Link, forked
 from shared.platform.serving import Serving, choose_serving
 
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
@@ -89,13 +91,19 @@ def _iso_utc_us(texts: Sequence[str]) -> NDArray[np.int64] | None:
     as a matrix of bytes (numpy over the whole column, not a call per value): a digit where the
     shape has one, the shape's own character elsewhere, and a fraction, when there is one, not all
     zeros; then numpy reads the bytes before the offset."""
-    try:
-        raw = np.array(texts, dtype=np.bytes_)
-    except UnicodeEncodeError:
-        return None
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
         return None
+    if lengths.min() == lengths.max():  # the usual column, one shape: its bytes in one piece
+        joined = "".join(texts)
+        if not joined.isascii():
+            return None
+        raw = np.frombuffer(joined.encode(), dtype=f"S{lengths[0]}")
+    else:
+        try:
+            raw = np.array(texts, dtype=np.bytes_)
+        except UnicodeEncodeError:
+            return None
     matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
     us = np.zeros(len(texts), dtype=np.int64)
     for length, (digit, shape) in _ISO_UTC_SHAPES.items():
@@ -195,11 +203,15 @@ _OTHER_LINE_ENDS = ("\v", "\f", "\x1c", "\x1d", "\x1e")
 _OTHER_LINE_ENDS_UNICODE = (*_OTHER_LINE_ENDS, "\x85", "\u2028", "\u2029")
 
 
+def _other_line_ends(text: str) -> bool:
+    return any(map(text.__contains__, _OTHER_LINE_ENDS if text.isascii() else _OTHER_LINE_ENDS_UNICODE))
+
+
 def _split(text: str) -> _Columns | None:
     """The usual file, split by str methods (C loops over the whole text, not a call per row):
     no quote and no line break but CR and LF, so csv.reader would split at every comma and line
     end alike, and every row with the header's width. None: anything else, for csv.reader."""
-    if '"' in text or any(map(text.__contains__, _OTHER_LINE_ENDS if text.isascii() else _OTHER_LINE_ENDS_UNICODE)):
+    if '"' in text or _other_line_ends(text):
         return None
     lines = text.splitlines()  # at CRLF, LF and CR, as csv.reader ends a row
     header = lines[0].split(",") if lines and lines[0] else []
@@ -307,17 +319,26 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
 
 @dataclass(frozen=True)
 class _Part:
-    """A stretch of the file's rows: `first_line` is the number its first row has in the whole
-    file (line 1 is the header; blank lines are not counted, as csv.DictReader skips them). Either
-    text (the file's header line, then its lines start:end) or rows csv.reader already read."""
+    """A stretch of the file's rows: either text (the file's header line, then its lines
+    start:end) or rows csv.reader already read, the first of them the file's row `first_row`."""
 
-    first_line: int
     file: str = ""
     header_end: int = 0
     start: int = 0
     end: int = 0
     header: list[str] | None = None
     rows: list[list[str]] | None = None
+    first_row: int = 0
+
+    @functools.cached_property
+    def first_line(self) -> int:
+        """The number the part's first row has in the whole file: line 1 is the header, and blank
+        lines are not counted (csv.DictReader skips them). Counted where the part is scored (the
+        parent need not count for its children): the lines before it, as csv.reader ends them."""
+        if self.rows is not None or self.start == self.header_end:
+            return 2 + self.first_row
+        lines = self.file[self.header_end:self.start].splitlines()
+        return 2 + len(lines) - lines.count("")
 
     def text(self) -> str:
         if self.start == self.header_end and self.end == len(self.file):
@@ -387,8 +408,10 @@ def _features_as_of(data: _Input, as_of: NDArray[np.float64]) -> list[str]:
         return _iso_utc(us)
     moved = np.flatnonzero(us != data.table.as_of)
     texts = list(data.as_of_text)
-    for n, text in zip(moved.tolist(), _iso_utc(us[moved]), strict=True):
-        texts[n] = text
+    distinct, inverse = np.unique(us[moved], return_inverse=True)  # the rows of a sync batch share its start
+    formatted = _iso_utc(distinct)
+    for n, at in zip(moved.tolist(), inverse.tolist(), strict=True):
+        texts[n] = formatted[at]
     return texts
 
 
@@ -414,69 +437,103 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
     return "\r\n".join(rows)
 
 
-def _scored_part(features: ConflictFeatures, tenant_id: str, now: datetime, serving: Serving, tx: Any,
-                 part: _Part) -> str:
-    """One stretch of the file scored: its output rows as text."""
-    data = _read(part, tenant_id, now)
-    columns = features.for_table(tx, data.table)
-    if serving.answering is None:
-        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
-        probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
-    else:
-        probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
-    return _written(data, columns, probabilities, serving.label, part.first_line)
-
-
 def _parts(text: str, count: int) -> list[_Part]:
     """The file cut into `count` stretches of about equal size at line ends, for as many processes;
-    one part when there is one process or the file is small (a child's start and its connection
-    would cost more than they save). A file whose line ends may lie inside a quoted value (or that
-    uses CR alone) is read by csv.reader here and its rows cut instead."""
-    whole = [_Part(2, text, 0, 0, len(text))]
+    one part when there is one process or the file is small (a child's start would cost more than
+    it saves). A file whose line ends may lie inside a quoted value (or that has line ends
+    csv.reader does not take for one) is read by csv.reader here and its rows cut instead."""
+    whole = [_Part(text, 0, 0, len(text))]
     if count < 2 or text.count("\n") < PARALLEL_MIN_ROWS:
         return whole
-    if '"' in text or text.count("\r") != text.count("\r\n"):
+    header_end = text.find("\n") + 1
+    if header_end < 2:
+        return whole  # no header line: the one part names the problem
+    if '"' in text or _other_line_ends(text) or "\r" in text[:header_end].removesuffix("\n").removesuffix("\r"):
         header, rows = _csv_rows(text)
         if not rows:
             return whole
         size = -(-len(rows) // count)
-        return [_Part(2 + at, header=header, rows=rows[at:at + size]) for at in range(0, len(rows), size)]
-    header_end = text.find("\n") + 1
-    if header_end < 2:
-        return whole  # no header line: the one part names the problem
+        return [_Part(header=header, rows=rows[at:at + size], first_row=at) for at in range(0, len(rows), size)]
     cuts = [header_end]
     for k in range(1, count):
         at = header_end + (len(text) - header_end) * k // count
         cuts.append(max(cuts[-1], (text.find("\n", at) + 1) or len(text)))
     cuts.append(len(text))
-    # A part's first row is numbered by the rows before it, blank lines not counted (checked for
-    # first: counting them needs the lines split).
-    blank = "\n\n" in text or "\n\r\n" in text or text.startswith(("\n", "\r\n"), header_end)
-    parts, first_line = [], 2
-    for start, end in itertools.pairwise(cuts):
-        if start == end:
-            continue
-        parts.append(_Part(first_line, text, header_end, start, end))
-        lines = text[start:end].replace("\r\n", "\n").split("\n") if blank else None
-        first_line += text.count("\n", start, end) if lines is None else len(lines) - lines.count("")
-    return parts
+    return [_Part(text, header_end, start, end) for start, end in itertools.pairwise(cuts) if start < end]
+
+
+def _scored(data: _Input, columns: dict[str, NDArray[np.float64]], serving: Serving, first_line: int) -> str:
+    """A part's output rows as text, from its features."""
+    if serving.answering is None:
+        rows = [{name: float(columns[name][n]) for name in FEATURE_NAMES} for n in range(len(data.table))]
+        probabilities = np.array([CONFLICT.heuristic(row) for row in rows], dtype=np.float64)
+    else:
+        probabilities = serving.answering.model.predict_proba(CONFLICT.design_matrix(columns))  # type: ignore[arg-type]
+    return _written(data, columns, probabilities, serving.label, first_line)
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """What every part of one file is scored with."""
+
+    tenant_id: str
+    now: datetime
+    features: ConflictFeatures
+    serving: Serving
+
+
+def _scored_in_child(scoring: _Scoring, part: _Part, parent: Link) -> str:
+    """A forked process's part: read and checked here, its window sent to the parent (which reads
+    the history once for every part), its keys hashed while the parent reads, then its features
+    from what the parent read and sends."""
+    data = _read(part, scoring.tenant_id, scoring.now)
+    parent.send(scoring.features.window(data.table))
+    keyed = scoring.features.keyed(None, data.table)
+    history, window = parent.receive()
+    return _scored(data, scoring.features.from_history(keyed, history, window), scoring.serving, part.first_line)
+
+
+def _scored_parts(scoring: _Scoring, tx: Any, parts: list[_Part]) -> list[str]:
+    """Every part's output, the first scored here and each other in a forked process. The history
+    is read here once, for the merged windows of every part, while this process hashes its keys;
+    a part that fails raises here in file order (this process's part first)."""
+    features = scoring.features
+    with forked([functools.partial(_scored_in_child, scoring, part) for part in parts[1:]]) as children:
+        data = _read(parts[0], scoring.tenant_id, scoring.now)
+        window = HistoryWindow.merged([features.window(data.table), *(child.receive() for child in children)])
+        # The server reads while the keys are hashed here (the read waits on the socket, which
+        # lets this thread run).
+        with ThreadPoolExecutor(1) as reader:
+            read = reader.submit(features.read, tx, window)
+            keyed = features.keyed(None, data.table)
+            history = read.result()
+        # Sent from threads (a pipe write waits for the child to read) while this process goes on.
+        with ThreadPoolExecutor(max(1, len(children))) as senders:
+            for child in children:
+                senders.submit(child.send, (history, window))
+            bodies = [_scored(data, features.from_history(keyed, history, window), scoring.serving,
+                              parts[0].first_line)]
+        return bodies + [child.answer() for child in children]
 
 
 def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sink: IO[str]) -> dict[str, Any]:
     """Score the file; a large one split over `scoring_processes` processes (same output, same
-    order). Nothing is written to `sink` unless every row scored."""
+    order), which read the history once. Nothing is written to `sink` unless every row scored."""
     now = datetime.now(UTC)  # one moment for every row without as_of, whichever process scores it
     text = source.read()
     # Batch scoring answers with the champion: a challenger's share is a share of live traffic.
     services = conflict_services(context)
     serving = choose_serving(CONFLICT, services.models, tenant_id, "batch", allow_challenger=False, with_shadow=False)
-    parts = _parts(text, context.settings.scoring_processes)
-    work = functools.partial(_scored_part, services.features, tenant_id, now, serving)
-    if len(parts) == 1:
-        with services.transactions.transaction() as tx:
-            bodies = [work(tx, parts[0])]
-    else:
-        bodies = map_on_one_snapshot(context.database, parts, work)
+    scoring = _Scoring(tenant_id, now, services.features, serving)
+    with services.transactions.transaction() as tx:
+        if services.features.keys_without_database(tx):
+            bodies = _scored_parts(scoring, tx, _parts(text, context.settings.scoring_processes))
+        else:  # the server hashes the keys: one process, which has the connection
+            data = _read(_Part(text, 0, 0, len(text)), tenant_id, now)
+            window = services.features.window(data.table)
+            columns = services.features.from_history(services.features.keyed(tx, data.table),
+                                                 services.features.read(tx, window), window)
+            bodies = [_scored(data, columns, serving, 2)]
     sink.write(",".join(OUTPUT_COLUMNS) + "\r\n")
     for body in bodies:
         sink.write(body)

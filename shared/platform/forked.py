@@ -1,85 +1,101 @@
-"""Read-only work split over processes that see the same data: this process does the first part
-in a transaction whose snapshot it exports, and a forked child does each other part in its own
-connection on that snapshot, so the parts read exactly what one process would have.
+"""CPU-bound work split over forked processes that talk with this one: a child inherits this
+process's memory (copy-on-write: the text of a file, say) and exchanges values with it over a
+pipe, so this process can do once what only it can (a database read) and hand the result out.
 
-Each answer is text, returned in the parts' order. The first part (in order) that fails is raised
-here as the error it was (an MlstackError keeps its class, message and fields); a child that ends
-without answering is an error too, not a hang.
+A child's work gets a Link to this process and returns its answer as text. An error the work
+raises reaches this process when it next receives from that child, as the error it was (an
+MlstackError keeps its class, message and fields); a child that ends without answering is an error
+too, not a hang. The work must not use this process's database connection (its socket is shared).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
-from typing import Any, TypeVar
+from typing import Any
 
 from shared import errors
-from shared.adapters.db import Database, Transaction
 from shared.errors import FieldProblem, MlstackError
 
-Part = TypeVar("Part")
+_VALUE, _TEXT, _ERROR = "value", "text", "error"
 
 
-def _answer_from_child(database: Database, snapshot: str, part: Any, work: Callable[[Transaction, Any], str],
-                       answer: Connection) -> None:
-    """The child: its own connection on the parent's snapshot, the work, the answer; then os._exit,
-    so nothing inherited from the parent (its connection above all) is finalised here."""
+class Link:
+    """One end of a child's pipe: values both ways, and the child's answer as text."""
+
+    def __init__(self, connection: Connection, name: str = "") -> None:
+        self._connection, self._name = connection, name
+        self.process: Any = None  # the child's Process, on the parent's side
+
+    def send(self, value: Any) -> None:
+        self._connection.send((_VALUE, value))
+
+    def receive(self) -> Any:
+        return self._message()
+
+    def answer(self) -> str:
+        """The child's answer (what its work returned)."""
+        self._message()
+        return bytes(self._connection.recv_bytes()).decode()
+
+    def _message(self) -> Any:
+        try:
+            message = self._connection.recv()
+        except EOFError:
+            exit_code = None
+            if self.process is not None:
+                self.process.join(5)
+                exit_code = self.process.exitcode
+            raise MlstackError(f"{self._name} ended without an answer (exit code {exit_code})") from None
+        if message[0] == _ERROR:
+            _, name, text, fields = message
+            kind = getattr(errors, name, MlstackError)
+            raise kind(text, [FieldProblem(field, reason) for field, reason in fields])
+        return message[1]  # a value, or None before the answer's text
+
+
+def _run_child(work: Callable[[Link], str], connection: Connection) -> None:
+    """The child: the work, its answer or its error; then os._exit, so nothing inherited from the
+    parent (its database connection above all) is finalised here."""
     try:
-        with database.shared_snapshot(snapshot) as (tx, _):
-            text = work(tx, part)
-        database.close()
-        answer.send(("ok",))
-        answer.send_bytes(text.encode())
+        text = work(Link(connection, "the parent"))
+        connection.send((_TEXT, None))
+        connection.send_bytes(text.encode())
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
-        if isinstance(exc, MlstackError):
-            answer.send(("error", type(exc).__name__, exc.message, [(f.field, f.reason) for f in exc.fields]))
-        else:
-            answer.send(("error", MlstackError.__name__, f"{type(exc).__name__}: {exc}", []))
+        try:
+            if isinstance(exc, MlstackError):
+                connection.send((_ERROR, type(exc).__name__, exc.message, [(f.field, f.reason) for f in exc.fields]))
+            else:
+                connection.send((_ERROR, MlstackError.__name__, f"{type(exc).__name__}: {exc}", []))
+        except OSError:
+            pass  # the parent has gone (it stopped on an earlier error)
     finally:
-        answer.close()
+        connection.close()
         os._exit(0)
 
 
-def _received(answer: Connection, child: Any, number: int, parts: int) -> str:
-    try:
-        message = answer.recv()
-        if message[0] == "ok":
-            return answer.recv_bytes().decode()
-    except EOFError:
-        child.join(5)
-        raise MlstackError(f"process {number} of {parts} ended without an answer (exit code {child.exitcode})"
-                           ) from None
-    _, name, text, fields = message
-    kind = getattr(errors, name, MlstackError)
-    raise kind(text, [FieldProblem(field, reason) for field, reason in fields])
-
-
-def map_on_one_snapshot(database: Database, parts: Sequence[Part], work: Callable[[Transaction, Part], str]
-                        ) -> list[str]:
-    """work(tx, part) for every part, the first here and each other in a forked child, all on one
-    snapshot. The work only reads: the transactions are read-only."""
+@contextmanager
+def forked(works: Sequence[Callable[[Link], str]]) -> Iterator[list[Link]]:
+    """A child per work, started now, and this process's link to each; on leaving, every child
+    still running is stopped and every child reaped."""
     processes = multiprocessing.get_context("fork")
-    children: list[tuple[Any, Connection]] = []
+    links: list[Link] = []
     try:
-        with database.shared_snapshot() as (tx, snapshot):
-            for part in parts[1:]:
-                # One pipe per child, made just before it starts and its sending end closed here
-                # right after: no later child holds it, so a child's death is an EOF at once.
-                answer, child_end = processes.Pipe(duplex=False)
-                child = processes.Process(target=_answer_from_child, daemon=True,
-                                          args=(database.for_another_process(), snapshot, part, work, child_end))
-                child.start()
-                child_end.close()
-                children.append((child, answer))
-            answers = [work(tx, parts[0])]
-            # Inside the transaction: its snapshot stays importable until every child has its answer.
-            answers += [_received(answer, child, n + 2, len(parts)) for n, (child, answer) in enumerate(children)]
-        return answers
+        for number, work in enumerate(works, start=2):
+            ours, theirs = processes.Pipe(duplex=True)
+            child = processes.Process(target=_run_child, daemon=True, args=(work, theirs))
+            child.start()
+            theirs.close()  # held by the child alone: its death is an EOF here at once
+            link = Link(ours, f"process {number} of {len(works) + 1}")
+            link.process = child
+            links.append(link)
+        yield links
     finally:
-        for child, answer in children:
-            if child.is_alive():
-                child.terminate()
-            child.join()
-            answer.close()
+        for link in links:
+            if link.process.is_alive():
+                link.process.terminate()
+            link.process.join()
+            link._connection.close()

@@ -418,7 +418,7 @@ def _requests_text(history: list[SyncEvent], quoted: bool) -> str:
 
 
 def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
-    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext]
+    context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     history = random_history(5)
     store(context, tenant, history)
@@ -428,6 +428,8 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
     forms = {  # the text cut at line ends (its rows counted past blank lines); csv.reader's rows cut
         "plain": plain, "crlf, blank lines": "\r\n".join(f"{line}\r\n" if n % 9 == 4 else line
                                                          for n, line in enumerate(lines)) + "\r\n",
+        "LF and lone CR, blank lines": "".join(line + ("\r" if n % 3 == 1 else "\n") * (2 if n % 11 == 6 else 1)
+                                               for n, line in enumerate(lines)),
         "quoted": _requests_text(history, quoted=True),
     }
     for name, text in forms.items():
@@ -440,6 +442,11 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
         assert [(r["user_id"], r["entity_id"]) for r in rows] == [(e.user_id, e.entity_id) for e in history]
         assert {r["as_of"] for r in rows[::5]} == {"2026-11-04T09:30:00.250000+00:00"}
         assert len({r["probability"] for r in rows}) > 5
+    # A server that hashes keys otherwise than this process: they are asked of it, in one process.
+    monkeypatch.setattr(features_repository, "_hashes_alike", lambda tx: False)
+    server_hashed = io.StringIO()
+    score_conflict_csv(three, tenant, io.StringIO(forms["quoted"]), server_hashed)
+    assert server_hashed.getvalue() == alone.getvalue()
 
 
 def test_a_bad_row_in_a_later_part_is_named_by_its_line_in_the_file_and_nothing_is_written(
@@ -464,14 +471,14 @@ def test_a_scoring_process_that_dies_is_an_error_not_a_hang(
     context: AppContext, tenant: str, split_scoring: tuple[AppContext, AppContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, three = split_scoring
-    parent, scored_part = os.getpid(), scoring._scored_part
+    parent, scored = os.getpid(), scoring._scored
 
     def dies_in_a_child(*args: Any) -> str:
         if os.getpid() != parent:
             os._exit(3)
-        return scored_part(*args)
+        return scored(*args)
 
-    monkeypatch.setattr(scoring, "_scored_part", dies_in_a_child)
+    monkeypatch.setattr(scoring, "_scored", dies_in_a_child)
     out = io.StringIO()
     with pytest.raises(MlstackError, match="ended without an answer"):
         score_conflict_csv(three, tenant, io.StringIO(_requests_text(random_history(5), quoted=False)), out)
