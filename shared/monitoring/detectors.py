@@ -817,8 +817,16 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
         if explained.any():
             recent_block[explained] = _past_windows(residual_all, rows[explained] + 1, m)[0]
         recent = np.nanmedian(recent_block, axis=1)
+        # A median of m points is measured against the spread of the past's own m-point medians,
+        # not of single points: like against like, so noisy points (latency) do not hide a new
+        # level (about sqrt(m) tighter for independent noise, as wide for a wandering series).
+        last = int(rows.max()) + 1
+        medians_m = values[:last].copy()
+        if last >= m:
+            medians_m[m - 1:] = _rolling_medians(values[:last], m)
         for window in (params.long_window // 2, params.short_window):
-            before_median, before_scale, _, _, _ = _windowed(values, recent_rows, window, floor)
+            before_median, _, _, _, _ = _windowed(values, recent_rows, window, floor)
+            _, before_scale, _, _, _ = _windowed(medians_m, recent_rows, max(window - m + 1, m), floor)
             if explained.any():
                 block, _ = _past_windows(residual_all, recent_rows[explained], window)
                 r_median, r_scale, _, _, _ = _robust_stats(block, False, floor[explained])

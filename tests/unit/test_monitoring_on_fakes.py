@@ -88,6 +88,21 @@ def test_a_level_shift_in_heavy_tailed_noise_is_a_level_change_against_the_past_
     assert level_shift[300:1490].max() < ALERT_THRESHOLD
 
 
+def test_a_latency_level_shift_in_log_normal_noise_is_measured_against_the_spread_of_past_medians() -> None:
+    # A slow release: requests take 1.8 times as long from row 1500. Single points spread by a
+    # third either way, so against single points' spread the new level's median looked ordinary.
+    caught = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        t = 1_700_000_000 + np.arange(2016) * 300.0
+        v = 180 * np.exp(rng.normal(0, 0.35, len(t)))
+        v[1500:] *= 320 / 180
+        level_shift = score_series(t, v, detector="level_shift").combined
+        assert level_shift[300:1495].max() < ALERT_THRESHOLD
+        caught += level_shift[1500:1520].max() >= ALERT_THRESHOLD
+    assert caught >= 4  # the past's single-point spread caught 1 of the 6
+
+
 def test_backtest_mirrors_a_folder_and_adds_scores(tmp_path: Path) -> None:
     from shared.cli import main
 
