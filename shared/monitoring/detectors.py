@@ -164,6 +164,23 @@ def _sorted_quantiles(ordered: Array, levels: Sequence[float]) -> list[Array]:
     return out
 
 
+def _nan_sorted_quantiles(ordered: Array, levels: Sequence[float]) -> list[Array]:
+    """Quantiles of each row of a row-sorted matrix whose NaNs sort last, over its real values,
+    linearly interpolated as numpy's nanquantile does (NaN where a row has none). numpy's own
+    falls back to one Python call per row once any row holds a NaN: most of a backtest's time."""
+    count = np.count_nonzero(~np.isnan(ordered), axis=1)
+    last = np.maximum(count - 1, 0)
+    out = []
+    for level in levels:
+        position = level * last
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, last)
+        below = np.take_along_axis(ordered, low[:, None], axis=1)[:, 0]
+        above = np.take_along_axis(ordered, high[:, None], axis=1)[:, 0]
+        out.append(np.where(count > 0, below + (above - below) * (position - low), np.nan))
+    return out
+
+
 def _robust_stats(block: Array, full: bool, floor: Array | float = 0.0) -> tuple[Array, Array, Array, Array, Array]:
     """Median, robust scale, Q1, Q3 and the tail (99.5th percentile of |x - median|) of each row of
     `block` (NaN-padded unless `full`). `floor`: the least scale of each row (the series' quantum)."""
@@ -175,9 +192,9 @@ def _robust_stats(block: Array, full: bool, floor: Array | float = 0.0) -> tuple
         mad, tail = _sorted_quantiles(np.sort(np.abs(block - median[:, None]), axis=1), (0.5, TAIL_QUANTILE))
         std = np.std(block, axis=1)
     else:
-        median = np.nanmedian(block, axis=1)
-        q1, q3 = np.nanquantile(block, [0.25, 0.75], axis=1)
-        mad, tail = np.nanquantile(np.abs(block - median[:, None]), [0.5, TAIL_QUANTILE], axis=1)
+        ordered = np.sort(block, axis=1)
+        median, q1, q3 = _nan_sorted_quantiles(ordered, (0.5, 0.25, 0.75))
+        mad, tail = _nan_sorted_quantiles(np.sort(np.abs(block - median[:, None]), axis=1), (0.5, TAIL_QUANTILE))
         std = np.nanstd(block, axis=1)
     # MAD is 0 for a series that is mostly one value (counters at 0): a quarter of the standard
     # deviation keeps rare excursions from being infinitely surprising, and the quantum (the
