@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,36 @@ def test_a_level_shift_in_heavy_tailed_noise_is_a_level_change_against_the_past_
     level_shift = score_series(t, v, detector="level_shift").combined
     assert level_shift[1500:1510].max() > 0.9
     assert level_shift[300:1490].max() < ALERT_THRESHOLD
+
+
+def test_a_latency_level_shift_in_log_normal_noise_is_measured_against_the_spread_of_past_medians() -> None:
+    # A slow release: requests take 1.8 times as long from row 1500. Single points spread by a
+    # third either way, so against single points' spread the new level's median looked ordinary.
+    caught = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        t = 1_700_000_000 + np.arange(2016) * 300.0
+        v = 180 * np.exp(rng.normal(0, 0.35, len(t)))
+        v[1500:] *= 320 / 180
+        level_shift = score_series(t, v, detector="level_shift").combined
+        assert level_shift[300:1495].max() < ALERT_THRESHOLD
+        caught += level_shift[1500:1520].max() >= ALERT_THRESHOLD
+    assert caught >= 4  # the past's single-point spread caught 1 of the 6
+
+
+def test_a_nan_padded_pasts_quantiles_are_numpys_over_its_real_values() -> None:
+    from shared.monitoring.detectors import _nan_sorted_quantiles
+
+    rng = np.random.default_rng(0)
+    block = rng.normal(size=(200, 37))
+    block[rng.random(block.shape) < 0.3] = np.nan
+    block[3], block[4, 1:] = np.nan, np.nan  # no real value; one
+    levels = (0.5, 0.25, 0.995)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanquantile(block, levels, axis=1)
+    for want, got in zip(expected, _nan_sorted_quantiles(np.sort(block, axis=1), levels), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
 def test_backtest_mirrors_a_folder_and_adds_scores(tmp_path: Path) -> None:
