@@ -105,8 +105,11 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
     refresh_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with services.transactions.transaction() as tx:
-        services.precedents.memories(tx)
+        memories = list(services.precedents.memories(tx).values())
     memories_seconds = time.perf_counter() - started
+    # The table's size per series: the memory as stored, and the schedule rule's hour blocks in it.
+    stored_bytes = [len(json.dumps(m.to_dict())) for m in memories] or [0]
+    blocks = [sum(len(b) for b in (m.calendar or {}).values()) for m in memories] or [0]
     report, scan_seconds = minute_scan()
     # Metric in -> alert out: a spike arrives, the next scan publishes it.
     spike_at = now + timedelta(minutes=1)
@@ -121,6 +124,8 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
             "first_scan_seconds": round(first_seconds, 3), "scan_without_memories_seconds": round(bare_seconds, 3),
             "scan_ratio_to_without_memories": round(scan_seconds / bare_seconds, 2),
             "read_memories_one_query_seconds": round(memories_seconds, 3),
+            "memory_json_bytes_mean": round(float(np.mean(stored_bytes))),
+            "memory_calendar_blocks_mean_max": [round(float(np.mean(blocks)), 1), max(blocks)],
             "refresh_precedents_over_the_day_seconds": round(refresh_seconds, 2),
             "refreshed_memories": refreshed["memories"], "alert_published": after["published_incidents"] == 1,
             "metric_in_to_alert_out_seconds": round(latency, 3),
