@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitoring_corpus import corpus, nab_normalised, nab_raw  # noqa: E402
 
-from shared.monitoring.detectors import DETECTORS, ENSEMBLE, rolling_zscore, score_series  # noqa: E402
+from shared.monitoring.detectors import DETECTORS, ENSEMBLE, PrecedentMemory, rolling_zscore, score_series  # noqa: E402
 from shared.monitoring.precedents import refresh_precedents  # noqa: E402
 from shared.monitoring.scan import ALERT_THRESHOLD, scan  # noqa: E402
 from shared.monitoring.series_repository import Point, ScanState  # noqa: E402
@@ -105,7 +105,7 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
     refresh_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with services.transactions.transaction() as tx:
-        services.precedents.memories(tx)
+        memories = list(services.precedents.memories(tx).values())
     memories_seconds = time.perf_counter() - started
     report, scan_seconds = minute_scan()
     # Metric in -> alert out: a spike arrives, the next scan publishes it.
@@ -121,10 +121,19 @@ def bench_scan(series: int, now: datetime) -> dict[str, Any]:
             "first_scan_seconds": round(first_seconds, 3), "scan_without_memories_seconds": round(bare_seconds, 3),
             "scan_ratio_to_without_memories": round(scan_seconds / bare_seconds, 2),
             "read_memories_one_query_seconds": round(memories_seconds, 3),
+            **_memory_size(memories),
             "refresh_precedents_over_the_day_seconds": round(refresh_seconds, 2),
             "refreshed_memories": refreshed["memories"], "alert_published": after["published_incidents"] == 1,
             "metric_in_to_alert_out_seconds": round(latency, 3),
             "worst_case_alert_delay_seconds": round(60 + latency, 1)}
+
+
+def _memory_size(memories: list[PrecedentMemory]) -> dict[str, Any]:
+    """The table's size per series: the memory as stored, and the schedule rule's hour blocks in it."""
+    stored = [len(json.dumps(m.to_dict())) for m in memories] or [0]
+    blocks = [sum(len(b) for b in (m.calendar or {}).values()) for m in memories] or [0]
+    return {"memory_json_bytes_mean": round(float(np.mean(stored))),
+            "memory_calendar_blocks_mean_max": [round(float(np.mean(blocks)), 1), max(blocks)]}
 
 
 def bench_refresh(series: int, days: int, now: datetime) -> dict[str, Any]:
@@ -151,10 +160,13 @@ def bench_refresh(series: int, days: int, now: datetime) -> dict[str, Any]:
     report = refresh_precedents(services, now + timedelta(minutes=1))
     seconds = time.perf_counter() - started
     peak_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with services.transactions.transaction() as tx:
+        memories = list(services.precedents.memories(tx).values())
     return {"backend": backend, "series": series, "days": days, "points": series * len(minutes),
             "chunk_series": PRECEDENT_CHUNK, "load_seconds": round(load_seconds, 1),
             "refresh_seconds": round(seconds, 2), "memories": report["memories"],
-            "peak_rss_mib_before": round(peak_before / 1024), "peak_rss_mib_after": round(peak_after / 1024)}
+            "peak_rss_mib_before": round(peak_before / 1024), "peak_rss_mib_after": round(peak_after / 1024),
+            **_memory_size(memories)}
 
 
 def bench_backtest(points: int = 20_000) -> dict[str, Any]:

@@ -30,14 +30,14 @@ single points are measured against the past's own 99.5th percentile too; where t
 says the past is heavy-tailed, a Student-t fitted to it discounts the z (a latency series' daily
 10-sigma requests are not alarms).
 Precedent (a memory longer than the detectors' day: the whole past up to 30 days in the backtest;
-in the scan the day it reads plus the events the weekly detector state kept, PrecedentMemory): a
+in the scan the day it reads plus the daily refreshed memory of the month, PrecedentMemory): a
 point's deviation, a step, a level against the half day before and a seasonal residual are muted
 where the series has shown one as large, in the same direction (a point's deviation: in either
 direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
 occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
 where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
-after the weekend; the scan's day holds only the day before's edge of it, its memory no times);
+after the weekend; beyond its day the scan reads the hour blocks the memory keeps with their times);
 for the seasonal residuals that look-back reaches the series' second day, where the residual
 against the one or two earlier days there are is too rough for anything else. A fall back to the
 floor the series has held (a cleanup, a counter reset) is a habit once it has been seen before; a
@@ -410,28 +410,45 @@ def _two_largest_events(extremes: Array) -> tuple[float, float]:
     return max(float(extremes.max()), 0.0), max(float(separated.max()), 0.0) if len(separated) else 0.0
 
 
+# How far back the memory keeps the hour blocks the schedule rule may read: a week and an hour, for
+# any minute until the next daily refresh (and a day's slack for one that is late).
+CALENDAR_DAYS = 8.0
+Block = tuple[float, float, float, float]  # first row's time, last row's time, rise, fall (0: not kept)
+
+
 @dataclass(frozen=True)
 class PrecedentMemory:
     """The precedent events of a series' past beyond the scan's day, from the detector state: per
     statistic (`_value_statistics`, `_residual_statistics`), (largest rise, second separate rise,
     largest fall, second separate fall) in `_two_largest_events`' sense; `until`: the time of the newest row they cover
     (epoch seconds). Two magnitudes are all the rule "seen twice as large" needs; `floor`, the
-    lowest median of m points, is all "a fall back to the floor" needs."""
+    lowest median of m points, is all "a fall back to the floor" needs.
+
+    `calendar`: per statistic, the hour blocks of the last CALENDAR_DAYS the rule "once, at the same
+    time a day or a week earlier" can need beyond the scan's day: only those larger than the
+    second separate event in their direction (a smaller one decides nothing: at any threshold it
+    reaches, the two events above already count twice). Those form one run of adjacent blocks, so
+    a series keeps a handful of blocks, not 192 per statistic. None in rows stored before it: no
+    look-back beyond the day (as then)."""
 
     until: float
     events: dict[str, tuple[float, float, float, float]]
     floor: float | None = None  # the lowest median of m points (a fall back to it is a reset); None in old rows
+    calendar: dict[str, tuple[Block, ...]] | None = None
 
     def prior(self, name: str, times: Array) -> Prior | None:
         """The statistic's events for `precedent_factor` over the rows at `times`."""
         if name not in self.events:
             return None
-        return Prior(self.events[name], int(np.searchsorted(times, self.until, side="right")))
+        blocks = None if self.calendar is None else np.array(self.calendar.get(name, ()), dtype=np.float64).reshape(-1, 4)
+        return Prior(self.events[name], int(np.searchsorted(times, self.until, side="right")), blocks)
 
     def to_dict(self) -> dict[str, Any]:
         stored: dict[str, Any] = {"until": self.until, "events": {name: list(values) for name, values in self.events.items()}}
         if self.floor is not None:
             stored["floor"] = self.floor
+        if self.calendar is not None:
+            stored["calendar"] = {name: [list(b) for b in blocks] for name, blocks in self.calendar.items()}
         return stored
 
     @classmethod
@@ -439,22 +456,40 @@ class PrecedentMemory:
         events = {str(name): (float(v[0]), float(v[1]), float(v[2]), float(v[3]))
                   for name, v in dict(data["events"]).items()}
         floor = data.get("floor")
-        return cls(float(data["until"]), events, None if floor is None else float(floor))
+        calendar = data.get("calendar")
+        return cls(float(data["until"]), events, None if floor is None else float(floor),
+                   None if calendar is None else {
+                       str(name): tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in blocks)
+                       for name, blocks in dict(calendar).items()})
 
 
 @dataclass(frozen=True)
 class Prior:
     """One statistic's earlier events as the scan passes them to `precedent_factor`: the
-    memory's four magnitudes, and how many rows of the scored series it already covers (their
-    blocks are not counted again)."""
+    memory's four magnitudes, how many rows of the scored series it already covers (their
+    blocks are not counted again), and its calendar blocks (rows of `Block`; None: none kept)."""
 
     events: tuple[float, float, float, float]
     covered: int
+    calendar: Array | None = None
 
     def count(self, threshold: float, rise: bool, both: bool = False) -> int:
         """Earlier events at least `threshold` in the direction (or, `both`, either direction)."""
         kept = self.events if both else self.events[:2] if rise else self.events[2:]
         return sum(int(magnitude >= threshold) for magnitude in kept)
+
+    def scheduled(self, at: float, reach: float, rise: bool, both: bool = False) -> float:
+        """The largest remembered event (in the direction, or either) of the blocks within `reach`
+        of the time `at` a day or a week earlier: the blocks `_calendar_blocks` finds in a
+        series that holds that past (the one holding the time and its neighbours); 0 where none."""
+        if self.calendar is None or not len(self.calendar):
+            return 0.0
+        first, last, rises, falls = self.calendar.T
+        magnitude = np.maximum(rises, falls) if both else rises if rise else falls
+        near = np.zeros(len(first), dtype=bool)
+        for period in CALENDAR_PERIODS:
+            near |= (first <= at - period + reach) & (last >= at - period - reach)
+        return float(magnitude[near].max()) if near.any() else 0.0
 
 
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
@@ -503,9 +538,12 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
         needed = 1 if returning is not None and returning[k] else 2
         # The earlier blocks at this time of day and of week: one event there is a schedule.
         in_phase = np.array([])
-        if phases is not None:
+        if phases is not None and times is not None:
             extremes = np.maximum(phase_highs, phase_lows) if two_sided else phase_highs if value > 0 else phase_lows
             in_phase = extremes[[b for b in phases[j].tolist() if start <= b < end]]
+            if prior is not None:  # the scan: the same time a day or a week before its day, remembered
+                in_phase = np.append(in_phase, prior.scheduled(float(times[row]), block * params.interval,
+                                                               value > 0, two_sided))
         news = 0.0
         for ratio in (1.0, *PRECEDENT_RATIOS):
             threshold = magnitude / ratio
@@ -630,12 +668,19 @@ def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | A
     stats = _value_statistics(v[valid], params)
     if baseline is not None:
         stats |= _residual_statistics(np.nan_to_num(v[valid] - np.asarray(baseline, dtype=np.float64)[valid]), params)
-    events = {}
+    block = _block_rows(params)
+    first, last = t[valid][0:kept:block], t[valid][block - 1:kept:block]  # each block's first and last row
+    recent = last >= t[valid][kept - 1] - CALENDAR_DAYS * DAY
+    events, calendar = {}, {}
     for name, stat in stats.items():
         highs, lows, _ = _block_extremes(stat[:kept], params)
         events[name] = (*_two_largest_events(highs), *_two_largest_events(lows))
+        rises, falls = np.where(highs > events[name][1], highs, 0.0), np.where(lows > events[name][3], lows, 0.0)
+        keep = recent & ((rises > 0) | (falls > 0))
+        calendar[name] = tuple(zip(first[keep].tolist(), last[keep].tolist(), rises[keep].tolist(), falls[keep].tolist(),
+                                   strict=True))
     floor = float(_rolling_medians(v[valid][:kept], params.shift_window).min()) if kept >= params.shift_window else None
-    return PrecedentMemory(float(t[valid][kept - 1]), events, floor)
+    return PrecedentMemory(float(t[valid][kept - 1]), events, floor, calendar)
 
 
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,

@@ -275,6 +275,8 @@ def test_refresh_precedents_replaces_each_series_memory_and_the_scan_reads_them_
                      "residuals": "none (no active detector state)"}
     with context.database.transaction() as tx:
         remembered = services.precedents.memories(tx)
+    # The schedule rule's hour blocks come back with their times (jsonb keeps them; no new column).
+    assert all(m.calendar is not None and m.calendar.keys() == m.events.keys() for m in remembered.values())
     assert refresh_precedents(services, now + timedelta(minutes=5))["memories"] == 2  # again: replaced
     with context.database.transaction() as tx:
         assert services.precedents.memories(tx) == remembered  # no new point: the same memories

@@ -568,11 +568,22 @@ def test_a_slow_burst_as_large_as_earlier_ones_is_no_alarm_on_the_seasonal_views
     assert np.where(scores[3 * 288:] >= ALERT_THRESHOLD)[0].tolist() == [1064 - 3 * 288]
 
 
-def test_mondays_rise_is_a_habit_from_the_second_week_while_a_thursdays_fall_still_alarms() -> None:
+SECOND_MONDAY = 3190  # the row of the second week's rise after the weekend in _weekly_traffic
+
+
+def _weekly_traffic(late: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two weeks of five-minute web traffic from a Tuesday: a daily cycle, and 45 % less on the
+    weekend; the second weekend ends `late` rows after the first's time."""
     rng = np.random.default_rng(0)
-    t = 1_700_000_000 + np.arange(14 * 288) * 300.0  # two weeks of five-minute web traffic from a Tuesday
+    t = 1_700_000_000 + np.arange(14 * 288) * 300.0
     weekend = ((t // 86_400 + 4) % 7 >= 5).astype(float)  # 1970-01-01 was a Thursday
+    weekend[SECOND_MONDAY:SECOND_MONDAY + late] = 1.0
     v = 1000 * (1 + 0.5 * np.sin(2 * np.pi * t / 86_400)) * (1 - 0.45 * weekend) * np.exp(rng.normal(0, 0.03, len(t)))
+    return t, v
+
+
+def test_mondays_rise_is_a_habit_from_the_second_week_while_a_thursdays_fall_still_alarms() -> None:
+    t, v = _weekly_traffic()
     v[2448:2592] *= 0.65  # half of a Thursday of the second week
     scores = score_series(t, v).combined
     # The second Monday's rise (row 3190) came at the same time a week after the first: a schedule.
@@ -580,10 +591,7 @@ def test_mondays_rise_is_a_habit_from_the_second_week_while_a_thursdays_fall_sti
 
 
 def test_the_schedule_rule_reads_nothing_after_a_row_even_when_later_points_are_sparse() -> None:
-    rng = np.random.default_rng(0)
-    t = 1_700_000_000 + np.arange(14 * 288) * 300.0
-    weekend = ((t // 86_400 + 4) % 7 >= 5).astype(float)
-    v = 1000 * (1 + 0.5 * np.sin(2 * np.pi * t / 86_400)) * (1 - 0.45 * weekend) * np.exp(rng.normal(0, 0.03, len(t)))
+    t, v = _weekly_traffic()
     recorded = np.ones(len(t), dtype=bool)
     recorded[1156:1192] = False  # three hours around the first Monday's rise went unrecorded
     t, v = t[recorded], v[recorded]
@@ -685,6 +693,49 @@ def test_the_daily_refresh_remembers_habits_since_the_states_training_and_a_larg
     # A month later the series have no points left to remember: their rows go, none stay stale.
     assert refresh_precedents(refreshed, NOW + timedelta(days=40))["memories"] == 0
     assert refreshed.precedents.rows == {}  # type: ignore[attr-defined]
+
+
+def test_the_scan_remembers_when_last_weeks_events_came_so_mondays_rise_is_a_habit_but_a_larger_or_later_one_alarms(
+) -> None:
+    from dataclasses import replace
+
+    from shared.monitoring.precedents import refresh_precedents
+
+    services = in_memory_monitoring_services()
+    end = SECOND_MONDAY + 72 + 60  # five hours after the latest rise
+    for source, late, scale in (("same", 0, 1.0), ("larger", 0, 1.3), ("later", 72, 1.0)):
+        t, v = _weekly_traffic(late)
+        v[SECOND_MONDAY + late:] *= scale
+        points = [Point(source, "requests_per_s", datetime.fromtimestamp(at, UTC), float(value))
+                  for at, value in zip(t[:end].tolist(), v[:end].tolist(), strict=True)]
+        with services.transactions.transaction() as tx:
+            services.series.store_points(tx, points)
+    at = datetime.fromtimestamp(float(t[end - 1]) + 30, UTC)
+    # The daily refresh ran in the night before; the scan's day does not reach last week's rise.
+    assert refresh_precedents(services, at - timedelta(hours=12))["memories"] == 3
+    memories = dict(services.precedents.rows)  # type: ignore[attr-defined]
+    kept = [len(blocks) for memory, _ in memories.values() for blocks in (memory.calendar or {}).values()]
+    assert 0 < max(kept) <= 12  # the blocks that could decide, not a week of them
+
+    def anomalies() -> set[str]:
+        return {a["source"] for a in services.alerts.alert_rows.values()  # type: ignore[attr-defined]
+                if a["alert_type"] == "anomaly"}
+
+    scan(services, at)
+    # The rise came at the same time a week earlier: a schedule. 30 % larger, or six hours later, is news.
+    assert anomalies() == {"larger", "later"}
+    # A memory stored before it kept the times: no look-back beyond the day, every rise alarms (as before).
+    from shared.monitoring.alerts_repository import InMemoryAlertsRepository
+    from shared.monitoring.series_repository import ScanState
+
+    services = replace(services, alerts=InMemoryAlertsRepository())
+    services.precedents.rows = {series_id: (replace(memory, calendar=None), computed)  # type: ignore[attr-defined]
+                                for series_id, (memory, computed) in memories.items()}
+    with services.transactions.transaction() as tx:
+        services.series.save_scan_state(tx, [ScanState(series_id, at - timedelta(days=1), 0.0)
+                                             for series_id in memories])
+    scan(services, at)
+    assert anomalies() == {"same", "larger", "later"}
 
 
 def test_a_state_trained_before_the_table_lends_its_memory_to_a_series_the_table_lacks(
