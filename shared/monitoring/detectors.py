@@ -16,7 +16,8 @@ Detectors (each a score in [0, 1] from a robust z):
              exists); there the level detectors are capped by it, so daily peaks are not alarms;
              also the residual against the day that ended a short window ago (a drift over hours)
   level_shift the median of the last few points against the median before them (a new level),
-             re-baselined on the short window so a sustained change scores once; or the change
+             re-baselined on the short window so a sustained change scores once (in units of the
+             past's m-point medians' spread, or of single points' until a half day precedes them); or the change
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
@@ -887,8 +888,14 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
         if last >= m:
             medians_m[m - 1:] = _rolling_medians(values[:last], m)
         for window in (params.long_window // 2, params.short_window):
-            before_median, _, _, _, _ = _windowed(values, recent_rows, window, floor)
+            before_median, point_scale, _, _, _ = _windowed(values, recent_rows, window, floor)
             _, before_scale, _, _, _ = _windowed(medians_m, recent_rows, max(window - m + 1, m), floor)
+            # Until a half day precedes the m points, the medians of the few hours there are show
+            # too little of the series' wander (a cycle, a walk): the single points' spread, which
+            # holds the wander and the noise, bounds the scale (the first hours judged a 4-sigma
+            # ramp more often a level than the same ramp later on).
+            young = recent_rows < params.long_window // 2
+            before_scale = np.where(young, np.maximum(before_scale, point_scale), before_scale)
             if explained.any():
                 block, _ = _past_windows(residual_all, recent_rows[explained], window)
                 r_median, r_scale, _, _, _ = _robust_stats(block, False, floor[explained])

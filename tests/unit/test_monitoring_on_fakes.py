@@ -40,7 +40,7 @@ def test_every_detector_scores_a_row_from_the_rows_up_to_it_only(detector: str) 
     v[100:140] = v[99]  # a flat stretch, for the flat-line detector
     full = score_series(t, v, detector=detector).combined
     assert full.min() >= 0 and full.max() <= 1
-    for prefix in (40, 701, 1050, 1399):
+    for prefix in (40, 120, 160, 701, 1050, 1399):  # 120, 160: either side of the level's first half day
         assert np.array_equal(score_series(t[:prefix], v[:prefix], detector=detector).combined, full[:prefix])
     if detector == ENSEMBLE:
         # Scoring only the new rows with the state kept (what the scan does) gives the same scores.
@@ -102,6 +102,29 @@ def test_a_latency_level_shift_in_log_normal_noise_is_measured_against_the_sprea
         assert level_shift[300:1495].max() < ALERT_THRESHOLD
         caught += level_shift[1500:1520].max() >= ALERT_THRESHOLD
     assert caught >= 4  # the past's single-point spread caught 1 of the 6
+
+
+def test_a_level_in_a_series_first_hours_is_no_likelier_an_alarm_than_the_same_level_later() -> None:
+    # A ramp of 4 noise units over an hour, 7 hours into a five-minute series and again 25 hours in.
+    # The spread of m-point medians from a few hours understated the series' spread, so the first
+    # hours called such a ramp a level more often (7 of 8 seeds) than a full half day did (5 of 8).
+    early = late = large = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        t = 1_700_000_000 + np.arange(432) * 300.0
+        base = 50 + rng.normal(0, 1, len(t))
+        for at, size in ((80, 4.0), (300, 4.0), (80, 9.0)):
+            v = base.copy()
+            v[at:] += size * np.clip(np.arange(len(t) - at) / 12, 0, 1)
+            alarm = score_series(t, v, detector="level_shift").combined[at:at + 24].max() >= ALERT_THRESHOLD
+            if (at, size) == (80, 4.0):
+                early += alarm
+            elif at == 300:
+                late += alarm
+            else:
+                large += alarm
+    assert early <= late and late >= 4
+    assert large == 8  # a clear new level is still one in the first hours
 
 
 def test_a_nan_padded_pasts_quantiles_are_numpys_over_its_real_values() -> None:
