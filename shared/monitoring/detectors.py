@@ -42,7 +42,9 @@ after the weekend; beyond its day the scan reads the hour blocks the memory keep
 for the seasonal residuals that look-back reaches the series' second day, where the residual
 against the one or two earlier days there are is too rough for anything else. A fall back to the
 floor the series has held (a cleanup, a counter reset) is a habit once it has been seen before; a
-fall to a new level is not. A seasonal residual, or a residual's new level, that a habitual jump made within
+fall to a new level is not. A fall that undoes a climb of more than half a day (hour after hour up),
+landing where the climb began, is no news even the first time (a disk's first cleanup, a log
+rotated) for the step and the level; no daily cycle rises that long, and a leak of hours is shorter. A seasonal residual, or a residual's new level, that a habitual jump made within
 the short window is the jump's (the residuals' own memory starts with the seasonal view's third day).
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
@@ -615,6 +617,46 @@ def _returning(values: Array, rows: Rows, params: Parameters, exclude: int, even
     return out
 
 
+# A climb a fall can undo: block medians that rose block after block for longer than this, which
+# no daily cycle's rise lasts (a peak's outage back to the morning's level is news).
+CLIMB_SECONDS = DAY / 2
+
+
+def _undone_climb(values: Array, rows: Rows, params: Parameters, steps: Array, reach: int,
+                  candidates: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Per row: whether the largest fall of the last `reach` rows up to it undid a steady climb: the
+    hour blocks' medians before it rose block after block for longer than CLIMB_SECONDS, the fall
+    is at least three quarters of that rise, and it lands where the climb began, give or take a
+    quarter of the fall. A disk cleaned up, a log rotated, a counter reset after growing: the
+    growth is undone, which needs no precedent to be no news, even the first time. A fall to below
+    where the climb began (a new level), after a shorter climb (a daily cycle's, a leak of hours:
+    the restart is news) or after a climb that paused (a jump up, then flat) is not; nor any rise."""
+    block = _block_rows(params)
+    out = np.zeros(len(rows), dtype=bool)
+    todo = np.where(candidates)[0]
+    least_blocks = int(math.floor(CLIMB_SECONDS / (block * params.interval))) + 2
+    if not len(todo) or int(rows.max()) < least_blocks * block:
+        return out
+    ends = int(rows.max()) // block
+    medians = np.median(values[:ends * block].reshape(ends, block), axis=1)
+    # The first block of the rising run each block ends.
+    breaks = np.concatenate([[True], medians[1:] <= medians[:-1]])
+    run_start = np.maximum.accumulate(np.where(breaks, np.arange(ends), 0))
+    for k in todo.tolist():
+        row = int(rows[k])
+        recent = np.arange(max(row - reach + 1, 1), row + 1)
+        jump = int(recent[np.argmin(steps[recent])])
+        fall = float(steps[jump])
+        end = jump // block  # whole blocks ended before the fall
+        if fall >= 0.0 or end < least_blocks:
+            continue
+        start = int(run_start[end - 1])
+        rise = float(medians[end - 1] - medians[start])
+        if end - start >= least_blocks and -fall >= 0.75 * rise:
+            out[k] = abs(float(values[row]) - float(medians[start])) <= -0.25 * fall
+    return out
+
+
 def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, deviation: Array,
                 candidates: NDArray[np.bool_], prior: Prior | None, lowest: float | None) -> Array:
     """Per row: how new the jump is that put a seasonal residual off (1 where no jump did). The
@@ -740,6 +782,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, jumps, prior("step"),
                                         _returning(values, rows, params, params.shift_window, steps, jumps, lowest),
                                         times=times)
+    scores["spike"] = np.where(_undone_climb(values, rows, params, steps, 1, jumps), 0.0, scores["spike"])
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)
@@ -820,6 +863,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
                                          notable & explained, prior("step"), lowest)
+    notable = scores["level_shift"] > PRECEDENT_FROM
+    scores["level_shift"] = np.where(_undone_climb(values, rows, params, steps, params.short_window, notable), 0.0, scores["level_shift"])
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.

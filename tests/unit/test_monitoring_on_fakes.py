@@ -516,7 +516,8 @@ def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new
     t, v = _sawtooth(6, 1.5, 0)  # cleanups at rows 432 and 864, back to the same floor
     lower = v.copy()
     lower[864:] -= 15  # the second cleanup lands 15 below the floor the series has held
-    assert _onsets(score_series(t, v).combined) == [432]  # the second cleanup is the first one's habit
+    # The first cleanup undoes a day and a half's climb (see the next test); the second is its habit.
+    assert _onsets(score_series(t, v).combined) == []
     assert 864 in _onsets(score_series(t, lower).combined)
     # The scan: its day (the floor is not in it) and the memory of the days before, which keeps it.
     memory = precedent_memory(t[:600], v[:600])
@@ -527,11 +528,31 @@ def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new
     assert _alarms(score_series(t[day], v[day], memory=replace(memory, floor=None)).combined) == 1
 
 
+def test_a_first_cleanup_undoing_a_days_climb_is_no_alarm_but_a_peaks_outage_and_a_leaks_restart_are() -> None:
+    t, v = _sawtooth(4, 1.5, 0)  # growth from the floor for a day and a half, then a cleanup (row 432)
+    assert _alarms(score_series(t, v).combined[400:470]) == 0
+    lower = v.copy()
+    lower[432:] -= 10  # a "cleanup" to below where the growth began: a new level
+    assert _onsets(score_series(t, lower).combined[400:470]) == [32]
+    for prefix in (420, 433, 440, 600):  # the rule reads rows up to the scored one only
+        assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, score_series(t, v).combined[:prefix])
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(5 * 288) * 300.0
+    cycle = 100 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 1, len(t))
+    peak = 3 * 288 + int(np.argmax(cycle[3 * 288:4 * 288]))
+    cycle[peak:peak + 12] -= 40  # an outage at the day's peak, down to the morning's level: a climb of half a day
+    assert score_series(t, cycle).combined[peak] >= ALERT_THRESHOLD
+    leak = 50 + rng.normal(0, 1, len(t))
+    leak[864:984] += np.arange(120) * 0.25  # a leak of ten hours, then a restart back to where it began
+    assert score_series(t, leak).combined[984] >= ALERT_THRESHOLD
+
+
 @pytest.mark.parametrize("period_days", [1.3, 1.5])
 def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_break(period_days: float) -> None:
     # A cleanup every day and a third or half: the median of earlier days at this time jumps where
     # one of them was cleaned up while the series keeps growing. Only the cleanups alarm.
     t, v = _sawtooth(10, period_days, 0)
+    t, v = t[150:], v[150:]  # from half a day into the growth: the first cleanup lands below the start, news
     cleanups = np.where(np.diff(v) < -5)[0] + 1
     result = score_series(t, v)
     for scores in (result.detectors["level_shift"], result.combined):
