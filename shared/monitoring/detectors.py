@@ -16,7 +16,8 @@ Detectors (each a score in [0, 1] from a robust z):
              exists); there the level detectors are capped by it, so daily peaks are not alarms;
              also the residual against the day that ended a short window ago (a drift over hours)
   level_shift the median of the last few points against the median before them (a new level),
-             re-baselined on the short window so a sustained change scores once; or the change
+             re-baselined on the short window so a sustained change scores once (in units of the
+             past's m-point medians' spread, or of single points' until a half day precedes them); or the change
              of the m-point median against the series' own past m-point changes (a jump on a
              random walk or in heavy-tailed noise)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
@@ -33,7 +34,8 @@ Precedent (a memory longer than the detectors' day: the whole past up to 30 days
 in the scan the day it reads plus the daily refreshed memory of the month, PrecedentMemory): a
 point's deviation, a step, a level against the half day before and a seasonal residual are muted
 where the series has shown one as large, in the same direction (a point's deviation: in either
-direction, the past's exceedances of this magnitude), twice before in separate hours
+direction, the past's exceedances of this magnitude; for a positive series, as large a share of
+the day's level counts too), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
 occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
 where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
@@ -41,7 +43,9 @@ after the weekend; beyond its day the scan reads the hour blocks the memory keep
 for the seasonal residuals that look-back reaches the series' second day, where the residual
 against the one or two earlier days there are is too rough for anything else. A fall back to the
 floor the series has held (a cleanup, a counter reset) is a habit once it has been seen before; a
-fall to a new level is not. A seasonal residual, or a residual's new level, that a habitual jump made within
+fall to a new level is not. A fall that undoes a climb of more than half a day (hour after hour up),
+landing where the climb began, is no news even the first time (a disk's first cleanup, a log
+rotated) for the step and the level; no daily cycle rises that long, and a leak of hours is shorter. A seasonal residual, or a residual's new level, that a habitual jump made within
 the short window is the jump's (the residuals' own memory starts with the seasonal view's third day).
 Combined: robust_z, iqr and spike are one voice; 1 - (1 - top^2)(1 - second) over the voices (one
 detector alone is damped, a second that agrees lifts it); then a decaying suppression after a
@@ -614,6 +618,46 @@ def _returning(values: Array, rows: Rows, params: Parameters, exclude: int, even
     return out
 
 
+# A climb a fall can undo: block medians that rose block after block for longer than this, which
+# no daily cycle's rise lasts (a peak's outage back to the morning's level is news).
+CLIMB_SECONDS = DAY / 2
+
+
+def _undone_climb(values: Array, rows: Rows, params: Parameters, steps: Array, reach: int,
+                  candidates: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """Per row: whether the largest fall of the last `reach` rows up to it undid a steady climb: the
+    hour blocks' medians before it rose block after block for longer than CLIMB_SECONDS, the fall
+    is at least three quarters of that rise, and it lands where the climb began, give or take a
+    quarter of the fall. A disk cleaned up, a log rotated, a counter reset after growing: the
+    growth is undone, which needs no precedent to be no news, even the first time. A fall to below
+    where the climb began (a new level), after a shorter climb (a daily cycle's, a leak of hours:
+    the restart is news) or after a climb that paused (a jump up, then flat) is not; nor any rise."""
+    block = _block_rows(params)
+    out = np.zeros(len(rows), dtype=bool)
+    todo = np.where(candidates)[0]
+    least_blocks = int(math.floor(CLIMB_SECONDS / (block * params.interval))) + 2
+    if not len(todo) or int(rows.max()) < least_blocks * block:
+        return out
+    ends = int(rows.max()) // block
+    medians = np.median(values[:ends * block].reshape(ends, block), axis=1)
+    # The first block of the rising run each block ends.
+    breaks = np.concatenate([[True], medians[1:] <= medians[:-1]])
+    run_start = np.maximum.accumulate(np.where(breaks, np.arange(ends), 0))
+    for k in todo.tolist():
+        row = int(rows[k])
+        recent = np.arange(max(row - reach + 1, 1), row + 1)
+        jump = int(recent[np.argmin(steps[recent])])
+        fall = float(steps[jump])
+        end = jump // block  # whole blocks ended before the fall
+        if fall >= 0.0 or end < least_blocks:
+            continue
+        start = int(run_start[end - 1])
+        rise = float(medians[end - 1] - medians[start])
+        if end - start >= least_blocks and -fall >= 0.75 * rise:
+            out[k] = abs(float(values[row]) - float(medians[start])) <= -0.25 * fall
+    return out
+
+
 def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, deviation: Array,
                 candidates: NDArray[np.bool_], prior: Prior | None, lowest: float | None) -> Array:
     """Per row: how new the jump is that put a seasonal residual off (1 where no jump did). The
@@ -641,9 +685,20 @@ def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, dev
 def _value_statistics(values: Array, params: Parameters) -> dict[str, Array]:
     """The signed statistics of every row of finite `values` the precedent compares a point's
     deviation, a sustained level and a step by (the scorer and the detector state alike)."""
-    return {"deviation": _deviation_statistic(values, params.long_window),
-            "level": _level_statistic(values, len(values), params),
-            "step": np.concatenate([[0.0], np.diff(values)])}
+    deviation = _deviation_statistic(values, params.long_window)
+    return {"deviation": deviation, "level": _level_statistic(values, len(values), params),
+            "step": np.concatenate([[0.0], np.diff(values)]),
+            "ratio_deviation": _log_ratio(values, values - deviation)}
+
+
+def _log_ratio(values: Array, reference: Array) -> Array:
+    """Per row: log(value / reference) where the series has been positive up to the row and the
+    reference is positive (0 elsewhere, which no precedent reads): an event of a multiplicative
+    metric (a latency, traffic) as a share of the level it happened at, symmetric in logs."""
+    positive = (np.minimum.accumulate(values) > 0) & (reference > 0)
+    ratio = np.divide(values, reference, out=np.ones(len(values)), where=positive)
+    result: Array = np.log(ratio)
+    return result
 
 
 def _residual_statistics(residual: Array, params: Parameters) -> dict[str, Array]:
@@ -715,9 +770,14 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     last = int(rows.max()) + 1
     stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
+    # A positive series' precedents count as shares of the day's level too (a multiplicative metric's
+    # slow requests grow with it: after a release made every request 1.8 times as long, a slow one
+    # as large a share as earlier ones is no news though larger than any in absolute terms).
     habit = np.maximum(
-        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
-                         two_sided=True, times=times),
+        np.minimum(precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
+                                    two_sided=True, times=times),
+                   precedent_factor(stats["ratio_deviation"], rows, params, params.shift_window, notable,
+                                    prior("ratio_deviation"), two_sided=True, times=times)),
         precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"), times=times)
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
@@ -739,6 +799,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores["spike"] *= precedent_factor(steps, rows, params, params.shift_window, jumps, prior("step"),
                                         _returning(values, rows, params, params.shift_window, steps, jumps, lowest),
                                         times=times)
+    scores["spike"] = np.where(_undone_climb(values, rows, params, steps, 1, jumps), 0.0, scores["spike"])
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)
@@ -819,6 +880,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
                                          notable & explained, prior("step"), lowest)
+    notable = scores["level_shift"] > PRECEDENT_FROM
+    scores["level_shift"] = np.where(_undone_climb(values, rows, params, steps, params.short_window, notable), 0.0, scores["level_shift"])
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -887,8 +950,14 @@ def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, r
         if last >= m:
             medians_m[m - 1:] = _rolling_medians(values[:last], m)
         for window in (params.long_window // 2, params.short_window):
-            before_median, _, _, _, _ = _windowed(values, recent_rows, window, floor)
+            before_median, point_scale, _, _, _ = _windowed(values, recent_rows, window, floor)
             _, before_scale, _, _, _ = _windowed(medians_m, recent_rows, max(window - m + 1, m), floor)
+            # Until a half day precedes the m points, the medians of the few hours there are show
+            # too little of the series' wander (a cycle, a walk): the single points' spread, which
+            # holds the wander and the noise, bounds the scale (the first hours judged a 4-sigma
+            # ramp more often a level than the same ramp later on).
+            young = recent_rows < params.long_window // 2
+            before_scale = np.where(young, np.maximum(before_scale, point_scale), before_scale)
             if explained.any():
                 block, _ = _past_windows(residual_all, recent_rows[explained], window)
                 r_median, r_scale, _, _, _ = _robust_stats(block, False, floor[explained])

@@ -40,7 +40,7 @@ def test_every_detector_scores_a_row_from_the_rows_up_to_it_only(detector: str) 
     v[100:140] = v[99]  # a flat stretch, for the flat-line detector
     full = score_series(t, v, detector=detector).combined
     assert full.min() >= 0 and full.max() <= 1
-    for prefix in (40, 701, 1050, 1399):
+    for prefix in (40, 120, 160, 701, 1050, 1399):  # 120, 160: either side of the level's first half day
         assert np.array_equal(score_series(t[:prefix], v[:prefix], detector=detector).combined, full[:prefix])
     if detector == ENSEMBLE:
         # Scoring only the new rows with the state kept (what the scan does) gives the same scores.
@@ -102,6 +102,50 @@ def test_a_latency_level_shift_in_log_normal_noise_is_measured_against_the_sprea
         assert level_shift[300:1495].max() < ALERT_THRESHOLD
         caught += level_shift[1500:1520].max() >= ALERT_THRESHOLD
     assert caught >= 4  # the past's single-point spread caught 1 of the 6
+
+
+def test_a_level_in_a_series_first_hours_is_no_likelier_an_alarm_than_the_same_level_later() -> None:
+    # A ramp of 4 noise units over an hour, 7 hours into a five-minute series and again 25 hours in.
+    # The spread of m-point medians from a few hours understated the series' spread, so the first
+    # hours called such a ramp a level more often (7 of 8 seeds) than a full half day did (5 of 8).
+    early = late = large = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        t = 1_700_000_000 + np.arange(432) * 300.0
+        base = 50 + rng.normal(0, 1, len(t))
+        for at, size in ((80, 4.0), (300, 4.0), (80, 9.0)):
+            v = base.copy()
+            v[at:] += size * np.clip(np.arange(len(t) - at) / 12, 0, 1)
+            alarm = score_series(t, v, detector="level_shift").combined[at:at + 24].max() >= ALERT_THRESHOLD
+            if (at, size) == (80, 4.0):
+                early += alarm
+            elif at == 300:
+                late += alarm
+            else:
+                large += alarm
+    assert early <= late and late >= 4
+    assert large == 8  # a clear new level is still one in the first hours
+
+
+def test_a_slow_request_as_large_a_share_of_a_raised_level_as_earlier_ones_is_a_habit_of_the_point_view() -> None:
+    # Latency at 180 with two slow requests (x2.5) hours apart, then a release makes every request
+    # 1.8 times as long. Days later a slow request x2.5 of the new level is larger than any before
+    # in absolute terms (robust z about 1.0 in every seed before), but the same share as earlier ones.
+    habitual, larger = [], []
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        t = 1_700_000_000 + np.arange(6 * 288) * 300.0
+        v = 180 * np.exp(rng.normal(0, 0.1, len(t)))
+        v[[200, 500]] *= 2.5
+        v[600:] *= 1.8
+        slow, big = v.copy(), v.copy()
+        slow[1440] *= 2.5
+        big[1440] *= 5
+        habitual.append(score_series(t, slow, detector="robust_z").combined[1440])
+        larger.append(score_series(t, big, detector="robust_z").combined[1440])
+        head = score_series(t[:1400], slow[:1400], detector="robust_z").combined
+        assert np.array_equal(head, score_series(t, slow, detector="robust_z").combined[:1400])
+    assert np.mean(habitual) < 0.5 and min(larger) > 0.99  # twice the share is news
 
 
 def test_a_nan_padded_pasts_quantiles_are_numpys_over_its_real_values() -> None:
@@ -493,7 +537,8 @@ def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new
     t, v = _sawtooth(6, 1.5, 0)  # cleanups at rows 432 and 864, back to the same floor
     lower = v.copy()
     lower[864:] -= 15  # the second cleanup lands 15 below the floor the series has held
-    assert _onsets(score_series(t, v).combined) == [432]  # the second cleanup is the first one's habit
+    # The first cleanup undoes a day and a half's climb (see the next test); the second is its habit.
+    assert _onsets(score_series(t, v).combined) == []
     assert 864 in _onsets(score_series(t, lower).combined)
     # The scan: its day (the floor is not in it) and the memory of the days before, which keeps it.
     memory = precedent_memory(t[:600], v[:600])
@@ -504,11 +549,31 @@ def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new
     assert _alarms(score_series(t[day], v[day], memory=replace(memory, floor=None)).combined) == 1
 
 
+def test_a_first_cleanup_undoing_a_days_climb_is_no_alarm_but_a_peaks_outage_and_a_leaks_restart_are() -> None:
+    t, v = _sawtooth(4, 1.5, 0)  # growth from the floor for a day and a half, then a cleanup (row 432)
+    assert _alarms(score_series(t, v).combined[400:470]) == 0
+    lower = v.copy()
+    lower[432:] -= 10  # a "cleanup" to below where the growth began: a new level
+    assert _onsets(score_series(t, lower).combined[400:470]) == [32]
+    for prefix in (420, 433, 440, 600):  # the rule reads rows up to the scored one only
+        assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, score_series(t, v).combined[:prefix])
+    rng = np.random.default_rng(0)
+    t = 1_700_000_000 + np.arange(5 * 288) * 300.0
+    cycle = 100 + 20 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 1, len(t))
+    peak = 3 * 288 + int(np.argmax(cycle[3 * 288:4 * 288]))
+    cycle[peak:peak + 12] -= 40  # an outage at the day's peak, down to the morning's level: a climb of half a day
+    assert score_series(t, cycle).combined[peak] >= ALERT_THRESHOLD
+    leak = 50 + rng.normal(0, 1, len(t))
+    leak[864:984] += np.arange(120) * 0.25  # a leak of ten hours, then a restart back to where it began
+    assert score_series(t, leak).combined[984] >= ALERT_THRESHOLD
+
+
 @pytest.mark.parametrize("period_days", [1.3, 1.5])
 def test_a_residual_that_only_the_profile_jumped_is_no_level_shift_nor_seasonal_break(period_days: float) -> None:
     # A cleanup every day and a third or half: the median of earlier days at this time jumps where
     # one of them was cleaned up while the series keeps growing. Only the cleanups alarm.
     t, v = _sawtooth(10, period_days, 0)
+    t, v = t[150:], v[150:]  # from half a day into the growth: the first cleanup lands below the start, news
     cleanups = np.where(np.diff(v) < -5)[0] + 1
     result = score_series(t, v)
     for scores in (result.detectors["level_shift"], result.combined):
