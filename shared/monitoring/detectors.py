@@ -34,8 +34,7 @@ Precedent (a memory longer than the detectors' day: the whole past up to 30 days
 in the scan the day it reads plus the daily refreshed memory of the month, PrecedentMemory): a
 point's deviation, a step, a level against the half day before and a seasonal residual are muted
 where the series has shown one as large, in the same direction (a point's deviation: in either
-direction, the past's exceedances of this magnitude; for a positive series, as large a share of
-the day's level counts too), twice before in separate hours
+direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
 occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
 where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
@@ -685,20 +684,9 @@ def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, dev
 def _value_statistics(values: Array, params: Parameters) -> dict[str, Array]:
     """The signed statistics of every row of finite `values` the precedent compares a point's
     deviation, a sustained level and a step by (the scorer and the detector state alike)."""
-    deviation = _deviation_statistic(values, params.long_window)
-    return {"deviation": deviation, "level": _level_statistic(values, len(values), params),
-            "step": np.concatenate([[0.0], np.diff(values)]),
-            "ratio_deviation": _log_ratio(values, values - deviation)}
-
-
-def _log_ratio(values: Array, reference: Array) -> Array:
-    """Per row: log(value / reference) where the series has been positive up to the row and the
-    reference is positive (0 elsewhere, which no precedent reads): an event of a multiplicative
-    metric (a latency, traffic) as a share of the level it happened at, symmetric in logs."""
-    positive = (np.minimum.accumulate(values) > 0) & (reference > 0)
-    ratio = np.divide(values, reference, out=np.ones(len(values)), where=positive)
-    result: Array = np.log(ratio)
-    return result
+    return {"deviation": _deviation_statistic(values, params.long_window),
+            "level": _level_statistic(values, len(values), params),
+            "step": np.concatenate([[0.0], np.diff(values)])}
 
 
 def _residual_statistics(residual: Array, params: Parameters) -> dict[str, Array]:
@@ -770,14 +758,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     last = int(rows.max()) + 1
     stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
-    # A positive series' precedents count as shares of the day's level too (a multiplicative metric's
-    # slow requests grow with it: after a release made every request 1.8 times as long, a slow one
-    # as large a share as earlier ones is no news though larger than any in absolute terms).
     habit = np.maximum(
-        np.minimum(precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
-                                    two_sided=True, times=times),
-                   precedent_factor(stats["ratio_deviation"], rows, params, params.shift_window, notable,
-                                    prior("ratio_deviation"), two_sided=True, times=times)),
+        precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
+                         two_sided=True, times=times),
         precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"), times=times)
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
