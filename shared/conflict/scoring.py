@@ -37,12 +37,11 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import TypeAdapter, ValidationError
 
-from shared.conflict.events import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
 from shared.conflict.features_repository import ConflictFeatures, HistoryWindow, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
-from shared.conflict.prediction import ConflictPredictionRequest
+from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput
@@ -272,8 +271,13 @@ def _distinct_fields(column: _Columns) -> tuple[list[str], list[tuple[str, ...] 
     return texts, _field_lists(texts)
 
 
-# One validation call for the whole file (pydantic's loop runs in its compiled core).
-_REQUESTS = TypeAdapter(list[ConflictPredictionRequest])
+@functools.cache
+def _request_list() -> TypeAdapter[list[Any]]:
+    """One validation call for the whole file (pydantic's loop runs in its compiled core). Built
+    on first use: only a file the quick checks refuse needs the request model."""
+    from shared.conflict.prediction import ConflictPredictionRequest
+
+    return TypeAdapter(list[ConflictPredictionRequest])
 
 
 def _bad_line(number: int, message: str) -> InvalidInput:
@@ -304,7 +308,7 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
         "device_id": raw.get("device_id") or None, "client_last_sync_at": raw.get("client_last_sync_at") or None,
     } for raw in raws]
     try:
-        parsed = _REQUESTS.validate_python(bodies)
+        parsed = _request_list().validate_python(bodies)
     except ValidationError as exc:
         first = exc.errors()[0]  # the lowest row: pydantic checks a list in order
         index = int(first["loc"][0])
