@@ -14,8 +14,8 @@ from shared.context import AppContext
 from shared.errors import NotFound
 from shared.fraud.outcomes_repository import PREDICTIONS_TABLE as FRAUD_PREDICTIONS
 from shared.fraud.slice import FRAUD_SLICE
-from shared.monitoring.drift import WatchedKind
 from shared.monitoring.slice import monitoring_slice
+from shared.monitoring.watched import WatchedKind
 from shared.ocr.outcomes_repository import PREDICTIONS_TABLE as OCR_PREDICTIONS
 from shared.ocr.slice import OCR_SLICE
 from shared.platform.jobs import Job, Slice

@@ -6,7 +6,7 @@ answer; a different event under a known id is refused (409) and nothing of its b
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -20,13 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000
-# The plausible range of every sync timestamp (README, "Sync events"). Outside it a client clock
-# has gone wrong, and PostgreSQL would store year 1 as 1 BC or 9999-12-31-14:00 as year 10000.
-EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
 
 FieldName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z_][\w.]*$")]
 

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from shared.conflict.answers_repository import LoggedAnswer
-from shared.conflict.events import EARLIEST_TIME, LATEST_TIME, FieldName, Identifier, Name
+from shared.conflict.events import FieldName, Identifier, Name
 from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector
 from shared.conflict.kind import CONFLICT
+from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import ConflictServices, conflict_services
 from shared.context import AppContext
 from shared.errors import NotFound

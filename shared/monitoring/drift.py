@@ -26,6 +26,7 @@ from shared.logs import log_event
 from shared.monitoring.alerting import publish_new, raise_alerts
 from shared.monitoring.alerts_repository import AlertIn
 from shared.monitoring.services import MonitoringServices
+from shared.monitoring.watched import WatchedKind
 
 ALPHA = 0.01
 MIN_ROWS = 50
@@ -101,14 +102,6 @@ def categorical_drift(feature: str, values: NDArray[np.float64], shares: Mapping
     tv = 0.5 * float(np.sum(np.abs(observed / max(n, 1) - expected)))
     drifted = n >= MIN_ROWS and p_value < ALPHA and tv >= TV_EFFECT
     return FeatureDrift(feature, "chi_square", round(tv, 6), p_value, None, n, drifted)
-
-
-@dataclass(frozen=True)
-class WatchedKind:
-    """A kind whose inputs are watched: its contract (for the design transform) and its log table."""
-
-    kind: Any  # ModelKind
-    table: str
 
 
 def feature_drift(kind: Any, manifest: Mapping[str, Any], feature_rows: Sequence[Mapping[str, Any]]) -> list[FeatureDrift]:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from shared.context import AppContext, get_context
-from shared.monitoring.drift import WatchedKind
 from shared.monitoring.kind import ANOMALY
+from shared.monitoring.watched import WatchedKind
 from shared.platform.jobs import CliGroups, Job, Slice
 from shared.platform.training import candidate_report
 

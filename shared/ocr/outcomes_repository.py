@@ -4,11 +4,13 @@ labelled once a correction arrived or, without one, after a week (then it counts
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters.db import Transaction
-from shared.ocr.readings_repository import OcrMemory
 from shared.platform.prediction_log import InMemoryPredictionLog
+
+if TYPE_CHECKING:  # at run time only the in-memory outcomes need it, and are given one
+    from shared.ocr.readings_repository import OcrMemory
 
 OUTCOME_HORIZON = timedelta(days=7)
 PREDICTIONS_TABLE = "ocr_predictions"
