@@ -183,23 +183,26 @@ def _setting(name: str, cast: str, nullable: bool = True) -> str:
 # shipping the event (on 207,600 events: 160 ms against 48 ms for the scan alone). Every event from
 # `events_whole_since` comes whole; older ones (which only the conflict rate's window reaches, bar
 # a few rows' entities and users: WholeEvents) as time, user and conflicted: a third of the bytes.
-# Unset: every event whole. Each event's fixed-width values are one record, packed at intake
-# (event_record, migration 0022: the read copies one value per event), read by numpy as a
-# structured array; a rate-only event is the record's first 17 bytes. A parallel aggregate combines
+# Unset: every event whole. Each event's fixed-width values are one record (one aggregate call per
+# event, not one per column), read by numpy as a structured array; a parallel aggregate combines
 # the workers' parts of every column in the same order, so the records and fields stay aligned.
 _WHOLE = f"e.received_at >= COALESCE({_setting('events_whole_since', 'timestamptz')}, '-infinity')"
 _EVENTS_SQL = f"""
-SELECT string_agg(e.event_record, ''::bytea) FILTER (WHERE {_WHOLE}) AS events,
+SELECT string_agg(int8send(e.event_id) || timestamptz_send(e.received_at) || int8send(e.user_key)
+                  || int8send(e.entity_key) || int8send(e.device_key)
+                  || COALESCE(timestamptz_send(e.client_last_sync_at), int8send({NO_TIME}))
+                  || int4send(length(e.field_keys) / 8) || boolsend(e.conflicted), ''::bytea)
+           FILTER (WHERE {_WHOLE}) AS events,
        string_agg(e.field_keys, ''::bytea) FILTER (WHERE {_WHOLE}) AS field_keys,
-       string_agg(substring(e.event_record FROM 1 FOR 17), ''::bytea) FILTER (WHERE NOT {_WHOLE}) AS rate_only
+       string_agg(timestamptz_send(e.received_at) || int8send(e.user_key) || boolsend(e.conflicted), ''::bytea)
+           FILTER (WHERE NOT {_WHOLE}) AS rate_only
 FROM sync_events e
 WHERE e.received_at >= {_setting("events_start", "timestamptz", nullable=False)}
   AND e.received_at < {_setting("events_end", "timestamptz", nullable=False)}
   AND ({_setting("events_tenant", "uuid")} IS NULL OR e.tenant_id = {_setting("events_tenant", "uuid")})
 """
-# event_record's layout (migration 0022); a rate-only event is its first three values.
-_EVENT_RECORD = np.dtype([("received_at", ">i8"), ("user_key", ">i8"), ("conflicted", "?"), ("event_id", ">i8"),
-                          ("entity_key", ">i8"), ("device_key", ">i8"), ("last_sync", ">i8"), ("field_count", ">i4")])
+_EVENT_RECORD = np.dtype([("event_id", ">i8"), ("received_at", ">i8"), ("user_key", ">i8"), ("entity_key", ">i8"),
+                          ("device_key", ">i8"), ("last_sync", ">i8"), ("field_count", ">i4"), ("conflicted", "?")])
 _RATE_ONLY_RECORD = np.dtype([("received_at", ">i8"), ("user_key", ">i8"), ("conflicted", "?")])
 
 
