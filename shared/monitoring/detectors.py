@@ -294,9 +294,10 @@ def _quantum(values: Array) -> Array:
 
 
 def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
-                  sustained: int = 1) -> tuple[Array, Array, Array, Array]:
+                  sustained: int = 1) -> tuple[Array, Array, Array, Array, NDArray[np.bool_]]:
     """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
-    and the z of the median of the `sustained` points up to the row (a lone point moves it not)."""
+    the z of the median of the `sustained` points up to the row (a lone point moves it not), and
+    whether the window's upper quartile is RELATIVE_SWING times its lower one (a cycle of a share)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -306,7 +307,7 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
     recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
-    return z, fences, scale, _tail_z(recent - median, scale, tail)
+    return z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1
 
 
 def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
@@ -735,7 +736,7 @@ RELATIVE_SWING = 1.5
 
 
 def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[str, Array], quantum: Array,
-                    prior: Prior | None, times: Array, lowest: float | None) -> Array:
+                    swung: NDArray[np.bool_], prior: Prior | None, times: Array, lowest: float | None) -> Array:
     """The step detector on the step's share of the level (log x_i / x_{i-1}), for rows whose past day
     stayed well above zero. Web traffic or a latency swings with its cycle by a share of itself, so
     its steps at the daily peak are several times those of the evening: against a day of absolute
@@ -746,14 +747,10 @@ def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[s
     last = int(rows.max()) + 1
     near_zero = np.concatenate([[0], np.cumsum(values[:last] <= RELATIVE_FROM_QUANTA * quantum[:last])])
     starts = np.maximum(rows - params.long_window, 0)
-    usable = (near_zero[rows + 1] == near_zero[starts]) & (rows >= params.long_window // 2)
-    if not usable.any():
-        return out
-    # Where the level held within a factor of the day (no cycle, a flat gauge), a share and a step
-    # say the same, and the log's asymmetry (a dip weighs more than a rise) would only add noise.
-    with _quiet():
-        _, _, low_level, high_level, _ = _windowed(values, rows[usable], params.long_window)
-    usable[usable] = high_level >= RELATIVE_SWING * low_level
+    # Where the level held within a factor over the day (`swung` false: no cycle, a flat gauge), a
+    # share and a step say the same, and the log's asymmetry (a dip weighs more than a rise) would
+    # only add noise.
+    usable = (near_zero[rows + 1] == near_zero[starts]) & (rows >= params.long_window // 2) & swung
     if not usable.any():
         return out
     shares = stats["relative_step"]
@@ -836,9 +833,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
-        z_long, fence_long, scale_long, z_sustained = _level_scores(values, rows, params.long_window, floor,
-                                                                    params.shift_window)
-        z_short, fence_short, _, _ = _level_scores(values, rows, params.short_window, floor)
+        z_long, fence_long, scale_long, z_sustained, swung = _level_scores(values, rows, params.long_window, floor,
+                                                                           params.shift_window)
+        z_short, fence_short, _, _, _ = _level_scores(values, rows, params.short_window, floor)
     # Odd against both windows, unless the series has deviated this far twice before (a burst of
     # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
     # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
@@ -878,7 +875,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                         _returning(values, rows, params, params.shift_window, steps, jumps, lowest),
                                         times=times)
     scores["spike"] = np.where(_undone_climb(values, rows, params, steps, 1, jumps), 0.0, scores["spike"])
-    scores["spike"] = np.maximum(scores["spike"], _relative_spike(values, rows, params, stats, quantum,
+    scores["spike"] = np.maximum(scores["spike"], _relative_spike(values, rows, params, stats, quantum, swung,
                                                                   prior("relative_step"), times, lowest))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
