@@ -10,7 +10,11 @@ Detectors (each a score in [0, 1] from a robust z):
              level that shifted stops firing once the short window has followed it; a slow drift
              the short window follows still scores, against the long window alone, at a higher bar
   iqr        distance outside Tukey's fences of the same two windows, in IQRs
-  spike      the step from the previous point against the past steps (sudden jumps inside the range)
+  spike      the step from the previous point against the past steps (sudden jumps inside the range);
+             where the level swings by a share of itself over the day and stays well above zero (web
+             traffic, a latency), also the step as a share (log x_i / x_{i-1}) against the past's shares:
+             a 40 % fall at a quiet hour is smaller than the peak's noise in absolute terms. A share step
+             no larger than one the other way within three days is the end of an episode (a recovery)
   seasonal   the residual against the same time on earlier days (time of day) or earlier weeks (day
              of week), only where that explains the series much better than its level (a season
              exists); there the level detectors are capped by it, so daily peaks are not alarms;
@@ -290,9 +294,10 @@ def _quantum(values: Array) -> Array:
 
 
 def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
-                  sustained: int = 1) -> tuple[Array, Array, Array, Array]:
+                  sustained: int = 1) -> tuple[Array, Array, Array, Array, NDArray[np.bool_]]:
     """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
-    and the z of the median of the `sustained` points up to the row (a lone point moves it not)."""
+    the z of the median of the `sustained` points up to the row (a lone point moves it not), and
+    whether the window's upper quartile is RELATIVE_SWING times its lower one (a cycle of a share)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -302,7 +307,7 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
     recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
-    return z, fences, scale, _tail_z(recent - median, scale, tail)
+    return z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1
 
 
 def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
@@ -681,12 +686,99 @@ def _jump_habit(values: Array, rows: Rows, params: Parameters, steps: Array, dev
     return factor
 
 
+def _relative_steps(values: Array) -> Array:
+    """Per row: log(x_i / x_{i-1}), the step as a share of the level it left (0 where either
+    value is not positive): a multiplicative metric's steps are alike at any level."""
+    out = np.zeros(len(values))
+    if len(values) > 1:
+        both = (values[1:] > 0) & (values[:-1] > 0)
+        ratio = np.divide(values[1:], values[:-1], out=np.ones(len(values) - 1), where=both)
+        out[1:] = np.log(ratio)
+    return out
+
+
 def _value_statistics(values: Array, params: Parameters) -> dict[str, Array]:
     """The signed statistics of every row of finite `values` the precedent compares a point's
     deviation, a sustained level and a step by (the scorer and the detector state alike)."""
     return {"deviation": _deviation_statistic(values, params.long_window),
             "level": _level_statistic(values, len(values), params),
-            "step": np.concatenate([[0.0], np.diff(values)])}
+            "step": np.concatenate([[0.0], np.diff(values)]),
+            "relative_step": _relative_steps(values)}
+
+
+# How far back a share step the other way makes a step the end of an episode, not news: a long weekend.
+RECOVERY_DAYS = 3.0
+
+
+def _past_extreme(values: Array, window: int, lowest: bool = False) -> Array:
+    """Per row i: the largest (or `lowest`, the smallest) of the `window` values before it (NaN for
+    row 0), in linear time (van Herk's blocks: a prefix and a suffix maximum per block of `window`)."""
+    a = -values if lowest else values
+    n = len(a)
+    out = np.full(n, np.nan)
+    if n < 2 or window < 1:
+        return out
+    padded = np.concatenate([a, np.full((-n) % window, -np.inf)]).reshape(-1, window)
+    prefix = np.maximum.accumulate(padded, axis=1).ravel()
+    suffix = np.maximum.accumulate(padded[:, ::-1], axis=1)[:, ::-1].ravel()
+    end = np.arange(n - 1)  # the window of row end + 1 ends at row `end`
+    start = end - window + 1
+    ending = np.where(start >= 0, np.maximum(suffix[np.maximum(start, 0)], prefix[end]), prefix[end])
+    out[1:] = -ending if lowest else ending
+    return out
+
+
+# A series is read in shares only where its past day stayed this many quanta above zero: near
+# zero (a count at its night-time trough) a share is mostly the quantum's doing.
+RELATIVE_FROM_QUANTA = 10.0
+# ... and where its day swung by at least this factor between its quartiles (a cycle of a share of itself).
+RELATIVE_SWING = 1.5
+
+
+def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[str, Array], quantum: Array,
+                    swung: NDArray[np.bool_], prior: Prior | None, times: Array, lowest: float | None) -> Array:
+    """The step detector on the step's share of the level (log x_i / x_{i-1}), for rows whose past day
+    stayed well above zero. Web traffic or a latency swings with its cycle by a share of itself, so
+    its steps at the daily peak are several times those of the evening: against a day of absolute
+    steps, a 40 % outage at a quiet hour is ordinary, while as a share it is many times any step
+    of the day. It only adds (the absolute step keeps its own voice), with its own precedent in
+    shares and the same resets as the absolute step (a cleanup back to the floor, an undone climb)."""
+    out = np.zeros(len(rows))
+    last = int(rows.max()) + 1
+    near_zero = np.concatenate([[0], np.cumsum(values[:last] <= RELATIVE_FROM_QUANTA * quantum[:last])])
+    starts = np.maximum(rows - params.long_window, 0)
+    # Where the level held within a factor over the day (`swung` false: no cycle, a flat gauge), a
+    # share and a step say the same, and the log's asymmetry (a dip weighs more than a rise) would
+    # only add noise.
+    usable = (near_zero[rows + 1] == near_zero[starts]) & (rows >= params.long_window // 2) & swung
+    if not usable.any():
+        return out
+    shares = stats["relative_step"]
+    steps = stats["step"]
+    picked = rows[usable]
+    floor = quantum[picked] / values[picked]  # one quantum's share of the level: a flat past's least scale
+    with _quiet():
+        median, scale, _, _, tail = _windowed(shares, picked, params.long_window, floor)
+    deviation = shares[picked] - median
+    z = _tail_z(deviation, scale, tail)
+    direction = np.sign(deviation)
+    # No larger than the past day's largest share step in its direction, or than one the other way
+    # within RECOVERY_DAYS: the recovery from a fall of hours or days (an outage ends, a holiday's or
+    # a weekend's next morning) is the episode's end, whose onset was the news.
+    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    undone = np.where(direction > 0, median - _past_extreme(shares[:last], reach, lowest=True)[picked],
+                      _past_extreme(shares[:last], reach)[picked] - median)
+    largest = np.maximum(_largest_deviation(shares, picked, params.long_window, median, direction),
+                         np.maximum(np.nan_to_num(undone, nan=0.0, neginf=0.0, posinf=0.0), 0.0))
+    z = np.minimum(z, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
+    score = CALIBRATION["spike"].score(z)
+    jumps = score > PRECEDENT_FROM
+    if jumps.any():
+        resets = _returning(values, picked, params, params.shift_window, steps, jumps, lowest)
+        score *= precedent_factor(shares, picked, params, params.shift_window, jumps, prior, resets, times=times)
+        score = np.where(_undone_climb(values, picked, params, steps, 1, jumps), 0.0, score)
+    out[usable] = score
+    return out
 
 
 def _residual_statistics(residual: Array, params: Parameters) -> dict[str, Array]:
@@ -741,9 +833,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
-        z_long, fence_long, scale_long, z_sustained = _level_scores(values, rows, params.long_window, floor,
-                                                                    params.shift_window)
-        z_short, fence_short, _, _ = _level_scores(values, rows, params.short_window, floor)
+        z_long, fence_long, scale_long, z_sustained, swung = _level_scores(values, rows, params.long_window, floor,
+                                                                           params.shift_window)
+        z_short, fence_short, _, _, _ = _level_scores(values, rows, params.short_window, floor)
     # Odd against both windows, unless the series has deviated this far twice before (a burst of
     # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
     # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
@@ -783,6 +875,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                         _returning(values, rows, params, params.shift_window, steps, jumps, lowest),
                                         times=times)
     scores["spike"] = np.where(_undone_climb(values, rows, params, steps, 1, jumps), 0.0, scores["spike"])
+    scores["spike"] = np.maximum(scores["spike"], _relative_spike(values, rows, params, stats, quantum, swung,
+                                                                  prior("relative_step"), times, lowest))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)

@@ -827,3 +827,35 @@ def test_the_detector_states_second_event_is_the_largest_threshold_the_scorer_co
         thresholds = sorted(set(blocks.tolist()) - {0.0}, reverse=True)
         second = next((t for t in thresholds if _separate_events(blocks >= t) >= 2), 0.0)
         assert _two_largest_events(blocks) == (blocks.max(), second)
+
+
+def _multiplicative_traffic(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Five days of five-minute traffic whose cycle and noise are shares of its level (1000 x 0.3-1.7,
+    5 % noise): its steps at the daily peak are several times those of the night."""
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(5 * 288) * 300.0
+    return t, 1000 * (1 + 0.7 * np.sin(2 * np.pi * t / 86_400)) * np.exp(rng.normal(0, 0.05, len(t)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_traffic_halved_at_a_quiet_hour_alarms_at_its_onset_as_a_share_and_its_recovery_does_not(seed: int) -> None:
+    t, v = _multiplicative_traffic(seed)
+    assert _onsets(score_series(t, v).combined) == []
+    v[1080:1152] *= 0.5  # six hours at half, on the evening's way down (the cycle at 0.4-0.3 of the peak's)
+    scores = score_series(t, v).combined
+    # Against a day of absolute steps the fall is ordinary (09fb645: no alarm); as a share it is many
+    # times any step of the day. The recovery six hours later undoes it: the episode's end, no news.
+    assert _onsets(scores) == [1080]
+    for prefix in (1079, 1081, 1152, 1153, 1300):  # the share's past and the recovery's look-back are causal
+        assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, scores[:prefix])
+
+
+def test_the_past_extreme_of_each_row_is_the_largest_or_smallest_of_the_window_before_it() -> None:
+    from shared.monitoring.detectors import _past_extreme
+
+    rng = np.random.default_rng(0)
+    for n, window in ((50, 7), (10, 20), (100, 1), (64, 8)):
+        a = rng.normal(size=n)
+        for lowest, pick in ((False, np.max), (True, np.min)):
+            expected = [np.nan] + [float(pick(a[max(0, i - window):i])) for i in range(1, n)]
+            assert np.allclose(_past_extreme(a, window, lowest=lowest), expected, equal_nan=True)
