@@ -12,6 +12,7 @@ import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,38 @@ def test_every_command_has_help() -> None:
                             capture_output=True, text=True)
     assert result.returncode == 0 and "usage: mlstack train conflict" in result.stdout
     assert ["ingest", "sync-events"] in paths and ["train", "conflict"] in paths and ["score", "conflict"] in paths
+
+
+def _commands(parser: Any) -> dict[tuple[str, str], Any]:
+    """Every (group, action) subparser of a parser."""
+    groups = parser._subparsers._group_actions[0].choices
+    return {(name, action): sub_parser for name, sub in groups.items()
+            for a in sub._actions if hasattr(a, "choices") and isinstance(a.choices, dict)
+            for action, sub_parser in a.choices.items()}
+
+
+def test_a_command_of_one_slice_gets_its_own_parser_from_that_slice_alone() -> None:
+    from shared.cli import ONE_SLICE_COMMANDS, build_parser, parser_for
+    from shared.slices import SLICES
+
+    full = _commands(build_parser())
+    # The list names every command of its slices, each with the module that adds it.
+    listed = set(ONE_SLICE_COMMANDS.values())
+    for loop in SLICES:
+        if loop.cli is not None and loop.cli.__module__ in listed:
+            added = set(_commands(build_parser([loop])).keys() - _commands(build_parser([])).keys())
+            assert added == {c for c, module in ONE_SLICE_COMMANDS.items() if module == loop.cli.__module__}
+    for command in ONE_SLICE_COMMANDS:
+        for line in ([*command], ["--env-file", "x.env", *command], ["--env-file=x.env", *command]):
+            own = _commands(parser_for([*line, "--help"]))[command]
+            assert own.format_help() == full[command].format_help(), command
+            handlers = own.get_default("handler"), full[command].get_default("handler")
+            assert len({(h.__module__, h.__qualname__) for h in handlers}) == 1, command  # some are closures
+    script = ("import sys; from shared.cli import parser_for; parser_for(['score', 'conflict', '--help']); "
+              "print(sorted(m for m in sys.modules if m.startswith(('shared.slices', 'shared.fraud', 'shared.ocr', "
+              "'shared.monitoring'))))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
