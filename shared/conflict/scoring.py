@@ -38,14 +38,8 @@ from numpy.typing import NDArray
 from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import (
-    ConflictFeatures,
-    History,
-    HistoryWindow,
-    RequestTable,
-    confidence,
-    covers,
-)
+from shared.conflict.features_repository import (ConflictFeatures, History, HistoryWindow, RequestTable, confidence,
+                                                 covers)
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
