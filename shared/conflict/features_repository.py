@@ -449,14 +449,6 @@ class HistoryWindow:
                              max(w.end for w in given), min(w.whole_since for w in given))
 
 
-def covers(read: HistoryWindow | None, needed: HistoryWindow | None) -> bool:
-    """Whether a read of window `read` holds what `needed` asks for (its tenant, times, whole events)."""
-    if needed is None:
-        return True
-    return read is not None and read.tenant_id in (None, needed.tenant_id) and read.start <= needed.start \
-        and read.end >= needed.end and read.whole_since <= needed.whole_since
-
-
 # What read_history read: the packed columns of _EVENTS_SQL (bytes, which a pipe carries as they
 # are), or None when there was nothing to read.
 History = list[bytes | None] | None

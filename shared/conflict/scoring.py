@@ -25,8 +25,8 @@ import functools
 import io
 import itertools
 import re
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
@@ -38,14 +38,13 @@ from numpy.typing import NDArray
 from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
-from shared.conflict.features_repository import (ConflictFeatures, History, HistoryWindow, RequestTable, confidence,
-                                                 covers)
+from shared.conflict.features_repository import ConflictFeatures, HistoryWindow, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
-from shared.errors import FieldProblem, InvalidInput, MlstackError
+from shared.errors import FieldProblem, InvalidInput
 from shared.platform.forked import Link, forked
 from shared.platform.serving import Serving, choose_serving
 
@@ -231,14 +230,17 @@ def _field_lists(texts: list[str]) -> tuple[list[tuple[str, ...] | None], dict[s
     return list(map(split.__getitem__, texts)), split
 
 
-def _quick_input(column: _Columns, tenant_id: str, now: datetime,
-                 window_known: Callable[[RequestTable], None] | None = None) -> _Input:
-    """The file's requests by the quick checks. The table is built before the identifier and field
-    name checks (which only accept or refuse it, never change it), and `window_known` gets it then:
-    the history read can start while those checks run."""
+def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     user, domain, entity_type, entity_id = map(column, INPUT_COLUMNS[:4])
+    _checked(set(user).union(entity_id), _IDENTIFIER)
+    _checked(set(domain).union(entity_type), _NAME)
     fields, split_fields = _field_lists(column("fields"))
+    distinct_fields = set(split_fields.values())
+    _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
+    if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
+        raise _NeedsRowChecks
     device_text = column("device_id")
+    _checked(set(device_text) - {""}, _IDENTIFIER)
     devices: list[str | None] = [d or None for d in device_text] if "" in device_text else list(device_text)
     # A column given on every row (the usual file) is taken as it is, without a pass per row.
     as_of_given = column("as_of")
@@ -256,15 +258,6 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime,
         last_sync_text = [next(texts) if t else "" for t in syncs]
     table = RequestTable([tenant_id] * column.rows, user, domain, entity_type, entity_id, devices, fields, as_of,
                          last_sync)
-    if window_known is not None:
-        window_known(table)
-    _checked(set(user).union(entity_id), _IDENTIFIER)
-    _checked(set(domain).union(entity_type), _NAME)
-    distinct_fields = set(split_fields.values())
-    _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
-    if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
-        raise _NeedsRowChecks
-    _checked(set(device_text) - {""}, _IDENTIFIER)
     # The lines are the output's echo as they are when every value is already as the output
     # writes it: the input columns in the output's order, times as isoformat writes UTC, as_of
     # given on every row, and fields without empty names.
@@ -353,11 +346,7 @@ class _Part:
         return self.file[:self.header_end] + self.file[self.start:self.end]
 
 
-def _read(part: _Part, tenant_id: str, now: datetime,
-          window_known: Callable[[RequestTable], None] | None = None) -> _Input:
-    """The part's requests, checked. `window_known` (see `_quick_input`) is called at most once,
-    with a table whose history window is the returned table's when that table is the same object
-    (the row checks of a file the quick checks refused build another one)."""
+def _read(part: _Part, tenant_id: str, now: datetime) -> _Input:
     rows = part.rows
     if rows is not None:
         columns = _Columns.of_rows(part.header or [], rows)
@@ -372,7 +361,7 @@ def _read(part: _Part, tenant_id: str, now: datetime,
     if missing:
         raise InvalidInput(f"input lacks columns: {', '.join(sorted(missing))}")
     try:
-        return _quick_input(columns, tenant_id, now, window_known)
+        return _quick_input(columns, tenant_id, now)
     except _NeedsRowChecks:
         header, rows = _csv_rows(part.text()) if rows is None else (columns.header, rows)
         return _checked_input(rows, header, tenant_id, now, part.first_line)
@@ -501,56 +490,30 @@ class _Scoring:
 
 
 def _scored_in_child(scoring: _Scoring, part: _Part, parent: Link) -> str:
-    """A forked process's part: its window sent to the parent (which reads the history once for
-    every part) as soon as its times are read, its checks and key hashing done while the parent
-    reads, then its features from what the parent read and sends."""
-    features = scoring.features
-    sent: list[tuple[RequestTable, HistoryWindow | None]] = []
-
-    def send_window(table: RequestTable) -> None:
-        sent.append((table, features.window(table)))
-        parent.send(sent[0][1])
-
-    data = _read(part, scoring.tenant_id, scoring.now, send_window)
-    if not sent:
-        parent.send(features.window(data.table))
-    elif data.table is not sent[0][0] and not covers(sent[0][1], features.window(data.table)):
-        # The row checks read the same times and fields as the quick ones did before refusing
-        # the file, so their table's window is the one sent; this guards that reasoning.
-        raise MlstackError(f"rows from line {part.first_line}: the checked rows need history outside the window sent")
-    keyed = features.keyed(None, data.table)
+    """A forked process's part: read and checked here, its window sent to the parent (which reads
+    the history once for every part), its keys hashed while the parent reads, then its features
+    from what the parent read and sends."""
+    data = _read(part, scoring.tenant_id, scoring.now)
+    parent.send(scoring.features.window(data.table))
+    keyed = scoring.features.keyed(None, data.table)
     history, window = parent.receive()
-    return _scored(data, features.from_history(keyed, history, window), scoring.serving, part.first_line)
+    return _scored(data, scoring.features.from_history(keyed, history, window), scoring.serving, part.first_line)
 
 
 def _scored_parts(scoring: _Scoring, tx: Any, parts: list[_Part]) -> list[str]:
     """Every part's output, the first scored here and each other in a forked process. The history
-    is read here once, for the merged windows of every part, in a thread started as soon as this
-    part's times are read (the read waits on the socket, which lets this thread check the rest
-    and hash the keys); a part that fails raises here in file order (this process's part first)."""
+    is read here once, for the merged windows of every part, while this process hashes its keys;
+    a part that fails raises here in file order (this process's part first)."""
     features = scoring.features
-    with ThreadPoolExecutor(1) as reader, forked([functools.partial(_scored_in_child, scoring, part)
-                                                  for part in parts[1:]]) as children:
-
-        def read_all(own: HistoryWindow | None) -> tuple[HistoryWindow | None, History]:
-            window = HistoryWindow.merged([own, *(child.receive() for child in children)])
-            return window, features.read(tx, window)
-
-        started: list[tuple[RequestTable, Future[tuple[HistoryWindow | None, History]]]] = []
-
-        def start_read(table: RequestTable) -> None:
-            started.append((table, reader.submit(read_all, features.window(table))))
-
-        data = _read(parts[0], scoring.tenant_id, scoring.now, start_read)
-        if not started:
-            start_read(data.table)
-        keyed = features.keyed(None, data.table)
-        window, history = started[0][1].result()
-        if data.table is not started[0][0]:  # the row checks' table: read again if it needs more
-            own = features.window(data.table)
-            if not covers(window, own):
-                window = HistoryWindow.merged([window, own])
-                history = features.read(tx, window)
+    with forked([functools.partial(_scored_in_child, scoring, part) for part in parts[1:]]) as children:
+        data = _read(parts[0], scoring.tenant_id, scoring.now)
+        window = HistoryWindow.merged([features.window(data.table), *(child.receive() for child in children)])
+        # The server reads while the keys are hashed here (the read waits on the socket, which
+        # lets this thread run).
+        with ThreadPoolExecutor(1) as reader:
+            read = reader.submit(features.read, tx, window)
+            keyed = features.keyed(None, data.table)
+            history = read.result()
         # Sent from threads (a pipe write waits for the child to read) while this process goes on.
         with ThreadPoolExecutor(max(1, len(children))) as senders:
             for child in children:
