@@ -1134,11 +1134,15 @@ def _slope_change(values: Array, rows: Rows, params: Parameters, quantum: Array)
         return result
     scored = rows[usable]
     past = scored[:, None] - offsets[None, :]
-    needed, inverse = np.unique(np.concatenate([scored, past[past >= span + lag - 1]]), return_inverse=True)
-    rates = _recent_rates(steps, needed, span)
-    current = rates[inverse[:len(scored)]]
-    block = np.full(past.shape, np.nan)
-    block[past >= span + lag - 1] = rates[inverse[len(scored):]]
+    known = past >= span + lag - 1
+    if len(scored) * (len(offsets) + 1) > len(values):  # a backtest: every row's rate, once
+        every = np.zeros(len(values))
+        every[span - 1:] = _rolling_medians(steps, span)
+        current, block = every[scored], np.where(known, every[np.maximum(past, 0)], np.nan)
+    else:  # the scan's new rows: their rates and their past's only
+        current = _recent_rates(steps, scored, span)
+        block = np.full(past.shape, np.nan)
+        block[known] = _recent_rates(steps, past[known], span)
     # A median of an integer or rounded metric's changes moves by half its quantum (per lag) at least.
     with _quiet():
         median, scale, _, _, _ = _robust_stats(block, False, quantum[scored] / (2.0 * lag))
