@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "level_shift", "flatline")
+DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "level_shift", "slope", "flatline")
 ENSEMBLE = "ensemble"
 DAY, WEEK = 86_400.0, 7 * 86_400.0
 # Rows whose parameters (sampling interval, windows) come from the first rows: scored 0.
@@ -104,6 +104,7 @@ CALIBRATION: dict[str, Calibration] = {
     "seasonal_drift": Calibration(5.5, 2.0),
     "level_shift": Calibration(4.0, 2.0),
     "level_change": Calibration(5.0, 2.0),
+    "slope": Calibration(6.5, 2.0),
     "flatline": Calibration(1.0, 1.0),
     "drift": Calibration(7.0, 3.0),
 }
@@ -959,6 +960,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                          notable & explained, prior("step"), lowest)
     notable = scores["level_shift"] > PRECEDENT_FROM
     scores["level_shift"] = np.where(_undone_climb(values, rows, params, steps, params.short_window, notable), 0.0, scores["level_shift"])
+    scores["slope"] = _slope_change(values[:last], rows, params, quantum)
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -1097,6 +1099,58 @@ def _level_change(values: Array, rows: Rows, params: Parameters, floor: Array) -
                                                         floor[usable])
         z = _tail_z(compact[rows[usable]] - c_median, c_scale, c_tail)
         result[usable] = CALIBRATION["level_change"].score(z)
+    return result
+
+
+def _recent_rates(steps: Array, at: Rows, span: int) -> Array:
+    """The median of the `span` steps up to each row of `at` (rows >= span - 1)."""
+    out = np.empty(len(at))
+    for start in range(0, len(at), _CHUNK):
+        part = at[start:start + _CHUNK]
+        out[start:start + len(part)] = np.median(steps[part[:, None] - np.arange(span)[None, :]], axis=1)
+    return out
+
+
+def _slope_change(values: Array, rows: Rows, params: Parameters, quantum: Array) -> Array:
+    """A change of the rate at which the series moves (a memory leak, a disk filling faster, a
+    temperature creeping up, a latency degrading over hours) against the same rate at earlier times
+    of the past long window (a day; four days of an hourly series). The rate of a row is the median,
+    over its last span (an eighth of the long window), of the changes across a quarter of the span
+    per row: a cleanup, a restart or a spike moves a quarter of those changes and no median, while
+    noise averages over a quarter span (single steps of a slow growth are noise and rounding). A
+    random walk's or an AR(1)'s rate wanders as it did before; a daily cycle's steepest hours are in
+    the day before. A rate no larger than the past's largest in its direction is no news (the step
+    detector's cap), and the past rates end before the current span's values begin. Scored once
+    half a long window of past rates exists: the scan's day of a one-minute series holds that much."""
+    span, window = max(params.long_window // 8, 2 * params.shift_window), params.long_window
+    stride = max(span // 8, 1)  # the past rates sampled: neighbours a few rows apart say the same
+    lag = max(span // 4, 1)
+    steps = np.zeros(len(values))
+    steps[lag:] = (values[lag:] - values[:-lag]) / lag
+    offsets = span + lag + stride * np.arange(window // stride)  # row i's past rates end at i - span - lag, then every stride
+    usable = rows - span - lag >= max(params.warmup, 2 * span) + window // 2
+    result = np.zeros(len(rows))
+    if not usable.any():
+        return result
+    scored = rows[usable]
+    past = scored[:, None] - offsets[None, :]
+    known = past >= span + lag - 1
+    if len(scored) * (len(offsets) + 1) > len(values):  # a backtest: every row's rate, once
+        every = np.zeros(len(values))
+        every[span - 1:] = _rolling_medians(steps, span)
+        current, block = every[scored], np.where(known, every[np.maximum(past, 0)], np.nan)
+    else:  # the scan's new rows: their rates and their past's only
+        current = _recent_rates(steps, scored, span)
+        block = np.full(past.shape, np.nan)
+        block[known] = _recent_rates(steps, past[known], span)
+    # A median of an integer or rounded metric's changes moves by half its quantum (per lag) at least.
+    with _quiet():
+        median, scale, _, _, _ = _robust_stats(block, False, quantum[scored] / (2.0 * lag))
+        deviation = current - median
+        largest = np.maximum(np.nan_to_num(np.nanmax(np.sign(deviation)[:, None] * (block - median[:, None]), axis=1),
+                                           nan=0.0), 0.0)
+    z = np.minimum(np.abs(deviation) / scale, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
+    result[usable] = CALIBRATION["slope"].score(z)
     return result
 
 

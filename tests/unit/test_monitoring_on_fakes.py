@@ -859,3 +859,39 @@ def test_the_past_extreme_of_each_row_is_the_largest_or_smallest_of_the_window_b
         for lowest, pick in ((False, np.max), (True, np.min)):
             expected = [np.nan] + [float(pick(a[max(0, i - window):i])) for i in range(1, n)]
             assert np.allclose(_past_extreme(a, window, lowest=lowest), expected, equal_nan=True)
+
+
+def _disk_with_cleanups(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Six days of a five-minute disk gauge: 0.05 a point, cleaned up every 30 hours, rounded to 0.1."""
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(6 * 288) * 300.0
+    v = 30 + 0.05 * (np.arange(len(t)) % 360) + rng.normal(0, 0.2, len(t))
+    return t, v
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_disk_filling_three_times_as_fast_alarms_as_a_slope_within_hours_and_its_cleanups_do_not(seed: int) -> None:
+    t, v = _disk_with_cleanups(seed)
+    leak = 4 * 288 + 40
+    v[leak:] += 0.1 * np.arange(len(t) - leak)  # a leak: the growth of 0.05 a point becomes 0.15
+    v = np.round(v, 1)
+    result = score_series(t, v)
+    # A point's step is the noise's (0.2) and the level stays within the days' range for hours:
+    # 46675d3's detectors raise nothing. The rate over three hours is three times the past day's.
+    onsets = _onsets(result.combined)
+    assert len(onsets) == 1 and leak <= onsets[0] < leak + 72  # within six hours; no cleanup alarmed
+    assert "slope" in result.reasons[onsets[0]]
+    for prefix in (leak, onsets[0], onsets[0] + 1, len(t) - 1):  # the rates and their past are causal
+        assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, result.combined[:prefix])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_random_walk_and_an_ar1_wander_raise_no_slope(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(6 * 288) * 300.0
+    walk = 300 + np.cumsum(rng.normal(0, 1, len(t)))
+    wander = np.zeros(len(t))
+    for i in range(1, len(t)):
+        wander[i] = 0.95 * wander[i - 1] + rng.normal()
+    for v in (walk, 50 + wander):
+        assert score_series(t, v, detector="slope").combined.max() < 0.5
