@@ -69,7 +69,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "level_shift", "slope", "flatline")
+DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "season_stopped", "level_shift", "slope",
+                               "flatline")
 ENSEMBLE = "ensemble"
 DAY, WEEK = 86_400.0, 7 * 86_400.0
 # Rows whose parameters (sampling interval, windows) come from the first rows: scored 0.
@@ -105,6 +106,7 @@ CALIBRATION: dict[str, Calibration] = {
     "level_shift": Calibration(4.0, 2.0),
     "level_change": Calibration(5.0, 2.0),
     "slope": Calibration(6.5, 2.0),
+    "season_stopped": Calibration(4.5, 2.0),
     "flatline": Calibration(1.0, 1.0),
     "drift": Calibration(7.0, 3.0),
 }
@@ -891,6 +893,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     explained = np.zeros(len(rows), dtype=bool)
     judged = np.zeros(len(rows), dtype=bool)
     deviation = np.zeros(len(rows))  # the residual against its past window's median
+    residual_scale = np.zeros(len(rows))
     if known.sum() > WARMUP:
         known_rows = np.where(known)[0]
         compact = residual[known_rows]
@@ -911,6 +914,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
             # The seasonal view counts only where the series has a season: its residuals much
             # tighter than the level's spread. Elsewhere earlier days are just noise to compare with.
             explained[scored] = r_scale < 0.5 * scale_long[scored]
+            residual_scale[scored] = r_scale
             # A drift of the residuals over a few hours, against the day before it began (the
             # residual window has followed the ramp by then): a higher bar than a single point.
             z_drift = _lagged_z(compact, position[scored], params, floor[scored])
@@ -961,6 +965,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     notable = scores["level_shift"] > PRECEDENT_FROM
     scores["level_shift"] = np.where(_undone_climb(values, rows, params, steps, params.short_window, notable), 0.0, scores["level_shift"])
     scores["slope"] = _slope_change(values[:last], rows, params, quantum)
+    scores["season_stopped"] = _season_stopped(values[:last], expected, rows, params, explained, residual_scale)
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
@@ -1151,6 +1156,55 @@ def _slope_change(values: Array, rows: Rows, params: Parameters, quantum: Array)
                                            nan=0.0), 0.0)
     z = np.minimum(np.abs(deviation) / scale, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
     result[usable] = CALIBRATION["slope"].score(z)
+    return result
+
+
+SEASON_STOP_SHARE = 0.3  # a series following less of its profile's movement than this has stopped following it
+SEASON_STOP_AMPLITUDE = 3.0  # the profile's movement over the span, in residual scales: a season to follow
+
+
+def _rolling_sums(values: Array, span: int) -> Array:
+    """The sum of the `span` values up to each row (NaN before the first full span)."""
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    out = np.full(len(values), np.nan)
+    out[span - 1:] = sums[span:] - sums[:-span]
+    return out
+
+
+def _season_stopped(values: Array, expected: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
+                    residual_scale: Array) -> Array:
+    """The daily pattern stopped (a batch job did not run, traffic replaced by a flat line of
+    retries, a sensor stuck on its mean): over the last span (three quarters of the short window)
+    the values follow less than SEASON_STOP_SHARE of the profile's movement (the least-squares slope
+    of the values on the expected values), where the profile moved several residual scales and the
+    season explains the series. The residual alone is the cycle's own amplitude, of either sign,
+    near 0 between peak and trough: no single point or level stands out. Judged by robust z against
+    the same slope over the past long window, which must nearly all exist (the scan's day holds a
+    one-minute series' window less one span), and a weekend's or a holiday's share of the cycle
+    (half of it and more) is no stop."""
+    span = max(int(0.75 * params.short_window), 6)
+    result = np.zeros(len(rows))
+    known = np.isfinite(expected)
+    centre = float(np.median(values))  # sums of centred values keep their precision
+    x, e = values - centre, np.where(known, expected - centre, 0.0)
+    full = _rolling_sums(known.astype(np.float64), span) == span
+    sx, se = _rolling_sums(np.where(known, x, 0.0), span), _rolling_sums(e, span)
+    covariance = _rolling_sums(x * e, span) - sx * se / span
+    variance = _rolling_sums(e * e, span) - se * se / span
+    with _quiet():
+        slope = np.where(full & (variance > 0), covariance / variance, np.nan)
+        amplitude = np.sqrt(np.maximum(variance, 0.0) / span)
+    candidates = np.where(explained & (slope[rows] <= SEASON_STOP_SHARE)
+                          & (amplitude[rows] >= SEASON_STOP_AMPLITUDE * residual_scale))[0]
+    if not len(candidates):
+        return result
+    at = rows[candidates]
+    finite = np.concatenate([[0], np.cumsum(np.isfinite(slope))])
+    past_count = finite[at] - finite[np.maximum(at - params.long_window, 0)]
+    with _quiet():
+        median, scale, _, _, _ = _windowed(slope, at, params.long_window, np.full(len(at), 0.05))
+    z = np.where(past_count >= params.long_window - span, (median - slope[at]) / scale, 0.0)
+    result[candidates] = CALIBRATION["season_stopped"].score(z)
     return result
 
 

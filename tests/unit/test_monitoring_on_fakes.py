@@ -895,3 +895,33 @@ def test_a_random_walk_and_an_ar1_wander_raise_no_slope(seed: int) -> None:
         wander[i] = 0.95 * wander[i - 1] + rng.normal()
     for v in (walk, 50 + wander):
         assert score_series(t, v, detector="slope").combined.max() < 0.5
+
+
+def _hourly_cycle(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thirty days of an hourly daily cycle (8 noise units), starting at midnight."""
+    rng = np.random.default_rng(seed)
+    t = 1_699_920_000 + np.arange(30 * 24) * 3600.0
+    return t, 100 + 8 * np.sin(2 * np.pi * t / 86_400) + rng.normal(0, 1, len(t))
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_a_day_whose_cycle_stopped_alarms_as_a_stopped_season_within_hours(seed: int) -> None:
+    t, v = _hourly_cycle(seed)
+    stop = 22 * 24 + 5  # a batch job that did not run: the day held at the previous day's median
+    v[stop:stop + 24] = np.median(v[stop - 24:stop]) + np.random.default_rng(seed + 10).normal(0, 0.5, 24)
+    result = score_series(t, v)
+    # The residual is the cycle's own amplitude, either sign: cc8485a raises nothing in that day.
+    onsets = [o for o in _onsets(result.combined) if stop <= o < stop + 24]
+    assert onsets and onsets[0] < stop + 12 and "season_stopped" in result.reasons[onsets[0]]
+    for prefix in (stop, onsets[0], onsets[0] + 1):  # the slopes and their past are causal
+        assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, result.combined[:prefix])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_day_at_half_the_cycle_and_a_walk_on_a_cycle_are_no_stopped_season(seed: int) -> None:
+    t, v = _hourly_cycle(seed)
+    quiet = v.copy()
+    quiet[22 * 24:23 * 24] = 100 + (quiet[22 * 24:23 * 24] - 100) * 0.5  # a weekend's or a holiday's quieter day
+    walk = v + np.cumsum(np.random.default_rng(seed + 20).normal(0, 0.5, len(t)))
+    for series in (quiet, walk):
+        assert score_series(t, series, detector="season_stopped").combined.max() < 0.5
