@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shared.conflict.features import NO_TIME, _Timeline
+from shared.conflict.features import NO_TIME, _codes, _Timeline
 
 
 @pytest.mark.parametrize("largest_key", [40, 2**16 + 7, 2**31 - 1, 2**40])
@@ -38,3 +38,19 @@ def test_timeline_counts_and_neighbours_are_those_counted_by_hand(largest_key: i
         ordered = sorted(same.tolist(), key=lambda m: (times[m], m))
         at = ordered.index(n)
         assert previous[n] == (int(times[ordered[at - 1]]) if at else NO_TIME)
+
+
+@pytest.mark.parametrize("distinct", [3, 500, 20_000])
+def test_one_key_array_is_coded_densely_and_equal_values_alike(distinct: int) -> None:
+    """Repeating keys are coded by search among a sample's values, mostly distinct ones by a sort;
+    either way codes are 0..k-1, one per value, also for values the sample missed."""
+    rng = np.random.default_rng(distinct)
+    values = rng.integers(1, 2**62, distinct)
+    keys = values[rng.integers(0, distinct, 20_000)]
+    keys[rng.integers(0, len(keys), 5)] = rng.integers(1, 2**62, 5)  # rare values a sample likely misses
+    first, second = _codes(keys, keys)
+    assert first is second
+    assert sorted(set(first.tolist())) == list(range(len(np.unique(keys))))
+    _, by_value = np.unique(keys, return_inverse=True)
+    pairs = set(zip(first.tolist(), by_value.tolist(), strict=True))
+    assert len(pairs) == len(np.unique(keys))  # one code per value and one value per code
