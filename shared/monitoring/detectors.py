@@ -1185,7 +1185,9 @@ def _season_stopped(values: Array, expected: Array, rows: Rows, params: Paramete
     span = max(int(0.75 * params.short_window), 6)
     result = np.zeros(len(rows))
     known = np.isfinite(expected)
-    centre = float(np.median(values))  # sums of centred values keep their precision
+    # Sums of centred values keep their precision; the centre is the first value, not a statistic of
+    # the whole array, which would let later rows move an earlier row's rounding (and its score).
+    centre = float(values[0]) if len(values) else 0.0
     x, e = values - centre, np.where(known, expected - centre, 0.0)
     full = _rolling_sums(known.astype(np.float64), span) == span
     sx, se = _rolling_sums(np.where(known, x, 0.0), span), _rolling_sums(e, span)
