@@ -78,6 +78,9 @@ def run_schedule(entries: Sequence[Scheduled], stop: threading.Event, *, clock: 
 
 
 def stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM (the run command stopping it) and SIGINT (Ctrl-C) end the loop cleanly."""
+    """SIGTERM (the run command stopping it) and SIGINT (Ctrl-C) end the loop cleanly. The event is
+    set from a thread of its own: a handler runs in the main thread between two bytecodes, perhaps
+    while that thread holds the event's lock inside `stop.wait`, and setting it there would wait on
+    that lock forever (the process never ended after a SIGTERM)."""
     for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, lambda *_: stop.set())
+        signal.signal(number, lambda *_: threading.Thread(target=stop.set, daemon=True).start())

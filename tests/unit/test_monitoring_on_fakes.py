@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -925,3 +927,21 @@ def test_a_day_at_half_the_cycle_and_a_walk_on_a_cycle_are_no_stopped_season(see
     walk = v + np.cumsum(np.random.default_rng(seed + 20).normal(0, 0.5, len(t)))
     for series in (quiet, walk):
         assert score_series(t, series, detector="season_stopped").combined.max() < 0.5
+
+
+def test_a_stop_signal_that_arrives_while_the_loop_holds_the_events_lock_still_stops_it() -> None:
+    # The handler runs in the main thread, possibly inside stop.wait() with the event's lock held:
+    # setting the event right there would wait on that lock forever. In a child, so a hang fails.
+    script = (
+        "import signal, threading\n"
+        "from shared.monitoring.local_schedule import stop_on_signals\n"
+        "stop = threading.Event()\n"
+        "stop_on_signals(stop)\n"
+        "with stop._cond:\n"
+        "    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)\n"
+        "assert stop.wait(10), 'not stopped'\n"
+        "print('stopped')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "stopped", result.stderr
