@@ -40,7 +40,8 @@ point's deviation, a step, a level against the half day before and a seasonal re
 where the series has shown one as large, in the same direction (a point's deviation: in either
 direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
-occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
+occurrence is a habit, not news; a third larger is news again (a point in a heavy-tailed past's
+noise: up to 1.6 times larger, the margin growing with the tail). One earlier occurrence is enough
 where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
 after the weekend; beyond its day the scan reads the hour blocks the memory keeps with their times);
 for the seasonal residuals that look-back reaches the series' second day, where the residual
