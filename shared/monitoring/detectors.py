@@ -40,7 +40,8 @@ point's deviation, a step, a level against the half day before and a seasonal re
 where the series has shown one as large, in the same direction (a point's deviation: in either
 direction, the past's exceedances of this magnitude), twice before in separate hours
 (a cleanup every day or two, a burst of requests every few hours, a morning ramp): a third
-occurrence is a habit, not news; a third larger is news again. One earlier occurrence is enough
+occurrence is a habit, not news; a third larger is news again (a point in a heavy-tailed past's
+noise: up to 1.6 times larger, the margin growing with the tail). One earlier occurrence is enough
 where it came at the same time a day or a week earlier (a schedule: a nightly job, Monday's rise
 after the weekend; beyond its day the scan reads the hour blocks the memory keeps with their times);
 for the seasonal residuals that look-back reaches the series' second day, where the residual
@@ -297,10 +298,11 @@ def _quantum(values: Array) -> Array:
 
 
 def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
-                  sustained: int = 1) -> tuple[Array, Array, Array, Array, NDArray[np.bool_]]:
+                  sustained: int = 1) -> tuple[Array, Array, Array, Array, NDArray[np.bool_], Array]:
     """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
     the z of the median of the `sustained` points up to the row (a lone point moves it not), and
-    whether the window's upper quartile is RELATIVE_SWING times its lower one (a cycle of a share)."""
+    whether the window's upper quartile is RELATIVE_SWING times its lower one (a cycle of a share),
+    and how heavy the window's tail is (its 99.5th percentile of |x - median| over the robust scale)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -310,7 +312,7 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
     recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
-    return z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1
+    return z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1, tail / scale
 
 
 def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
@@ -389,6 +391,25 @@ def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Ar
 PRECEDENT_DAYS = 30.0
 PRECEDENT_RATIOS = (1.05, 1.1, 1.2, 1.3)
 PRECEDENT_FROM = 0.05  # rows scoring less have nothing to lose
+# A point's margin over the past's second event grows with how heavy the past's tail is: with a
+# Pareto-like tail of index df, going a factor c beyond an earlier event is c^-df as likely as
+# reaching it. Full news where that is as unlikely as 1.3 is for a tail of index MARGIN_TAIL_INDEX
+# (c = 1.3^(MARGIN_TAIL_INDEX / df): 1.3 for df >= 7.5, 1.48 at df 5), at most MARGIN_MOST (df 4.4 and less):
+# a day's 99.5th percentile over a robust scale reads a stretch at zero or a burst as a tail of
+# index 1-2, which says nothing of the next point.
+MARGIN_TAIL_INDEX = 7.5
+MARGIN_MOST = 1.6
+MARGIN_STEP = 0.01  # the ratios tried beyond PRECEDENT_RATIOS: the factor is read from the ratio passed
+
+
+def record_margin(heaviness: Array) -> Array:
+    """Per row, the ratio over the past's second separate event at which a point's deviation is full
+    news, from `heaviness`: the past window's 99.5th percentile of |x - median| over its robust scale
+    (2.8 for a Gaussian, 6.6 for a Student-t of 3 degrees of freedom), read as the t's df."""
+    df_grid, ratio_grid = _t_grid()
+    df = np.interp(np.nan_to_num(heaviness, nan=0.0), ratio_grid, df_grid)
+    margin: Array = np.clip(PRECEDENT_RATIOS[-1] ** (MARGIN_TAIL_INDEX / df), PRECEDENT_RATIOS[-1], MARGIN_MOST)
+    return margin
 
 
 def _block_rows(params: Parameters) -> int:
@@ -506,7 +527,8 @@ class Prior:
 def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
                      candidates: NDArray[np.bool_], prior: Prior | None = None,
                      returning: NDArray[np.bool_] | None = None, two_sided: bool = False,
-                     times: Array | None = None, phase_stat: Array | None = None) -> Array:
+                     times: Array | None = None, phase_stat: Array | None = None,
+                     margin: Array | None = None) -> Array:
     """Per row, how new its event is (1: news, 0: it has happened twice before): the signed
     statistic of the event (a step, a level against the half day before, a seasonal residual)
     against the same statistic's earlier events of the same sign within the memory.
@@ -526,7 +548,9 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
     where it came at the same time of day a day earlier or of week a week earlier (within an hour
     block either side): a schedule (a nightly job, the weekend's fall and Monday's rise), not news.
     `phase_stat`: the statistic those blocks are read from, where it reaches back further than `stat`
-    (the seasonal residuals against the first days' rough baseline)."""
+    (the seasonal residuals against the first days' rough baseline).
+    `margin` (per row): the ratio over the earlier events at which the event is full news, where
+    it is more than PRECEDENT_RATIOS' last (a heavy-tailed past, `record_margin`)."""
     factor = np.ones(len(rows))
     highs, lows, block = _block_extremes(stat, params)
     memory = int(PRECEDENT_DAYS * DAY / params.interval) // block
@@ -556,7 +580,9 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
                 in_phase = np.append(in_phase, prior.scheduled(float(times[row]), block * params.interval,
                                                                value > 0, two_sided))
         news = 0.0
-        for ratio in (1.0, *PRECEDENT_RATIOS):
+        top = PRECEDENT_RATIOS[-1] if margin is None else float(margin[k])
+        beyond = np.arange(PRECEDENT_RATIOS[-1] + MARGIN_STEP, top + 1e-9, MARGIN_STEP).tolist()
+        for ratio in (1.0, *PRECEDENT_RATIOS, *beyond):
             threshold = magnitude / ratio
             events = _separate_events(past >= threshold)
             if prior is not None:
@@ -564,7 +590,7 @@ def precedent_factor(stat: Array, rows: Rows, params: Parameters, exclude: int,
             if events >= needed or np.any(in_phase >= threshold):
                 break
             news = ratio
-        factor[k] = 0.0 if news == 0.0 else min(1.0, (news - 1.0) / (PRECEDENT_RATIOS[-1] - 1.0))
+        factor[k] = 0.0 if news == 0.0 else min(1.0, (news - 1.0) / (top - 1.0))
     return factor
 
 
@@ -836,9 +862,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     quantum = _quantum(values)
     floor = quantum[rows]
     with _quiet():
-        z_long, fence_long, scale_long, z_sustained, swung = _level_scores(values, rows, params.long_window, floor,
-                                                                           params.shift_window)
-        z_short, fence_short, _, _, _ = _level_scores(values, rows, params.short_window, floor)
+        z_long, fence_long, scale_long, z_sustained, swung, heaviness = _level_scores(
+            values, rows, params.long_window, floor, params.shift_window)
+        z_short, fence_short, _, _, _, _ = _level_scores(values, rows, params.short_window, floor)
     # Odd against both windows, unless the series has deviated this far twice before (a burst of
     # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
     # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
@@ -849,13 +875,14 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # A point's precedents are earlier points as far out, either way (how often the past exceeded
     # this magnitude: symmetric heavy-tailed noise shows it in both directions); a sustained excursion's (the median of
     # its last m points out too: a drift in a series whose bursts are single points) are earlier
-    # excursions of that median.
+    # excursions of that median. Beyond them, a heavy-tailed past asks a point for a larger margin
+    # (`record_margin`): in Student-t noise a new largest point a third beyond the second is common.
     last = int(rows.max()) + 1
     stats = _value_statistics(values[:last], params)
     notable = np.maximum(point, fences) > PRECEDENT_FROM
     habit = np.maximum(
         precedent_factor(stats["deviation"], rows, params, params.shift_window, notable, prior("deviation"),
-                         two_sided=True, times=times),
+                         two_sided=True, times=times, margin=record_margin(heaviness)),
         precedent_factor(stats["level"], rows, params, 2 * params.shift_window, notable, prior("level"), times=times)
         * CALIBRATION["robust_z"].score(z_sustained))
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}

@@ -602,6 +602,26 @@ def test_a_point_as_far_out_as_two_earlier_ones_the_other_way_is_noise_but_a_far
     assert scores[1300] < ALERT_THRESHOLD and scores[1800] >= ALERT_THRESHOLD
 
 
+@pytest.mark.parametrize("seed", [0, 2])
+def test_in_heavy_tailed_noise_a_point_a_third_beyond_two_earlier_ones_is_noise_but_not_in_gaussian_noise(
+        seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = 1_700_000_000 + np.arange(2016) * 300.0  # a week of five-minute points
+    heavy = 50 + np.clip(rng.standard_t(3, len(t)), -7, 7)  # Student-t noise, its own points below the events
+    light = 50 + rng.normal(0, 1, len(t))
+    for v in (heavy, light):
+        v[500], v[1000] = 38.0, 62.0  # two earlier events of 12, either way, days before
+    for v, size, alarm in ((heavy, 16.5, False), (heavy, 22.0, True), (light, 16.5, True)):
+        v = v.copy()
+        v[1800] = 50 + size
+        result = score_series(t, v)
+        # 16.5 is 1.38 times the second event: news past 1.3 in gaussian noise (and to 3662dbc's
+        # code in any noise, which alarms here), not in a tail as heavy as t(3), where 1.6 is.
+        assert (result.combined[1800] >= ALERT_THRESHOLD) == alarm
+        for prefix in (1800, 1801, 1810):  # the margin reads the rows before the point only
+            assert np.array_equal(score_series(t[:prefix], v[:prefix]).combined, result.combined[:prefix])
+
+
 def test_a_slow_burst_as_large_as_earlier_ones_is_no_alarm_on_the_seasonal_views_first_day_but_a_spike_is() -> None:
     rng = np.random.default_rng(3)
     t = 1_700_000_000 + np.arange(4 * 288) * 300.0  # four days of five-minute latency with a daily cycle
