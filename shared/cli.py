@@ -256,9 +256,23 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     return build_parser(slices)
 
 
+# Commands whose numpy work never calls BLAS (batch scoring's model product is np.einsum):
+# OpenBLAS's worker threads, started when numpy loads, would only spin, about 60 ms of CPU of each
+# `mlstack score conflict` (docs/BENCHMARKS.md, score7). Training keeps its threads.
+NO_BLAS_THREADS_COMMANDS = frozenset({("score", "conflict")})
+
+
+def _without_blas_threads(argv: Sequence[str]) -> None:
+    """One BLAS thread for a command that does no BLAS work, unless numpy is loaded already (the
+    setting is read only then) or the environment chose a number."""
+    if _named_command(argv) in NO_BLAS_THREADS_COMMANDS and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    _without_blas_threads(argv)
     parser = parser_for(argv)
     args = parser.parse_args(argv)
     if args.env_file:

@@ -92,6 +92,23 @@ def test_a_command_of_one_slice_gets_its_own_parser_from_that_slice_alone() -> N
     assert result.stdout.strip() == "[]"
 
 
+def test_batch_scoring_loads_numpy_with_one_blas_thread_and_other_commands_as_configured() -> None:
+    # In a fresh interpreter, as `mlstack` runs: the setting must be in place before numpy loads.
+    script = ("import contextlib, os, sys; from shared.cli import main\n"
+              "with contextlib.suppress(SystemExit): main(sys.argv[1:])\n"
+              "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)")
+
+    def blas_threads(*argv: str, **env: str) -> str:
+        base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        return subprocess.run([sys.executable, "-c", script, *argv, "--help"], cwd=ROOT, capture_output=True,
+                              text=True, env={**base, **env}).stdout.splitlines()[-1]
+
+    assert blas_threads("score", "conflict") == "1 True"
+    assert blas_threads("--env-file", "x.env", "score", "conflict") == "1 True"
+    assert blas_threads("score", "conflict", OPENBLAS_NUM_THREADS="2") == "2 True"  # the operator's choice wins
+    assert blas_threads("train", "conflict") == "None True"  # training multiplies matrices
+
+
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
     context: AppContext, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
