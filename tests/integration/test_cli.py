@@ -109,6 +109,17 @@ def test_batch_scoring_loads_numpy_with_one_blas_thread_and_other_commands_as_co
     assert blas_threads("train", "conflict") == "None True"  # training multiplies matrices
 
 
+def test_the_command_runs_with_the_collector_on_after_its_imports_were_left_uncollected() -> None:
+    # `mlstack` (run) reads the command line with the collector off; the command itself, which may
+    # run for hours (the local schedule), must run with it on.
+    script = ("import gc, sys; import shared.cli as cli\n"
+              "cli._ran = lambda args: print(gc.isenabled(), gc.get_freeze_count() > 0, 'numpy' in sys.modules) or 0\n"
+              "sys.argv = ['mlstack', 'score', 'conflict', '--tenant', 't', '--input', 'a', '--output', 'b']\n"
+              "cli.run()")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["True", "True", "True"], result.stderr
+
+
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
     context: AppContext, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
