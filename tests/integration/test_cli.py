@@ -120,6 +120,21 @@ def test_the_command_runs_with_the_collector_on_after_its_imports_were_left_unco
     assert result.returncode == 0 and result.stdout.split() == ["True", "True", "True"], result.stderr
 
 
+def test_the_command_ends_its_process_after_the_atexit_handlers_with_its_exit_code() -> None:
+    script = ("import atexit, sys; import shared.cli as cli\n"
+              "atexit.register(print, 'atexit ran')\n"
+              "sys.argv = ['mlstack', *sys.argv[1:]]\n"
+              "cli.run()")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSTACK_")}
+    listed = subprocess.run([sys.executable, "-c", script, "jobs"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("]\natexit ran"), listed.stderr
+    assert json.loads(listed.stdout.rstrip().removesuffix("atexit ran"))  # every line written before the end
+    refused = subprocess.run([sys.executable, "-c", script, "score", "conflict", "--tenant", "t", "--input", "a",
+                              "--output", "b"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: invalid settings: MLSTACK_")
+    assert refused.stdout == "atexit ran\n"
+
+
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
     context: AppContext, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
