@@ -24,9 +24,12 @@ The previous approach: the code of --baseline-ref (default: 8e3d3ad, the code be
 of work), exported with `git archive`, runs its own measurements of the same
 four things in a child process against the same database at every size, so each number stands
 beside the previous one measured in the same run on the same data (--baseline-ref '' skips it).
-Each size runs --repeat rounds, alternating the previous code and this one; the best round of
-each throughput counts and predict latencies are the median over rounds, since other work on a
-shared machine slows single runs at random (every round's figures are in the JSON).
+Each size runs --repeat rounds, alternating the previous code and this one, after one round of
+each that is not counted (the first round after an ingest is cold); the best round of each
+throughput counts and predict latencies are the median over rounds, since other work on a shared
+machine slows single runs at random (every round's figures are in the JSON). Each round also runs
+each code's `mlstack score conflict` on the same requests in a fresh interpreter, as a user times
+the command (CLI rows/s; this code's must write the function's bytes).
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
         [--baseline-rows 2000] [--baseline-ref 8e3d3ad] [--repeat 3] [--json FILE]
@@ -37,7 +40,8 @@ One batch-scoring case alone (e.g. issue 8's 41,290 requests against 207,600 sto
 
 stores that many events, trains, and scores the newest ROWS of them as requests, alternating the
 previous code's `score_conflict_csv` (in a child process in its exported tree) and this one's,
-each split over MLSTACK_SCORING_PROCESSES and in one process; every output must be the same bytes.
+each split over MLSTACK_SCORING_PROCESSES and in one process, and each code's `mlstack score
+conflict` after its function, after one uncounted round of each; every output must be the same bytes.
 """
 
 from __future__ import annotations
@@ -447,20 +451,44 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_
     report: dict[str, Any] = {"events": total, "generate_seconds": round(generate_seconds, 1), "sizes": []}
     ingest_rows = ingest_seconds = 0.0
     last: dict[str, Any] = {}
+    codes = {**({"baseline": tree} if tree is not None else {}), "now": ROOT}
+    command = _Command(url, f"file://{work / 'objects'}", key, work / "requests.csv")
     for part in _split_csv(history, sizes, work):
         started = time.perf_counter()
         ingest_rows += ingest_sync_events(context, tenant, part)["stored"]
         ingest_seconds += time.perf_counter() - started
+        # One round of each code first, not counted: the first round after an ingest is cold (the
+        # table's pages not yet in PostgreSQL's buffers, the process's first touch of arrays that
+        # size: 6.4 s at 1M against 3.3-4.1 for the next rounds). It writes the request file the
+        # command reads and the command's bytecode too.
+        _baseline(tree, setup)
+        warm = _measure_size(context, tenant, previous_sql, baseline_rows)
+        command.requests.write_text(_requests_csv(warm["_recent"]), newline="")
+        for code, code_tree in codes.items():
+            command.seconds(code_tree, work / f"cli.{code}")
         # Rounds alternate the previous code and this one; the best round of each counts (a shared
         # machine slows single runs at random). The previous code goes first in each round, so
-        # this run's own model is the one left active.
+        # this run's own model is the one left active, which both codes' commands then score with.
         befores, rounds = [], []
+        cli: dict[str, list[float]] = {code: [] for code in codes}
+        loads = []
         for _ in range(repeat):
+            loads.append(os.getloadavg()[0])
             befores.append(_baseline(tree, setup))
             rounds.append(_measure_size(context, tenant, previous_sql, baseline_rows))
+            for code, code_tree in codes.items():
+                cli[code].append(command.seconds(code_tree, work / f"cli.{code}"))
+            assert (work / "cli.now").read_bytes() == rounds[-1]["_scored"].encode(), \
+                "the command wrote other bytes than the function"
         last = _best(rounds)
+        same = tree is not None and (work / "cli.baseline").read_bytes() == (work / "cli.now").read_bytes()
         report["sizes"].append({**{k: v for k, v in last.items() if not k.startswith("_")},
-                                "baseline": _best(befores) if tree is not None else None})
+                                "cli": _cli_summary(last["batch_scoring"]["rows"], cli["now"]),
+                                "load_average_each_round": loads,
+                                "baseline": ({**_best(befores),
+                                              "cli": {**_cli_summary(last["batch_scoring"]["rows"], cli["baseline"]),
+                                                      "same_bytes_as_this_code": same}}
+                                             if tree is not None else None)})
         print(json.dumps(report["sizes"][-1]), file=sys.stderr)
     report["ingest"] = {"rows": int(ingest_rows), "rows_per_s": round(ingest_rows / ingest_seconds)}
     first_cost = report["sizes"][0]["features"]["us_per_row"]
@@ -513,76 +541,86 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
              "requests": str(work / "requests.csv"), "processes": processes}
     context.database.close()
     codes = {**({"baseline": tree} if tree is not None else {}), "now": ROOT}
+    command = _Command(url, f"file://{work / 'objects'}", key, work / "requests.csv")
     seconds: dict[str, dict[str, list[float]]] = {code: {"split": [], "one_process": []} for code in codes}
+    cli: dict[str, list[float]] = {code: [] for code in codes}
     loads = []
-    for _ in range(repeat):
-        loads.append(os.getloadavg()[0])
-        for code, code_tree in codes.items():  # the previous code first in each round
+    # One round of each code first, not counted (the first round after the ingest is cold; it
+    # writes the command's bytecode too); then each round times each code's function (split and
+    # one process, in a fresh child) and then its command, the previous code first.
+    for round_number in range(repeat + 1):
+        if round_number:
+            loads.append(os.getloadavg()[0])
+        for code, code_tree in codes.items():
             done = subprocess.run([sys.executable, "-c", _BASELINE_SCORING_CHILD], cwd=code_tree, check=True,
                                   capture_output=True, text=True,
                                   input=json.dumps({**setup, "tree": str(code_tree), "output": str(work / code)}))
-            for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                seconds[code][name].append(value)
+            cli_seconds = command.seconds(code_tree, work / f"cli.{code}")
+            if round_number:
+                for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                    seconds[code][name].append(value)
+                cli[code].append(cli_seconds)
         outputs = set()
         for code, name in itertools.product(codes, ("split", "one_process")):
             with (work / f"{code}.{name}").open(newline="") as handle:
                 outputs.add(handle.read())
         assert len(outputs) == 1, "the outputs differ (split against one process, or this code against the previous)"
-    cli_seconds = _cli_seconds(setup, work, repeat, codes)
+        for code in codes:
+            assert (work / f"cli.{code}").read_bytes() == (work / "now.one_process").read_bytes(), \
+                f"the command ({code}) wrote other bytes than the function"
     localpg.stop(work / "pg")
 
     def summary(seconds: list[float]) -> dict[str, Any]:
         return {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
+                "seconds_median": round(statistics.median(seconds), 3),
                 "seconds_each_round": [round(x, 3) for x in seconds]}
 
     return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
             "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
-            "now": {name: summary(values) for name, values in seconds["now"].items()},
-            "cli_one_process_seconds_each_round": cli_seconds["now"],
-            "cli_baseline_one_process_seconds_each_round": cli_seconds.get("baseline"),
-            "baseline": ({name: summary(values) for name, values in seconds["baseline"].items()}
-                         if tree is not None else None)}
+            "now": {**{name: summary(values) for name, values in seconds["now"].items()},
+                    "cli": _cli_summary(rows, cli["now"])},
+            "baseline": ({**{name: summary(values) for name, values in seconds["baseline"].items()},
+                          "cli": _cli_summary(rows, cli["baseline"])} if tree is not None else None)}
 
 
-def _cli_seconds(setup: dict[str, Any], work: Path, repeat: int, codes: dict[str, Path]) -> dict[str, list[float]]:
-    """The same file as a user times it: `mlstack score conflict` in a fresh interpreter (its start,
-    imports, settings, tenant lookup and the output file included), one process, `repeat` rounds
-    alternating the codes given (each from its own tree). Python writes and reuses bytecode as an
+class _Command:
+    """The request file as a user times it: `mlstack score conflict` in a fresh interpreter (its
+    start, imports, settings, tenant lookup and the output file included), one process, from the
+    tree of the code given (`python -m shared.cli` there). Python writes and reuses bytecode as an
     installed package has it (PYTHONDONTWRITEBYTECODE, if set here, would make every run compile
-    the project's modules again); one untimed run per code writes it first."""
-    env = {**os.environ, "MLSTACK_DATABASE_URL": setup["url"], "MLSTACK_OBJECT_STORE_URL": setup["objects"],
-           "MLSTACK_SIGNING_KEY": setup["key"], "MLSTACK_SCORING_PROCESSES": "1"}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    seconds: dict[str, list[float]] = {code: [] for code in codes}
-    for round_number in range(repeat + 1):
-        for code, tree in codes.items():
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "shared.cli", "score", "conflict", "--tenant", "bench",
-                            "--input", setup["requests"], "--output", str(work / f"cli.{code}")],
-                           cwd=tree, env=env, check=True, capture_output=True)
-            if round_number:  # the first round writes the bytecode
-                seconds[code].append(round(time.perf_counter() - started, 3))
-    for code in codes:
-        with (work / f"cli.{code}").open(newline="") as written, (work / "now.one_process").open(newline="") as scored:
-            assert written.read() == scored.read(), f"the command ({code}) wrote other bytes than the function"
-    return seconds
+    the project's modules again); the untimed warm-up round writes it first."""
+
+    def __init__(self, url: str, objects: str, key: str, requests: Path) -> None:
+        self.requests = requests
+        self.env = {**os.environ, "MLSTACK_DATABASE_URL": url, "MLSTACK_OBJECT_STORE_URL": objects,
+                    "MLSTACK_SIGNING_KEY": key, "MLSTACK_SCORING_PROCESSES": "1"}
+        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+
+    def seconds(self, tree: Path, output: Path) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "shared.cli", "score", "conflict", "--tenant", "bench",
+                        "--input", str(self.requests), "--output", str(output)],
+                       cwd=tree, env=self.env, check=True, capture_output=True)
+        return round(time.perf_counter() - started, 3)
+
+
+def _cli_summary(rows: int, seconds: list[float]) -> dict[str, Any]:
+    return {"rows_per_s": round(rows / min(seconds)), "seconds_best": min(seconds),
+            "seconds_median": round(statistics.median(seconds), 3), "seconds_each_round": seconds}
 
 
 def case_table(report: dict[str, Any]) -> str:
     case, now, before = report["case"], report["now"], report["baseline"] or {}
-    lines = [f"batch scoring, {case['rows']:,} requests against {case['events']:,} stored events; best of"
-             f" {report['repeat']} rounds; load average at each round {report['load_average_each_round']}",
-             f"{'':>24}{'split over ' + str(report['processes']):>16}{'one process':>14}", "-" * 54,
-             f"{'this code, rows/s':>24}{now['split']['rows_per_s']:>16,}{now['one_process']['rows_per_s']:>14,}"]
-    if before:
-        lines.append(f"{'before (' + str(report['baseline_ref']) + '), rows/s':>24}{before['split']['rows_per_s']:>16,}"
-                     f"{before['one_process']['rows_per_s']:>14,}")
-    for name, key in (("this code", "cli_one_process_seconds_each_round"),
-                      (f"before ({report['baseline_ref']})", "cli_baseline_one_process_seconds_each_round")):
-        cli = report.get(key)
-        if cli:
-            lines.append(f"`mlstack score conflict`, one process, as a user times it, {name}: best {min(cli)} s"
-                         f" ({round(report['case']['rows'] / min(cli)):,} rows/s), median {sorted(cli)[len(cli) // 2]} s")
+    lines = [f"batch scoring, {case['rows']:,} requests against {case['events']:,} stored events; rows/s of the best"
+             f" of {report['repeat']} rounds (seconds: best / median); load average at each round"
+             f" {report['load_average_each_round']}",
+             f"{'':>24}{'split over ' + str(report['processes']):>26}{'one process':>26}{'mlstack score conflict':>30}",
+             "-" * 106]
+    for name, code in (("this code", now), (f"before ({report['baseline_ref']})", before)):
+        if code:
+            lines.append(f"{name:>24}" + "".join(
+                f"{f'{m['rows_per_s']:,} ({m['seconds_best']} / {m['seconds_median']})':>{width}}"
+                for m, width in ((code["split"], 26), (code["one_process"], 26), (code["cli"], 30))))
     return "\n".join(lines)
 
 
@@ -593,15 +631,17 @@ def table(report: dict[str, Any]) -> str:
             value = value.get(part) if isinstance(value, dict) else None
         return "-" if value is None else f"{value:,}"
 
-    lines = [f"best of {report['repeat']} rounds (predict: median over rounds)",
+    lines = [f"best of {report['repeat']} rounds after a warm-up round (predict: median over rounds)",
              f"{'events':>10}{'features rows/s':>17}{'(before)':>10}{'(LATERAL)':>10}{'scoring rows/s':>16}"
-             f"{'(1 proc)':>10}{'(before)':>10}{'training s':>12}{'(before)':>10}", "-" * 105]
+             f"{'(1 proc)':>10}{'(before)':>10}{'CLI rows/s':>12}{'(before)':>10}{'training s':>12}{'(before)':>10}",
+             "-" * 127]
     for size in report["sizes"]:
         f, s = size["features"], size["batch_scoring"]
         lines.append(f"{size['events']:>10,}{f['rows_per_s']:>17,}{previous(size, 'features', 'rows_per_s'):>10}"
                      f"{f['previous_rows_per_s']:>10,}{s['rows_per_s']:>16,}"
                      f"{size['batch_scoring_one_process']['rows_per_s']:>10,}"
-                     f"{previous(size, 'batch_scoring', 'rows_per_s'):>10}{size['training']['seconds']:>12}"
+                     f"{previous(size, 'batch_scoring', 'rows_per_s'):>10}{size['cli']['rows_per_s']:>12,}"
+                     f"{previous(size, 'cli', 'rows_per_s'):>10}{size['training']['seconds']:>12}"
                      f"{previous(size, 'training', 'seconds'):>10}")
     p = report["predict_warm_ms"]
     q = report["quality_on_demo_holdout"]

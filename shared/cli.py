@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from shared.errors import MlstackError
 
@@ -256,13 +258,30 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     return build_parser(slices)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    parser = parser_for(argv)
-    args = parser.parse_args(argv)
+# Commands whose numpy work never calls BLAS (batch scoring's model product is np.einsum):
+# OpenBLAS's worker threads, started when numpy loads, would only spin, about 60 ms of CPU of each
+# `mlstack score conflict` (docs/BENCHMARKS.md, score7). Training keeps its threads.
+NO_BLAS_THREADS_COMMANDS = frozenset({("score", "conflict")})
+
+
+def _without_blas_threads(argv: Sequence[str]) -> None:
+    """One BLAS thread for a command that does no BLAS work, unless numpy is loaded already (the
+    setting is read only then) or the environment chose a number."""
+    if _named_command(argv) in NO_BLAS_THREADS_COMMANDS and "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def _parsed(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line read (building its parser imports the command's slice), settings from
+    --env-file loaded."""
+    _without_blas_threads(argv)
+    args = parser_for(argv).parse_args(argv)
     if args.env_file:
         load_env_file(args.env_file)
+    return args
+
+
+def _ran(args: argparse.Namespace) -> int:
     try:
         result = args.handler(args)
     except MlstackError as exc:
@@ -275,12 +294,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return _ran(_parsed(sys.argv[1:] if argv is None else argv))
+
+
 def run() -> None:
-    """The `mlstack` command: main, then the end of the process."""
-    code = main()
-    # Nothing is left to free that the end of the process does not: with every object out of the
-    # collector's reach, interpreter exit skips its full collections over every imported module
-    # (after batch scoring 73-114 ms of exit fell to 21-40). atexit handlers still run.
+    """The `mlstack` command: what main does (the command line read, then the command run), then
+    the end of the process."""
+    # Reading the command line imports the command's slice (numpy, pg8000, pydantic, ...): objects
+    # that live until the process ends, whose creation set off 84 collector passes that freed 276
+    # objects in all (`score conflict`: about 40 ms of CPU). Frozen after, later passes skip them.
+    gc.disable()
+    try:
+        args = _parsed(sys.argv[1:])
+    finally:
+        gc.freeze()
+        gc.enable()
+    _end(_ran(args))
+
+
+def _end(code: int) -> NoReturn:
+    """The end of the process, once the command returned. Nothing is left to free that the end of
+    the process does not, but interpreter exit tears down every module's objects one by one (after
+    batch scoring 30-60 ms of CPU, with the collector frozen). So when the command left no other
+    thread running, the atexit handlers run (logging's flush among them), the standard streams are
+    flushed, and the process ends at once; else the interpreter's own exit, which waits for the
+    threads."""
+    if threading.active_count() == 1:
+        atexit._run_exitfuncs()  # each handler once: they are unregistered as they run
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            pass  # a closed pipe: the interpreter's own exit reports it as ever
+        else:
+            os._exit(code)
+    # With every object out of the collector's reach, interpreter exit skips its full collections
+    # over every imported module (after batch scoring 73-114 ms of exit fell to 21-40).
     gc.freeze()
     raise SystemExit(code)
 

@@ -361,10 +361,13 @@ class RequestTable:
 
 def _coded(values: Sequence[Any]) -> tuple[list[Any], NDArray[np.int64]]:
     """The distinct values (first seen first) and each value's place among them, by C loops
-    (dict.fromkeys, map): a batch repeats its users, entities, devices and field lists."""
-    distinct = list(dict.fromkeys(values))
-    place = dict(zip(distinct, range(len(distinct)), strict=True))
-    return distinct, np.fromiter(map(place.__getitem__, values), dtype=np.int64, count=len(values))
+    (map): a batch repeats its users, entities, devices and field lists. One dict lookup per value
+    (setdefault keeps each value's first row), then each row's first row is numbered among the
+    first rows, which ascend: a string column of issue 8's case 6-9.5 -> 4.5-7 ms."""
+    first_row: dict[Any, int] = {}
+    first = np.fromiter(map(first_row.setdefault, values, range(len(values))), dtype=np.int64, count=len(values))
+    firsts = np.fromiter(first_row.values(), dtype=np.int64, count=len(first_row))
+    return list(first_row), np.searchsorted(firsts, first)
 
 
 def _combinations(*columns: tuple[list[Any], NDArray[np.int64]]) -> tuple[list[int], NDArray[np.int64]]:

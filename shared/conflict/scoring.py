@@ -89,32 +89,29 @@ def _iso_utc_us(texts: Sequence[str]) -> NDArray[np.int64] | None:
     """Epoch µs of each text when every text is what isoformat writes for UTC, else None. Checked
     as a matrix of bytes (numpy over the whole column, not a call per value): a digit where the
     shape has one, the shape's own character elsewhere, and a fraction, when there is one, not all
-    zeros; then numpy reads the bytes before the offset."""
+    zeros; then numpy reads the bytes before the offset. The texts of each shape are read from one
+    joined text (a column of mixed lengths, such as one whole second among microseconds, cost
+    12 ms more per 41k rows as np.array of the strings)."""
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
-    if not set(np.unique(lengths).tolist()) <= _ISO_UTC_SHAPES.keys():
+    shapes = [(lengths == length, digit, shape) for length, (digit, shape) in _ISO_UTC_SHAPES.items()]
+    counts = [int(np.count_nonzero(at)) for at, _, _ in shapes]
+    if sum(counts) != len(texts):
         return None
-    if lengths.min() == lengths.max():  # the usual column, one shape: its bytes in one piece
-        joined = "".join(texts)
+    us = np.zeros(len(texts), dtype=np.int64)
+    for (at, digit, shape), count in zip(shapes, counts, strict=True):
+        if not count:
+            continue
+        joined = "".join(texts if count == len(texts) else itertools.compress(texts, at.tolist()))
         if not joined.isascii():
             return None
-        raw = np.frombuffer(joined.encode(), dtype=f"S{lengths[0]}")
-    else:
-        try:
-            raw = np.array(texts, dtype=np.bytes_)
-        except UnicodeEncodeError:
-            return None
-    matrix = raw.view(np.uint8).reshape(len(texts), raw.dtype.itemsize)
-    us = np.zeros(len(texts), dtype=np.int64)
-    for length, (digit, shape) in _ISO_UTC_SHAPES.items():
-        at = lengths == length
-        rows = matrix[at, :length]
-        if not len(rows):
-            continue
+        length = len(shape)
+        raw = np.frombuffer(joined.encode(), dtype=f"S{length}")
+        rows = raw.view(np.uint8).reshape(count, length)
         if not ((rows[:, digit] - 48 < 10).all() and (rows[:, ~digit] == shape[~digit]).all()):
             return None
         if length > 25 and not (rows[:, 20:26] != 48).any(axis=1).all():  # .000000 is written as no fraction
             return None
-        us[at] = _parsed_utc(raw[at].astype(f"S{length - 6}"))  # without "+00:00"
+        us[at] = _parsed_utc(raw.astype(f"S{length - 6}"))  # without "+00:00"
     return us
 
 
@@ -414,12 +411,11 @@ def _features_as_of(data: _Input, as_of: NDArray[np.float64]) -> list[str]:
     if not data.as_of_is_iso_utc:
         return _iso_utc(us)
     moved = np.flatnonzero(us != data.table.as_of)
-    texts = list(data.as_of_text)
     distinct, inverse = np.unique(us[moved], return_inverse=True)  # the rows of a sync batch share its start
-    formatted = _iso_utc(distinct)
-    for n, at in zip(moved.tolist(), inverse.tolist(), strict=True):
-        texts[n] = formatted[at]
-    return texts
+    # Placed by numpy, not a loop per moved row (issue 8's case moves 20,447 rows: 12.3 -> 7.4 ms).
+    texts = np.array(data.as_of_text, dtype=object)
+    texts[moved] = np.array(_iso_utc(distinct), dtype=object)[inverse]
+    return texts.tolist()  # type: ignore[no-any-return]
 
 
 def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilities: NDArray[np.float64],

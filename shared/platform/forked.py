@@ -10,15 +10,16 @@ too, not a hang. The work must not use this process's database connection (its s
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import errors
 from shared.errors import FieldProblem, MlstackError
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
 
 _VALUE, _TEXT, _ERROR = "value", "text", "error"
 
@@ -81,9 +82,12 @@ def _run_child(work: Callable[[Link], str], connection: Connection) -> None:
 def forked(works: Sequence[Callable[[Link], str]]) -> Iterator[list[Link]]:
     """A child per work, started now, and this process's link to each; on leaving, every child
     still running is stopped and every child reaped."""
-    processes = multiprocessing.get_context("fork")
     links: list[Link] = []
     try:
+        if works:  # imported only then: a file scored in one process, the usual, starts no child (5-8 ms)
+            import multiprocessing
+
+            processes = multiprocessing.get_context("fork")
         for number, work in enumerate(works, start=2):
             ours, theirs = processes.Pipe(duplex=True)
             child = processes.Process(target=_run_child, daemon=True, args=(work, theirs))

@@ -92,6 +92,49 @@ def test_a_command_of_one_slice_gets_its_own_parser_from_that_slice_alone() -> N
     assert result.stdout.strip() == "[]"
 
 
+def test_batch_scoring_loads_numpy_with_one_blas_thread_and_other_commands_as_configured() -> None:
+    # In a fresh interpreter, as `mlstack` runs: the setting must be in place before numpy loads.
+    script = ("import contextlib, os, sys; from shared.cli import main\n"
+              "with contextlib.suppress(SystemExit): main(sys.argv[1:])\n"
+              "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)")
+
+    def blas_threads(*argv: str, **env: str) -> str:
+        base = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+        return subprocess.run([sys.executable, "-c", script, *argv, "--help"], cwd=ROOT, capture_output=True,
+                              text=True, env={**base, **env}).stdout.splitlines()[-1]
+
+    assert blas_threads("score", "conflict") == "1 True"
+    assert blas_threads("--env-file", "x.env", "score", "conflict") == "1 True"
+    assert blas_threads("score", "conflict", OPENBLAS_NUM_THREADS="2") == "2 True"  # the operator's choice wins
+    assert blas_threads("train", "conflict") == "None True"  # training multiplies matrices
+
+
+def test_the_command_runs_with_the_collector_on_after_its_imports_were_left_uncollected() -> None:
+    # `mlstack` (run) reads the command line with the collector off; the command itself, which may
+    # run for hours (the local schedule), must run with it on.
+    script = ("import gc, sys; import shared.cli as cli\n"
+              "cli._ran = lambda args: print(gc.isenabled(), gc.get_freeze_count() > 0, 'numpy' in sys.modules) or 0\n"
+              "sys.argv = ['mlstack', 'score', 'conflict', '--tenant', 't', '--input', 'a', '--output', 'b']\n"
+              "cli.run()")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.split() == ["True", "True", "True"], result.stderr
+
+
+def test_the_command_ends_its_process_after_the_atexit_handlers_with_its_exit_code() -> None:
+    script = ("import atexit, sys; import shared.cli as cli\n"
+              "atexit.register(print, 'atexit ran')\n"
+              "sys.argv = ['mlstack', *sys.argv[1:]]\n"
+              "cli.run()")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSTACK_")}
+    listed = subprocess.run([sys.executable, "-c", script, "jobs"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("]\natexit ran"), listed.stderr
+    assert json.loads(listed.stdout.rstrip().removesuffix("atexit ran"))  # every line written before the end
+    refused = subprocess.run([sys.executable, "-c", script, "score", "conflict", "--tenant", "t", "--input", "a",
+                              "--output", "b"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: invalid settings: MLSTACK_")
+    assert refused.stdout == "atexit ran\n"
+
+
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
     context: AppContext, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
