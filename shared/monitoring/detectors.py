@@ -985,6 +985,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         returning = _returning(values, rows, params, 2 * params.shift_window, stat, notable & where, lowest)
         scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where,
                                                   prior(name), returning, times=times, phase_stat=phase_stat)
+    # A new level no larger than an open one the other way within RECOVERY_DAYS ends that episode (a
+    # weekend, a long outage), as the share step reads its steps: the episode's onset was the news.
+    scores["level_shift"] *= _episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
+                                          swung, notable)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
@@ -1007,6 +1011,36 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     ratio = runs[rows] / np.maximum(2.0 * longest, 5.0)
     scores["flatline"] = np.where((ratio >= 1.0) & (run_starts >= params.short_window), CALIBRATION["flatline"].score(ratio * 2.0), 0.0)
     return scores
+
+
+def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
+                 swung: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> Array:
+    """Per row, how new its level is (`level`, or `residual_level` where the season explains the series)
+    against the largest level the other way within RECOVERY_DAYS before its last 2m rows, where that
+    episode is still open (no level in this row's direction since has undone it): 0 where it is no
+    larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
+    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
+    another phase of the cycle than the fall), partial between.
+    Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
+    weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
+    back is no episode. The residual's level is the one read from the series' second day (the rough
+    baseline), which holds an episode that began before three earlier days existed."""
+    factor = np.ones(len(rows))
+    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    margin = PRECEDENT_RATIOS[-1]
+    for k in np.where(candidates & swung)[0].tolist():
+        source = residual_level if explained[k] else level
+        row = int(rows[k])
+        sign = np.sign(source[row])
+        before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
+        past = -sign * source[max(before - reach, 0):before]  # the other way, positive
+        if not len(past) or sign == 0 or past.max() <= 0:
+            continue
+        onset = int(np.argmax(past))
+        if np.any(-past[onset + 1:] >= past[onset] / margin):
+            continue  # undone already: this level is a move of its own
+        factor[k] = np.clip((abs(source[row]) / past[onset] - 1.0) / (margin - 1.0), 0.0, 1.0)
+    return factor
 
 
 def _deviation_statistic(values: Array, window: int) -> Array:
