@@ -988,7 +988,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # A new level no larger than an open one the other way within RECOVERY_DAYS ends that episode (a
     # weekend, a long outage), as the share step reads its steps: the episode's onset was the news.
     scores["level_shift"] *= _episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
-                                          swung, notable)
+                                          swung, scores["level_shift"] > PRECEDENT_FROM)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
