@@ -23,7 +23,9 @@ Detectors (each a score in [0, 1] from a robust z):
              re-baselined on the short window so a sustained change scores once (in units of the
              past's m-point medians' spread, or of single points' until a half day precedes them); or the change
              of the m-point median against the series' own past m-point changes (a jump on a
-             random walk or in heavy-tailed noise)
+             random walk or in heavy-tailed noise). Where the level swings by a share of itself, a new
+             level no larger than an open one the other way within three days ends that episode
+             (traffic back after a weekend or a day-long outage)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
 The seasonal view judges a single point once half a long window of residuals precedes it; before
 that the level detectors judge it alone (a new level of the residuals counts from the start). A
