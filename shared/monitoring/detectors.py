@@ -1026,7 +1026,8 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
     weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
     back is no episode. The residual's level is the one read from the series' second day (the rough
-    baseline), which holds an episode that began before three earlier days existed."""
+    baseline), which holds an episode that began before three earlier days existed. The scan looks
+    back over the day it reads only (a weekend's fall two days back is not in it)."""
     factor = np.ones(len(rows))
     reach = int(RECOVERY_DAYS * DAY / params.interval)
     margin = PRECEDENT_RATIOS[-1]
