@@ -1019,7 +1019,8 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
                  swung: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> Array:
     """Per row, how new its level is (`level`, or `residual_level` where the season explains the series)
     against the largest level the other way within RECOVERY_DAYS before its last 2m rows, where that
-    episode is still open (no level in this row's direction since has undone it): 0 where it is no
+    level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
+    ended one, as a weekend's return does) that is still open (none since has undone it): 0 where it is no
     larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
     outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
     another phase of the cycle than the fall), partial between.
@@ -1042,6 +1043,9 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
         onset = int(np.argmax(past))
         if np.any(-past[onset + 1:] >= past[onset] / margin):
             continue  # undone already: this level is a move of its own
+        opened = max(before - reach, 0) + onset
+        if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
+            continue  # that level ended an episode of its own (a weekend's return): it opened none
         factor[k] = np.clip((abs(source[row]) / past[onset] - 1.0) / (margin - 1.0), 0.0, 1.0)
     return factor
 
