@@ -23,7 +23,9 @@ Detectors (each a score in [0, 1] from a robust z):
              re-baselined on the short window so a sustained change scores once (in units of the
              past's m-point medians' spread, or of single points' until a half day precedes them); or the change
              of the m-point median against the series' own past m-point changes (a jump on a
-             random walk or in heavy-tailed noise)
+             random walk or in heavy-tailed noise). Where the level swings by a share of itself, a new
+             level no larger than an open one the other way within three days ends that episode
+             (traffic back after a weekend or a day-long outage)
   flatline   a run of identical values longer than any the window before it held (a stuck source)
 The seasonal view judges a single point once half a long window of residuals precedes it; before
 that the level detectors judge it alone (a new level of the residuals counts from the start). A
@@ -985,6 +987,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         returning = _returning(values, rows, params, 2 * params.shift_window, stat, notable & where, lowest)
         scores["level_shift"] *= precedent_factor(stat, rows, params, 2 * params.shift_window, notable & where,
                                                   prior(name), returning, times=times, phase_stat=phase_stat)
+    # A new level no larger than an open one the other way within RECOVERY_DAYS ends that episode (a
+    # weekend, a long outage), as the share step reads its steps: the episode's onset was the news.
+    scores["level_shift"] *= _episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
+                                          swung, scores["level_shift"] > PRECEDENT_FROM)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
@@ -1007,6 +1013,41 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     ratio = runs[rows] / np.maximum(2.0 * longest, 5.0)
     scores["flatline"] = np.where((ratio >= 1.0) & (run_starts >= params.short_window), CALIBRATION["flatline"].score(ratio * 2.0), 0.0)
     return scores
+
+
+def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
+                 swung: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> Array:
+    """Per row, how new its level is (`level`, or `residual_level` where the season explains the series)
+    against the largest level the other way within RECOVERY_DAYS before its last 2m rows, where that
+    level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
+    ended one, as a weekend's return does) that is still open (none since has undone it): 0 where it is no
+    larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
+    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
+    another phase of the cycle than the fall), partial between.
+    Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
+    weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
+    back is no episode. The residual's level is the one read from the series' second day (the rough
+    baseline), which holds an episode that began before three earlier days existed. The scan looks
+    back over the day it reads only (a weekend's fall two days back is not in it)."""
+    factor = np.ones(len(rows))
+    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    margin = PRECEDENT_RATIOS[-1]
+    for k in np.where(candidates & swung)[0].tolist():
+        source = residual_level if explained[k] else level
+        row = int(rows[k])
+        sign = np.sign(source[row])
+        before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
+        past = -sign * source[max(before - reach, 0):before]  # the other way, positive
+        if not len(past) or sign == 0 or past.max() <= 0:
+            continue
+        onset = int(np.argmax(past))
+        if np.any(-past[onset + 1:] >= past[onset] / margin):
+            continue  # undone already: this level is a move of its own
+        opened = max(before - reach, 0) + onset
+        if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
+            continue  # that level ended an episode of its own (a weekend's return): it opened none
+        factor[k] = np.clip((abs(source[row]) / past[onset] - 1.0) / (margin - 1.0), 0.0, 1.0)
+    return factor
 
 
 def _deviation_statistic(values: Array, window: int) -> Array:
