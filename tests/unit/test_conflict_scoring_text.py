@@ -1,8 +1,11 @@
-"""Batch scoring's output text: the probability column is written as f"{p:.6f}" writes it."""
+"""Batch scoring's output text: the probability column as f"{p:.6f}" writes it, and the features' as-of
+times as isoformat writes them."""
+
+from types import SimpleNamespace
 
 import numpy as np
 
-from shared.conflict.scoring import _probability_texts
+from shared.conflict.scoring import _features_as_of, _Input, _iso_utc, _probability_texts
 
 
 def _formatted(p: np.ndarray) -> list[str]:
@@ -23,3 +26,25 @@ def test_values_outside_a_probability_are_formatted_one_by_one() -> None:
     for p in ([0.25, -0.0], [0.25, float("nan")], [0.25, 1.5], [0.25, -1e-9], [float("inf")], []):
         values = np.array(p, dtype=np.float64)
         assert _probability_texts(values) == _formatted(values)
+
+
+def _as_of_input(asked: np.ndarray) -> _Input:
+    table = SimpleNamespace(as_of=asked)  # _features_as_of reads the table's as_of only
+    return _Input(table, _iso_utc(asked), [], None, as_of_is_iso_utc=True)  # type: ignore[arg-type]
+
+
+def test_features_as_of_texts_are_the_times_written() -> None:
+    """Rows moved to a batch's start take the text of that time, whether it is another row's time
+    asked (found in the input's texts), a time no row asked, or a whole second."""
+    rng = np.random.default_rng(8)
+    asked = np.sort(rng.integers(1_700_000_000_000_000, 1_700_100_000_000_000, 5000))
+    asked[::7] -= asked[::7] % 1_000_000  # whole seconds, written without a fraction
+    asked = np.sort(asked)
+    as_of = asked.copy()
+    moved = rng.choice(len(asked), 2000, replace=False)
+    as_of[moved[:1000]] = asked[np.maximum(moved[:1000] - rng.integers(1, 20, 1000), 0)]  # another row's time
+    as_of[moved[1000:]] = asked[moved[1000:]] - rng.integers(1, 10**9, 1000)  # a time no row asked
+    as_of[moved[1500:]] -= as_of[moved[1500:]] % 1_000_000
+    for order in (np.arange(len(asked)), rng.permutation(len(asked))):  # rows in time order or not
+        data = _as_of_input(asked[order])
+        assert _features_as_of(data, as_of[order].astype(np.float64)) == _iso_utc(as_of[order])
