@@ -390,28 +390,6 @@ def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.f
     return [values[c] for c in capped.tolist()]
 
 
-def _probability_texts(p: NDArray[np.float64]) -> list[str]:
-    """f"{p:.6f}" of each probability, its digits cut by numpy from the rounded millionths (a
-    format call per row took 9.5-13 ms of issue 8's case, this 5). p * 1e6 is within 6e-11 of
-    the exact product, so its nearest integer is the format's own rounding except within that of
-    a half: rows that near a half, and any column outside [0, 1], are formatted as before."""
-    if not len(p) or not (np.all((p >= 0) & (p <= 1)) and not np.signbit(p).any()):  # NaN, -0.0
-        return [f"{v:.6f}" for v in p.tolist()]
-    millionths = p * 1e6
-    near_half = np.flatnonzero(np.abs(millionths - np.floor(millionths) - 0.5) < 1e-6)
-    rest = np.rint(millionths).astype(np.int64)
-    digits = np.empty((len(p), 8), dtype=np.uint8)  # "d.dddddd"
-    digits[:, 1] = ord(".")
-    for at in range(7, 1, -1):
-        rest, digit = np.divmod(rest, 10)
-        digits[:, at] = digit + ord("0")
-    digits[:, 0] = rest + ord("0")
-    texts: list[str] = digits.view("S8").ravel().astype("U8").tolist()
-    for row in near_half.tolist():
-        texts[row] = f"{p[row]:.6f}"
-    return texts
-
-
 def _text(values: NDArray[np.float64]) -> list[str]:
     """repr of each value (as csv.writer writes a float), formatted once per distinct value."""
     distinct = np.unique(values)
@@ -464,7 +442,7 @@ def _written(data: _Input, columns: dict[str, NDArray[np.float64]], probabilitie
         data.last_sync_text]
     output = [
         list(map(str, range(first_line, first_line + n))), *echo, _features_as_of(data, columns["as_of"]),
-        _probability_texts(probabilities), _risk_levels(probabilities),
+        [f"{p:.6f}" for p in probabilities.tolist()], _risk_levels(probabilities),
         _confidences(columns["support_user_syncs"], columns["support_entity_edits"]), [label] * n,
         *(_text(columns[name]) for name in FEATURE_NAMES),
     ]
