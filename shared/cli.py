@@ -258,23 +258,24 @@ def parser_for(argv: Sequence[str]) -> argparse.ArgumentParser:
     return build_parser(slices)
 
 
-# Commands whose numpy work never calls BLAS (batch scoring's model product is np.einsum):
-# OpenBLAS's worker threads, started when numpy loads, would only spin, about 60 ms of CPU of each
-# `mlstack score conflict` (docs/BENCHMARKS.md, score7). Training keeps its threads.
-NO_BLAS_THREADS_COMMANDS = frozenset({("score", "conflict")})
+# Commands measured lean (docs/BENCHMARKS.md, score7): their numpy work never calls BLAS (batch
+# scoring's model product is np.einsum), so OpenBLAS's worker threads, started when numpy loads, would
+# only spin (about 60 ms of CPU of each `mlstack score conflict`; training keeps its threads); and
+# their handlers close every file and commit every transaction before returning, so the process may
+# end without the interpreter's teardown (`_end`).
+LEAN_COMMANDS = frozenset({("score", "conflict")})
 
 
-def _without_blas_threads(argv: Sequence[str]) -> None:
-    """One BLAS thread for a command that does no BLAS work, unless numpy is loaded already (the
-    setting is read only then) or the environment chose a number."""
-    if _named_command(argv) in NO_BLAS_THREADS_COMMANDS and "numpy" not in sys.modules:
+def _without_blas_threads(command: tuple[str, str] | None) -> None:
+    """One BLAS thread for a lean command, unless numpy is loaded already (the setting is read only
+    then) or the environment chose a number."""
+    if command in LEAN_COMMANDS and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _parsed(argv: Sequence[str]) -> argparse.Namespace:
     """The command line read (building its parser imports the command's slice), settings from
     --env-file loaded."""
-    _without_blas_threads(argv)
     args = parser_for(argv).parse_args(argv)
     if args.env_file:
         load_env_file(args.env_file)
@@ -301,32 +302,36 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run() -> None:
     """The `mlstack` command: what main does (the command line read, then the command run), then
     the end of the process."""
+    argv = sys.argv[1:]
+    command = _named_command(argv)
+    _without_blas_threads(command)  # here, not in main: it would stay in a caller's environment
     # Reading the command line imports the command's slice (numpy, pg8000, pydantic, ...): objects
     # that live until the process ends, whose creation set off 84 collector passes that freed 276
     # objects in all (`score conflict`: about 40 ms of CPU). Frozen after, later passes skip them.
     gc.disable()
     try:
-        args = _parsed(sys.argv[1:])
+        args = _parsed(argv)
     finally:
         gc.freeze()
         gc.enable()
-    _end(_ran(args))
+    _end(_ran(args), lean=command in LEAN_COMMANDS)
 
 
-def _end(code: int) -> NoReturn:
-    """The end of the process, once the command returned. Nothing is left to free that the end of
-    the process does not, but interpreter exit tears down every module's objects one by one (after
-    batch scoring 30-60 ms of CPU, with the collector frozen). So when the command left no other
-    thread running, the atexit handlers run (logging's flush among them), the standard streams are
-    flushed, and the process ends at once; else the interpreter's own exit, which waits for the
-    threads."""
-    if threading.active_count() == 1:
+def _end(code: int, lean: bool) -> NoReturn:
+    """The end of the process, once the command returned. Interpreter exit tears down every
+    module's objects one by one (after batch scoring 30-60 ms of CPU, with the collector frozen).
+    A lean command (LEAN_COMMANDS) that left no other thread, daemon or not, skips that: the atexit
+    handlers run (logging's flush, temporary folders' cleanup), the standard streams are flushed,
+    and the process ends at once. It skips finalizers too (`__del__`, buffered files left open),
+    which is why only commands known to close what they open take it. Else the interpreter's own
+    exit."""
+    if lean and threading.active_count() == 1:
         atexit._run_exitfuncs()  # each handler once: they are unregistered as they run
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except OSError:
-            pass  # a closed pipe: the interpreter's own exit reports it as ever
+        except (OSError, ValueError):
+            pass  # a closed pipe or stream: the interpreter's own exit reports it as ever
         else:
             os._exit(code)
     # With every object out of the collector's reach, interpreter exit skips its full collections

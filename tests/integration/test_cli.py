@@ -94,8 +94,9 @@ def test_a_command_of_one_slice_gets_its_own_parser_from_that_slice_alone() -> N
 
 def test_batch_scoring_loads_numpy_with_one_blas_thread_and_other_commands_as_configured() -> None:
     # In a fresh interpreter, as `mlstack` runs: the setting must be in place before numpy loads.
-    script = ("import contextlib, os, sys; from shared.cli import main\n"
-              "with contextlib.suppress(SystemExit): main(sys.argv[1:])\n"
+    script = ("import contextlib, os, sys; from shared.cli import run\n"
+              "sys.argv = ['mlstack', *sys.argv[1:]]\n"
+              "with contextlib.suppress(SystemExit): run()\n"
               "print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)")
 
     def blas_threads(*argv: str, **env: str) -> str:
@@ -120,19 +121,53 @@ def test_the_command_runs_with_the_collector_on_after_its_imports_were_left_unco
     assert result.returncode == 0 and result.stdout.split() == ["True", "True", "True"], result.stderr
 
 
-def test_the_command_ends_its_process_after_the_atexit_handlers_with_its_exit_code() -> None:
-    script = ("import atexit, sys; import shared.cli as cli\n"
-              "atexit.register(print, 'atexit ran')\n"
-              "sys.argv = ['mlstack', *sys.argv[1:]]\n"
-              "cli.run()")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSTACK_")}
-    listed = subprocess.run([sys.executable, "-c", script, "jobs"], cwd=ROOT, capture_output=True, text=True, env=env)
-    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("]\natexit ran"), listed.stderr
-    assert json.loads(listed.stdout.rstrip().removesuffix("atexit ran"))  # every line written before the end
-    refused = subprocess.run([sys.executable, "-c", script, "score", "conflict", "--tenant", "t", "--input", "a",
-                              "--output", "b"], cwd=ROOT, capture_output=True, text=True, env=env)
+def test_main_in_process_leaves_the_callers_blas_setting_alone() -> None:
+    # The one-thread setting is the `mlstack` process's (run), not a caller's of main.
+    script = ("import contextlib, os, sys; from shared.cli import main\n"
+              "with contextlib.suppress(SystemExit): main(['score', 'conflict', '--help'])\n"
+              "print(os.environ.get('OPENBLAS_NUM_THREADS'))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert result.stdout.splitlines()[-1] == "None", result.stderr
+
+
+# A file left open with its text in its buffer: the interpreter's exit flushes it, the lean end does not.
+_END_SCRIPT = ("import atexit, os, sys; import shared.cli as cli\n"
+               "left_open = open(os.environ['LEFT_OPEN'], 'w'); left_open.write('flushed')\n"
+               "atexit.register(print, 'atexit ran')\n"
+               "sys.argv = ['mlstack', *sys.argv[1:]]\n"
+               "cli.run()")
+
+
+def _ended(tmp_path: Path, *argv: str, script: str = _END_SCRIPT) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The run, and what its file left open holds after the process ended."""
+    left_open = tmp_path / "left-open.txt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSTACK_")} | {"LEFT_OPEN": str(left_open)}
+    result = subprocess.run([sys.executable, "-c", script, *argv], cwd=ROOT, capture_output=True, text=True, env=env)
+    return result, left_open.read_text()
+
+
+_SCORE = ("score", "conflict", "--tenant", "t", "--input", "a", "--output", "b")
+
+
+def test_a_lean_command_ends_its_process_after_the_atexit_handlers_without_the_interpreters_teardown(
+        tmp_path: Path) -> None:
+    refused, left_open = _ended(tmp_path, *_SCORE)
     assert refused.returncode == 2 and refused.stderr.startswith("error: invalid settings: MLSTACK_")
     assert refused.stdout == "atexit ran\n"
+    assert left_open == ""  # no teardown: the process ended at once
+
+
+def test_other_commands_and_a_lean_one_with_a_thread_left_end_through_the_interpreters_exit(tmp_path: Path) -> None:
+    listed, left_open = _ended(tmp_path, "jobs")  # not lean
+    assert listed.returncode == 0 and listed.stdout.rstrip().endswith("]\natexit ran"), listed.stderr
+    assert json.loads(listed.stdout.rstrip().removesuffix("atexit ran")) and left_open == "flushed"
+    with_thread = _END_SCRIPT.replace("cli.run()", (
+        "import threading, time\n"
+        "cli._ran = lambda args: threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start() or 0\n"
+        "cli.run()"))
+    late, left_open = _ended(tmp_path, *_SCORE, script=with_thread)
+    assert late.returncode == 0 and late.stdout == "thread done\natexit ran\n" and left_open == "flushed", late
 
 
 def test_bulk_import_reports_the_bad_line_and_stores_nothing(
