@@ -448,6 +448,11 @@ def _two_largest_events(extremes: Array) -> tuple[float, float]:
 # any minute until the next daily refresh (and a day's slack for one that is late).
 CALENDAR_DAYS = 8.0
 Block = tuple[float, float, float, float]  # first row's time, last row's time, rise, fall (0: not kept)
+# A level (or a share step) that may open an episode the scan's rows end: its row's time, the signed
+# value, and the largest value the other way within RECOVERY_DAYS before it (positive; 0: none).
+Move = tuple[float, float, float]
+# The statistics an episode's end is read from: the share step's (`_relative_spike`) and the levels' (`_episode_end`).
+EPISODE_STATISTICS = ("relative_step", "level", "residual_level")
 
 
 @dataclass(frozen=True)
@@ -463,12 +468,25 @@ class PrecedentMemory:
     second separate event in their direction (a smaller one decides nothing: at any threshold it
     reaches, the two events above already count twice). Those form one run of adjacent blocks, so
     a series keeps a handful of blocks, not 192 per statistic. None in rows stored before it: no
-    look-back beyond the day (as then)."""
+    look-back beyond the day (as then).
+
+    `moves`: per statistic an episode's end is read from (EPISODE_STATISTICS), the rows before
+    `until` the scan's rows can read as an episode's onset: within RECOVERY_DAYS (and the new level's
+    own rows and an hour) of `until`, each at least as large as every later one in its direction
+    (the largest of any range reaching to `until` is among them, at its time; one an hour block).
+    A few dozen a series. None in rows stored before it: the scan's day alone (as then)."""
 
     until: float
     events: dict[str, tuple[float, float, float, float]]
     floor: float | None = None  # the lowest median of m points (a fall back to it is a reset); None in old rows
     calendar: dict[str, tuple[Block, ...]] | None = None
+    moves: dict[str, tuple[Move, ...]] | None = None
+
+    def remembered_moves(self, name: str) -> Array | None:
+        """The statistic's `Move` rows (None: the memory kept none of it)."""
+        if self.moves is None or name not in self.moves:
+            return None
+        return np.array(self.moves[name], dtype=np.float64).reshape(-1, 3)
 
     def prior(self, name: str, times: Array) -> Prior | None:
         """The statistic's events for `precedent_factor` over the rows at `times`."""
@@ -483,6 +501,8 @@ class PrecedentMemory:
             stored["floor"] = self.floor
         if self.calendar is not None:
             stored["calendar"] = {name: [list(b) for b in blocks] for name, blocks in self.calendar.items()}
+        if self.moves is not None:
+            stored["moves"] = {name: [list(move) for move in moves] for name, moves in self.moves.items()}
         return stored
 
     @classmethod
@@ -491,10 +511,14 @@ class PrecedentMemory:
                   for name, v in dict(data["events"]).items()}
         floor = data.get("floor")
         calendar = data.get("calendar")
+        moves = data.get("moves")
         return cls(float(data["until"]), events, None if floor is None else float(floor),
                    None if calendar is None else {
                        str(name): tuple((float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in blocks)
-                       for name, blocks in dict(calendar).items()})
+                       for name, blocks in dict(calendar).items()},
+                   None if moves is None else {
+                       str(name): tuple((float(m[0]), float(m[1]), float(m[2])) for m in kept)
+                       for name, kept in dict(moves).items()})
 
 
 @dataclass(frozen=True)
@@ -767,13 +791,15 @@ RELATIVE_SWING = 1.5
 
 
 def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[str, Array], quantum: Array,
-                    swung: NDArray[np.bool_], prior: Prior | None, times: Array, lowest: float | None) -> Array:
+                    swung: NDArray[np.bool_], prior: Prior | None, times: Array, lowest: float | None,
+                    memory: PrecedentMemory | None = None) -> Array:
     """The step detector on the step's share of the level (log x_i / x_{i-1}), for rows whose past day
     stayed well above zero. Web traffic or a latency swings with its cycle by a share of itself, so
     its steps at the daily peak are several times those of the evening: against a day of absolute
     steps, a 40 % outage at a quiet hour is ordinary, while as a share it is many times any step
     of the day. It only adds (the absolute step keeps its own voice), with its own precedent in
-    shares and the same resets as the absolute step (a cleanup back to the floor, an undone climb)."""
+    shares and the same resets as the absolute step (a cleanup back to the floor, an undone climb).
+    `memory` (the scan): its `moves` of the share step add the steps before the scan's day."""
     out = np.zeros(len(rows))
     last = int(rows.max()) + 1
     near_zero = np.concatenate([[0], np.cumsum(values[:last] <= RELATIVE_FROM_QUANTA * quantum[:last])])
@@ -797,8 +823,13 @@ def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[s
     # within RECOVERY_DAYS: the recovery from a fall of hours or days (an outage ends, a holiday's or
     # a weekend's next morning) is the episode's end, whose onset was the news.
     reach = int(RECOVERY_DAYS * DAY / params.interval)
-    undone = np.where(direction > 0, median - _past_extreme(shares[:last], reach, lowest=True)[picked],
-                      _past_extreme(shares[:last], reach)[picked] - median)
+    low, high = _past_extreme(shares[:last], reach, lowest=True)[picked], _past_extreme(shares[:last], reach)[picked]
+    moves = None if memory is None else memory.remembered_moves("relative_step")
+    if moves is not None and len(moves):  # the scan: the steps before its day, where the memory kept them
+        within = (moves[:, 0] >= times[picked, None] - reach * params.interval) & (moves[:, 0] < times[picked, None])
+        low = np.fmin(low, np.where(within, moves[:, 1], np.inf).min(axis=1))
+        high = np.fmax(high, np.where(within, moves[:, 1], -np.inf).max(axis=1))
+    undone = np.where(direction > 0, median - low, high - median)
     largest = np.maximum(_largest_deviation(shares, picked, params.long_window, median, direction),
                          np.maximum(np.nan_to_num(undone, nan=0.0, neginf=0.0, posinf=0.0), 0.0))
     z = np.minimum(z, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
@@ -846,7 +877,31 @@ def precedent_memory(times: Sequence[float] | Array, values: Sequence[float] | A
         calendar[name] = tuple(zip(first[keep].tolist(), last[keep].tolist(), rises[keep].tolist(), falls[keep].tolist(),
                                    strict=True))
     floor = float(_rolling_medians(v[valid][:kept], params.shift_window).min()) if kept >= params.shift_window else None
-    return PrecedentMemory(float(t[valid][kept - 1]), events, floor, calendar)
+    moves = {name: _episode_onsets(t[valid][:kept], stats[name][:kept], params)
+             for name in EPISODE_STATISTICS if name in stats}
+    return PrecedentMemory(float(t[valid][kept - 1]), events, floor, calendar, moves)
+
+
+def _episode_onsets(times: Array, level: Array, params: Parameters) -> tuple[Move, ...]:
+    """The memory's `Move`s of a statistic: the rows of its last RECOVERY_DAYS (and the 2m rows a
+    later level leaves out, and an hour's slack) whose value is at least every later one's in its
+    direction, with the largest value the other way within RECOVERY_DAYS before each (read over the
+    whole window, as the backtest reads it)."""
+    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    since = times[-1] - (RECOVERY_DAYS * DAY + (2 * params.shift_window + _block_rows(params)) * params.interval)
+    later_high = np.concatenate([np.maximum.accumulate(level[:0:-1])[::-1], [-np.inf]])
+    later_low = np.concatenate([np.minimum.accumulate(level[:0:-1])[::-1], [np.inf]])
+    kept = []
+    for record in ((level > 0) & (level >= later_high), (level < 0) & (level <= later_low)):
+        rows = np.where(record & (times >= since))[0]
+        # Records fall in size with time: each hour block's first is its largest (a handful a day, not
+        # every row of a level's slow decline; the look-back's edge is read to the block).
+        blocks = rows // _block_rows(params)
+        kept.append(rows[np.concatenate([[True], blocks[1:] != blocks[:-1]])] if len(rows) else rows)
+    rows = np.sort(np.concatenate(kept))
+    against = np.where(level[rows] > 0, -_past_extreme(level, reach, lowest=True)[rows], _past_extreme(level, reach)[rows])
+    against = np.maximum(np.nan_to_num(against, nan=0.0), 0.0)
+    return tuple(zip(times[rows].tolist(), level[rows].tolist(), against.tolist(), strict=True))
 
 
 def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
@@ -908,7 +963,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                         times=times)
     scores["spike"] = np.where(_undone_climb(values, rows, params, steps, 1, jumps), 0.0, scores["spike"])
     scores["spike"] = np.maximum(scores["spike"], _relative_spike(values, rows, params, stats, quantum, swung,
-                                                                  prior("relative_step"), times, lowest))
+                                                                  prior("relative_step"), times, lowest, memory))
 
     # Seasonal residuals for every row up to the last scored one (their past is needed too).
     history = np.arange(last)
@@ -990,7 +1045,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     # A new level no larger than an open one the other way within RECOVERY_DAYS ends that episode (a
     # weekend, a long outage), as the share step reads its steps: the episode's onset was the news.
     scores["level_shift"] *= _episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
-                                          swung, scores["level_shift"] > PRECEDENT_FROM)
+                                          swung, scores["level_shift"] > PRECEDENT_FROM, times, memory)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
     scores["level_shift"] *= _jump_habit(values, rows, params, steps, residual_stats["residual_level"][rows],
@@ -1016,7 +1071,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
 
 
 def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
-                 swung: NDArray[np.bool_], candidates: NDArray[np.bool_]) -> Array:
+                 swung: NDArray[np.bool_], candidates: NDArray[np.bool_], times: Array,
+                 memory: PrecedentMemory | None = None) -> Array:
     """Per row, how new its level is (`level`, or `residual_level` where the season explains the series)
     against the largest level the other way within RECOVERY_DAYS before its last 2m rows, where that
     level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
@@ -1027,27 +1083,81 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
     weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
     back is no episode. The residual's level is the one read from the series' second day (the rough
-    baseline), which holds an episode that began before three earlier days existed. The scan looks
-    back over the day it reads only (a weekend's fall two days back is not in it)."""
+    baseline), which holds an episode that began before three earlier days existed. `memory` (the
+    scan): the levels before its `until` come from the memory's `moves` (a weekend's fall two days
+    before the scan's day), the scan's own rows after it; a memory without them: the day alone."""
     factor = np.ones(len(rows))
     reach = int(RECOVERY_DAYS * DAY / params.interval)
     margin = PRECEDENT_RATIOS[-1]
+    kept = None if memory is None else {name: memory.remembered_moves(name) for name in EPISODE_STATISTICS}
+    covered = 0 if memory is None else int(np.searchsorted(times, memory.until, side="right"))
     for k in np.where(candidates & swung)[0].tolist():
-        source = residual_level if explained[k] else level
+        name, source = ("residual_level", residual_level) if explained[k] else ("level", level)
+        moves = None if kept is None else kept[name]
         row = int(rows[k])
-        sign = np.sign(source[row])
+        sign = float(np.sign(source[row]))
         before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
-        past = -sign * source[max(before - reach, 0):before]  # the other way, positive
-        if not len(past) or sign == 0 or past.max() <= 0:
-            continue
-        onset = int(np.argmax(past))
-        if np.any(-past[onset + 1:] >= past[onset] / margin):
-            continue  # undone already: this level is a move of its own
-        opened = max(before - reach, 0) + onset
-        if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
-            continue  # that level ended an episode of its own (a weekend's return): it opened none
-        factor[k] = np.clip((abs(source[row]) / past[onset] - 1.0) / (margin - 1.0), 0.0, 1.0)
+        if moves is None:
+            fall = _open_episode(source, before, reach, sign, margin)
+        else:
+            fall = _open_remembered_episode(source, before, reach, sign, margin, times, covered, moves,
+                                            reach * params.interval)
+        if fall > 0:
+            factor[k] = np.clip((abs(source[row]) / fall - 1.0) / (margin - 1.0), 0.0, 1.0)
     return factor
+
+
+def _open_episode(source: Array, before: int, reach: int, sign: float, margin: float) -> float:
+    """The largest level the other way (positive) within `reach` rows before row `before`, where it
+    opened an episode still open at `before` (module `_episode_end`); 0 where none is."""
+    past = -sign * source[max(before - reach, 0):before]  # the other way, positive
+    if not len(past) or sign == 0 or past.max() <= 0:
+        return 0.0
+    onset = int(np.argmax(past))
+    if np.any(-past[onset + 1:] >= past[onset] / margin):
+        return 0.0  # undone already: this level is a move of its own
+    opened = max(before - reach, 0) + onset
+    if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
+        return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
+    return float(past[onset])
+
+
+def _open_remembered_episode(source: Array, before: int, reach: int, sign: float, margin: float, times: Array,
+                             covered: int, moves: Array, span: float) -> float:
+    """`_open_episode` for the scan: the rows before `covered` read from the memory's `moves` (time,
+    level, the largest level the other way within `span` before it), those from `covered` on from
+    `source`."""
+    if sign == 0 or before <= 0:
+        return 0.0
+    at = times[before] if before < len(times) else times[-1]
+    lo = max(before - reach, covered)
+    past = -sign * source[lo:before]  # the scan's own rows, the other way, positive
+    move_times, move_levels, move_against = moves.T if len(moves) else (np.array([]),) * 3
+    window = (move_times >= at - span) & (move_times < at)
+    other = window & (-sign * move_levels > 0)
+    same = (sign * move_levels > 0) & (move_times < at)
+    remembered = float((-sign * move_levels[other]).max()) if other.any() else 0.0
+    scanned = float(past.max()) if len(past) else 0.0
+    if max(remembered, scanned) <= 0:
+        return 0.0
+    if remembered >= scanned:  # the onset lies before the scan's rows (np.argmax: the first of equals)
+        fall = remembered
+        first = int(np.argmax(other & (-sign * move_levels >= fall)))
+        later = same & (move_times > move_times[first])
+        undone = bool(np.any(sign * move_levels[later] >= fall / margin)) or bool(np.any(-past >= fall / margin))
+        if undone or move_against[first] >= fall / margin:
+            return 0.0
+        return fall
+    fall = scanned
+    onset = int(np.argmax(past))
+    if np.any(-past[onset + 1:] >= fall / margin):
+        return 0.0
+    opened = lo + onset
+    look = sign * source[max(opened - reach, covered):opened]
+    earlier = same & (move_times >= times[opened] - span)
+    if np.any(look >= fall / margin) or np.any(sign * move_levels[earlier] >= fall / margin):
+        return 0.0
+    return fall
 
 
 def _deviation_statistic(values: Array, window: int) -> Array:
