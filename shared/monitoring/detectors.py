@@ -396,7 +396,7 @@ PRECEDENT_FROM = 0.05  # rows scoring less have nothing to lose
 # A point's margin over the past's second event grows with how heavy the past's tail is: with a
 # Pareto-like tail of index df, going a factor c beyond an earlier event is c^-df as likely as
 # reaching it. Full news where that is as unlikely as 1.3 is for a tail of index MARGIN_TAIL_INDEX
-# (c = 1.3^(MARGIN_TAIL_INDEX / df): 1.3 for df >= 7.5, 1.48 at df 5), at most MARGIN_MOST (df 4.4 and less):
+# (c = 1.3^(MARGIN_TAIL_INDEX / df): 1.3 for df >= 7.5, 1.48 at df 5), at most MARGIN_MOST (df 4.2 and less):
 # a day's 99.5th percentile over a robust scale reads a stretch at zero or a burst as a tail of
 # index 1-2, which says nothing of the next point.
 MARGIN_TAIL_INDEX = 7.5
@@ -410,8 +410,11 @@ def record_margin(heaviness: Array) -> Array:
     (2.8 for a Gaussian, 6.6 for a Student-t of 3 degrees of freedom), read as the t's df."""
     df_grid, ratio_grid = _t_grid()
     df = np.interp(np.nan_to_num(heaviness, nan=0.0), ratio_grid, df_grid)
-    margin: Array = np.clip(PRECEDENT_RATIOS[-1] ** (MARGIN_TAIL_INDEX / df), PRECEDENT_RATIOS[-1], MARGIN_MOST)
-    return margin
+    margin = np.clip(PRECEDENT_RATIOS[-1] ** (MARGIN_TAIL_INDEX / df), PRECEDENT_RATIOS[-1], MARGIN_MOST)
+    # On the grid of ratios precedent_factor tries (MARGIN_STEP): a record past the last one it tries
+    # is full news (off the grid it would score (top step - 1) / (margin - 1), under 1).
+    stepped: Array = np.round(margin / MARGIN_STEP) * MARGIN_STEP
+    return stepped
 
 
 def _block_rows(params: Parameters) -> int:
@@ -1097,8 +1100,8 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
         row = int(rows[k])
         sign = float(np.sign(source[row]))
         before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
-        if moves is None:
-            fall = _open_episode(source, before, reach, sign, margin)
+        if moves is None:  # a scan whose memory lacks the moves cannot see what came before its day
+            fall = _open_episode(source, before, reach, sign, margin, cut=kept is not None)
         else:
             fall = _open_remembered_episode(source, before, reach, sign, margin, times, covered, moves,
                                             reach * params.interval)
@@ -1107,9 +1110,11 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     return factor
 
 
-def _open_episode(source: Array, before: int, reach: int, sign: float, margin: float) -> float:
+def _open_episode(source: Array, before: int, reach: int, sign: float, margin: float, cut: bool = False) -> float:
     """The largest level the other way (positive) within `reach` rows before row `before`, where it
-    opened an episode still open at `before` (module `_episode_end`); 0 where none is."""
+    opened an episode still open at `before` (module `_episode_end`); 0 where none is. `cut`: the
+    series began before row 0 (a scan's day without the memory's moves), so a level whose own look-back
+    reaches before row 0 may have ended an earlier episode unseen: it opens none (the level stays news)."""
     past = -sign * source[max(before - reach, 0):before]  # the other way, positive
     if not len(past) or sign == 0 or past.max() <= 0:
         return 0.0
@@ -1117,6 +1122,8 @@ def _open_episode(source: Array, before: int, reach: int, sign: float, margin: f
     if np.any(-past[onset + 1:] >= past[onset] / margin):
         return 0.0  # undone already: this level is a move of its own
     opened = max(before - reach, 0) + onset
+    if cut and opened < reach:
+        return 0.0
     if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
         return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
     return float(past[onset])
