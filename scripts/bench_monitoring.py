@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitoring_corpus import corpus, nab_normalised, nab_raw  # noqa: E402
 
-from shared.monitoring.detectors import DETECTORS, ENSEMBLE, PrecedentMemory, rolling_zscore, score_series  # noqa: E402
+from shared.monitoring.detectors import DETECTORS, ENSEMBLE, rolling_zscore, score_series  # noqa: E402
+from shared.monitoring.precedent_memory import PrecedentMemory  # noqa: E402
 from shared.monitoring.precedents import refresh_precedents  # noqa: E402
 from shared.monitoring.scan import ALERT_THRESHOLD, scan  # noqa: E402
 from shared.monitoring.series_repository import Point, ScanState  # noqa: E402

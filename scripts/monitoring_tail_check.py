@@ -31,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from monitoring_corpus import corpus  # noqa: E402
 
+from shared.monitoring.detector_basics import Parameters  # noqa: E402
 from shared.monitoring.detectors import (  # noqa: E402
-    PRECEDENT_DAYS,
     REASON_THRESHOLD,
-    Parameters,
     _quantum,
     _windowed,
     score_series,
 )
+from shared.monitoring.precedent_memory import PRECEDENT_DAYS  # noqa: E402
 
 POINT_DETECTORS = ("robust_z", "iqr", "spike")
 

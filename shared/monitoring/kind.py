@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.monitoring.detectors import CALIBRATION, PrecedentMemory
+from shared.monitoring.detectors import CALIBRATION
 from shared.monitoring.forest import IsolationForestModel, export_forest
 from shared.monitoring.host import HOST_METRICS
+from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.platform.kinds import Fitted, PromotionPolicy, TrainingPolicy, TrainingSet
 
 KIND_NAME = "anomaly"

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.monitoring.detectors import PRECEDENT_DAYS, PrecedentMemory, precedent_memory
 from shared.monitoring.kind import Profile, profile_baseline
+from shared.monitoring.precedent_memory import PRECEDENT_DAYS, PrecedentMemory, precedent_memory
 from shared.monitoring.scan import detector_state
 from shared.monitoring.series_repository import SeriesWindow, is_scanned
 from shared.monitoring.services import MonitoringServices

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.monitoring.detectors import PrecedentMemory
+from shared.monitoring.precedent_memory import PrecedentMemory
 
 
 class PrecedentsRepository(Protocol):

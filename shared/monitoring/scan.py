@@ -17,9 +17,10 @@ from shared.errors import MlstackError
 from shared.logs import log_event
 from shared.monitoring.alerting import publish_new, raise_alerts
 from shared.monitoring.alerts_repository import AlertIn
-from shared.monitoring.detectors import PrecedentMemory, robust_standardise, score_series
+from shared.monitoring.detectors import robust_standardise, score_series
 from shared.monitoring.host import HOST_METRICS
 from shared.monitoring.kind import ANOMALY, AnomalyState
+from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
 

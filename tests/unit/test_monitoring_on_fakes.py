@@ -479,7 +479,8 @@ def test_a_drift_over_hours_under_a_daily_cycle_is_flagged_against_the_day_befor
 
 
 def test_an_event_is_news_until_the_series_has_shown_it_twice_in_its_memory() -> None:
-    from shared.monitoring.detectors import Parameters, precedent_factor
+    from shared.monitoring.detector_basics import Parameters
+    from shared.monitoring.precedent_memory import precedent_factor
 
     params = Parameters.from_times(np.arange(64) * 300.0)  # five-minute points: hour blocks of 12
     stat = np.zeros(3000)
@@ -513,7 +514,7 @@ def test_cleanups_every_day_and_a_half_alarm_at_most_twice_and_a_spike_between_t
 def test_a_cleanup_back_to_the_floor_seen_once_is_no_alarm_while_a_fall_to_a_new_level_is() -> None:
     from dataclasses import replace
 
-    from shared.monitoring.detectors import PrecedentMemory, precedent_memory
+    from shared.monitoring.precedent_memory import PrecedentMemory, precedent_memory
 
     t, v = _sawtooth(6, 1.5, 0)  # cleanups at rows 432 and 864, back to the same floor
     lower = v.copy()
@@ -808,8 +809,8 @@ def test_a_state_trained_before_the_table_lends_its_memory_to_a_series_the_table
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from shared.monitoring import scan as scan_module
-    from shared.monitoring.detectors import PrecedentMemory
     from shared.monitoring.kind import ANOMALY
+    from shared.monitoring.precedent_memory import PrecedentMemory
     from shared.monitoring.precedents import refresh_precedents
     from shared.monitoring.retraining import retrain_state
     from shared.monitoring.scan import precedent_of
@@ -839,7 +840,7 @@ def test_a_state_trained_before_the_table_lends_its_memory_to_a_series_the_table
 
 
 def test_the_detector_states_second_event_is_the_largest_threshold_the_scorer_counts_two_events_at() -> None:
-    from shared.monitoring.detectors import _separate_events, _two_largest_events, precedent_memory
+    from shared.monitoring.precedent_memory import _separate_events, _two_largest_events, precedent_memory
 
     assert precedent_memory(np.arange(34) * 300.0, np.ones(34)) is None  # under three hours: the scan's day has it
 
@@ -902,7 +903,7 @@ def test_traffic_back_after_two_quiet_days_is_no_new_level_but_a_rise_beyond_the
 def test_the_scan_remembers_a_fall_days_before_its_day_so_traffic_back_is_no_alarm_but_a_rise_beyond_it_is() -> None:
     from dataclasses import replace
 
-    from shared.monitoring.detectors import PrecedentMemory, precedent_memory
+    from shared.monitoring.precedent_memory import PrecedentMemory, precedent_memory
 
     end, refresh = 1200, 1008  # four hours after the return at midnight; the refresh twelve hours before
     day = slice(end - 288, end)  # the scan's day: the fall (row 576) is two days before it
@@ -931,13 +932,9 @@ def test_the_scan_remembers_a_fall_days_before_its_day_so_traffic_back_is_no_ala
 
 @pytest.mark.parametrize("refresh", [1008, 1100, 1150])
 def test_the_scans_episode_end_from_its_day_and_memory_is_the_backtests_from_the_whole_past(refresh: int) -> None:
-    from shared.monitoring.detectors import (
-        Parameters,
-        _episode_end,
-        _level_statistic,
-        _residual_statistics,
-        precedent_memory,
-    )
+    from shared.monitoring.detector_basics import Parameters
+    from shared.monitoring.detectors import _episode_end
+    from shared.monitoring.precedent_memory import _level_statistic, _residual_statistics, precedent_memory
 
     end = 1250
     t, v = _traffic_with_two_quiet_days(1)
@@ -968,7 +965,7 @@ def test_the_scans_episode_end_from_its_day_and_memory_is_the_backtests_from_the
 
 
 def test_the_past_extreme_of_each_row_is_the_largest_or_smallest_of_the_window_before_it() -> None:
-    from shared.monitoring.detectors import _past_extreme
+    from shared.monitoring.precedent_memory import _past_extreme
 
     rng = np.random.default_rng(0)
     for n, window in ((50, 7), (10, 20), (100, 1), (64, 8)):
@@ -1071,7 +1068,8 @@ def _levels(events: dict[int, float], n: int = 1000) -> np.ndarray:
 
 
 def test_a_return_that_ended_an_earlier_episode_opens_none_so_a_later_fall_stays_news() -> None:
-    from shared.monitoring.detectors import PRECEDENT_RATIOS, _open_episode
+    from shared.monitoring.detectors import _open_episode
+    from shared.monitoring.precedent_memory import PRECEDENT_RATIOS
 
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # A fall at 900 judged against the last `reach` rows before row 880: the return at 700 lies there.
@@ -1082,7 +1080,8 @@ def test_a_return_that_ended_an_earlier_episode_opens_none_so_a_later_fall_stays
 
 
 def test_a_scans_day_without_the_memorys_moves_does_not_guess_what_came_before_it() -> None:
-    from shared.monitoring.detectors import PRECEDENT_RATIOS, _open_episode
+    from shared.monitoring.detectors import _open_episode
+    from shared.monitoring.precedent_memory import PRECEDENT_RATIOS
 
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # The return at row 100 of the scan's day: whether a fall before the day opened the episode it
