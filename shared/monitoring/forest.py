@@ -1,6 +1,6 @@
 """Isolation Forest in its serving form: numpy only. Training fits scikit-learn's IsolationForest
 (training.py); what scoring needs of each tree (feature, threshold, children, and each leaf's path
-length) is exported here and scored level by level. tests/unit/test_monitoring_detectors.py checks
+length) is exported here and scored level by level. tests/unit/test_monitoring_on_fakes.py checks
 the scores equal scikit-learn's score_samples."""
 
 from __future__ import annotations
