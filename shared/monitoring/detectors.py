@@ -69,6 +69,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -89,7 +90,6 @@ from shared.monitoring.precedent_memory import (
     PRECEDENT_DAYS,
     PRECEDENT_FROM,
     PRECEDENT_RATIOS,
-    RECOVERY_DAYS,
     PrecedentMemory,
     Prior,
     _block_rows,
@@ -98,6 +98,7 @@ from shared.monitoring.precedent_memory import (
     _value_statistics,
     precedent_factor,
     record_margin,
+    recovery_rows,
 )
 
 DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "season_stopped", "level_shift", "slope",
@@ -281,12 +282,21 @@ def _quantum(values: Array) -> Array:
     return result
 
 
+class LevelScores(NamedTuple):
+    """Each row against its past window (`_level_scores`)."""
+
+    z: Array  # tail-aware robust z
+    fences: Array  # distance beyond the IQR fences, in IQRs
+    scale: Array  # the robust scale
+    z_sustained: Array  # the z of the median of the `sustained` points up to the row (a lone point moves it not)
+    swung: NDArray[np.bool_]  # the window's upper quartile RELATIVE_SWING times its lower one (a cycle of a share)
+    heaviness: Array  # the window's 99.5th percentile of |x - median| over the robust scale
+
+
 def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = None,
-                  sustained: int = 1) -> tuple[Array, Array, Array, Array, NDArray[np.bool_], Array]:
-    """Tail-aware robust z, IQR-fence distance and the scale of each row against its past window,
-    the z of the median of the `sustained` points up to the row (a lone point moves it not), and
-    whether the window's upper quartile is RELATIVE_SWING times its lower one (a cycle of a share),
-    and how heavy the window's tail is (its 99.5th percentile of |x - median| over the robust scale)."""
+                  sustained: int = 1) -> LevelScores:
+    """Each row's robust z, IQR fences and scale against its past window, the window's swing and
+    tail (`LevelScores`)."""
     median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
     x = values[rows]
     z = _tail_z(x - median, scale, tail)
@@ -296,7 +306,7 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
     recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
-    return z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1, tail / scale
+    return LevelScores(z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1, tail / scale)
 
 
 def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
@@ -502,7 +512,7 @@ def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[s
     # No larger than the past day's largest share step in its direction, or than one the other way
     # within RECOVERY_DAYS: the recovery from a fall of hours or days (an outage ends, a holiday's or
     # a weekend's next morning) is the episode's end, whose onset was the news.
-    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    reach = recovery_rows(params)
     low, high = _past_extreme(shares[:last], reach, lowest=True)[picked], _past_extreme(shares[:last], reach)[picked]
     moves = None if memory is None else memory.remembered_moves("relative_step")
     if moves is not None and len(moves):  # the scan: the steps before its day, where the memory kept them
@@ -540,7 +550,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     with _quiet():
         z_long, fence_long, scale_long, z_sustained, swung, heaviness = _level_scores(
             values, rows, params.long_window, floor, params.shift_window)
-        z_short, fence_short, _, _, _, _ = _level_scores(values, rows, params.short_window, floor)
+        short = _level_scores(values, rows, params.short_window, floor)
+        z_short, fence_short = short.z, short.fences
     # Odd against both windows, unless the series has deviated this far twice before (a burst of
     # requests every few hours, a latency's slow minutes); or, for a slow drift the short window
     # follows, far out against the long one alone (a higher bar: half a day of history is a weaker
@@ -697,7 +708,7 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
     ended one, as a weekend's return does) that is still open (none since has undone it): 0 where it is no
     larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
-    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
+    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's news_ratio: the return is read at
     another phase of the cycle than the fall), partial between.
     Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
     weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
@@ -706,8 +717,8 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     scan): the levels before its `until` come from the memory's `moves` (a weekend's fall two days
     before the scan's day), the scan's own rows after it; a memory without them: the day alone."""
     factor = np.ones(len(rows))
-    reach = int(RECOVERY_DAYS * DAY / params.interval)
-    margin = PRECEDENT_RATIOS[-1]
+    reach = recovery_rows(params)
+    news_ratio = PRECEDENT_RATIOS[-1]
     kept = None if memory is None else {name: memory.remembered_moves(name) for name in EPISODE_STATISTICS}
     covered = 0 if memory is None else int(np.searchsorted(times, memory.until, side="right"))
     for k in np.where(candidates & swung)[0].tolist():
@@ -717,16 +728,16 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
         sign = float(np.sign(source[row]))
         before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
         if moves is None:  # a scan whose memory lacks the moves cannot see what came before its day
-            fall = _open_episode(source, before, reach, sign, margin, cut=kept is not None)
+            fall = _open_episode(source, before, reach, sign, news_ratio, cut=kept is not None)
         else:
-            fall = _open_remembered_episode(source, before, reach, sign, margin, times, covered, moves,
+            fall = _open_remembered_episode(source, before, reach, sign, news_ratio, times, covered, moves,
                                             reach * params.interval)
         if fall > 0:
-            factor[k] = np.clip((abs(source[row]) / fall - 1.0) / (margin - 1.0), 0.0, 1.0)
+            factor[k] = np.clip((abs(source[row]) / fall - 1.0) / (news_ratio - 1.0), 0.0, 1.0)
     return factor
 
 
-def _open_episode(source: Array, before: int, reach: int, sign: float, margin: float, cut: bool = False) -> float:
+def _open_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, cut: bool = False) -> float:
     """The largest level the other way (positive) within `reach` rows before row `before`, where it
     opened an episode still open at `before` (module `_episode_end`); 0 where none is. `cut`: the
     series began before row 0 (a scan's day without the memory's moves), so a level whose own look-back
@@ -735,17 +746,17 @@ def _open_episode(source: Array, before: int, reach: int, sign: float, margin: f
     if not len(past) or sign == 0 or past.max() <= 0:
         return 0.0
     onset = int(np.argmax(past))
-    if np.any(-past[onset + 1:] >= past[onset] / margin):
+    if np.any(-past[onset + 1:] >= past[onset] / news_ratio):
         return 0.0  # undone already: this level is a move of its own
     opened = max(before - reach, 0) + onset
     if cut and opened < reach:
         return 0.0
-    if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / margin):
+    if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / news_ratio):
         return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
     return float(past[onset])
 
 
-def _open_remembered_episode(source: Array, before: int, reach: int, sign: float, margin: float, times: Array,
+def _open_remembered_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, times: Array,
                              covered: int, moves: Array, span: float) -> float:
     """`_open_episode` for the scan: the rows before `covered` read from the memory's `moves` (time,
     level, the largest level the other way within `span` before it), those from `covered` on from
@@ -767,18 +778,18 @@ def _open_remembered_episode(source: Array, before: int, reach: int, sign: float
         fall = remembered
         first = int(np.argmax(other & (-sign * move_levels >= fall)))
         later = same & (move_times > move_times[first])
-        undone = bool(np.any(sign * move_levels[later] >= fall / margin)) or bool(np.any(-past >= fall / margin))
-        if undone or move_against[first] >= fall / margin:
+        undone = bool(np.any(sign * move_levels[later] >= fall / news_ratio)) or bool(np.any(-past >= fall / news_ratio))
+        if undone or move_against[first] >= fall / news_ratio:
             return 0.0
         return fall
     fall = scanned
     onset = int(np.argmax(past))
-    if np.any(-past[onset + 1:] >= fall / margin):
+    if np.any(-past[onset + 1:] >= fall / news_ratio):
         return 0.0
     opened = lo + onset
     look = sign * source[max(opened - reach, covered):opened]
     earlier = same & (move_times >= times[opened] - span)
-    if np.any(look >= fall / margin) or np.any(sign * move_levels[earlier] >= fall / margin):
+    if np.any(look >= fall / news_ratio) or np.any(sign * move_levels[earlier] >= fall / news_ratio):
         return 0.0
     return fall
 

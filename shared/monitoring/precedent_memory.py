@@ -286,6 +286,12 @@ def _calendar_blocks(times: Array, rows: Rows, block: int, interval: float) -> R
 RECOVERY_DAYS = 3.0
 
 
+def recovery_rows(params: Parameters) -> int:
+    """An episode's reach in rows: RECOVERY_DAYS at the series' sampling interval."""
+    return int(RECOVERY_DAYS * DAY / params.interval)
+
+
+
 def _past_extreme(values: Array, window: int, lowest: bool = False) -> Array:
     """Per row i: the largest (or `lowest`, the smallest) of the `window` values before it (NaN for
     row 0), in linear time (van Herk's blocks: a prefix and a suffix maximum per block of `window`)."""
@@ -400,7 +406,7 @@ def _episode_onsets(times: Array, level: Array, params: Parameters) -> tuple[Mov
     later level leaves out, and an hour's slack) whose value is at least every later one's in its
     direction, with the largest value the other way within RECOVERY_DAYS before each (read over the
     whole window, as the backtest reads it)."""
-    reach = int(RECOVERY_DAYS * DAY / params.interval)
+    reach = recovery_rows(params)
     since = times[-1] - (RECOVERY_DAYS * DAY + (2 * params.shift_window + _block_rows(params)) * params.interval)
     later_high = np.concatenate([np.maximum.accumulate(level[:0:-1])[::-1], [-np.inf]])
     later_low = np.concatenate([np.minimum.accumulate(level[:0:-1])[::-1], [np.inf]])
