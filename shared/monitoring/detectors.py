@@ -708,7 +708,7 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
     level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
     ended one, as a weekend's return does) that is still open (none since has undone it): 0 where it is no
     larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
-    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's news_ratio: the return is read at
+    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
     another phase of the cycle than the fall), partial between.
     Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
     weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
@@ -725,48 +725,35 @@ def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parame
         name, source = ("residual_level", residual_level) if explained[k] else ("level", level)
         moves = None if kept is None else kept[name]
         row = int(rows[k])
-        sign = float(np.sign(source[row]))
         before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
-        if moves is None:  # a scan whose memory lacks the moves cannot see what came before its day
-            fall = _open_episode(source, before, reach, sign, news_ratio, cut=kept is not None)
+        if moves is None:  # the backtest; or a scan whose memory lacks the moves: it cannot see before its day
+            fall = _open_episode(source, before, reach, float(np.sign(source[row])), news_ratio, times,
+                                 cut=kept is not None)
         else:
-            fall = _open_remembered_episode(source, before, reach, sign, news_ratio, times, covered, moves,
-                                            reach * params.interval)
+            fall = _open_episode(source, before, reach, float(np.sign(source[row])), news_ratio, times,
+                                 covered=covered, moves=moves, span=reach * params.interval)
         if fall > 0:
             factor[k] = np.clip((abs(source[row]) / fall - 1.0) / (news_ratio - 1.0), 0.0, 1.0)
     return factor
 
 
-def _open_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, cut: bool = False) -> float:
+_NO_MOVES = np.empty((0, 3))
+
+
+def _open_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, times: Array, *,
+                  covered: int = 0, moves: Array = _NO_MOVES, span: float = 0.0, cut: bool = False) -> float:
     """The largest level the other way (positive) within `reach` rows before row `before`, where it
-    opened an episode still open at `before` (module `_episode_end`); 0 where none is. `cut`: the
-    series began before row 0 (a scan's day without the memory's moves), so a level whose own look-back
+    opened an episode still open at `before` (module `_episode_end`); 0 where none is. In the scan the
+    rows before `covered` are read from the memory's `moves` (time, level, the largest level the other
+    way within `span` before it), those from `covered` on from `source`. `cut`: the series began before
+    row 0 and no moves tell what came before (a scan's day without them), so a level whose own look-back
     reaches before row 0 may have ended an earlier episode unseen: it opens none (the level stays news)."""
-    past = -sign * source[max(before - reach, 0):before]  # the other way, positive
-    if not len(past) or sign == 0 or past.max() <= 0:
-        return 0.0
-    onset = int(np.argmax(past))
-    if np.any(-past[onset + 1:] >= past[onset] / news_ratio):
-        return 0.0  # undone already: this level is a move of its own
-    opened = max(before - reach, 0) + onset
-    if cut and opened < reach:
-        return 0.0
-    if np.any(sign * source[max(opened - reach, 0):opened] >= past[onset] / news_ratio):
-        return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
-    return float(past[onset])
-
-
-def _open_remembered_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, times: Array,
-                             covered: int, moves: Array, span: float) -> float:
-    """`_open_episode` for the scan: the rows before `covered` read from the memory's `moves` (time,
-    level, the largest level the other way within `span` before it), those from `covered` on from
-    `source`."""
     if sign == 0 or before <= 0:
         return 0.0
     at = times[before] if before < len(times) else times[-1]
     lo = max(before - reach, covered)
-    past = -sign * source[lo:before]  # the scan's own rows, the other way, positive
-    move_times, move_levels, move_against = moves.T if len(moves) else (np.array([]),) * 3
+    past = -sign * source[lo:before]  # the rows', the other way, positive
+    move_times, move_levels, move_against = moves.T
     window = (move_times >= at - span) & (move_times < at)
     other = window & (-sign * move_levels > 0)
     same = (sign * move_levels > 0) & (move_times < at)
@@ -785,12 +772,14 @@ def _open_remembered_episode(source: Array, before: int, reach: int, sign: float
     fall = scanned
     onset = int(np.argmax(past))
     if np.any(-past[onset + 1:] >= fall / news_ratio):
-        return 0.0
+        return 0.0  # undone already: this level is a move of its own
     opened = lo + onset
+    if cut and opened < reach:
+        return 0.0
     look = sign * source[max(opened - reach, covered):opened]
     earlier = same & (move_times >= times[opened] - span)
     if np.any(look >= fall / news_ratio) or np.any(sign * move_levels[earlier] >= fall / news_ratio):
-        return 0.0
+        return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
     return fall
 
 

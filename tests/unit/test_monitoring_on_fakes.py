@@ -1059,6 +1059,9 @@ def test_a_stop_signal_that_arrives_while_the_loop_holds_the_events_lock_still_s
     assert result.stdout.strip() == "stopped", result.stderr
 
 
+_TIMES = 1_700_000_000 + np.arange(1000) * 300.0  # the levels' rows, five minutes apart
+
+
 def _levels(events: dict[int, float], n: int = 1000) -> np.ndarray:
     """A level statistic at 0 but for the given rows (a weekend's fall, its return, a later fall)."""
     source = np.zeros(n)
@@ -1073,9 +1076,9 @@ def test_a_return_that_ended_an_earlier_episode_opens_none_so_a_later_fall_stays
 
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # A fall at 900 judged against the last `reach` rows before row 880: the return at 700 lies there.
-    opened_by_return = _open_episode(_levels({700: 5.0}), 880, reach, -1.0, margin)
+    opened_by_return = _open_episode(_levels({700: 5.0}), 880, reach, -1.0, margin, _TIMES)
     assert opened_by_return == 5.0  # a rise alone opened an episode: a fall no larger ends it
-    after_a_weekend = _open_episode(_levels({450: -5.0, 700: 5.0}), 880, reach, -1.0, margin)
+    after_a_weekend = _open_episode(_levels({450: -5.0, 700: 5.0}), 880, reach, -1.0, margin, _TIMES)
     assert after_a_weekend == 0.0  # that rise was the weekend's return: the fall is news of its own
 
 
@@ -1086,6 +1089,6 @@ def test_a_scans_day_without_the_memorys_moves_does_not_guess_what_came_before_i
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # The return at row 100 of the scan's day: whether a fall before the day opened the episode it
     # ended is out of view, so it opens none there; in a backtest row 0 is the series' start.
-    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, cut=True) == 0.0
-    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin) == 5.0
-    assert _open_episode(_levels({400: 5.0}), 580, reach, -1.0, margin, cut=True) == 5.0  # its look-back in view
+    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES, cut=True) == 0.0
+    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES) == 5.0
+    assert _open_episode(_levels({400: 5.0}), 580, reach, -1.0, margin, _TIMES, cut=True) == 5.0  # its look-back in view
