@@ -483,10 +483,10 @@ def run(events: int, predictions: int, baseline_rows: int, work: Path, baseline_
         last = _best(rounds)
         same = tree is not None and (work / "cli.baseline").read_bytes() == (work / "cli.now").read_bytes()
         report["sizes"].append({**{k: v for k, v in last.items() if not k.startswith("_")},
-                                "cli": _cli_summary(last["batch_scoring"]["rows"], cli["now"]),
+                                "cli": _summary(last["batch_scoring"]["rows"], cli["now"]),
                                 "load_average_each_round": loads,
                                 "baseline": ({**_best(befores),
-                                              "cli": {**_cli_summary(last["batch_scoring"]["rows"], cli["baseline"]),
+                                              "cli": {**_summary(last["batch_scoring"]["rows"], cli["baseline"]),
                                                       "same_bytes_as_this_code": same}}
                                              if tree is not None else None)})
         print(json.dumps(report["sizes"][-1]), file=sys.stderr)
@@ -570,17 +570,12 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
                 f"the command ({code}) wrote other bytes than the function"
     localpg.stop(work / "pg")
 
-    def summary(seconds: list[float]) -> dict[str, Any]:
-        return {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
-                "seconds_median": round(statistics.median(seconds), 3),
-                "seconds_each_round": [round(x, 3) for x in seconds]}
-
     return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
             "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
-            "now": {**{name: summary(values) for name, values in seconds["now"].items()},
-                    "cli": _cli_summary(rows, cli["now"])},
-            "baseline": ({**{name: summary(values) for name, values in seconds["baseline"].items()},
-                          "cli": _cli_summary(rows, cli["baseline"])} if tree is not None else None)}
+            "now": {**{name: _summary(rows, values) for name, values in seconds["now"].items()},
+                    "cli": _summary(rows, cli["now"])},
+            "baseline": ({**{name: _summary(rows, values) for name, values in seconds["baseline"].items()},
+                          "cli": _summary(rows, cli["baseline"])} if tree is not None else None)}
 
 
 class _Command:
@@ -604,9 +599,11 @@ class _Command:
         return round(time.perf_counter() - started, 3)
 
 
-def _cli_summary(rows: int, seconds: list[float]) -> dict[str, Any]:
-    return {"rows_per_s": round(rows / min(seconds)), "seconds_best": min(seconds),
-            "seconds_median": round(statistics.median(seconds), 3), "seconds_each_round": seconds}
+def _summary(rows: int, seconds: list[float]) -> dict[str, Any]:
+    """Rows per second of the best round, the best and median seconds, every round's."""
+    return {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
+            "seconds_median": round(statistics.median(seconds), 3),
+            "seconds_each_round": [round(x, 3) for x in seconds]}
 
 
 def case_table(report: dict[str, Any]) -> str:
