@@ -171,7 +171,13 @@ def main() -> int:
               " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
               flush=True)
         try:
-            return server.wait()
+            while True:
+                # In one-second slices: the kernel may hand the SIGTERM to another thread (the demo's
+                # training left OpenBLAS workers); a blocking wait would sleep on through it.
+                try:
+                    return server.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    continue
         except KeyboardInterrupt:
             server.send_signal(signal.SIGINT)
             try:

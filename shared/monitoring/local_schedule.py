@@ -23,6 +23,8 @@ _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
 # Daily jobs first run a few minutes after the start, not while the run command is starting up.
 FIRST_DAILY_AFTER = 300.0
+# The longest the loop sleeps in one piece between jobs: see _wait_in_slices.
+WAKE_EVERY = 1.0
 
 
 def rate_seconds(expression: str) -> float | None:
@@ -45,8 +47,8 @@ def run_schedule(entries: Sequence[Scheduled], stop: threading.Event, *, clock: 
                  wait: Callable[[float], bool] | None = None, rounds: int | None = None) -> dict[str, int]:
     """Run each entry every `every` seconds until `stop` is set (or after `rounds` rounds that ran
     something). Returns how often each job ran. `wait(seconds)` sleeps, returning True when
-    stopped (default: stop.wait)."""
-    wait = wait or stop.wait
+    stopped (default: _wait_in_slices)."""
+    wait = wait or (lambda seconds: _wait_in_slices(stop, seconds))
     start = clock()
     for entry in entries:
         entry.next_at = start + (0.0 if entry.every <= 60 else min(entry.every, FIRST_DAILY_AFTER))
@@ -75,6 +77,19 @@ def run_schedule(entries: Sequence[Scheduled], stop: threading.Event, *, clock: 
         if entries and wait(max(0.0, min(e.next_at for e in entries) - clock())):
             break
     return runs
+
+
+def _wait_in_slices(stop: threading.Event, seconds: float) -> bool:
+    """stop.wait(seconds), woken every WAKE_EVERY seconds. Python runs a signal's handler in the
+    main thread, but the kernel may deliver the signal to any thread of the process (numpy's
+    OpenBLAS workers, say): the main thread is then not interrupted and slept on to the end of its
+    wait, up to a minute after a SIGTERM (a CI run's schedule test waited 30 s for the end). Back
+    from each slice, the main thread runs the pending handler."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        if stop.wait(min(left, WAKE_EVERY)):
+            return True
+    return stop.is_set()
 
 
 def stop_on_signals(stop: threading.Event) -> None:

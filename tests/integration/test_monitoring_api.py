@@ -242,7 +242,11 @@ def test_the_local_schedule_runs_collect_and_scan_and_stops_cleanly_on_sigterm(a
             seen.append(lines.get(timeout=60))  # the first round (collect, then scan) runs at the start
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # still running: fail with what it printed, not a bare timeout
+            process.wait(timeout=10)
     reader.join(timeout=10)  # the rest of its output, up to the end
     while not lines.empty():
         seen.append(lines.get_nowait())

@@ -1059,6 +1059,25 @@ def test_a_stop_signal_that_arrives_while_the_loop_holds_the_events_lock_still_s
     assert result.stdout.strip() == "stopped", result.stderr
 
 
+def test_a_stop_signal_delivered_to_another_thread_still_ends_the_loops_wait() -> None:
+    # The kernel may hand a process's SIGTERM to any of its threads (OpenBLAS's workers, say); the
+    # main thread, asleep until the next job five minutes on, must still stop. In a child: a hang fails.
+    script = (
+        "import signal, threading, time\n"
+        "from shared.monitoring.local_schedule import Scheduled, run_schedule, stop_on_signals\n"
+        "stop = threading.Event()\n"
+        "stop_on_signals(stop)\n"
+        "def deliver():\n"
+        "    time.sleep(0.5)\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)\n"
+        "threading.Thread(target=deliver).start()\n"
+        "print(run_schedule([Scheduled('daily', 86400.0, lambda: {})], stop))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "{'daily': 0}", result.stderr
+
+
 _TIMES = 1_700_000_000 + np.arange(1000) * 300.0  # the levels' rows, five minutes apart
 
 
