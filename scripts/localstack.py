@@ -123,12 +123,24 @@ def stop() -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
         for _ in range(100):
-            os.kill(pid, 0)
+            _reap(pid)
+            if not _is_our_localstack(pid):  # ended (an unreaped child has no command line left)
+                break
             time.sleep(0.1)
-        os.killpg(pid, signal.SIGKILL)
+        else:
+            os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    _reap(pid)
     pid_file.unlink(missing_ok=True)
+
+
+def _reap(pid: int) -> None:
+    """Collect the process's exit if it is this process's child (with_services starts it)."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # someone else's child, or already collected
 
 
 def main() -> int:

@@ -256,9 +256,11 @@ class Database:
         self._parameters = ConnectionParameters.from_url(url)
         self._socket_timeout = socket_timeout
         self._application_name = application_name
-        self._startup_params = (
-            {"statement_timeout": str(int(statement_timeout * 1000))} if statement_timeout > 0 else None
-        )
+        # Every session reads times in UTC: date_trunc('day', ...) of a timestamptz follows the session's
+        # zone, which a server otherwise takes from its host (initdb) or a role's or database's setting.
+        self._startup_params = {"TimeZone": "UTC"}
+        if statement_timeout > 0:
+            self._startup_params["statement_timeout"] = str(int(statement_timeout * 1000))
         self._local = threading.local()
 
     def _connect(self) -> pg8000.native.Connection:

@@ -125,6 +125,7 @@ def ingest_sync_events(
     now = datetime.now(UTC)
     stored = total = 0
     problems: list[tuple[str, str]] = []
+    last_message_read = False
     try:
         with context.database.transaction() as tx:
             stage_for_intake(tx)
@@ -135,6 +136,7 @@ def ingest_sync_events(
                     message = chunks.recv()
                 except EOFError:
                     raise InvalidInput(f"reading {path.name} failed; nothing was stored") from None
+                last_message_read = message[0] in ("failed", "done")
                 if message[0] == "failed":
                     raise InvalidInput(f"cannot read {path.name}: {message[1]}; nothing was stored",
                                        [FieldProblem("file", message[1])])
@@ -161,6 +163,8 @@ def ingest_sync_events(
                 # Raised inside the transaction: whatever was merged so far is rolled back.
                 raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored{more}", shown)
     finally:
+        if last_message_read:  # the child is ending by itself: let it (a kill would cut its exit short)
+            producer.join(timeout=10)
         if producer.is_alive():
             producer.terminate()
         producer.join()

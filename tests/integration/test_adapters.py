@@ -37,6 +37,24 @@ def test_a_broken_connection_is_reopened_on_the_next_transaction(database_url: s
     killer.close()
 
 
+def test_sessions_read_days_in_utc_whatever_the_servers_or_roles_zone(clean_database: Database, database_url: str) -> None:
+    # A role whose zone is Auckland's (as a server installed on such a host would default to):
+    # 23:30 UTC is already the next day there, and a dashboard's day would shift.
+    role = f"tz_probe_{secrets.token_hex(4)}"
+    with clean_database.transaction() as tx:
+        tx.execute(f"CREATE ROLE {role} LOGIN")
+        tx.execute(f"ALTER ROLE {role} SET timezone = 'Pacific/Auckland'")
+    database = Database(database_url.replace("postgres@", f"{role}@", 1))
+    try:
+        with database.transaction() as tx:
+            day = tx.fetch_value("SELECT date_trunc('day', timestamptz '2026-01-01 23:30:00+00')::text")
+        assert day == "2026-01-01 00:00:00+00"
+    finally:
+        database.close()
+        with clean_database.transaction() as tx:
+            tx.execute(f"DROP ROLE {role}")
+
+
 def test_a_failed_transaction_leaves_nothing_and_the_connection_usable(clean_database: Database) -> None:
     with pytest.raises(RuntimeError):
         with clean_database.transaction() as tx:

@@ -7,8 +7,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -50,12 +52,17 @@ def pg_ctl_immediate_stop(data: Path) -> None:
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[Path, int, str]]:
-    """A durable cluster of this test's own (the suite's is fsync=off): it is stopped and restarted."""
-    data, port = tmp_path / "pg", localpg.free_port()
-    url = localpg.start(data, port, fast=False)
-    yield data, port, url
-    localpg.stop(data)
+def own_postgres() -> Iterator[tuple[Path, int, str]]:
+    """A durable cluster of this test's own (the suite's is fsync=off): it is stopped and restarted.
+    Outside pytest's temporary root: another pytest of the same user resets that root to mode 700,
+    and the server's user could then no longer reach its cluster."""
+    data, port = Path(tempfile.mkdtemp(prefix="mlstack-faults-pg-")), localpg.free_port()
+    try:
+        url = localpg.start(data, port, fast=False)
+        yield data, port, url
+    finally:
+        localpg.stop(data)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_postgres_stopped_mid_load_only_503s_no_acknowledged_write_lost_and_health_recovers(
