@@ -1,5 +1,6 @@
 """The unified monitoring dashboard's data (operator, JSON): infrastructure health (the latest value
-of every platform series and the open incidents per source), the anomaly timeline with the metric
+of every platform series, the share of the last day's minutes it reported in, the open incidents
+per source), the anomaly timeline with the metric
 drawn around each anomaly, which alerts fired together, and one series over a window downsampled
 to at most `points` buckets of min/max/mean (a month of one-minute points stays a few KB)."""
 
@@ -17,6 +18,9 @@ from shared.monitoring.services import MonitoringServices
 AROUND_MINUTES = 120  # the metric drawn two hours either side of an anomaly
 TOGETHER_MINUTES = 10  # alerts whose first points lie this close fired together
 MINUTE = 60
+# A series' reporting share (the seed's "metrics uptime" bar, 99 %) is read over the last day of
+# whole minutes: the current minute's points may still be on their way.
+REPORTED_WINDOW = timedelta(hours=24)
 
 
 class DashboardQuery(BaseModel):
@@ -37,8 +41,9 @@ def monitoring_dashboard(services: MonitoringServices, query: DashboardQuery,
                          now: datetime | None = None) -> dict[str, Any]:
     end = now or datetime.now(UTC)
     start = end - timedelta(days=query.days)
+    until = end.replace(second=0, microsecond=0)
     with services.transactions.transaction() as tx:
-        latest = repo.latest_values(tx)
+        latest = repo.latest_values(tx, until - REPORTED_WINDOW, until)
         anomalies = repo.anomalies(tx, start, end, AROUND_MINUTES, query.anomalies)
         together = repo.fired_together(tx, start, end, TOGETHER_MINUTES, 20)
         open_incidents = services.alerts.incidents(tx, status="open", tenant_id=None, limit=500)
@@ -48,8 +53,9 @@ def monitoring_dashboard(services: MonitoringServices, query: DashboardQuery,
     return {
         "window": {"start": start, "end": end, "days": query.days},
         "health": {
-            "series": [{**row, "stale": row["missing_since"] is not None} for row in latest],
+            "series": [_with_reporting(row, until) for row in latest],
             "open_incidents_by_source": open_by_source,
+            "reported_window_hours": REPORTED_WINDOW.total_seconds() / 3600,
         },
         "anomalies": anomalies,
         "fired_together": [{
@@ -58,6 +64,19 @@ def monitoring_dashboard(services: MonitoringServices, query: DashboardQuery,
         } for row in together],
         "fired_together_within_minutes": TOGETHER_MINUTES,
     }
+
+
+def _with_reporting(row: dict[str, Any], until: datetime) -> dict[str, Any]:
+    """The row with `stale` (alerted as missing) and `reported_share`: the share of the window's
+    minutes since the series' first point in it that have a point (None: no point in the window).
+    A series collected every minute that never missed one has 1.0; it assumes that one-minute
+    cadence (collect-metrics, the agent's default interval)."""
+    first, minutes = row.pop("first_reported_minute"), int(row.pop("reported_minutes") or 0)
+    share = None
+    if first is not None and minutes:
+        expected = max(1, int((until - first).total_seconds() // MINUTE))
+        share = round(min(1.0, minutes / expected), 4)
+    return {**row, "stale": row["missing_since"] is not None, "reported_share": share}
 
 
 def series_window(services: MonitoringServices, query: SeriesQuery, now: datetime | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the monitoring dashboard reads: the latest value of every platform series, one series
+"""What the monitoring dashboard reads: the latest value of every platform series (and the minutes
+of the last day it reported in), one series
 downsampled to min/max/mean per bucket (a month of one-minute points in a few hundred rows), the
 anomaly alerts of a window with the metric's points around each, and which alerts fired together."""
 
@@ -10,9 +11,15 @@ from typing import Any
 from shared.adapters.db import Transaction
 
 _LATEST = """
-SELECT s.source, s.metric, s.last_point_at, s.missing_since, p.value
+SELECT s.source, s.metric, s.last_point_at, s.missing_since, p.value, r.minutes AS reported_minutes,
+       r.first_minute AS first_reported_minute
 FROM metric_series s
 LEFT JOIN LATERAL (SELECT value FROM metric_points WHERE series_id = s.series_id ORDER BY ts DESC LIMIT 1) p ON true
+LEFT JOIN LATERAL (
+    SELECT count(DISTINCT date_trunc('minute', ts)) AS minutes, date_trunc('minute', min(ts)) AS first_minute
+    FROM metric_points WHERE series_id = s.series_id
+      AND ts >= CAST(:since AS timestamptz) AND ts < CAST(:until AS timestamptz)
+) r ON true
 WHERE s.tenant_id IS NULL ORDER BY s.source, s.metric LIMIT :limit
 """
 _DOWNSAMPLED = """
@@ -52,8 +59,10 @@ GROUP BY a.series, b.series, ca.alerts, cb.alerts ORDER BY together DESC, first,
 """
 
 
-def latest_values(tx: Transaction, limit: int = 500) -> list[dict[str, Any]]:
-    return tx.fetch_all(_LATEST, limit=limit)
+def latest_values(tx: Transaction, since: datetime, until: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """Every platform series' latest value, with the minutes of [since, until) it reported in and
+    the first of them."""
+    return tx.fetch_all(_LATEST, since=since, until=until, limit=limit)
 
 
 def downsampled(tx: Transaction, source: str, metric: str, start: datetime, end: datetime,

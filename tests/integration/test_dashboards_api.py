@@ -129,12 +129,16 @@ def test_monitoring_dashboard_series_anomalies_and_what_fired_together(
         for source, metric in (("host-a", "cpu_percent"), ("api", "p95_latency_ms")):
             seed_series(tx, source, metric, now - timedelta(days=2), now, base=40, daily=10, noise=2, spikes=[spike],
                         height=300, minutes=5)
+        # An hour of the last day lost on one host (an agent down), outside the spike's hours.
+        tx.execute("DELETE FROM metric_points p USING metric_series s WHERE s.series_id = p.series_id"
+                   " AND s.source = 'host-a' AND p.ts >= :start AND p.ts < :end",
+                   start=now - timedelta(hours=10), end=now - timedelta(hours=9))
     scan(services, now=now)
     with local_test_client(app) as client:
         status, series = _get(client, "/api/v2/monitoring/series?source=host-a&metric=cpu_percent&days=2&points=100",
                               operator)
         assert status == 200
-        assert len(series["t"]) <= 100 and series["raw_points"] >= 2 * 1440 - 5  # the window ends at the request
+        assert len(series["t"]) <= 100 and series["raw_points"] >= 2 * 1440 - 60 - 5  # but the lost hour; the window ends at the request
         assert all(lo <= mean <= hi for lo, mean, hi in zip(series["min"], series["mean"], series["max"], strict=True))
         assert max(series["max"]) > 300  # the spike survives downsampling (max per bucket)
 
@@ -142,6 +146,11 @@ def test_monitoring_dashboard_series_anomalies_and_what_fired_together(
         assert status == 200
         assert {(s["source"], s["metric"]) for s in board["health"]["series"]} >= {("host-a", "cpu_percent"),
                                                                                  ("api", "p95_latency_ms")}
+        shares = {s["source"]: s["reported_share"] for s in board["health"]["series"]
+                  if s["source"] in ("host-a", "api")}
+        assert shares["api"] >= 0.998  # every minute of the day (the last may be after the seeded end)
+        assert abs(shares["host-a"] - (shares["api"] - 60 / 1440)) < 0.002  # the lost hour of 24
+        assert board["health"]["reported_window_hours"] == 24
         anomaly = next(a for a in board["anomalies"] if a["source"] == "host-a")
         assert len(anomaly["points"]["t"]) >= 240  # two hours either side, one point a minute
         assert max(anomaly["points"]["value"]) > 300

@@ -419,6 +419,8 @@
       { label: "metric", get: function (s) { return s.metric; } },
       { label: "latest value", num: true, get: function (s) { return fmt(s.value, 2); } },
       { label: "at", get: function (s) { return when(s.last_point_at); } },
+      { label: "reported, last " + board.health.reported_window_hours + " h", num: true,
+        get: function (s) { return s.reported_share === null ? "–" : fmt(100 * s.reported_share, 2) + " %"; } },
       { label: "state", get: function (s) { return s.stale ? badge("open") : "reporting"; } },
     ], board.health.series));
     grid.appendChild(health);
