@@ -1041,41 +1041,45 @@ def test_a_day_at_half_the_cycle_and_a_walk_on_a_cycle_are_no_stopped_season(see
         assert score_series(t, series, detector="season_stopped").combined.max() < 0.5
 
 
+# A child process that stops on SIGTERM/SIGINT as `mlstack schedule` does; a hang fails (after 30 s).
+_STOPPABLE = (
+    "import signal, threading, time\n"
+    "from shared.monitoring.local_schedule import Scheduled, run_schedule, stop_on_signals\n"
+    "stop = threading.Event()\n"
+    "stop_on_signals(stop)\n"
+)
+
+
+def _in_a_stoppable_child(script: str) -> str:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", _STOPPABLE + script], cwd=root, capture_output=True, text=True,
+                            timeout=30)
+    return result.stdout.strip() or result.stderr
+
+
 def test_a_stop_signal_that_arrives_while_the_loop_holds_the_events_lock_still_stops_it() -> None:
     # The handler runs in the main thread, possibly inside stop.wait() with the event's lock held:
-    # setting the event right there would wait on that lock forever. In a child, so a hang fails.
+    # setting the event right there would wait on that lock forever.
     script = (
-        "import signal, threading\n"
-        "from shared.monitoring.local_schedule import stop_on_signals\n"
-        "stop = threading.Event()\n"
-        "stop_on_signals(stop)\n"
         "with stop._cond:\n"
         "    signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)\n"
         "assert stop.wait(10), 'not stopped'\n"
         "print('stopped')\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=30)
-    assert result.stdout.strip() == "stopped", result.stderr
+    assert _in_a_stoppable_child(script) == "stopped"
 
 
 def test_a_stop_signal_delivered_to_another_thread_still_ends_the_loops_wait() -> None:
     # The kernel may hand a process's SIGTERM to any of its threads (OpenBLAS's workers, say); the
-    # main thread, asleep until the next job five minutes on, must still stop. In a child: a hang fails.
+    # main thread, asleep until the next job five minutes on, must still stop.
     script = (
-        "import signal, threading, time\n"
-        "from shared.monitoring.local_schedule import Scheduled, run_schedule, stop_on_signals\n"
-        "stop = threading.Event()\n"
-        "stop_on_signals(stop)\n"
         "def deliver():\n"
         "    time.sleep(0.5)\n"
         "    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)\n"
         "threading.Thread(target=deliver).start()\n"
         "print(run_schedule([Scheduled('daily', 86400.0, lambda: {})], stop))\n"
     )
-    root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=30)
-    assert result.stdout.strip() == "{'daily': 0}", result.stderr
+    assert _in_a_stoppable_child(script) == "{'daily': 0}"
 
 
 _TIMES = 1_700_000_000 + np.arange(1000) * 300.0  # the levels' rows, five minutes apart
