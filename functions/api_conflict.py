@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 
 from chalice import Blueprint, Response
 
-from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
+from functions.http import (
+    api_route,
+    json_response,
+    parse_body,
+    request_id_of,
+    require_role,
+    tenant_principal,
+    validated,
+)
 from shared.conflict.events import parse_intake
 from shared.conflict.events_repository import store_sync_events
 from shared.conflict.prediction import ConflictPredictionRequest, answer_conflict, read_conflict_prediction
@@ -31,7 +39,7 @@ def ingest_sync_events() -> Response:
 @api_route(conflict_blueprint, "/api/v2/predict/conflict", ["POST"])
 def predict() -> Response:
     request = conflict_blueprint.current_request
-    principal = principal_of(request)
+    principal = tenant_principal(request)
     body = parse_body(request, ConflictPredictionRequest)
     answer = answer_conflict(conflict_services(get_context()), principal.tenant_id, body, request_id_of(request))
     return json_response(answer)
@@ -39,7 +47,7 @@ def predict() -> Response:
 
 @api_route(conflict_blueprint, "/api/v2/predictions/conflict/{prediction_id}", ["GET"])
 def read_prediction(prediction_id: str) -> Response:
-    principal = principal_of(conflict_blueprint.current_request)
+    principal = tenant_principal(conflict_blueprint.current_request)
     services = conflict_services(get_context())
     return json_response(read_conflict_prediction(services, principal.tenant_id, prediction_id))
 

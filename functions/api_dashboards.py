@@ -110,7 +110,7 @@ def fraud_activity_data() -> Response:
     return json_response(fraud_activity(fraud_services(get_context()), principal.tenant_id))
 
 
-@api_route(blueprint, "/api/v2/ocr/dashboard", ["GET"])
+@api_route(blueprint, "/api/v2/ocr/dashboard", ["GET"], with_query=True)
 def ocr_data() -> Response:
     request = blueprint.current_request
     principal = require_role(request, "staff")
@@ -118,7 +118,7 @@ def ocr_data() -> Response:
     return json_response(ocr_dashboard(ocr_services(get_context()), principal.tenant_id, query.target_share))
 
 
-@api_route(blueprint, "/api/v2/monitoring/dashboard", ["GET"])
+@api_route(blueprint, "/api/v2/monitoring/dashboard", ["GET"], with_query=True)
 def monitoring_data() -> Response:
     request = blueprint.current_request
     require_role(request, "operator")
@@ -126,7 +126,7 @@ def monitoring_data() -> Response:
     return json_response(monitoring_dashboard(monitoring_services(get_context()), query))
 
 
-@api_route(blueprint, "/api/v2/monitoring/series", ["GET"])
+@api_route(blueprint, "/api/v2/monitoring/series", ["GET"], with_query=True)
 def monitoring_series() -> Response:
     request = blueprint.current_request
     require_role(request, "operator")

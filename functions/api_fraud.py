@@ -7,7 +7,15 @@ from typing import Any
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import api_route, json_response, parse_body, principal_of, request_id_of, require_role, validated
+from functions.http import (
+    api_route,
+    json_response,
+    parse_body,
+    request_id_of,
+    require_role,
+    tenant_principal,
+    validated,
+)
 from shared.context import get_context
 from shared.fraud.dashboard import fraud_dashboard
 from shared.fraud.intake import SiteIn, parse_events, parse_labels
@@ -63,7 +71,7 @@ def ingest_fraud_labels() -> Response:
 @api_route(blueprint, "/api/v2/predict/fraud", ["POST"])
 def predict() -> Response:
     request = blueprint.current_request
-    principal = principal_of(request)
+    principal = tenant_principal(request)
     body = validated(parse_fraud_request, parse_body(request, None))
     answer = answer_fraud(fraud_services(get_context()), principal.tenant_id, body, request_id_of(request))
     return json_response(answer)
@@ -71,7 +79,7 @@ def predict() -> Response:
 
 @api_route(blueprint, "/api/v2/predictions/fraud/{prediction_id}", ["GET"])
 def read_prediction(prediction_id: str) -> Response:
-    principal = principal_of(blueprint.current_request)
+    principal = tenant_principal(blueprint.current_request)
     return json_response(read_fraud_prediction(fraud_services(get_context()), principal.tenant_id, prediction_id))
 
 

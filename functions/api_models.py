@@ -5,7 +5,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from functions.http import api_route, json_response, parse_body, parse_query, principal_of, require_role
+from functions.http import api_route, json_response, parse_body, parse_query, require_role, tenant_principal
 from shared.context import get_context
 from shared.errors import NotFound
 
@@ -28,10 +28,10 @@ class RollbackBody(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
-@api_route(models_blueprint, "/api/v2/models", ["GET"])
+@api_route(models_blueprint, "/api/v2/models", ["GET"], with_query=True)
 def list_models() -> Response:
     request = models_blueprint.current_request
-    principal = principal_of(request)
+    principal = tenant_principal(request)
     query = parse_query(request, ListModelsQuery)
     versions = get_context().registry.list_versions(kind=query.kind, tenant_id=principal.tenant_id)
     return json_response({"models": [v.public_view() for v in versions]})
@@ -39,7 +39,7 @@ def list_models() -> Response:
 
 @api_route(models_blueprint, "/api/v2/models/{version_id}", ["GET"])
 def get_model(version_id: str) -> Response:
-    principal = principal_of(models_blueprint.current_request)
+    principal = tenant_principal(models_blueprint.current_request)
     version = get_context().registry.get(version_id, visible_to_tenant=principal.tenant_id)
     return json_response(version.public_view())
 

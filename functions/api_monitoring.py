@@ -4,6 +4,7 @@ every tenant's; staff: their own models'), and GET /metrics in the Prometheus fo
 from __future__ import annotations
 
 from chalice import Blueprint, Response
+from pydantic import BaseModel, ConfigDict
 
 from functions.http import api_route, json_response, parse_body, parse_query, require_role
 from shared.context import get_context
@@ -23,6 +24,12 @@ from shared.monitoring.services import monitoring_services
 blueprint = Blueprint(__name__)
 
 
+class AcknowledgeBody(BaseModel):
+    """The acknowledgement takes no fields: an optional body may only be `{}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @api_route(blueprint, "/api/v2/metrics", ["POST"])
 def ingest_metrics() -> Response:
     request = blueprint.current_request
@@ -31,7 +38,7 @@ def ingest_metrics() -> Response:
     return json_response(store_metrics(monitoring_services(get_context()), batch))
 
 
-@api_route(blueprint, "/api/v2/monitoring/incidents", ["GET"])
+@api_route(blueprint, "/api/v2/monitoring/incidents", ["GET"], with_query=True)
 def incidents() -> Response:
     request = blueprint.current_request
     principal = require_role(request, "operator", "staff")
@@ -42,7 +49,10 @@ def incidents() -> Response:
 
 @api_route(blueprint, "/api/v2/monitoring/incidents/{incident_id}/acknowledge", ["POST"])
 def acknowledge_incident(incident_id: str) -> Response:
-    principal = require_role(blueprint.current_request, "operator", "staff")
+    request = blueprint.current_request
+    principal = require_role(request, "operator", "staff")
+    if request.raw_body:  # optional; when given, only the empty object
+        parse_body(request, AcknowledgeBody)
     tenant = None if principal.role == "operator" else principal.tenant_id
     return json_response(acknowledge(monitoring_services(get_context()), incident_id, f"key:{principal.key_id}",
                                      tenant))

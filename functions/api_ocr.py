@@ -11,9 +11,9 @@ from functions.http import (
     json_response,
     parse_body,
     parse_query,
-    principal_of,
     request_id_of,
     require_role,
+    tenant_principal,
     validated,
 )
 from shared.context import get_context
@@ -44,12 +44,12 @@ def ingest_readings() -> Response:
 @api_route(ocr_blueprint, "/api/v2/ml-training/corrections", ["POST"])
 def correct_reading() -> Response:
     request = ocr_blueprint.current_request
-    principal = principal_of(request)
+    principal = tenant_principal(request)
     body = parse_body(request, CorrectionRequest)
     return json_response(record_correction(ocr_services(get_context()), principal.tenant_id, body))
 
 
-@api_route(ocr_blueprint, "/api/v2/ocr/metrics", ["GET"])
+@api_route(ocr_blueprint, "/api/v2/ocr/metrics", ["GET"], with_query=True)
 def metrics() -> Response:
     request = ocr_blueprint.current_request
     principal = require_role(request, "staff")

@@ -203,6 +203,15 @@ def require_role(request: Request, *roles: str) -> Principal:
     return principal
 
 
+# The roles bound to one tenant's data; an operator key is platform-wide and has no tenant data.
+TENANT_ROLES = ("client", "staff", "service")
+
+
+def tenant_principal(request: Request) -> Principal:
+    """The caller of a route any of a tenant's keys may use; an operator key is refused (403)."""
+    return require_role(request, *TENANT_ROLES)
+
+
 def unavailable_response(code: str = "dependency_unavailable") -> Response:
     return json_response(
         error_body(code, "a dependency is unavailable; try again later"),
@@ -250,10 +259,20 @@ def error_response(exc: Exception) -> Response:
     return json_response(error_body("internal_error", "internal error"), 500)
 
 
+def _refuse_query(request: Request) -> None:
+    """A route without query parameters answers one it was given with 400, as routes with them
+    answer an unknown one: a typo never passes silently as if it had been read."""
+    names = sorted(request.query_params or {})
+    if names:
+        raise InvalidInput("query parameters are invalid",
+                           [FieldProblem(f"query.{name}", "this route takes no query parameters") for name in names])
+
+
 def api_route(
-    blueprint: Blueprint, path: str, methods: list[str], *, public: bool = False
+    blueprint: Blueprint, path: str, methods: list[str], *, public: bool = False, with_query: bool = False
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Register a view that needs an API key (unless public) and whose errors get the one shape.
+    `with_query`: the view reads query parameters (parse_query); any other API route refuses them.
 
     Chalice turns any exception a view raises into its own 500 before middleware sees it, so
     the mapping happens here, around the view.
@@ -263,6 +282,8 @@ def api_route(
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
             try:
+                if not (public or with_query):
+                    _refuse_query(blueprint.current_request)
                 return view(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in error_response
                 return error_response(exc)

@@ -17,8 +17,9 @@ from pydantic.json_schema import models_json_schema
 from functions.api_dashboards import ASSETS
 from functions.api_fraud import SiteBatch
 from functions.api_models import ActivateBody, ListModelsQuery, RollbackBody
+from functions.api_monitoring import AcknowledgeBody
 from functions.api_ocr import MetricsQuery
-from functions.http import MAX_BODY_BYTES, MAX_JSON_DEPTH
+from functions.http import MAX_BODY_BYTES, MAX_JSON_DEPTH, TENANT_ROLES
 from shared.conflict.events import SyncEvent, SyncEventBatch
 from shared.conflict.prediction import ConflictPredictionRequest
 from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteIn
@@ -192,7 +193,9 @@ class Operation:
     media: tuple[str, ...] = ()  # a 200 that is not JSON: its content types (the dashboards' pages and assets)
 
 
-ANY_ROLE = ("client", "staff", "service")
+ANY_ROLE = TENANT_ROLES
+# Bodies a route takes when given and does without.
+OPTIONAL_BODIES = (ActivateBody, AcknowledgeBody)
 HTML = ("text/html; charset=utf-8",)
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/health", "Database, object store and model artifacts usable; 503 when not", Health,
@@ -239,7 +242,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v2/monitoring/incidents", "Incidents with their alerts (staff: their models' only)",
               IncidentList, ("operator", "staff"), query=IncidentsQuery, errors=(400,)),
     Operation("POST", "/api/v2/monitoring/incidents/{incident_id}/acknowledge", "Acknowledge an open incident",
-              OpenObject, ("operator", "staff"), errors=(404,)),
+              OpenObject, ("operator", "staff"), body=(AcknowledgeBody,), errors=(400, 404)),
     Operation("GET", "/api/v2/monitoring/silences", "Silences not yet ended", OpenObject, ("operator",)),
     Operation("POST", "/api/v2/monitoring/silences", "Silence alerts of a source (and metric) for a while",
               OpenObject, ("operator",), body=(SilenceBody,), errors=(400,)),
@@ -316,7 +319,7 @@ def _operation(op: Operation) -> dict[str, Any]:
     if op.body:
         schema = _ref(op.body[0]) if len(op.body) == 1 else {"oneOf": [_ref(m) for m in op.body]}
         entry["requestBody"] = {
-            "required": op.body[0] is not ActivateBody,  # activate's body is optional
+            "required": op.body[0] not in OPTIONAL_BODIES,
             "description": f"JSON, at most {MAX_BODY_BYTES} bytes and {MAX_JSON_DEPTH} levels deep",
             "content": _json(schema),
         }

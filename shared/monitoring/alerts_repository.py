@@ -169,8 +169,10 @@ class PostgresAlertsRepository:
 
     def acknowledge(self, session: Any, incident_id: str, by: str, at: datetime,
                     tenant_id: str | None) -> dict[str, Any] | None:
+        # Acknowledging twice keeps the first acknowledgement (who and when): a retry changes nothing.
         return session.fetch_one(
-            f"UPDATE monitoring_incidents SET status = 'acknowledged', acknowledged_by = :by, acknowledged_at = :at"
+            "UPDATE monitoring_incidents SET status = 'acknowledged',"
+            " acknowledged_by = coalesce(acknowledged_by, :by), acknowledged_at = coalesce(acknowledged_at, :at)"
             " WHERE incident_id = CAST(:id AS uuid) AND status <> 'resolved'"
             " AND (CAST(:tenant AS uuid) IS NULL OR tenant_id = CAST(:tenant AS uuid))"
             f" RETURNING {_INCIDENT_COLUMNS}", id=incident_id, by=by, at=at, tenant=tenant_id)
@@ -267,7 +269,9 @@ class InMemoryAlertsRepository:
         incident = self.incident_rows.get(incident_id)
         if incident is None or incident["status"] == "resolved" or tenant_id not in (None, incident["tenant_id"]):
             return None
-        incident.update(status="acknowledged", acknowledged_by=by, acknowledged_at=at)
+        if incident.get("acknowledged_at") is None:
+            incident.update(acknowledged_by=by, acknowledged_at=at)
+        incident["status"] = "acknowledged"
         return dict(incident)
 
     def resolve_quiet(self, session: Any, quiet_since: datetime, at: datetime) -> int:

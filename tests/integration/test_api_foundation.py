@@ -198,3 +198,43 @@ def test_the_request_id_header_is_the_logged_one(
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     logged = [line["request_id"] for line in lines if line.get("event") == "request"]
     assert logged[-1] == response.headers["X-Request-Id"]
+
+
+def test_an_operator_key_has_no_tenant_data(client: Client, tenant_keys: dict[str, Any]) -> None:
+    """The operator key is platform-wide: tenant routes refuse it, nothing is logged under it."""
+    from shared.context import get_context
+
+    directory = get_context().tenants
+    _, (operator,) = directory.create_tenant_with_keys("platform", "Platform", ("operator",))
+    predict = {"domain": "voice", "user_id": "u1", "entity_type": "recording", "entity_id": "r1"}
+    refused = [
+        client.http.post("/api/v2/predict/conflict", headers=auth(operator.secret), body=json.dumps(predict)),
+        client.http.post("/api/v2/predict/fraud", headers=auth(operator.secret), body=json.dumps({"client_event_id": "e"})),
+        client.http.post("/api/v2/ml-training/corrections", headers=auth(operator.secret), body=json.dumps({})),
+        client.http.get("/api/v2/models", headers=auth(operator.secret)),
+        client.http.get(f"/api/v2/models/{_register_tenant_model(None).version_id}", headers=auth(operator.secret)),
+        client.http.get("/api/v2/predictions/conflict/00000000-0000-0000-0000-000000000000",
+                        headers=auth(operator.secret)),
+        client.http.get("/api/v2/predictions/fraud/00000000-0000-0000-0000-000000000000",
+                        headers=auth(operator.secret)),
+    ]
+    assert [r.status_code for r in refused] == [403] * len(refused)
+    assert "client or staff or service" in json.loads(refused[0].body)["error"]["message"]
+    with get_context().database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM conflict_predictions") == 0
+    # A tenant's own keys still reach the same routes.
+    assert client.http.get("/api/v2/models", headers=auth(tenant_keys["acme"]["client"])).status_code == 200
+
+
+def test_a_query_parameter_a_route_does_not_read_is_400(client: Client, tenant_keys: dict[str, Any]) -> None:
+    staff = auth(tenant_keys["acme"]["staff"])
+    for path in ("/api/v2/conflict/dashboard", "/api/v2/fraud/activity", "/api/v2/fraud/dashboard",
+                 "/api/v2/monitoring/drift"):
+        response = client.http.get(f"{path}?dasy=7", headers=staff)
+        assert response.status_code == 400, path
+        assert json.loads(response.body)["error"]["fields"] == [
+            {"field": "query.dasy", "reason": "this route takes no query parameters"}]
+        assert client.http.get(path, headers=staff).status_code == 200, path
+    # Routes that read a query still take theirs and name an unknown one.
+    assert client.http.get("/api/v2/models?kind=conflict", headers=staff).status_code == 200
+    assert client.http.get("/api/v2/models?knd=conflict", headers=staff).status_code == 400

@@ -93,8 +93,16 @@ def test_operator_routes_intake_scan_and_the_alert_on_an_sqs_subscriber(
         assert client.http.get("/api/v2/monitoring/incidents", headers=auth(client_key)).status_code == 403
         ack = f"/api/v2/monitoring/incidents/{incident['incident_id']}/acknowledge"
         assert client.http.post(ack, headers=auth(staff)).status_code == 404
-        acknowledged = client.http.post(ack, headers=auth(operator))
-        assert json.loads(acknowledged.body)["status"] == "acknowledged"
+        bad_ack = client.http.post(ack, headers=auth(operator), body=b'{"x": 1}')
+        assert bad_ack.status_code == 400 and json.loads(bad_ack.body)["error"]["fields"][0]["field"] == "x"
+        assert json.loads(client.http.get("/api/v2/monitoring/incidents", headers=auth(operator)).body)[
+            "incidents"][0]["status"] == "open"  # the refused acknowledgement changed nothing
+        acknowledged = json.loads(client.http.post(ack, headers=auth(operator)).body)
+        assert acknowledged["status"] == "acknowledged"
+        # A retry (here with the empty object) keeps the first acknowledgement, who and when.
+        again_ack = json.loads(client.http.post(ack, headers=auth(operator), body=b"{}").body)
+        assert (again_ack["acknowledged_at"], again_ack["acknowledged_by"]) == (
+            acknowledged["acknowledged_at"], acknowledged["acknowledged_by"])
 
         silence = {"source": "host-%", "metric": "latency_ms", "minutes": 30, "reason": "deploy"}
         assert post("/api/v2/monitoring/silences", silence, staff).status_code == 403
