@@ -30,6 +30,8 @@ from shared.errors import (
     MlstackError,
     NotFound,
     Unauthenticated,
+    problem_location,
+    problem_reason,
 )
 from shared.logs import configure_logging, log_event
 from shared.monitoring.requests import recorder
@@ -90,7 +92,7 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
 
 def _field_problems(exc: ValidationError, prefix: str = "") -> list[FieldProblem]:
     return [
-        FieldProblem(prefix + (".".join(str(p) for p in error["loc"]) or "body"), error["msg"])
+        FieldProblem(prefix + (problem_location(error) or "body"), problem_reason(error))
         for error in exc.errors()
     ]
 

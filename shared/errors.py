@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class FieldProblem:
     field: str
     reason: str
+
+
+class FieldRule(ValueError):
+    """A rule over several fields that a model validator checks, naming the field it is about, so
+    the 400 (or the import's line) names that field rather than the whole body."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def problem_location(error: Mapping[str, Any]) -> str:
+    """Where one pydantic error is, dotted ('' for the whole value): the field a FieldRule names
+    is appended to the model's own location."""
+    location = [str(part) for part in error["loc"]]
+    rule = (error.get("ctx") or {}).get("error")
+    if isinstance(rule, FieldRule):
+        location.append(rule.field)
+    return ".".join(location)
+
+
+def problem_reason(error: Mapping[str, Any]) -> str:
+    """The error's message, without pydantic's class names where a JSON object was expected."""
+    if error["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a JSON object"
+    rule = (error.get("ctx") or {}).get("error")
+    return str(rule) if isinstance(rule, FieldRule) else str(error["msg"])
 
 
 class MlstackError(Exception):

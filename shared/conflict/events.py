@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
+from shared.errors import FieldRule
 from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000
@@ -55,19 +56,19 @@ class SyncEvent(BaseModel):
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> SyncEvent:
         if len(set(self.fields_changed)) != len(self.fields_changed):
-            raise ValueError("fields_changed has duplicates")
+            raise FieldRule("fields_changed", "has duplicates")
         if self.conflict_fields and not self.conflicted:
-            raise ValueError("conflict_fields given but conflicted is false")
+            raise FieldRule("conflict_fields", "given but conflicted is false")
         if not set(self.conflict_fields) <= set(self.fields_changed):
-            raise ValueError("conflict_fields must be among fields_changed")
+            raise FieldRule("conflict_fields", "must be among fields_changed")
         if self.client_last_sync_at and self.received_at and self.client_last_sync_at > self.received_at:
-            raise ValueError("client_last_sync_at is after received_at")
+            raise FieldRule("client_last_sync_at", "is after received_at")
         # Without received_at the event is stamped with the intake time (given as context), and
         # a last sync after that is a clock in the future.
         intake_time = (info.context or {}).get("intake_time")
         if (self.received_at is None and self.client_last_sync_at is not None and intake_time is not None
                 and self.client_last_sync_at > intake_time):
-            raise ValueError("client_last_sync_at is after the intake time (received_at is omitted)")
+            raise FieldRule("client_last_sync_at", "is after the intake time (received_at is omitted)")
         return self
 
 

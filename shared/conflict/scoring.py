@@ -44,7 +44,7 @@ from shared.conflict.model import RISK_THRESHOLDS
 from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
-from shared.errors import FieldProblem, InvalidInput
+from shared.errors import FieldProblem, InvalidInput, problem_location, problem_reason
 from shared.platform.forked import Link, forked
 from shared.platform.serving import Serving, choose_serving
 
@@ -306,8 +306,8 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
         first = exc.errors()[0]  # the lowest row: pydantic checks a list in order
         index = int(first["loc"][0])
         _as_of_times(raws[:index], first_line, now)  # a bad as_of before it is the first bad line
-        where = ".".join(str(part) for part in first["loc"][1:])
-        raise _bad_line(first_line + index, f"{where}: {first['msg']}") from None
+        where = problem_location({**first, "loc": first["loc"][1:]})
+        raise _bad_line(first_line + index, f"{where}: {problem_reason(first)}") from None
     requests = [request.feature_request(str(number), tenant_id, as_of) for number, (request, as_of)
                 in enumerate(zip(parsed, _as_of_times(raws, first_line, now), strict=True), start=first_line)]
     return _Input(RequestTable.of(requests), [r.as_of.isoformat() for r in requests],

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.adapters.textfiles import ndjson_lines
+from shared.errors import problem_location, problem_reason
 
 _TRUE = {"true", "t", "1", "yes"}
 _FALSE = {"false", "f", "0", "no"}
@@ -79,5 +80,5 @@ def check_record_shape(record: Any) -> dict[str, Any]:
 
 def describe_problem(exc: ValidationError | ValueError) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
+        return "; ".join(f"{problem_location(e) or 'row'}: {problem_reason(e)}" for e in exc.errors())
     return str(exc)
