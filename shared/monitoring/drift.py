@@ -69,10 +69,12 @@ def numeric_drift(feature: str, values: NDArray[np.float64], deciles: Sequence[f
             distance = max(distance, abs(at_or_below - held.max() / 10), abs(below - held.min() / 10))
     effective = n * training_rows / (n + training_rows) if n and training_rows else float(n)
     p_value = float(kolmogorov(math.sqrt(effective) * distance)) if n else 1.0
-    # PSI over the bins between distinct inner deciles (training share: deciles per bin / 10).
+    # PSI over the bins between distinct inner deciles (training share: deciles per bin / 10). A bin
+    # holds the values above its lower edge up to and including its upper one, on both sides: a
+    # discrete input's many values equal to an edge land in the bin the training share counts them in.
     edges = np.unique(q[1:-1])
     expected = np.diff(np.concatenate([[0.0], [np.where(q <= e)[0].max() / 10 for e in edges], [1.0]]))
-    observed = np.bincount(np.searchsorted(edges, x, side="right"), minlength=len(edges) + 1) / max(n, 1)
+    observed = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1) / max(n, 1)
     e, o = np.maximum(expected, 1e-4), np.maximum(observed, 1e-4)
     psi = float(np.sum((o - e) * np.log(o / e)))
     # PSI's expected shares come from the deciles: exact for continuous inputs, coarse for discrete

@@ -304,6 +304,21 @@ def test_drift_on_shifted_inputs_and_none_on_large_identical_samples() -> None:
     assert categorical_drift("flag", (rng.random(5_000) < 0.6).astype(float), shares).drifted
 
 
+def test_a_discrete_input_mostly_zero_has_a_small_psi_when_unchanged() -> None:
+    """Values equal to a decile (here 0, most of the input) count in the bin the training share
+    counts them in: the same distribution is no PSI effect, a shift is one."""
+    rng = np.random.default_rng(6)
+
+    def metres(n: int, zero_share: float) -> np.ndarray:
+        return np.round(np.where(rng.random(n) < zero_share, 0.0, rng.exponential(30, n)), 6)
+
+    deciles = np.quantile(metres(100_000, 0.85), np.linspace(0, 1, 11)).tolist()
+    same = numeric_drift("gps_drift_meters", metres(20_000, 0.85), deciles, 100_000)
+    assert not same.drifted and (same.psi or 0) < 0.1  # was 8.9: every zero counted above its bin
+    shifted = numeric_drift("gps_drift_meters", metres(20_000, 0.5), deciles, 100_000)
+    assert shifted.drifted and (shifted.psi or 0) > 0.2
+
+
 def test_the_detector_state_is_trained_through_the_lifecycle_and_scores_a_hosts_vector() -> None:
     from shared.monitoring.kind import ANOMALY
     from shared.monitoring.retraining import retrain_state
