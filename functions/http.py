@@ -59,12 +59,20 @@ STATUS_BY_ERROR: dict[type[MlstackError], int] = {
 }
 
 
+# An error message echoes what the caller sent (an id, a path) at most this long.
+MAX_MESSAGE_CHARS = 300
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
+
+
 def error_body(code: str, message: str, fields: list[FieldProblem] | None = None) -> dict[str, Any]:
     return {
         "error": {
             "code": code,
-            "message": message,
-            "fields": [{"field": f.field, "reason": f.reason} for f in fields or []],
+            "message": _bounded(message),
+            "fields": [{"field": _bounded(f.field), "reason": _bounded(f.reason)} for f in fields or []],
         }
     }
 

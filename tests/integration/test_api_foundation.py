@@ -81,6 +81,10 @@ def test_another_tenants_model_is_404(client: Client, tenant_keys: dict[str, Any
 def test_malformed_ids_are_404_not_500(client: Client, tenant_keys: dict[str, Any]) -> None:
     response = client.http.get("/api/v2/models/not-a-uuid", headers=auth(tenant_keys["acme"]["client"]))
     assert response.status_code == 404
+    # An id of 60 KB is not echoed back whole.
+    huge = client.http.get("/api/v2/models/" + "x" * 60_000, headers=auth(tenant_keys["acme"]["client"]))
+    message = json.loads(huge.body)["error"]["message"]
+    assert huge.status_code == 404 and len(message) <= 300 and message.endswith("…")
 
 
 def test_staff_activate_their_own_model_clients_may_not(client: Client, tenant_keys: dict[str, Any]) -> None:
