@@ -36,6 +36,7 @@ from shared.errors import (
 from shared.logs import configure_logging, log_event
 from shared.monitoring.requests import recorder
 from shared.monitoring.timings_repository import PostgresTimingsRepository
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.tenants_repository import Principal
 
 # Limits on a request body, each a 400 (documented in README, "Limits"). The deepest body a route
@@ -179,7 +180,8 @@ def parse_body(request: Request, model: type[Body]) -> Body: ...
 @overload
 def parse_body(request: Request, model: None) -> Any: ...
 def parse_body(request: Request, model: type[Body] | None) -> Any:
-    """Decode JSON (bounded size) and, given a model, validate it; a bad body is a 400."""
+    """Decode JSON (bounded size) and, given a model, validate it with JSON's types (json_bodies.py);
+    a bad body is a 400."""
     raw = request.raw_body or b""
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(
@@ -188,7 +190,7 @@ def parse_body(request: Request, model: type[Body] | None) -> Any:
     payload = decode_json(raw or b"null")
     if model is None:
         return payload
-    return validated(model.model_validate, payload)
+    return validated(lambda decoded: validate_json_body(model, decoded), payload)
 
 
 def parse_query(request: Request, model: type[Body]) -> Body:

@@ -22,6 +22,7 @@ from pydantic import (
 
 from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.errors import FieldRule
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000
@@ -83,9 +84,10 @@ class SyncEventBatch(BaseModel):
 
 
 def parse_intake(payload: Any, intake_time: datetime | None = None) -> SyncEventBatch:
-    """The API takes one event or {"events": [...]}. `intake_time` is the received_at of events
-    that omit it (checked against their client_last_sync_at)."""
+    """The API takes one event or {"events": [...]}, typed as JSON (a boolean is true or false, a
+    time an ISO string; the bulk import's text cells are converted instead). `intake_time` is the
+    received_at of events that omit it (checked against their client_last_sync_at)."""
     context = {"intake_time": intake_time}
     if isinstance(payload, dict) and "events" in payload:
-        return SyncEventBatch.model_validate(payload, context=context)
-    return SyncEventBatch(events=[SyncEvent.model_validate(payload, context=context)])
+        return validate_json_body(SyncEventBatch, payload, context)
+    return SyncEventBatch(events=[validate_json_body(SyncEvent, payload, context)])

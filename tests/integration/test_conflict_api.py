@@ -113,6 +113,10 @@ def test_a_changed_event_under_a_known_id_is_409_and_its_batch_is_not_stored(
         ({"events": [sync_event(n) for n in range(1001)]}, "events"),
         ({"events": [sync_event(1, tenant_id="globex")]}, "events.0.tenant_id"),
         (sync_event(1, received_at="yesterday"), "received_at"),
+        # A JSON body is typed as JSON: no "yes" for true, no seconds since 1970 for a time.
+        (sync_event(1, conflicted="yes"), "conflicted"),
+        ({"events": [sync_event(1, conflicted=1)]}, "events.0.conflicted"),
+        (sync_event(1, received_at=1700000000), "received_at"),
         # Outside the plausible range (2000 up to 2100): year 1 would be stored as 1 BC, 9999 at
         # -14:00 as year 10000.
         (sync_event(1, received_at="0001-01-01T00:00:00+14:00"), "received_at"),
@@ -181,6 +185,10 @@ def test_bad_prediction_request_is_400_and_logs_nothing(client: Client, tenant_k
     status, answer = post(client, "/api/v2/predict/conflict", tenant_keys["acme"]["client"],
                           {"domain": "voice", "user_id": "bob", "entity_type": "recording"})
     assert status == 400 and answer["error"]["fields"][0]["field"] == "entity_id"
+    whole = {"domain": "voice", "user_id": "bob", "entity_type": "recording", "entity_id": "r1"}
+    status, answer = post(client, "/api/v2/predict/conflict", tenant_keys["acme"]["client"],
+                          {**whole, "client_last_sync_at": 1700000000})
+    assert status == 400 and answer["error"]["fields"][0]["field"] == "client_last_sync_at"
     with get_context().database.transaction() as tx:
         assert tx.fetch_value("SELECT count(*) FROM conflict_predictions") == 0
 

@@ -67,6 +67,9 @@ def test_operator_routes_intake_scan_and_the_alert_on_an_sqs_subscriber(
         assert post("/api/v2/metrics", batch, client_key).status_code == 403
         bad = post("/api/v2/metrics", {"points": [{**batch["points"][0], "value": "high"}]}, operator)
         assert bad.status_code == 400 and json.loads(bad.body)["error"]["fields"][0]["field"] == "points.0.value"
+        for field, wrong in (("value", "51"), ("ts", 1700000000)):  # JSON's types: no number in a string
+            bad = post("/api/v2/metrics", {"points": [{**batch["points"][0], field: wrong}]}, operator)
+            assert bad.status_code == 400 and json.loads(bad.body)["error"]["fields"][0]["field"] == f"points.0.{field}"
         first = json.loads(post("/api/v2/metrics", batch, operator).body)
         again = json.loads(post("/api/v2/metrics", batch, operator).body)
         assert (first["stored"], again["stored"], again["duplicates"]) == (240, 0, 240)  # idempotent
