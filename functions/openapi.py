@@ -272,7 +272,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v2/monitoring/dashboard", "Infrastructure health, anomalies with the metric around "
               "each, alerts that fired together", OpenObject, ("operator",), query=DashboardQuery, errors=(400,)),
     Operation("GET", "/api/v2/monitoring/series", "One series over a window, min/max/mean per bucket",
-              OpenObject, ("operator",), query=SeriesQuery, errors=(400,)),
+              OpenObject, ("operator",), query=SeriesQuery, errors=(400, 404)),
 )
 
 ERROR_MEANINGS = {

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.errors import NotFound
 from shared.monitoring import timeline_repository as repo
 from shared.monitoring.services import MonitoringServices
 
@@ -87,6 +88,9 @@ def series_window(services: MonitoringServices, query: SeriesQuery, now: datetim
     bucket = max(MINUTE, int(math.ceil(span / (query.points - 1) / MINUTE)) * MINUTE)
     with services.transactions.transaction() as tx:
         rows = repo.downsampled(tx, query.source, query.metric, start, end, bucket)
+        if not rows and not repo.series_exists(tx, query.source, query.metric):
+            # A misspelt name is not a quiet series; one without points in the window is an empty one.
+            raise NotFound(f"no series {query.source} {query.metric}")
     return {
         "source": query.source, "metric": query.metric, "start": start, "end": end, "bucket_seconds": bucket,
         "raw_points": sum(int(r["points"]) for r in rows),

@@ -70,6 +70,11 @@ def downsampled(tx: Transaction, source: str, metric: str, start: datetime, end:
     return tx.fetch_all(_DOWNSAMPLED, source=source, metric=metric, start=start, end=end, bucket=bucket_seconds)
 
 
+def series_exists(tx: Transaction, source: str, metric: str) -> bool:
+    return tx.fetch_value("SELECT EXISTS (SELECT 1 FROM metric_series WHERE source = :source AND metric = :metric)",
+                          source=source, metric=metric) is True
+
+
 def anomalies(tx: Transaction, start: datetime, end: datetime, around_minutes: int, limit: int) -> list[dict[str, Any]]:
     rows = tx.fetch_all(_ANOMALIES, start=start, end=end, around=around_minutes, limit=limit)
     for row in rows:

@@ -162,6 +162,7 @@ def test_monitoring_dashboard_series_anomalies_and_what_fired_together(
             assert _get(client, "/api/v2/monitoring/dashboard", key)[0] == 403
             assert _get(client, "/api/v2/monitoring/series?source=host-a&metric=cpu_percent", key)[0] == 403
         assert _get(client, "/api/v2/monitoring/series", operator)[0] == 400
+        assert _get(client, "/api/v2/monitoring/series?source=host-a&metric=cpu_prcent", operator)[0] == 404
 
 
 def test_pages_and_assets_are_public_and_carry_no_data(app_environment: dict[str, str]) -> None:
