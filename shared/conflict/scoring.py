@@ -558,7 +558,8 @@ def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sin
 def score_conflict_file(context: AppContext, tenant_id: str, source: Path, target: Path) -> dict[str, Any]:
     tmp = target.with_suffix(target.suffix + ".partial")
     try:
-        with source.open(newline="") as src, tmp.open("w", newline="") as dst:
+        # UTF-8 whatever the locale; utf-8-sig: a byte-order mark (Excel's) is not part of the first column's name.
+        with source.open(newline="", encoding="utf-8-sig") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
             result = score_conflict_csv(context, tenant_id, src, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a failed run leaves no file behind

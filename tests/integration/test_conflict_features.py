@@ -349,7 +349,7 @@ def test_rows_reaching_further_back_than_a_week_read_whole_events_of_their_entit
 
 
 def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_ends(context: AppContext,
-                                                                                   tenant: str) -> None:
+                                                                                   tenant: str, tmp_path: Path) -> None:
     """The same requests written plainly, with CRLF and blank lines, quoted, and with the optional
     trailing columns left off a row, score alike (the quick split and csv.reader agree)."""
     store(context, tenant, [event(1, "alice", 0, ["notes"], conflicted=True), event(2, "bob", 30, ["notes", "tags"])])
@@ -381,6 +381,11 @@ def test_batch_scoring_reads_a_file_as_csv_does_whatever_its_quoting_and_line_en
     assert len(list(csv.DictReader(io.StringIO(expected)))) == 2
     for name, text in forms.items():
         assert scored(text) == expected, name
+    # A file saved by Excel starts with a byte-order mark; it is not part of the first column's name.
+    source, target = tmp_path / "requests.csv", tmp_path / "scored.csv"
+    source.write_bytes(b"\xef\xbb\xbf" + plain.encode())
+    score_conflict_file(context, tenant, source, target)
+    assert target.read_bytes().decode("utf-8") == expected
 
 
 @pytest.fixture
