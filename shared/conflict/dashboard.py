@@ -26,14 +26,16 @@ def _round(value: float | None) -> float | None:
 
 def conflict_dashboard(services: ConflictServices, tenant_id: str, now: datetime | None = None,
                        days: int = WINDOW_DAYS) -> dict[str, Any]:
-    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    now = now or datetime.now(UTC)
+    since = now - timedelta(days=days)
     versions = services.registry.list_versions(kind=CONFLICT.name, tenant_id=tenant_id)
     with services.transactions.transaction() as tx:
         labelled = repo.labelled_by_day(tx, tenant_id, since)
         by_risk = repo.predictions_by_risk(tx, tenant_id, since)
         outcomes = repo.outcomes_by_day(tx, tenant_id, since)
         deciles = repo.calibration(tx, tenant_id, since)
-        live = repo.latest_live_metrics(tx, [v.label for v in versions])
+        # Over this tenant's predictions only: a global version's stored figures pool every tenant's.
+        live = services.log.tenant_live_metrics(tx, tenant_id, now)
     live_by_label: dict[str, dict[str, Any]] = {}
     for row in live:
         live_by_label.setdefault(row["model_label"], {})[f"{row['window_days']}d"] = {

@@ -1,6 +1,6 @@
 """What the conflict dashboard reads from a tenant's prediction log: labelled scores per model and
-day (for live ROC-AUC and Brier), predictions per day and risk level, outcomes per day, and the
-calibration table by decile of the predicted probability."""
+day (for live ROC-AUC and Brier), and of the answers (not a shadow's scores) predictions per day and
+risk level, outcomes per day, and the calibration table by decile of the predicted probability."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 from shared.adapters.db import Transaction
 
 _WINDOW = ("tenant_id = CAST(:tenant AS uuid) AND predicted_at >= CAST(:since AS timestamptz)")
+# The answers the tenant got (champion, challenger, heuristic): a shadow's scores were never answers.
+_ANSWERED = _WINDOW + " AND variant <> 'shadow'"
 
 _LABELLED_BY_DAY = f"""
 SELECT date_trunc('day', predicted_at) AS day, model_label,
@@ -20,24 +22,18 @@ GROUP BY 1, 2 ORDER BY 1, 2
 """
 _BY_RISK = f"""
 SELECT date_trunc('day', predicted_at) AS day, risk_level, count(*) AS predictions
-FROM conflict_predictions WHERE {_WINDOW} GROUP BY 1, 2 ORDER BY 1, 2
+FROM conflict_predictions WHERE {_ANSWERED} GROUP BY 1, 2 ORDER BY 1, 2
 """
 _OUTCOMES = f"""
 SELECT date_trunc('day', predicted_at) AS day, count(*) FILTER (WHERE outcome) AS conflicted,
        count(*) FILTER (WHERE NOT outcome) AS clean, count(*) FILTER (WHERE outcome IS NULL) AS pending
-FROM conflict_predictions WHERE {_WINDOW} GROUP BY 1 ORDER BY 1
+FROM conflict_predictions WHERE {_ANSWERED} GROUP BY 1 ORDER BY 1
 """
 _CALIBRATION = f"""
 SELECT decile, count(*) AS predictions, avg(probability) AS predicted, avg(CAST(outcome AS integer)) AS observed
 FROM (SELECT probability, outcome, ntile(10) OVER (ORDER BY probability) AS decile
-      FROM conflict_predictions WHERE {_WINDOW} AND outcome IS NOT NULL) d
+      FROM conflict_predictions WHERE {_ANSWERED} AND outcome IS NOT NULL) d
 GROUP BY decile ORDER BY decile
-"""
-_LIVE = """
-SELECT DISTINCT ON (model_label, window_days) model_label, window_days, computed_at, predictions, positives,
-       roc_auc::float8 AS roc_auc, pr_auc::float8 AS pr_auc, brier::float8 AS brier
-FROM model_live_metrics WHERE kind = 'conflict' AND model_label = ANY(CAST(:labels AS text[]))
-ORDER BY model_label, window_days, computed_at DESC
 """
 
 
@@ -60,7 +56,3 @@ def outcomes_by_day(tx: Transaction, tenant_id: str, since: datetime) -> list[di
 
 def calibration(tx: Transaction, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
     return tx.fetch_all(_CALIBRATION, tenant=tenant_id, since=since)
-
-
-def latest_live_metrics(tx: Transaction, labels: list[str]) -> list[dict[str, Any]]:
-    return tx.fetch_all(_LIVE, labels=labels)

@@ -58,20 +58,25 @@ class PredictionLog(Protocol):
         """Per model label and window (7, 30 days): predictions, positives, ROC-AUC, PR-AUC, Brier."""
         ...
 
+    def tenant_live_metrics(self, session: Any, tenant_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The same figures over one tenant's predictions only, not stored: what its staff may see of
+        a global model (the stored figures pool every tenant the model serves)."""
+        ...
+
 
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 # Live metrics per model label and window, computed where the rows are, in one statement:
 # ROC-AUC by the rank-sum (Mann-Whitney) formula with ties at their average rank; PR-AUC as
 # average precision evaluated at each distinct score (as scikit-learn does); Brier as a mean.
-_LIVE_METRICS_SQL = """
+_LIVE_METRICS_CTE = """
 WITH windows (window_days) AS (VALUES (7), (30)),
 labelled AS (
     SELECT w.window_days, p.model_label, p.model_version_id::text AS model_version_id, p.probability,
            p.outcome::int AS outcome
     FROM {table} p
     JOIN windows w ON p.predicted_at >= CAST(:now AS timestamptz) - make_interval(days => w.window_days)
-    WHERE p.outcome IS NOT NULL
+    WHERE p.outcome IS NOT NULL{tenant_filter}
 ),
 ranked AS (
     SELECT *, rank() OVER (PARTITION BY window_days, model_label ORDER BY probability) AS low_rank,
@@ -99,18 +104,31 @@ per_model AS (
            avg(power(probability - outcome, 2)) AS brier
     FROM ranked GROUP BY window_days, model_label
 )
-INSERT INTO model_live_metrics (kind, model_label, model_version_id, window_days, computed_at, predictions,
-    positives, roc_auc, pr_auc, brier)
-SELECT :kind, m.model_label, CAST(m.model_version_id AS uuid), m.window_days, :now, m.predictions, m.positives,
+"""
+_LIVE_METRICS_VALUES = """
+SELECT m.model_label, m.model_version_id, m.window_days, m.predictions, m.positives,
        CASE WHEN m.positives > 0 AND m.positives < m.predictions
             THEN (m.positive_rank_sum - m.positives * (m.positives + 1) / 2.0)
                  / (m.positives * (m.predictions - m.positives))
-       END,
-       CASE WHEN m.positives > 0 THEN s.weighted_precision / m.positives END,
+       END AS roc_auc,
+       CASE WHEN m.positives > 0 THEN s.weighted_precision / m.positives END AS pr_auc,
        m.brier
 FROM per_model m JOIN precision_sum s USING (window_days, model_label)
+"""
+_STORE_LIVE_METRICS_SQL = _LIVE_METRICS_CTE.format(table="{table}", tenant_filter="") + """
+INSERT INTO model_live_metrics (kind, model_label, model_version_id, window_days, computed_at, predictions,
+    positives, roc_auc, pr_auc, brier)
+SELECT :kind, v.model_label, CAST(v.model_version_id AS uuid), v.window_days, :now, v.predictions, v.positives,
+       v.roc_auc, v.pr_auc, v.brier
+FROM (""" + _LIVE_METRICS_VALUES + """) v
 RETURNING model_label, model_version_id::text AS model_version_id, window_days, predictions, positives,
           roc_auc::float8 AS roc_auc, pr_auc::float8 AS pr_auc, brier::float8 AS brier
+"""
+_TENANT_LIVE_METRICS_SQL = _LIVE_METRICS_CTE.format(
+    table="{table}", tenant_filter=" AND p.tenant_id = CAST(:tenant AS uuid)") + """
+SELECT v.model_label, v.model_version_id, v.window_days, v.predictions, v.positives,
+       v.roc_auc::float8 AS roc_auc, v.pr_auc::float8 AS pr_auc, v.brier::float8 AS brier
+FROM (""" + _LIVE_METRICS_VALUES + """) v
 """
 
 
@@ -131,7 +149,8 @@ class PostgresPredictionLog:
             f" predicted_at, outcome, outcome_at FROM {table}"
             " WHERE prediction_id = CAST(:id AS uuid) AND tenant_id = CAST(:tenant AS uuid) AND variant <> 'shadow'"
         )
-        self._metrics_sql = _LIVE_METRICS_SQL.format(table=table)
+        self._metrics_sql = _STORE_LIVE_METRICS_SQL.format(table=table)
+        self._tenant_metrics_sql = _TENANT_LIVE_METRICS_SQL.format(table=table)
         self._insert_sql = {1: self._build_insert(1), 2: self._build_insert(2)}
 
     def _build_insert(self, rows: int) -> str:
@@ -172,6 +191,11 @@ class PostgresPredictionLog:
         metrics.sort(key=lambda m: (m["model_label"], m["window_days"]))
         return metrics
 
+    def tenant_live_metrics(self, session: Transaction, tenant_id: str, now: datetime) -> list[dict[str, Any]]:
+        metrics = session.fetch_all(self._tenant_metrics_sql, tenant=tenant_id, now=now)
+        metrics.sort(key=lambda m: (m["model_label"], m["window_days"]))
+        return metrics
+
 
 # -- in memory ----------------------------------------------------------------------------------
 
@@ -206,8 +230,16 @@ class InMemoryPredictionLog:
                      and r["tenant_id"] == tenant_id and r["variant"] != "shadow"), None)
 
     def store_live_metrics(self, session: Any, now: datetime) -> list[dict[str, Any]]:
+        metrics = self._live_metrics(now, None)
+        self.stored_metrics.extend(metrics)
+        return metrics
+
+    def tenant_live_metrics(self, session: Any, tenant_id: str, now: datetime) -> list[dict[str, Any]]:
+        return self._live_metrics(now, tenant_id)
+
+    def _live_metrics(self, now: datetime, tenant_id: str | None) -> list[dict[str, Any]]:
         metrics = []
-        labelled = [r for r in self.rows if r["outcome"] is not None]
+        labelled = [r for r in self.rows if r["outcome"] is not None and tenant_id in (None, r["tenant_id"])]
         for days in LIVE_WINDOWS_DAYS:
             recent = [r for r in labelled if r["predicted_at"] >= now - timedelta(days=days)]
             for label in sorted({r["model_version"] for r in recent}):
@@ -220,5 +252,4 @@ class InMemoryPredictionLog:
                     "pr_auc": average_precision(y, p), "brier": brier_score(y, p),
                 })
         metrics.sort(key=lambda m: (m["model_label"], m["window_days"]))
-        self.stored_metrics.extend(metrics)
         return metrics

@@ -72,6 +72,30 @@ def test_conflict_dashboard_numbers_roles_and_tenant_isolation(
 
         assert _get(client, "/api/v2/conflict/dashboard", tenant_keys["globex"]["staff"])[1]["live_by_day"] == []
         assert _get(client, "/api/v2/conflict/dashboard", tenant_keys["acme"]["client"])[0] == 403
+
+        # A global version serves both tenants; its stored live figures pool them. Each tenant's staff
+        # see the figures of their own predictions only, and a shadow's scores are not answers.
+        from shared.conflict.services import conflict_services
+        from shared.context import get_context
+
+        context = get_context()
+        version = context.registry.register(kind="conflict", tenant_id=None, artifact=b"{}", artifact_format="json",
+                                            manifest={}, actor="test")
+        assert version.label == "conflict-v1"
+        with context.database.transaction() as tx:
+            tx.execute("INSERT INTO conflict_predictions (tenant_id, request_id, user_id, domain, entity_type,"
+                       " entity_id, features, probability, risk_level, model_label, variant, predicted_at, outcome)"
+                       " SELECT CAST(:t AS uuid), 'r', 'u', 'voice', 'recording', 'e', '{}', 0.9, 'high',"
+                       " 'conflict-v1', 'shadow', :at, true FROM generate_series(1, 3)",
+                       t=tenant_keys["acme"]["tenant_id"], at=now - timedelta(hours=2))
+            pooled = conflict_services(context).log.store_live_metrics(tx, now)
+        assert {m["predictions"] for m in pooled if m["window_days"] == 30} == {43}
+        acme = _get(client, "/api/v2/conflict/dashboard", tenant_keys["acme"]["staff"])[1]
+        globex = _get(client, "/api/v2/conflict/dashboard", tenant_keys["globex"]["staff"])[1]
+        shown = {v["label"]: v["live_metrics"] for v in acme["versions"]}
+        assert shown["conflict-v1"]["30d"]["predictions"] == 43
+        assert [v["live_metrics"] for v in globex["versions"]] == [{}]  # nothing of acme's
+        assert sum(d["predictions"] for d in acme["predictions_by_risk"]) == 45  # the 3 shadow rows left out
         assert _get(client, "/api/v2/conflict/dashboard")[0] == 401
 
 
