@@ -66,10 +66,14 @@ class ServingModels:
             return cached[1]
         scopes = [self._registry.in_scope(kind, tenant_id)] if tenant_id is not None else []
         scopes.append(self._registry.in_scope(kind, None))
+        # A challenger or shadow competes with the champion of its own scope: a tenant served by its
+        # own version never gets the global scope's (with no champion anywhere, any scope's).
+        answering = next((s for s in scopes if s.active is not None), None)
+        candidates = [answering] if answering is not None else scopes
         choice = ServingChoice(
             champions=tuple(s.active for s in scopes if s.active is not None),
-            challenger=next((s.challenger for s in scopes if s.challenger is not None), None),
-            shadow=next((s.shadow for s in scopes if s.shadow is not None), None),
+            challenger=next((s.challenger for s in candidates if s.challenger is not None), None),
+            shadow=next((s.shadow for s in candidates if s.shadow is not None), None),
         )
         self._recheck_loaded(choice, now)
         self._choices[key] = (now, choice)

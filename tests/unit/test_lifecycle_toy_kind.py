@@ -159,6 +159,25 @@ def test_fallback_chain_tenant_then_global_then_heuristic(world: dict[str, Any])
     assert [r["scope"] for r in world["log"].rows] == ["heuristic", "global", "tenant", "global", "global", "heuristic"]
 
 
+def test_a_global_challenger_or_shadow_never_answers_for_a_tenant_served_by_its_own_version(
+        world: dict[str, Any]) -> None:
+    registry = world["registry"]
+    registry.activate(train(world).version_id, actor="test")
+    own = train(world, "t1")
+    registry.activate(own.version_id, actor="test")
+    challenger, shadow = train(world), train(world)
+    registry.set_challenger(challenger.version_id, 0.99, actor="test")
+    registry.set_shadow(shadow.version_id, True, actor="test")
+    mine = [predict(world, "t1", 2.0, f"m{i}") for i in range(20)]
+    assert {(a["scope"], a["label"], a["variant"]) for a in mine} == {("tenant", own.label, "champion")}
+    assert not [r for r in world["log"].rows if r["tenant_id"] == "t1" and r["variant"] == "shadow"]
+    # A tenant the global champion serves gets the global challenger and shadow as before.
+    others = [predict(world, "t2", 2.0, f"o{i}") for i in range(20)]
+    assert {a["label"] for a in others if a["variant"] == "challenger"} == {challenger.label}
+    assert {r["model_version"] for r in world["log"].rows if r["tenant_id"] == "t2" and r["variant"] == "shadow"} == {
+        shadow.label}
+
+
 def test_outcomes_live_metrics_retrain_promote_and_rollback(world: dict[str, Any]) -> None:
     registry = world["registry"]
     backwards = registry.register(kind="toy", tenant_id=None, artifact=b'{"slope": -4.0, "offset": 0.5}',
