@@ -14,6 +14,9 @@ from shared.conflict.services import conflict_services
 from shared.context import AppContext
 
 
+ASKED_BEFORE_UPLOAD = timedelta(milliseconds=1)
+
+
 def replay_predictions(context: AppContext, tenant_id: str, *, days: int = 21, limit: int = 600,
                        now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
@@ -27,6 +30,9 @@ def replay_predictions(context: AppContext, tenant_id: str, *, days: int = 21, l
             domain=event["domain"], user_id=event["user_id"], entity_type=event["entity_type"],
             entity_id=event["entity_id"], fields=list(event["fields_changed"]), device_id=event["device_id"],
             client_last_sync_at=event["client_last_sync_at"])
-        answer_conflict(services, tenant_id, request, f"demo-replay-{n}", now=event["received_at"])
+        # Asked just before the event arrived, as a client asks before it uploads: the outcome
+        # (a conflict received after the prediction) then counts the event's own.
+        asked = event["received_at"] - ASKED_BEFORE_UPLOAD
+        answer_conflict(services, tenant_id, request, f"demo-replay-{n}", now=asked)
     tracked = track_conflict_outcomes(context, now=now)
     return {"predictions": len(events), "labelled": tracked["labelled"]}

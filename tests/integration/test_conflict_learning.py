@@ -337,3 +337,27 @@ def test_live_metrics_in_sql_match_numpy_with_ties(context: AppContext) -> None:
         assert metrics[window]["predictions"] == int(chosen.sum())
         assert metrics[window]["roc_auc"] == pytest.approx(roc_auc(outcomes[chosen], probabilities[chosen]), abs=1e-9)
         assert metrics[window]["brier"] == pytest.approx(brier_score(outcomes[chosen], probabilities[chosen]), abs=1e-9)
+
+
+def test_the_demo_replay_asks_before_each_upload_so_its_outcomes_count_the_event_itself(context: AppContext) -> None:
+    """The replayed prediction of a sync that conflicted is labelled conflicted: it is asked just
+    before the event arrived, and an outcome is a conflict received after the prediction."""
+    from shared.conflict.demo_replay import replay_predictions
+
+    tenants = seed(context)
+    acme = tenants["acme"]
+    with context.database.transaction() as tx:
+        expected = {(r["user_id"], r["entity_id"], r["received_at"]): r["conflicted"] for r in tx.fetch_all(
+            "SELECT user_id, entity_id, received_at, conflicted FROM sync_events WHERE tenant_id = CAST(:t AS uuid)"
+            " AND received_at >= CAST(:since AS timestamptz) AND received_at < CAST(:until AS timestamptz)",
+            t=acme, since=NOW - timedelta(days=21), until=NOW - timedelta(days=1))}
+    assert replay_predictions(context, acme, now=NOW)["predictions"] > 0
+    with context.database.transaction() as tx:
+        logged = tx.fetch_all("SELECT user_id, entity_id, predicted_at, outcome FROM conflict_predictions"
+                              " WHERE tenant_id = CAST(:t AS uuid) AND outcome IS NOT NULL", t=acme)
+    # Each replayed prediction of an event that conflicted (asked at most a second before it arrived).
+    asked_of_conflicts = [row for row in logged if any(
+        conflicted and user == row["user_id"] and entity == row["entity_id"]
+        and timedelta(0) <= received - row["predicted_at"] <= timedelta(seconds=1)
+        for (user, entity, received), conflicted in expected.items())]
+    assert asked_of_conflicts and all(row["outcome"] for row in asked_of_conflicts)
