@@ -131,6 +131,114 @@ def test_a_reading_stored_outside_the_range_before_the_check_breaks_no_later_rea
     assert days and max(days) <= (NOW + timedelta(days=1)).date().isoformat()
 
 
+# -- 2. attendance, fraud scoring and silences ----------------------------------------------------
+
+@pytest.mark.parametrize("occurred_at", OUT_OF_RANGE)
+def test_an_implausible_attendance_time_is_a_400_on_intake_and_scoring(
+    client: Client, tenant_keys: dict[str, Any], occurred_at: str
+) -> None:
+    acme = tenant_keys["acme"]
+    assert_400_naming(*post(client, "/api/v2/attendance/events", acme["client"], attendance(1, occurred_at)),
+                      "occurred_at")
+    batch = {"events": [attendance(1, NOW.isoformat()), attendance(2, occurred_at)]}
+    assert_400_naming(*post(client, "/api/v2/attendance/events", acme["client"], batch), "events.1.occurred_at")
+    assert_400_naming(*post(client, "/api/v2/predict/fraud", acme["client"], attendance(3, occurred_at)),
+                      "occurred_at")
+    assert count("attendance_events") == count("fraud_predictions") == 0
+
+
+def test_the_attendance_import_names_the_line_of_an_overflowing_time(context: Any, tmp_path: Path) -> None:
+    from shared.fraud.ingest import ingest_attendance
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    path = tmp_path / "events.ndjson"
+    path.write_text("".join(json.dumps(attendance(n, at)) + "\n" for n, at in
+                            enumerate([NOW.isoformat(), "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"])))
+    with pytest.raises(InvalidInput) as refused:
+        ingest_attendance(context, tenant, path)
+    assert [p.field for p in refused.value.fields] == ["line 2", "line 3"]
+    assert count("attendance_events", context) == 0
+
+
+@pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+14:00",
+                                       "1999-06-01T00:00:00Z", "2100-01-01T00:00:00Z"])
+def test_a_silence_starting_out_of_range_is_a_400_naming_starts_at(
+    client: Client, app_environment: dict[str, str], starts_at: str
+) -> None:
+    from shared.context import get_context
+
+    _, keys = get_context().tenants.create_tenant_with_keys("platform", "Platform", ("operator",))
+    status, answer = post(client, "/api/v2/monitoring/silences", keys[0].secret,
+                          {"source": "edge", "starts_at": starts_at})
+    assert_400_naming(status, answer, "starts_at")
+    assert count("monitoring_silences") == 0
+
+
+# -- 3. sites -------------------------------------------------------------------------------------
+
+def test_a_site_twice_in_one_batch_is_a_400_naming_it(client: Client, tenant_keys: dict[str, Any]) -> None:
+    staff = tenant_keys["acme"]["staff"]
+    status, answer = post(client, "/api/v2/sites", staff, {"sites": [SITE, {**SITE, "radius_m": 300}]})
+    assert_400_naming(status, answer, "sites")
+    assert "s-a" in answer["error"]["fields"][0]["reason"]
+    assert count("sites") == 0
+    assert post(client, "/api/v2/sites", staff, {"sites": [SITE, {**SITE, "site_id": "s-b"}]}) == (200, {"sites": 2})
+
+
+# -- 4. fraud labels ------------------------------------------------------------------------------
+
+def test_conflicting_verdicts_for_one_event_in_a_batch_are_refused(client: Client, tenant_keys: dict[str, Any]) -> None:
+    acme = tenant_keys["acme"]
+    assert post(client, "/api/v2/sites", acme["staff"], SITE)[0] == 200
+    assert post(client, "/api/v2/attendance/events", acme["client"], attendance(1, NOW.isoformat()))[0] == 200
+    labels = {"labels": [{"client_event_id": "e-1", "is_fraud": True}, {"client_event_id": "e-1", "is_fraud": False}]}
+    status, answer = post(client, "/api/v2/fraud/labels", acme["staff"], labels)
+    assert_400_naming(status, answer, "labels")
+    assert "client_event_id" in answer["error"]["fields"][0]["reason"]
+    assert count("fraud_labels") == 0
+
+
+def test_the_label_import_reports_every_bad_row_of_both_checks(context: Any, tmp_path: Path) -> None:
+    from shared.fraud.ingest import ingest_attendance, ingest_fraud_labels
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(json.dumps(attendance(n, NOW.isoformat())) + "\n" for n in (1, 2)))
+    ingest_attendance(context, tenant, events)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("client_event_id,is_fraud\ne-1,maybe\ne-404,1\ne-2,1\ne-2,0\n")
+    with pytest.raises(InvalidInput) as refused:
+        ingest_fraud_labels(context, tenant, labels)
+    assert [p.field for p in refused.value.fields] == ["line 2", "line 3", "line 5"], refused.value.fields
+    assert "e-404" in refused.value.fields[1].reason and "repeats line 4" in refused.value.fields[2].reason
+    assert count("fraud_labels", context) == 0
+    labels.write_text("client_event_id,is_fraud\ne-1,1\ne-2,0\n")
+    assert ingest_fraud_labels(context, tenant, labels) == {"labels": 2}
+
+
+# -- 5. conflict and fraud predictions refuse what intake refuses ---------------------------------
+
+def test_scoring_an_event_under_a_stored_id_with_other_content_is_409_and_logs_nothing(
+    client: Client, tenant_keys: dict[str, Any]
+) -> None:
+    acme = tenant_keys["acme"]
+    event = attendance(1, (NOW - timedelta(hours=1)).isoformat())
+    assert post(client, "/api/v2/sites", acme["staff"], SITE)[0] == 200
+    assert post(client, "/api/v2/attendance/events", acme["client"], event)[0] == 200
+    status, answer = post(client, "/api/v2/predict/fraud", acme["client"], {**event, "latitude": 40.0})
+    assert status == 409 and answer["error"]["code"] == "conflict", answer
+    assert answer["error"]["fields"][0]["field"] == "client_event_id"
+    assert count("fraud_predictions") == 0
+    # The same content (its time in another zone) is the stored event: scored like {client_event_id}.
+    same = {**event, "occurred_at": (NOW - timedelta(hours=1)).astimezone(
+        datetime.fromisoformat("2026-01-01T00:00:00+05:30").tzinfo).isoformat()}
+    status, scored = post(client, "/api/v2/predict/fraud", acme["client"], same)
+    assert status == 200 and scored["client_event_id"] == "e-1", scored
+    status, by_id = post(client, "/api/v2/predict/fraud", acme["client"], {"client_event_id": "e-1"})
+    assert status == 200 and by_id["features"] == scored["features"]
+    assert post(client, "/api/v2/predict/fraud", acme["client"], {**event, "client_event_id": "e-new"})[0] == 200
+
+
 # -- 6. the OCR answer says what answered ---------------------------------------------------------
 
 def test_the_ocr_answer_says_it_is_degraded_when_the_artifact_is_tampered(
