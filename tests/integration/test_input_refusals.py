@@ -218,6 +218,23 @@ def test_the_label_import_reports_every_bad_row_of_both_checks(context: Any, tmp
 
 # -- 5. conflict and fraud predictions refuse what intake refuses ---------------------------------
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"client_last_sync_at": "2099-01-01T00:00:00Z"}, "client_last_sync_at"),
+    ({"client_last_sync_at": (NOW + timedelta(minutes=5)).isoformat()}, "client_last_sync_at"),
+    ({"client_last_sync_at": "0001-01-01T00:00:00+14:00"}, "client_last_sync_at"),
+    ({"fields": ["a", "a"]}, "fields"),
+])
+def test_a_conflict_prediction_refuses_what_sync_intake_refuses(
+    client: Client, tenant_keys: dict[str, Any], change: dict[str, Any], field: str
+) -> None:
+    body = {"domain": "voice", "user_id": "u1", "entity_type": "recording", "entity_id": "r1", "device_id": "d1",
+            "fields": ["a", "b"], **change}
+    assert_400_naming(*post(client, "/api/v2/predict/conflict", tenant_keys["acme"]["client"], body), field)
+    assert count("conflict_predictions") == 0
+    fine = {**body, "fields": ["a", "b"], "client_last_sync_at": (NOW - timedelta(hours=1)).isoformat()}
+    assert post(client, "/api/v2/predict/conflict", tenant_keys["acme"]["client"], fine)[0] == 200
+
+
 def test_scoring_an_event_under_a_stored_id_with_other_content_is_409_and_logs_nothing(
     client: Client, tenant_keys: dict[str, Any]
 ) -> None:
