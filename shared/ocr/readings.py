@@ -3,7 +3,7 @@ corrections_repository.py). The field names are fixed: outside tools send them."
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from shared.platform.validation import PlausibleTime, unique_by
 
 MAX_BATCH = 1000
+CLOCK_AHEAD = timedelta(minutes=5)  # how far a device's clock may run ahead of the intake's
 SourceType = Literal["meter_reading", "license_plate"]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/#-]+$")]
 ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")]
@@ -40,10 +41,11 @@ class OcrReading(BaseModel):
     @classmethod
     def _not_after_intake(cls, value: datetime, info: ValidationInfo) -> datetime:
         # A photo cannot be taken after it arrived: a later captured_at is a clock in the future (as
-        # sync intake refuses a last sync after the intake time). The intake time is given as context.
+        # sync intake refuses a last sync after the intake time, given as context). The device's own
+        # clock stamps it, so a few minutes fast is allowed, as for metric points.
         intake_time = (info.context or {}).get("intake_time")
-        if intake_time is not None and value > intake_time:
-            raise ValueError("captured_at is after the intake time")
+        if intake_time is not None and value > intake_time + CLOCK_AHEAD:
+            raise ValueError("captured_at is more than 5 minutes after the intake time")
         return value
 
     @model_validator(mode="after")

@@ -78,6 +78,11 @@ def test_an_implausible_or_future_capture_time_is_a_400_and_stores_nothing(
     assert count("ocr_readings") == count("ocr_predictions") == 0
 
 
+def test_a_device_clock_a_minute_fast_is_no_clock_gone_wrong(client: Client, tenant_keys: dict[str, Any]) -> None:
+    at = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    assert post(client, "/api/v2/ocr/readings", tenant_keys["acme"]["client"], reading(1, at))[0] == 200
+
+
 def test_the_reading_import_and_triage_refuse_an_implausible_capture_time_by_line(
     context: Any, tmp_path: Path
 ) -> None:
