@@ -17,7 +17,7 @@ from functions.http import (
 )
 from shared.conflict.events import parse_intake
 from shared.conflict.events_repository import store_sync_events
-from shared.conflict.prediction import ConflictPredictionRequest, answer_conflict, read_conflict_prediction
+from shared.conflict.prediction import answer_conflict, parse_conflict_request, read_conflict_prediction
 from shared.conflict.services import conflict_services
 from shared.context import get_context
 
@@ -40,8 +40,9 @@ def ingest_sync_events() -> Response:
 def predict() -> Response:
     request = conflict_blueprint.current_request
     principal = tenant_principal(request)
-    body = parse_body(request, ConflictPredictionRequest)
-    answer = answer_conflict(conflict_services(get_context()), principal.tenant_id, body, request_id_of(request))
+    now = datetime.now(UTC)  # the features' as-of time: a client_last_sync_at after it is refused
+    body = validated(lambda payload: parse_conflict_request(payload, now), parse_body(request, None))
+    answer = answer_conflict(conflict_services(get_context()), principal.tenant_id, body, request_id_of(request), now)
     return json_response(answer)
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from functions.http import (
     api_route,
@@ -18,7 +15,7 @@ from functions.http import (
 )
 from shared.context import get_context
 from shared.fraud.dashboard import fraud_dashboard
-from shared.fraud.intake import SiteIn, parse_events, parse_labels
+from shared.fraud.intake import parse_events, parse_labels, parse_sites
 from shared.fraud.intake_repository import store_attendance_events, store_labels, upsert_sites
 from shared.fraud.operating_point import OperatingPointBody, move_operating_point, read_operating_point
 from shared.fraud.prediction import answer_fraud, parse_fraud_request, read_fraud_prediction
@@ -27,22 +24,11 @@ from shared.fraud.services import fraud_services
 blueprint = Blueprint(__name__)
 
 
-class SiteBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    sites: list[SiteIn] = Field(min_length=1, max_length=1000)
-
-
-def _sites(payload: Any) -> SiteBatch:
-    if isinstance(payload, dict) and "sites" in payload:
-        return SiteBatch.model_validate(payload)
-    return SiteBatch(sites=[SiteIn.model_validate(payload)])
-
-
 @api_route(blueprint, "/api/v2/sites", ["POST"])
 def register_sites() -> Response:
     request = blueprint.current_request
     principal = require_role(request, "staff")
-    batch = validated(_sites, parse_body(request, None))
+    batch = validated(parse_sites, parse_body(request, None))
     with get_context().database.transaction() as tx:
         upsert_sites(tx, principal.tenant_id, batch.sites)
     return json_response({"sites": len(batch.sites)})

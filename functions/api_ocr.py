@@ -3,6 +3,8 @@ the seed's shape, and the loop's quality metrics for staff."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from chalice import Blueprint, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -36,8 +38,10 @@ def ingest_readings() -> Response:
     request = ocr_blueprint.current_request
     principal = require_role(request, "client", "service")
     payload = parse_body(request, None)
-    batch = validated(parse_readings, payload)
-    answers = take_readings(ocr_services(get_context()), principal.tenant_id, batch.readings, request_id_of(request))
+    now = datetime.now(UTC)  # the intake time: a reading captured later is refused
+    batch = validated(lambda body: parse_readings(body, now), payload)
+    answers = take_readings(ocr_services(get_context()), principal.tenant_id, batch.readings, request_id_of(request),
+                            now)
     return json_response({"readings": answers} if is_batch(payload) else answers[0])
 
 

@@ -11,18 +11,17 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.json_schema import models_json_schema
 
 from functions.api_dashboards import ASSETS
-from functions.api_fraud import SiteBatch
 from functions.api_models import ActivateBody, ListModelsQuery, RollbackBody
 from functions.api_monitoring import AcknowledgeBody
 from functions.api_ocr import MetricsQuery
 from functions.http import MAX_BODY_BYTES, MAX_JSON_DEPTH, TENANT_ROLES
 from shared.conflict.events import SyncEvent, SyncEventBatch
 from shared.conflict.prediction import ConflictPredictionRequest
-from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteIn
+from shared.fraud.intake import AttendanceBatch, AttendanceEventIn, FraudLabelBatch, FraudLabelIn, SiteBatch, SiteIn
 from shared.fraud.operating_point import OperatingPointBody
 from shared.fraud.prediction import StoredEventRef
 from shared.monitoring.dashboard import DashboardQuery, SeriesQuery
@@ -156,6 +155,24 @@ class OperatingPointView(BaseModel):
     tradeoff: list[dict[str, Any]]
 
 
+class OcrReadingAnswer(BaseModel):
+    reading_id: str
+    normalized: str | None
+    error_probability: float | None = Field(ge=0, le=1, description="None: imported history, never scored")
+    captured: bool
+    reasons: list[str]
+    model_version: str | None = Field(description="what scored it: a model version's label, or the heuristic's")
+    degraded: bool = Field(description="true when the heuristic answered (no usable model)")
+
+
+class OcrReadingBatchAnswer(BaseModel):
+    readings: list[OcrReadingAnswer]
+
+
+class OcrReadingsAnswer(RootModel[OcrReadingAnswer | OcrReadingBatchAnswer]):
+    """One reading's answer, or a batch's in input order."""
+
+
 class OpenObject(BaseModel):
     """A JSON object whose fields the route's section of README describes."""
 
@@ -222,7 +239,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/v2/fraud/labels", "Investigators' verdicts on stored events", CountAnswer, ("staff",),
               body=(FraudLabelIn, FraudLabelBatch), errors=(400, 404)),
     Operation("POST", "/api/v2/predict/fraud", "Fraud score, decision and reasons of an attendance event, logged",
-              FraudAnswer, ANY_ROLE, body=(AttendanceEventIn, StoredEventRef), errors=(400, 404)),
+              FraudAnswer, ANY_ROLE, body=(AttendanceEventIn, StoredEventRef), errors=(400, 404, 409)),
     Operation("GET", "/api/v2/predictions/fraud/{prediction_id}", "A logged fraud score and its outcome",
               StoredFraudPrediction, ANY_ROLE, errors=(404,)),
     Operation("GET", "/api/v2/fraud/operating-point", "The tenant's thresholds and the trade-off table",
@@ -232,7 +249,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/v2/fraud/dashboard", "The fraud dashboard's data: quality, decisions, importance",
               OpenObject, ("staff",)),
     Operation("POST", "/api/v2/ocr/readings", "Assess and store OCR readings; idempotent on client_reading_id",
-              OpenObject, ("client", "service"), body=(OcrReading, OcrReadingBatch), errors=(400, 409)),
+              OcrReadingsAnswer, ("client", "service"), body=(OcrReading, OcrReadingBatch), errors=(400, 409)),
     Operation("POST", "/api/v2/ml-training/corrections", "Record a correction of a reading", OpenObject, ANY_ROLE,
               body=(CorrectionRequest,), errors=(400, 404, 409)),
     Operation("GET", "/api/v2/ocr/metrics", "The OCR loop's quality figures", OpenObject, ("staff",),

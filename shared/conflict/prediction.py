@@ -7,17 +7,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from shared.conflict.answers_repository import LoggedAnswer
 from shared.conflict.events import FieldName, Identifier, Name
 from shared.conflict.features_repository import FeatureRequest, confidence, feature_vector
 from shared.conflict.kind import CONFLICT
-from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import ConflictServices, conflict_services
 from shared.context import AppContext
 from shared.errors import NotFound
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.serving import Serving, choose_serving
+from shared.platform.validation import PlausibleTime
 
 
 class ConflictPredictionRequest(BaseModel):
@@ -30,13 +31,24 @@ class ConflictPredictionRequest(BaseModel):
     # The device starting the sync and its last sync: the features are then as of the start of
     # that device's sync batch, and "since my last sync" is since this device's.
     device_id: Identifier | None = None
-    client_last_sync_at: AwareDatetime | None = None
+    client_last_sync_at: PlausibleTime | None = None
+
+    @field_validator("fields")
+    @classmethod
+    def _distinct_fields(cls, value: list[str] | None) -> list[str] | None:
+        # As intake refuses a repeated field in fields_changed: a repeat would count a field twice.
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("fields has duplicates")
+        return value
 
     @field_validator("client_last_sync_at")
     @classmethod
-    def _plausible_time(cls, value: datetime | None) -> datetime | None:
-        if value is not None and not EARLIEST_TIME <= value < LATEST_TIME:
-            raise ValueError("must be from 2000-01-01 up to (not including) 2100-01-01 UTC")
+    def _not_after_intake(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        # The features are as of the request's time (given as context): a last sync after it is
+        # a clock in the future, as intake refuses for an event without received_at.
+        as_of = (info.context or {}).get("as_of")
+        if value is not None and as_of is not None and value > as_of:
+            raise ValueError("client_last_sync_at is after the request's time (now)")
         return value
 
     def feature_request(self, request_id: str, tenant_id: str, as_of: datetime) -> FeatureRequest:
@@ -46,6 +58,12 @@ class ConflictPredictionRequest(BaseModel):
             fields=tuple(self.fields) if self.fields else None, as_of=as_of, device_id=self.device_id,
             client_last_sync_at=self.client_last_sync_at,
         )
+
+
+def parse_conflict_request(payload: Any, as_of: datetime) -> ConflictPredictionRequest:
+    """The API's body, typed as JSON (json_bodies.py) and checked against the time the features
+    are as of (its client_last_sync_at may not be later)."""
+    return validate_json_body(ConflictPredictionRequest, payload, context={"as_of": as_of})
 
 
 def answer_conflict(

@@ -234,8 +234,9 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     fields, split_fields = _field_lists(column("fields"))
     distinct_fields = set(split_fields.values())
     _checked((f for listed in distinct_fields for f in (listed or ())), _FIELD)
-    if any(listed is not None and len(listed) > MAX_FIELDS for listed in distinct_fields):
-        raise _NeedsRowChecks
+    if any(listed is not None and (len(listed) > MAX_FIELDS or len(set(listed)) < len(listed))
+           for listed in distinct_fields):
+        raise _NeedsRowChecks  # too many or a repeated name: the request model names the line
     device_text = column("device_id")
     _checked(set(device_text) - {""}, _IDENTIFIER)
     devices: list[str | None] = [d or None for d in device_text] if "" in device_text else list(device_text)

@@ -13,7 +13,13 @@ from pydantic import BaseModel, ValidationError
 from shared.context import AppContext
 from shared.errors import Conflict, FieldProblem, InvalidInput
 from shared.fraud.intake import AttendanceEventIn, FraudLabelIn, HolidayIn, SiteIn
-from shared.fraud.intake_repository import store_attendance_events, store_labels, upsert_holidays, upsert_sites
+from shared.fraud.intake_repository import (
+    store_attendance_events,
+    store_labels,
+    unknown_event_ids,
+    upsert_holidays,
+    upsert_sites,
+)
 from shared.platform.records import check_record_shape, describe_problem, file_records
 
 MAX_REPORTED_ERRORS = 20
@@ -29,6 +35,17 @@ def read_valid_rows(path: Path, model: type[Row], key: Callable[[Row], str] | No
 
 def read_numbered_rows(path: Path, model: type[Row], key: Callable[[Row], str] | None = None) -> list[tuple[int, Row]]:
     """Every row validated, with its line; InvalidInput listing the bad ones by line when any is bad."""
+    rows, problems = _validate_rows(path, model, key)
+    _refuse(path, problems)
+    if not rows:
+        raise InvalidInput(f"{path.name} holds no rows", [FieldProblem("file", "no rows")])
+    return rows
+
+
+def _validate_rows(
+    path: Path, model: type[Row], key: Callable[[Row], str] | None,
+) -> tuple[list[tuple[int, Row]], list[FieldProblem]]:
+    """The valid rows with their lines, and a problem per bad line (a repeated key is one)."""
     rows: list[tuple[int, Row]] = []
     problems: list[FieldProblem] = []
     seen: dict[str, int] = {}
@@ -45,12 +62,13 @@ def read_numbered_rows(path: Path, model: type[Row], key: Callable[[Row], str] |
                 problems.append(FieldProblem(f"line {line}", describe_problem(exc)))
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(f"cannot read {path.name}: {exc}; nothing was stored", [FieldProblem("file", str(exc))]) from None
+    return rows, problems
+
+
+def _refuse(path: Path, problems: list[FieldProblem]) -> None:
     if problems:
         raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored",
                            problems[:MAX_REPORTED_ERRORS])
-    if not rows:
-        raise InvalidInput(f"{path.name} holds no rows", [FieldProblem("file", "no rows")])
-    return rows
 
 
 def _in_chunks(context: AppContext, rows: Sequence[Any], store: Callable[[Any, Sequence[Any]], Any]) -> int:
@@ -86,5 +104,17 @@ def ingest_attendance(context: AppContext, tenant_id: str, path: Path) -> dict[s
 
 
 def ingest_fraud_labels(context: AppContext, tenant_id: str, path: Path) -> dict[str, Any]:
-    rows = read_valid_rows(path, FraudLabelIn)
-    return {"labels": _in_chunks(context, rows, lambda tx, chunk: store_labels(tx, tenant_id, chunk))}
+    """Both checks' bad rows in one report: the rows' own (and repeats) and the ids of no stored event."""
+    numbered, problems = _validate_rows(path, FraudLabelIn, key=lambda label: label.client_event_id)
+    with context.database.transaction() as tx:
+        unknown = unknown_event_ids(tx, tenant_id, [row.client_event_id for _, row in numbered])
+        problems += [FieldProblem(f"line {line}", f"client_event_id {row.client_event_id}: no stored attendance event")
+                     for line, row in numbered if row.client_event_id in unknown]
+        problems.sort(key=lambda problem: int(problem.field.removeprefix("line ")))
+        _refuse(path, problems)
+        if not numbered:
+            raise InvalidInput(f"{path.name} holds no rows", [FieldProblem("file", "no rows")])
+        rows = [row for _, row in numbered]
+        for start in range(0, len(rows), STORE_CHUNK):
+            store_labels(tx, tenant_id, rows[start:start + STORE_CHUNK])
+    return {"labels": len(rows)}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from shared.platform.validation import Identifier, ensure_unique
+from shared.platform.validation import Identifier, PlausibleTime, unique_by
 
 MAX_BATCH = 1000
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -46,21 +46,13 @@ class AttendanceEventIn(BaseModel):
     site_id: Identifier
     device_id: Identifier
     event_type: Literal["check_in", "check_out"]
-    occurred_at: AwareDatetime
+    # Local-time features need a real calendar year: outside the plausible range a clock is wrong.
+    occurred_at: PlausibleTime
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     gps_accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     face_match_confidence: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     biometric_verified: bool | None = None
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _plausible_time(cls, value: datetime) -> datetime:
-        # Local-time features need a real calendar year; an attendance record older than 2000 or
-        # after 2100 is a client's clock gone wrong.
-        if not 2000 <= value.astimezone(UTC).year < 2100:
-            raise ValueError("occurred_at must be between 2000 and 2100")
-        return value
 
     @model_validator(mode="after")
     def _position_complete(self) -> AttendanceEventIn:
@@ -69,14 +61,15 @@ class AttendanceEventIn(BaseModel):
         return self
 
 
+class SiteBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # One upsert cannot touch a row twice (PostgreSQL refuses it): a repeat is named instead.
+    sites: Annotated[list[SiteIn], Field(min_length=1, max_length=MAX_BATCH), unique_by("site_id")]
+
+
 class AttendanceBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    events: list[AttendanceEventIn] = Field(min_length=1, max_length=MAX_BATCH)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> AttendanceBatch:
-        ensure_unique([item.client_event_id for item in self.events], "client_event_id")
-        return self
+    events: Annotated[list[AttendanceEventIn], Field(min_length=1, max_length=MAX_BATCH), unique_by("client_event_id")]
 
 
 class FraudLabelIn(BaseModel):
@@ -87,7 +80,15 @@ class FraudLabelIn(BaseModel):
 
 class FraudLabelBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: list[FraudLabelIn] = Field(min_length=1, max_length=MAX_BATCH)
+    # Two verdicts on one event in one batch contradict or repeat each other: neither may win silently.
+    labels: Annotated[list[FraudLabelIn], Field(min_length=1, max_length=MAX_BATCH), unique_by("client_event_id")]
+
+
+def parse_sites(payload: Any) -> SiteBatch:
+    """One site, or {"sites": [...]}."""
+    if isinstance(payload, dict) and "sites" in payload:
+        return SiteBatch.model_validate(payload)
+    return SiteBatch(sites=[SiteIn.model_validate(payload)])
 
 
 def parse_events(payload: Any) -> AttendanceBatch:

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.adapters.db import Transaction
-from shared.errors import Conflict, FieldProblem, NotFound
+from shared.errors import Conflict, FieldProblem, InvalidInput, NotFound
 from shared.fraud.intake import AttendanceEventIn, FraudLabelIn, HolidayIn, SiteIn
+from shared.platform.validation import ensure_unique
 
 _EVENT_COLUMNS = (
     "client_event_id", "user_id", "site_id", "device_id", "event_type", "occurred_at", "latitude", "longitude",
@@ -72,16 +73,26 @@ def upsert_holidays(tx: Transaction, tenant_id: str, holidays: Sequence[HolidayI
     )
 
 
-def store_labels(tx: Transaction, tenant_id: str, labels: Sequence[FraudLabelIn]) -> int:
-    """Labels name this tenant's stored events; any unknown id is NotFound and nothing is stored."""
-    last_verdict = {label.client_event_id: label.is_fraud for label in labels}  # the last word counts
-    batch = json.dumps([{"client_event_id": k, "is_fraud": v} for k, v in last_verdict.items()])
-    unknown = [row["client_event_id"] for row in tx.fetch_all(
-        "SELECT l.client_event_id FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS l(client_event_id text)"
+def unknown_event_ids(tx: Transaction, tenant_id: str, client_event_ids: Sequence[str]) -> set[str]:
+    """The ids that name no stored attendance event of this tenant."""
+    if not client_event_ids:
+        return set()
+    return {row["client_event_id"] for row in tx.fetch_all(
+        "SELECT l.client_event_id FROM unnest(CAST(:ids AS text[])) AS l(client_event_id)"
         " WHERE NOT EXISTS (SELECT 1 FROM attendance_events e WHERE e.tenant_id = CAST(:tenant AS uuid)"
         " AND e.client_event_id = l.client_event_id)",
-        tenant=tenant_id, batch=batch,
-    )]
+        tenant=tenant_id, ids=list(client_event_ids),
+    )}
+
+
+def store_labels(tx: Transaction, tenant_id: str, labels: Sequence[FraudLabelIn]) -> int:
+    """Labels name this tenant's stored events, each once; any unknown id is NotFound and nothing is stored."""
+    ids = [label.client_event_id for label in labels]
+    try:
+        ensure_unique(ids, "client_event_id")
+    except ValueError as exc:  # callers validate batches; a repeat here would let one verdict win silently
+        raise InvalidInput(str(exc), [FieldProblem("client_event_id", str(exc))]) from None
+    unknown = sorted(unknown_event_ids(tx, tenant_id, ids))
     if unknown:
         raise NotFound(f"no attendance event {', '.join(unknown[:5])}",
                        [FieldProblem("client_event_id", f"unknown: {', '.join(unknown[:5])}")])
@@ -90,5 +101,5 @@ def store_labels(tx: Transaction, tenant_id: str, labels: Sequence[FraudLabelIn]
         " SELECT CAST(:tenant AS uuid), client_event_id, is_fraud"
         " FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS l(client_event_id text, is_fraud boolean)"
         " ON CONFLICT (tenant_id, client_event_id) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = now()",
-        tenant=tenant_id, batch=batch,
+        tenant=tenant_id, batch=json.dumps([label.model_dump() for label in labels]),
     )

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from shared.context import AppContext
-from shared.errors import NotFound
+from shared.errors import Conflict, FieldProblem, NotFound
 from shared.fraud.features import FEATURE_NAMES, EventColumns, compute_features, feature_rows
 from shared.fraud.intake import AttendanceEventIn
 from shared.fraud.kind import DEFAULT_BLOCK_THRESHOLD, DEFAULT_REVIEW_THRESHOLD, FRAUD, decision_for, rules_fired
@@ -62,6 +62,17 @@ def score_event(features_by_name: dict[str, Any], index: int = 0) -> dict[str, f
     return feature_rows({name: values[index:index + 1] for name, values in features_by_name.items()})[0]
 
 
+def _refuse_other_content(stored: dict[str, Any] | None, request: AttendanceEventIn) -> None:
+    """An event sent for scoring under a stored event's id must be that event: intake refuses
+    other content under a known id (409), and a score logged under the id would describe another event."""
+    if stored is None:
+        return
+    sent = request.model_dump()
+    if any(stored[name] != sent[name] for name in AttendanceEventIn.model_fields):
+        raise Conflict(f"client_event_id {request.client_event_id} is already stored with other content",
+                       [FieldProblem("client_event_id", "already stored with other content")])
+
+
 def answer_fraud(
     services: FraudServices, tenant_id: str, request: AttendanceEventIn | StoredEventRef, request_id: str,
     now: datetime | None = None,
@@ -75,6 +86,7 @@ def answer_fraud(
                 raise NotFound(f"no attendance event {request.client_event_id}")
         else:
             event = {**request.model_dump(), "tenant_id": tenant_id}
+            _refuse_other_content(services.inputs.stored_event(tx, tenant_id, request.client_event_id), request)
         history, sites, holidays = services.inputs.live_inputs(tx, tenant_id, event)
         computed = compute_features(EventColumns.from_rows(history), EventColumns.from_rows([event]), sites, holidays)
         features = score_event(computed)

@@ -57,14 +57,17 @@ class Scored:
 def answer_of(item: AssessedReading) -> dict[str, Any]:
     probability = None if item.error_probability is None else round(item.error_probability, 6)
     return {"reading_id": item.reading_id, "normalized": item.normalized, "error_probability": probability,
-            "captured": item.captured, "reasons": list(item.reasons)}
+            "captured": item.captured, "reasons": list(item.reasons), "model_version": item.model_version,
+            "degraded": item.degraded}
 
 
 def stored_answer(row: dict[str, Any]) -> dict[str, Any]:
+    """A replay's answer: as first given (model_version None for a reading imported unscored)."""
     probability = row["error_probability"]
     return {"reading_id": str(row["reading_id"]), "normalized": row["normalized"],
             "error_probability": None if probability is None else round(probability, 6),
-            "captured": bool(row["captured"]), "reasons": list(row["reasons"])}
+            "captured": bool(row["captured"]), "reasons": list(row["reasons"]),
+            "model_version": row.get("model_version"), "degraded": bool(row.get("degraded"))}
 
 
 def split_replays(
@@ -102,7 +105,7 @@ def score_in_order(
         probability = serving.probability(found.features)
         captured = probability >= threshold and budget.take(reading.captured_at)
         item = AssessedReading(str(uuid.uuid4()), reading, found.normalized, probability, captured,
-                               tuple(found.reasons))
+                               tuple(found.reasons), serving.label, serving.degraded)
         results.append(Scored(item, found.features))
         index.add(tenant_id, reading)
     return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from shared.errors import FieldProblem, InvalidInput
 from shared.ocr.corrections import judge_correction
 from shared.ocr.files import validated_rows
 from shared.ocr.normalise import canonical_plate, parse_meter
-from shared.ocr.readings import CorrectionRequest, OcrReading
+from shared.ocr.readings import CorrectionRequest, OcrReading, parse_reading_record
 from shared.ocr.readings_repository import AssessedReading, same_content
 from shared.ocr.services import OcrServices
 
@@ -32,9 +33,10 @@ def _normalized(reading: OcrReading) -> str | None:
 
 def ingest_readings(services: OcrServices, tenant_id: str, path: Path) -> dict[str, Any]:
     seen: dict[str, int] = {}
+    now = datetime.now(UTC)
 
     def parse(line: int, record: dict[str, Any]) -> OcrReading:
-        reading = OcrReading.model_validate(record)
+        reading = parse_reading_record(record, now)
         if reading.client_reading_id in seen:
             raise ValueError(f"client_reading_id repeats line {seen[reading.client_reading_id]}")
         seen[reading.client_reading_id] = line

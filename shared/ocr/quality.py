@@ -70,7 +70,9 @@ def ocr_metrics(services: OcrServices, tenant_id: str, *, target_share: float = 
     since = now - timedelta(days=WINDOW_DAYS)
     with services.transactions.transaction() as tx:
         settings = services.readings.settings(tx, tenant_id)
-        daily = services.quality.daily_captures(tx, tenant_id, since)
+        # Up to today: a reading stored with a far-future time (before intake checked it) must not
+        # stretch the capture-rate axis (or break it: PostgreSQL's year 10000 is no Python date).
+        daily = services.quality.daily_captures(tx, tenant_id, since, now + timedelta(days=1))
         weekly = services.quality.weekly_corrections(tx, tenant_id, now - timedelta(weeks=WEEKS))
         backlog = services.quality.backlog(tx, tenant_id)
         rows = services.quality.scored_readings(tx, tenant_id, now - timedelta(days=90), now - SETTLE)

@@ -12,8 +12,8 @@ from shared.ocr.readings_repository import OcrMemory
 
 
 class QualityRepository(Protocol):
-    def daily_captures(self, tx: Any, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
-        """[{day, readings, captured}] by UTC day of captured_at."""
+    def daily_captures(self, tx: Any, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """[{day, readings, captured}] by UTC day of captured_at in [since, until)."""
         ...
 
     def weekly_corrections(self, tx: Any, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
@@ -30,7 +30,7 @@ class QualityRepository(Protocol):
 
 _DAILY_SQL = """
 SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS readings, count(*) FILTER (WHERE captured) AS captured
-FROM ocr_readings WHERE tenant_id = CAST(:tenant AS uuid) AND captured_at >= :since
+FROM ocr_readings WHERE tenant_id = CAST(:tenant AS uuid) AND captured_at >= :since AND captured_at < :until
 GROUP BY 1 ORDER BY 1
 """
 _WEEKLY_SQL = """
@@ -60,8 +60,8 @@ WHERE r.tenant_id = CAST(:tenant AS uuid) AND r.captured_at >= :since
 
 
 class PostgresQualityRepository:
-    def daily_captures(self, tx: Transaction, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
-        return tx.fetch_all(_DAILY_SQL, tenant=tenant_id, since=since)
+    def daily_captures(self, tx: Transaction, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        return tx.fetch_all(_DAILY_SQL, tenant=tenant_id, since=since, until=until)
 
     def weekly_corrections(self, tx: Transaction, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
         return tx.fetch_all(_WEEKLY_SQL, tenant=tenant_id, since=since)
@@ -82,11 +82,11 @@ class InMemoryQualityRepository:
     def _mine(self, tenant_id: str) -> list[dict[str, Any]]:
         return [row for (tenant, _), row in self.memory.readings.items() if tenant == tenant_id]
 
-    def daily_captures(self, tx: Any, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
+    def daily_captures(self, tx: Any, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
         readings: Counter[date] = Counter()
         captured: Counter[date] = Counter()
         for row in self._mine(tenant_id):
-            if row["captured_at"] >= since:
+            if since <= row["captured_at"] < until:
                 day = row["captured_at"].astimezone(UTC).date()
                 readings[day] += 1
                 captured[day] += int(row["captured"])

@@ -3,13 +3,15 @@ corrections_repository.py). The field names are fixed: outside tools send them."
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from shared.platform.validation import ensure_unique
+from shared.platform.validation import PlausibleTime, unique_by
 
 MAX_BATCH = 1000
+CLOCK_AHEAD = timedelta(minutes=5)  # how far a device's clock may run ahead of the intake's
 SourceType = Literal["meter_reading", "license_plate"]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/#-]+$")]
 ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")]
@@ -31,9 +33,20 @@ class OcrReading(BaseModel):
     source_id: Identifier  # the meter's or the gate's id
     ocr_text: OcrText
     confidence: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
-    captured_at: AwareDatetime
+    captured_at: PlausibleTime
     unit: Literal["kWh", "m3"] | None = None
     image_key: ObjectKey | None = None
+
+    @field_validator("captured_at")
+    @classmethod
+    def _not_after_intake(cls, value: datetime, info: ValidationInfo) -> datetime:
+        # A photo cannot be taken after it arrived: a later captured_at is a clock in the future (as
+        # sync intake refuses a last sync after the intake time, given as context). The device's own
+        # clock stamps it, so a few minutes fast is allowed, as for metric points.
+        intake_time = (info.context or {}).get("intake_time")
+        if intake_time is not None and value > intake_time + CLOCK_AHEAD:
+            raise ValueError("captured_at is more than 5 minutes after the intake time")
+        return value
 
     @model_validator(mode="after")
     def _unit_only_for_meters(self) -> OcrReading:
@@ -44,23 +57,25 @@ class OcrReading(BaseModel):
 
 class OcrReadingBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    readings: list[OcrReading] = Field(min_length=1, max_length=MAX_BATCH)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> OcrReadingBatch:
-        ensure_unique([item.client_reading_id for item in self.readings], "client_reading_id")
-        return self
+    readings: Annotated[list[OcrReading], Field(min_length=1, max_length=MAX_BATCH), unique_by("client_reading_id")]
 
 
 def is_batch(payload: Any) -> bool:
     return isinstance(payload, dict) and "readings" in payload
 
 
-def parse_readings(payload: Any) -> OcrReadingBatch:
-    """One reading or {"readings": [...]} (a single reading's answer is not a list)."""
+def parse_readings(payload: Any, intake_time: datetime | None = None) -> OcrReadingBatch:
+    """One reading or {"readings": [...]} (a single reading's answer is not a list). With
+    `intake_time`, a reading captured after it is refused."""
+    context = {"intake_time": intake_time}
     if is_batch(payload):
-        return OcrReadingBatch.model_validate(payload)
-    return OcrReadingBatch(readings=[OcrReading.model_validate(payload)])
+        return OcrReadingBatch.model_validate(payload, context=context)
+    return OcrReadingBatch(readings=[OcrReading.model_validate(payload, context=context)])
+
+
+def parse_reading_record(record: Any, intake_time: datetime) -> OcrReading:
+    """One reading of a file (imports, triage), refused when captured after `intake_time`."""
+    return OcrReading.model_validate(record, context={"intake_time": intake_time})
 
 
 class CorrectionRequest(BaseModel):

@@ -14,6 +14,7 @@ from shared.adapters.db import Transaction
 from shared.ocr.normalise import DEFAULT_PLATE_COUNTRIES, canonical_plate
 from shared.ocr.plausibility import HistorySnapshot, meter_event, plate_event
 from shared.ocr.readings import OcrReading
+from shared.platform.validation import EARLIEST_TIME, LATEST_TIME, is_plausible_time
 
 # The content that makes two readings "the same": a replay must match it.
 CONTENT_FIELDS = ("source_type", "source_id", "ocr_text", "confidence", "captured_at", "unit", "image_key")
@@ -40,6 +41,9 @@ class AssessedReading:
     error_probability: float | None
     captured: bool
     reasons: tuple[str, ...]
+    # What answered: the model's label (None: imported unscored) and whether it was the heuristic.
+    model_version: str | None = None
+    degraded: bool = False
 
 
 class ReadingRepository(Protocol):
@@ -82,10 +86,16 @@ ON CONFLICT (tenant_id) DO UPDATE SET capture_threshold = EXCLUDED.capture_thres
     daily_capture_budget = EXCLUDED.daily_capture_budget, plate_countries = EXCLUDED.plate_countries,
     updated_at = now()
 """
+# The answer's model comes from the reading's logged score (the answering one, not a shadow's).
 _STORED_SQL = """
-SELECT reading_id::text AS reading_id, client_reading_id, source_type, source_id, ocr_text, confidence, captured_at,
-       unit, image_key, normalized, error_probability, captured, reasons
-FROM ocr_readings WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS text[]))
+SELECT r.reading_id::text AS reading_id, r.client_reading_id, r.source_type, r.source_id, r.ocr_text, r.confidence,
+       r.captured_at, r.unit, r.image_key, r.normalized, r.error_probability, r.captured, r.reasons,
+       p.model_label AS model_version, COALESCE(p.variant = 'heuristic', false) AS degraded
+FROM ocr_readings r
+LEFT JOIN LATERAL (SELECT k.model_label, k.variant FROM ocr_predictions k
+                   WHERE k.reading_id = r.reading_id AND k.variant <> 'shadow'
+                   ORDER BY k.predicted_at LIMIT 1) p ON true
+WHERE r.tenant_id = CAST(:tenant AS uuid) AND r.client_reading_id = ANY(CAST(:ids AS text[]))
 """
 _INSERT_SQL = """
 INSERT INTO ocr_readings (reading_id, tenant_id, client_reading_id, source_type, source_id, ocr_text, confidence,
@@ -99,6 +109,8 @@ ON CONFLICT (tenant_id, client_reading_id) DO NOTHING
 RETURNING client_reading_id
 """
 # Each stored reading with its latest correction (and whether any correction restarted the meter).
+# Only readings in the plausible range are history: one stored before intake checked it (year 1 is
+# read back as a text "0001-12-31 BC", not a datetime) would break every later reading's history.
 _HISTORY_SELECT = """
 SELECT r.tenant_id::text AS tenant_id, r.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
        c.corrected_text, COALESCE(c.is_error, false) AS is_error, COALESCE(c.resets_meter, false) AS resets_meter
@@ -108,7 +120,7 @@ LEFT JOIN LATERAL (
            (array_agg(k.is_error ORDER BY k.seq DESC))[1] AS is_error, bool_or(k.resets_meter) AS resets_meter
     FROM ocr_corrections k WHERE k.reading_id = r.reading_id
 ) c ON true
-WHERE r.source_type = :source_type
+WHERE r.source_type = :source_type AND r.captured_at >= :earliest AND r.captured_at < :latest
   AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
   AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))
 """
@@ -133,7 +145,8 @@ def _array(values: Iterable[str]) -> str:
 
 def _row_for_insert(item: AssessedReading) -> dict[str, Any]:
     return {"reading_id": item.reading_id, **item.reading.model_dump(mode="json"), "normalized": item.normalized,
-            "error_probability": item.error_probability, "captured": item.captured, "reasons": list(item.reasons)}
+            "error_probability": item.error_probability, "captured": item.captured, "reasons": list(item.reasons),
+            "model_version": item.model_version, "degraded": item.degraded}
 
 
 def _source_ids(sources: Iterable[tuple[str, str]] | None, source_type: str) -> str | None:
@@ -170,13 +183,14 @@ class PostgresReadingRepository:
         meters = _source_ids(sources, "meter_reading")
         if meters != "{}":
             for row in tx.fetch_all(_METER_HISTORY_SQL, source_type="meter_reading", tenant=tenant_id, ids=meters,
-                                    end=end):
+                                    end=end, earliest=EARLIEST_TIME, latest=LATEST_TIME):
                 snapshot.meters.setdefault((row["tenant_id"], row["source_id"]), []).append(meter_event(
                     row["captured_at"], row["client_reading_id"], row["ocr_text"], row["unit"],
                     corrected_text=row["corrected_text"], is_error=row["is_error"], reset=row["resets_meter"]))
         gates = _source_ids(sources, "license_plate")
         if gates != "{}":
-            params = {"source_type": "license_plate", "tenant": tenant_id, "ids": gates, "start": start, "end": end}
+            params = {"source_type": "license_plate", "tenant": tenant_id, "ids": gates, "start": start, "end": end,
+                      "earliest": EARLIEST_TIME, "latest": LATEST_TIME}
             for row in tx.fetch_all(_PLATE_COUNTS_SQL, **params):
                 plate = canonical_plate(row["text"] or "")
                 if plate:
@@ -251,6 +265,8 @@ class InMemoryReadingRepository:
         snapshot = HistorySnapshot()
         for (tenant, _), row in self.memory.readings.items():
             if (tenant_id is not None and tenant != tenant_id) or row["captured_at"] >= end:
+                continue
+            if not is_plausible_time(row["captured_at"]):
                 continue
             if wanted is not None and (row["source_type"], row["source_id"]) not in wanted:
                 continue

@@ -5,13 +5,14 @@ out, computed exactly as the API would have answered each reading arriving in `c
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from shared.ocr.assessment import score_in_order
 from shared.ocr.files import validated_rows
 from shared.ocr.kind import OCR_ERROR
-from shared.ocr.readings import OcrReading
+from shared.ocr.readings import OcrReading, parse_reading_record
 from shared.ocr.services import OcrServices
 from shared.platform.serving import choose_serving
 
@@ -20,9 +21,10 @@ OUTPUT_COLUMNS = ("client_reading_id", "error_probability", "captured", "reasons
 
 def triage_file(services: OcrServices, tenant_id: str, source: Path, target: Path) -> dict[str, Any]:
     seen: set[str] = set()
+    now = datetime.now(UTC)  # as the API's intake time: a reading captured later is refused
 
     def parse(line: int, record: dict[str, Any]) -> OcrReading:
-        reading = OcrReading.model_validate(record)
+        reading = parse_reading_record(record, now)
         if reading.client_reading_id in seen:
             raise ValueError("client_reading_id repeats an earlier line")
         seen.add(reading.client_reading_id)

@@ -2,16 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 # Client-chosen ids: letters, digits and _.:@/- (no spaces, quotes or control characters).
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/-]+$")]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
 
+# The plausible range of every client-given time (README, "The HTTP API"). Outside it a client clock
+# has gone wrong, and PostgreSQL would store year 1 as 1 BC or 9999-12-31-14:00 as year 10000.
+EARLIEST_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+OUT_OF_RANGE = "must be from 2000-01-01 up to (not including) 2100-01-01 UTC"
+
+
+def is_plausible_time(value: datetime) -> bool:
+    """Compared as aware datetimes, never converted: year 1 at +14:00 would overflow in astimezone."""
+    return EARLIEST_TIME <= value < LATEST_TIME
+
+
+def _plausible(value: datetime) -> datetime:
+    if not is_plausible_time(value):
+        raise ValueError(OUT_OF_RANGE)
+    return value
+
+
+# A time with its zone, inside the plausible range (400 naming the field otherwise).
+PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
 
 def ensure_unique(ids: list[str], name: str) -> None:
-    """A batch names each client id once (a repeat would make the idempotent answer ambiguous)."""
+    """A batch names each client id once (a repeat would make the idempotent answer ambiguous, and
+    an upsert cannot touch one row twice)."""
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{name} repeats within the batch")
+        repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+        raise ValueError(f"{name} repeats within the batch: {', '.join(repeated[:5])}")
+
+
+def unique_by(field: str) -> AfterValidator:
+    """A batch list's validator: each item's `field` once (the 400 names the list and the repeats)."""
+    def check(items: list[Any]) -> list[Any]:
+        ensure_unique([getattr(item, field) for item in items], field)
+        return items
+
+    return AfterValidator(check)

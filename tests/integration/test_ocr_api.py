@@ -64,7 +64,8 @@ def test_readings_are_assessed_stored_once_and_logged(client: Client, tenant_key
     assert post(client, "/api/v2/ocr/readings", key, history) == (200, first)  # a replay
     assert count("ocr_readings") == 10 and count("ocr_predictions") == 10
     status, wrong = post(client, "/api/v2/ocr/readings", key, reading(10, "0109.0", 10, confidence=0.97))
-    assert status == 200 and set(wrong) == {"reading_id", "normalized", "error_probability", "captured", "reasons"}
+    assert status == 200 and set(wrong) == {"reading_id", "normalized", "error_probability", "captured", "reasons",
+                                            "model_version", "degraded"}
     assert wrong["captured"] and "below_previous_reading" in wrong["reasons"] and wrong["normalized"] == "0109.0"
     status, body = post(client, "/api/v2/ocr/readings", key, reading(10, "0109.5", 10))
     assert status == 409 and body["error"]["code"] == "conflict"
@@ -77,7 +78,7 @@ def test_readings_are_assessed_stored_once_and_logged(client: Client, tenant_key
     (reading(1, "01000.0", 1, source_type="water"), "source_type"),
     (reading(1, "01000.0", 1, captured_at="2026-11-01T10:00:00"), "captured_at"),
     ({"readings": [reading(1, "1", 1), reading(2, "2", 1, unit="litres")]}, "readings.1.unit"),
-    ({"readings": [reading(1, "1", 1), reading(1, "1", 1)]}, "body"),
+    ({"readings": [reading(1, "1", 1), reading(1, "1", 1)]}, "readings"),
     ({"readings": []}, "readings"),
     ({k: v for k, v in reading(1, "1", 1).items() if k != "client_reading_id"}, "client_reading_id"),
 ])
@@ -157,6 +158,7 @@ def test_cli_ingest_train_triage_equals_the_api_then_jobs(
     assert result.returncode == 0 and json.loads(result.stdout)["errors"] > 30, result.stderr
     trained = mlstack(app_environment, "train", "ocr", "--activate")
     assert trained.returncode == 0 and json.loads(trained.stdout)["status"] == "active", trained.stderr
+    trained_label = json.loads(trained.stdout)["label"]
     assert mlstack(app_environment, "ocr", "settings", "--tenant", "acme", "--daily-budget", "8").returncode == 0
 
     recent = recent[:150]
@@ -172,6 +174,7 @@ def test_cli_ingest_train_triage_equals_the_api_then_jobs(
         status, live = post(client, "/api/v2/ocr/readings", key, item.record)
         row = triaged[item.record["client_reading_id"]]
         assert status == 200 and f"{live['error_probability']:.6f}" == row["error_probability"]
+        assert (live["model_version"], live["degraded"]) == (trained_label, False)
         assert (live["captured"], ";".join(live["reasons"])) == (row["captured"] == "true", row["reasons"])
 
     selected = mlstack(app_environment, "ocr", "select-batch", "--tenant", "acme", "--size", "10")

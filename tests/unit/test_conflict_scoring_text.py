@@ -1,10 +1,14 @@
-"""Batch scoring's output text: the features' as-of times as isoformat writes them."""
+"""Batch scoring's text: the features' as-of times as isoformat writes them, and the lines the
+request model refuses."""
 
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from shared.conflict.scoring import _features_as_of, _Input, _iso_utc
+from shared.conflict.scoring import _features_as_of, _Input, _iso_utc, _Part, _read
+from shared.errors import InvalidInput
 
 
 def _as_of_input(asked: np.ndarray) -> _Input:
@@ -27,3 +31,13 @@ def test_features_as_of_texts_are_the_times_written() -> None:
     for order in (np.arange(len(asked)), rng.permutation(len(asked))):  # rows in time order or not
         data = _as_of_input(asked[order])
         assert _features_as_of(data, as_of[order].astype(np.float64)) == _iso_utc(as_of[order])
+
+
+def test_a_row_naming_a_field_twice_is_refused_by_line_as_the_api_refuses_it() -> None:
+    header = "user_id,domain,entity_type,entity_id,fields,as_of\n"
+    text = header + "u1,voice,recording,r1,notes;title,2026-10-01T09:00:00+00:00\n" \
+                  + "u2,voice,recording,r2,notes;notes,2026-10-01T09:00:00+00:00\n"
+    with pytest.raises(InvalidInput) as refused:
+        _read(_Part(file=text, header_end=len(header), start=len(header), end=len(text)), "t",
+              datetime(2026, 11, 1, tzinfo=UTC))
+    assert refused.value.fields[0].field == "line 3" and "fields" in refused.value.fields[0].reason
