@@ -29,6 +29,7 @@ ALERT_THRESHOLD = 0.5
 # A series silent this long (having reported within the day) is a missing-data alert.
 MISSING_AFTER = timedelta(minutes=5)
 FOREST = "isolation_forest"
+SCAN_LOCK = "monitoring/scan-metrics"
 
 
 def detector_state(services: MonitoringServices) -> AnomalyState | None:
@@ -86,7 +87,16 @@ def forest_scores(windows: list[SeriesWindow], state: AnomalyState) -> dict[tupl
 
 
 def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
+    """One scan at a time: a second one started while the first runs (a late schedule, a manual
+    run-job) would score the same new points again and count each alert twice."""
+    with services.locks.exclusive(SCAN_LOCK) as taken:
+        if not taken:
+            log_event("monitoring.scan_skipped", reason="another scan is running")
+            return {"skipped": "another scan-metrics is running"}
+        return _scan(services, now or datetime.now(UTC))
+
+
+def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
     state = detector_state(services)
     alerts: list[AlertIn] = []
     states: list[ScanState] = []

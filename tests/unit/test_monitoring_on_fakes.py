@@ -212,6 +212,11 @@ def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_miss
              for m, value in [(1, 400.0)] + [(m, 100.0 + m % 3) for m in range(2, 16)] for src in ("api", "db")]
     with services.transactions.transaction() as tx:
         services.series.store_points(tx, later)
+    # A scan started while another runs scores nothing (each point would be scored and alerted twice).
+    from shared.monitoring.scan import SCAN_LOCK
+
+    with services.locks.exclusive(SCAN_LOCK):
+        assert scan(services, NOW + timedelta(minutes=2, seconds=10)) == {"skipped": "another scan-metrics is running"}
     first = scan(services, NOW + timedelta(minutes=2, seconds=10))
     assert (first["new"], first["silenced"], first["missing"]) == (2, 1, 0)
     assert scan(services, NOW + timedelta(minutes=6, seconds=10))["missing"] == 1
