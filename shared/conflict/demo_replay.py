@@ -13,7 +13,6 @@ from shared.conflict.prediction import ConflictPredictionRequest, answer_conflic
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 
-
 ASKED_BEFORE_UPLOAD = timedelta(milliseconds=1)
 
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.fraud import activity_repository as repo
-from shared.fraud.dashboard_repository import latest_live_metrics
 from shared.fraud.kind import FRAUD
 from shared.fraud.prediction import operating_point, reasons_for
 from shared.fraud.services import FraudServices
@@ -21,7 +20,8 @@ HIGH_SCORES = 20
 
 def fraud_activity(services: FraudServices, tenant_id: str, now: datetime | None = None,
                    days: int = WINDOW_DAYS) -> dict[str, Any]:
-    since = (now or datetime.now(UTC)) - timedelta(days=days)
+    now = now or datetime.now(UTC)
+    since = now - timedelta(days=days)
     serving = choose_serving(FRAUD, services.models, tenant_id, "dashboard", allow_challenger=False,
                              with_shadow=False)
     versions = services.registry.list_versions(kind=FRAUD.name, tenant_id=tenant_id)
@@ -30,7 +30,8 @@ def fraud_activity(services: FraudServices, tenant_id: str, now: datetime | None
         threshold = float(point["review_threshold"])
         daily = repo.daily_rates(tx, tenant_id, since, threshold)
         high = repo.high_scores(tx, tenant_id, threshold, HIGH_SCORES)
-        live = latest_live_metrics(tx, [v.label for v in versions])
+        # Over this tenant's predictions only: a global version's stored figures pool every tenant's.
+        live = services.log.tenant_live_metrics(tx, tenant_id, now)
     live_pr = {(row["model_label"], row["window_days"]): row["pr_auc"] for row in live}
     return {
         "window_days": days,

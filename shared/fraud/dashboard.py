@@ -3,11 +3,12 @@ what the operating point does to real traffic, and which features drive the scor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from shared.fraud.dashboard_repository import latest_live_metrics, recent_scores
+from shared.fraud.dashboard_repository import recent_scores
 from shared.fraud.features import FEATURE_NAMES
 from shared.fraud.kind import FRAUD
 from shared.fraud.prediction import operating_point
@@ -28,11 +29,11 @@ def confusion_at(scores: list[float], outcomes: list[bool], threshold: float) ->
 def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> dict[str, Any]:
     serving = choose_serving(FRAUD, services.models, tenant_id, "dashboard", allow_challenger=False,
                              with_shadow=False)
-    labels = [v.label for v in services.registry.list_versions(kind=FRAUD.name, tenant_id=tenant_id)]
     with services.transactions.transaction() as tx:
         point = operating_point(services, tx, tenant_id, serving)
         scored = recent_scores(tx, tenant_id, days)
-        live = latest_live_metrics(tx, labels)
+        # Over this tenant's predictions only: a global version's stored figures pool every tenant's.
+        live = services.log.tenant_live_metrics(tx, tenant_id, datetime.now(UTC))
     known = [row for row in scored if row["outcome"] is not None]
     manifest = serving.answering.version.manifest if serving.answering else {}
     importance: dict[str, Any] = {"gain": manifest.get("feature_importance_gain", {})}
@@ -42,8 +43,9 @@ def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> 
         importance["mean_abs_contribution"] = {
             name: round(float(value), 6) for name, value in zip(FEATURE_NAMES, np.abs(contributions).mean(axis=0),
                                                                  strict=True)}
-    decisions = [("block" if r["probability"] >= point["block_threshold"] else
-                  "review" if r["probability"] >= point["review_threshold"] else "allow") for r in scored]
+    # As answered, at the operating point of that moment (a later move of the thresholds changes
+    # what new events get, not what these got).
+    decisions = [r["decision"] for r in scored]
     return {
         "model_version": serving.label, "scope": serving.scope, "degraded": serving.degraded,
         "trained": {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),

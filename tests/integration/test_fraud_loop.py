@@ -337,9 +337,17 @@ def test_the_dashboard_shows_quality_decisions_and_importance(
     for n, e in enumerate(old):
         predict_fraud(context, acme_id, StoredEventRef(client_event_id=e["client_event_id"]), f"d{n}")
     track_fraud_outcomes(context, now=NOW)
+    with context.database.transaction() as tx:
+        answered = {d: tx.fetch_value("SELECT count(*) FROM fraud_predictions WHERE risk_level = :d", d=d)
+                    for d in ("allow", "review", "block")}
     with Client(app) as client:
         assert client.http.get("/api/v2/fraud/dashboard", headers=auth(tenant_keys["acme"]["client"])).status_code == 403
+        # The decisions are the ones answered, not recomputed at thresholds moved since.
+        moved = client.http.put("/api/v2/fraud/operating-point", headers=auth(tenant_keys["acme"]["staff"]),
+                                body=json.dumps({"review_threshold": 0.0, "block_threshold": 0.0}))
+        assert moved.status_code == 200
         board = client.http.get("/api/v2/fraud/dashboard", headers=auth(tenant_keys["acme"]["staff"])).json_body
+    assert board["traffic"]["decisions"] == answered and answered["allow"] > 0
     assert board["model_version"] == version.label and board["trained"]["metrics"]["pr_auc"] > 0
     assert board["traffic"]["scored"] == 20 and board["traffic"]["with_outcome"] == 20
     confusion = board["confusion_at_review"]
