@@ -38,9 +38,11 @@ def choose_operating_point(
     sorted_scores, sorted_labels = scores[order], labels[order]
     positives = max(int(labels.sum()), 1)
     true_positives = np.cumsum(sorted_labels)
-    recall = true_positives / positives
-    precision = true_positives / np.arange(1, len(scores) + 1)
-    # Thresholds are the scores themselves: flagging score >= s[i] flags rows 0..i (ties included).
+    # Thresholds are the scores themselves: flagging score >= s[i] flags every row up to the last
+    # of s[i]'s ties, so each row's recall and precision are those of its whole tie group.
+    through = np.searchsorted(-sorted_scores, -sorted_scores, side="right") - 1
+    recall = true_positives[through] / positives
+    precision = true_positives[through] / (through + 1)
     reaches = np.flatnonzero(recall >= target_recall)
     review = float(sorted_scores[reaches[0]]) if len(reaches) else float(sorted_scores.min(initial=0.0))
     precise = np.flatnonzero((precision >= BLOCK_PRECISION) & (sorted_scores >= review))

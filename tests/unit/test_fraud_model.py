@@ -147,6 +147,18 @@ def test_the_tradeoff_table_equals_a_brute_force_count() -> None:
     assert chosen["block_threshold"] >= chosen["review_threshold"]
 
 
+def test_the_block_threshold_meets_its_precision_over_every_tied_score() -> None:
+    """Flagging `score >= t` flags all of t's ties: 10 frauds and 10 honest events share 0.8, so
+    0.8 blocks at precision 0.5, however the sort orders the tied rows."""
+    scores = np.array([0.95] * 9 + [0.8] * 20 + [0.1] * 71)
+    labels = np.array([True] * 9 + [True] * 10 + [False] * 10 + [False] * 71)
+    chosen = choose_operating_point(labels, scores, days=10.0)
+    assert chosen["block_threshold"] == 0.95
+    blocked = tradeoff_row(labels, scores, chosen["block_threshold"], 10.0)
+    assert blocked["precision"] >= 0.9
+    assert chosen["review_threshold"] == 0.8  # recall 19/19 first reached with the whole 0.8 group
+
+
 def test_rules_answer_without_a_model_and_rise_with_each_signal() -> None:
     calm = {"gps_drift_meters": 0.0, "hour_of_day": 9.0, "face_recognition_confidence": 0.97}
     assert rules_score(calm) == pytest.approx(0.02)
