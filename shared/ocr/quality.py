@@ -79,8 +79,10 @@ def ocr_metrics(services: OcrServices, tenant_id: str, *, target_share: float = 
     observed_days = len({r["day"] for r in rows if r["error_probability"] is not None}) or 1
     return {
         "capture_rate_per_day": [
-            {"day": d["day"].isoformat(), "readings": int(d["readings"]), "captured": int(d["captured"]),
-             "rate": round(int(d["captured"]) / int(d["readings"]), 4) if d["readings"] else 0.0} for d in daily],
+            {"day": d["day"].isoformat(), "readings": int(d["readings"]), "assessed": int(d["assessed"]),
+             "captured": int(d["captured"]),
+             # Of the readings scored on arrival: imported ones were never candidates for capture.
+             "rate": round(int(d["captured"]) / int(d["assessed"]), 4) if d["assessed"] else 0.0} for d in daily],
         "corrections_per_week": [{"week": w["week"].isoformat(), "corrections": int(w["corrections"]),
                                   "errors": int(w["errors"])} for w in weekly],
         "labelling_backlog": backlog,

@@ -13,7 +13,8 @@ from shared.ocr.readings_repository import OcrMemory
 
 class QualityRepository(Protocol):
     def daily_captures(self, tx: Any, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
-        """[{day, readings, captured}] by UTC day of captured_at in [since, until)."""
+        """[{day, readings, captured, assessed}] by UTC day of captured_at in [since, until); assessed:
+        scored on arrival (an imported history's readings have no score and were never captured)."""
         ...
 
     def weekly_corrections(self, tx: Any, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
@@ -29,7 +30,8 @@ class QualityRepository(Protocol):
 
 
 _DAILY_SQL = """
-SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS readings, count(*) FILTER (WHERE captured) AS captured
+SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS readings, count(*) FILTER (WHERE captured) AS captured,
+       count(*) FILTER (WHERE error_probability IS NOT NULL) AS assessed
 FROM ocr_readings WHERE tenant_id = CAST(:tenant AS uuid) AND captured_at >= :since AND captured_at < :until
 GROUP BY 1 ORDER BY 1
 """
@@ -85,12 +87,15 @@ class InMemoryQualityRepository:
     def daily_captures(self, tx: Any, tenant_id: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
         readings: Counter[date] = Counter()
         captured: Counter[date] = Counter()
+        assessed: Counter[date] = Counter()
         for row in self._mine(tenant_id):
             if since <= row["captured_at"] < until:
                 day = row["captured_at"].astimezone(UTC).date()
                 readings[day] += 1
                 captured[day] += int(row["captured"])
-        return [{"day": d, "readings": readings[d], "captured": captured[d]} for d in sorted(readings)]
+                assessed[day] += int(row.get("error_probability") is not None)
+        return [{"day": d, "readings": readings[d], "captured": captured[d], "assessed": assessed[d]}
+                for d in sorted(readings)]
 
     def weekly_corrections(self, tx: Any, tenant_id: str, since: datetime) -> list[dict[str, Any]]:
         weeks: dict[date, list[int]] = {}

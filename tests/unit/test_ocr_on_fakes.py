@@ -317,3 +317,10 @@ def test_metrics_show_captures_corrections_backlog_quality_and_a_threshold(servi
     assert buckets[(0.5, 0.6)]["observed_error_rate"] == pytest.approx(0.3) and buckets[(0.5, 0.6)]["readings"] == 10
     assert metrics["threshold"]["errors"] == 10 and metrics["threshold"]["threshold"] is not None
     assert OcrSettings().countries[0] == "GB"
+    # An imported history of the same hours: stored unscored, never a candidate for capture.
+    imported = [r.model_copy(update={"client_reading_id": f"old-{i}", "meter_id": f"h{i}"}) for i, r in enumerate(readings)]
+    store_history(services, T1, list(enumerate(imported)))
+    daily = ocr_metrics(services, T1, target_share=0.5, now=now)["capture_rate_per_day"]
+    assert (sum(d["readings"] for d in daily), sum(d["assessed"] for d in daily)) == (80, 40)
+    for day in daily:  # the rate is of the readings scored on arrival
+        assert day["rate"] == (round(day["captured"] / day["assessed"], 4) if day["assessed"] else 0.0)
