@@ -6,8 +6,9 @@ from datetime import date
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import Identifier, PlausibleTime, unique_by
 
 MAX_BATCH = 1000
@@ -72,10 +73,16 @@ class AttendanceBatch(BaseModel):
     events: Annotated[list[AttendanceEventIn], Field(min_length=1, max_length=MAX_BATCH), unique_by("client_event_id")]
 
 
+def _verdict(value: Any) -> Any:
+    """A verdict is true/false or, as README gives it, 1 (confirmed) / 0 (cleared); nothing else
+    ("1", "yes") in a JSON body. An import file's text cells are converted as any boolean is."""
+    return bool(value) if type(value) is int and value in (0, 1) else value
+
+
 class FraudLabelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     client_event_id: Identifier
-    is_fraud: bool  # 1 confirmed, 0 cleared
+    is_fraud: Annotated[bool, BeforeValidator(_verdict)]  # 1 confirmed, 0 cleared
 
 
 class FraudLabelBatch(BaseModel):
@@ -87,19 +94,19 @@ class FraudLabelBatch(BaseModel):
 def parse_sites(payload: Any) -> SiteBatch:
     """One site, or {"sites": [...]}."""
     if isinstance(payload, dict) and "sites" in payload:
-        return SiteBatch.model_validate(payload)
-    return SiteBatch(sites=[SiteIn.model_validate(payload)])
+        return validate_json_body(SiteBatch, payload)
+    return SiteBatch(sites=[validate_json_body(SiteIn, payload)])
 
 
 def parse_events(payload: Any) -> AttendanceBatch:
     """One event, or {"events": [...]}."""
     if isinstance(payload, dict) and "events" in payload:
-        return AttendanceBatch.model_validate(payload)
-    return AttendanceBatch(events=[AttendanceEventIn.model_validate(payload)])
+        return validate_json_body(AttendanceBatch, payload)
+    return AttendanceBatch(events=[validate_json_body(AttendanceEventIn, payload)])
 
 
 def parse_labels(payload: Any) -> FraudLabelBatch:
     """One label, or {"labels": [...]}."""
     if isinstance(payload, dict) and "labels" in payload:
-        return FraudLabelBatch.model_validate(payload)
-    return FraudLabelBatch(labels=[FraudLabelIn.model_validate(payload)])
+        return validate_json_body(FraudLabelBatch, payload)
+    return FraudLabelBatch(labels=[validate_json_body(FraudLabelIn, payload)])

@@ -14,6 +14,7 @@ from shared.fraud.features import FEATURE_NAMES, EventColumns, compute_features,
 from shared.fraud.intake import AttendanceEventIn
 from shared.fraud.kind import DEFAULT_BLOCK_THRESHOLD, DEFAULT_REVIEW_THRESHOLD, FRAUD, decision_for, rules_fired
 from shared.fraud.services import FraudServices, fraud_services
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.serving import Serving, choose_serving
 from shared.platform.validation import Identifier
 
@@ -28,8 +29,8 @@ class StoredEventRef(BaseModel):
 def parse_fraud_request(payload: Any) -> AttendanceEventIn | StoredEventRef:
     """An attendance event, or {"client_event_id"} of a stored one."""
     if isinstance(payload, dict) and set(payload) == {"client_event_id"}:
-        return StoredEventRef.model_validate(payload)
-    return AttendanceEventIn.model_validate(payload)
+        return validate_json_body(StoredEventRef, payload)
+    return validate_json_body(AttendanceEventIn, payload)
 
 
 def operating_point(services: FraudServices, session: Any, tenant_id: str, serving: Serving) -> dict[str, Any]:

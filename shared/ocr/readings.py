@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import PlausibleTime, unique_by
 
 MAX_BATCH = 1000
@@ -69,8 +70,8 @@ def parse_readings(payload: Any, intake_time: datetime | None = None) -> OcrRead
     `intake_time`, a reading captured after it is refused."""
     context = {"intake_time": intake_time}
     if is_batch(payload):
-        return OcrReadingBatch.model_validate(payload, context=context)
-    return OcrReadingBatch(readings=[OcrReading.model_validate(payload, context=context)])
+        return validate_json_body(OcrReadingBatch, payload, context)
+    return OcrReadingBatch(readings=[validate_json_body(OcrReading, payload, context)])
 
 
 def parse_reading_record(record: Any, intake_time: datetime) -> OcrReading:

@@ -281,3 +281,30 @@ def test_the_ocr_answer_says_it_is_degraded_when_the_artifact_is_tampered(
     assert client.http.get("/health").status_code == 503
     # A replay answers as first answered, its model included.
     assert post(client, "/api/v2/ocr/readings", key, reading(1, (NOW - timedelta(days=2)).isoformat())) == (200, plain)
+
+
+# -- JSON bodies are typed as JSON ----------------------------------------------------------------
+
+def test_a_string_or_number_where_json_has_a_boolean_number_or_time_is_a_400(
+    client: Client, tenant_keys: dict[str, Any],
+) -> None:
+    """Lax conversion took "51" for a latitude, "1" for a verdict and "yes" for a boolean, and stored them."""
+    acme = tenant_keys["acme"]
+    status, answer = post(client, "/api/v2/sites", acme["staff"], {**SITE, "latitude": "52.37"})
+    assert_400_naming(status, answer, "latitude")
+    assert post(client, "/api/v2/sites", acme["staff"], SITE)[0] == 200
+    event = attendance(1, NOW.isoformat())
+    for field, wrong in (("biometric_verified", "yes"), ("occurred_at", 1700000000), ("latitude", "52.37")):
+        status, answer = post(client, "/api/v2/attendance/events", acme["client"], {**event, field: wrong})
+        assert_400_naming(status, answer, field)
+        status, answer = post(client, "/api/v2/predict/fraud", acme["client"], {**event, field: wrong})
+        assert_400_naming(status, answer, field)
+    assert count("attendance_events") == 0 and count("fraud_predictions") == 0
+    assert post(client, "/api/v2/attendance/events", acme["client"], event)[0] == 200
+    status, answer = post(client, "/api/v2/fraud/labels", acme["staff"], {"client_event_id": "e-1", "is_fraud": "1"})
+    assert_400_naming(status, answer, "is_fraud")
+    assert count("fraud_labels") == 0
+    status, answer = post(client, "/api/v2/ocr/readings", acme["client"], {**reading(1, NOW.isoformat()),
+                                                                           "confidence": "0.95"})
+    assert_400_naming(status, answer, "confidence")
+    assert count("ocr_readings") == 0
