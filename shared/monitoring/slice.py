@@ -101,14 +101,18 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
             return list_incidents(services(get_context()), query, None)
 
         def cmd_agent(args: argparse.Namespace) -> Any:
-            from shared.monitoring.agent import Agent
+            from shared.logs import configure_logging
+            from shared.monitoring.agent import Agent, NotDelivered
 
             key = args.key or os.environ.get("MLSTACK_AGENT_KEY", "")
             if not key:
                 raise SystemExit("mlstack agent needs --key or MLSTACK_AGENT_KEY (an operator or service key)")
+            configure_logging()  # a refused batch or an absent service is a line on stderr, not silence
             agent = Agent(args.url, key, args.source)
-            agent.run(args.interval, iterations=1 if args.once else None)
-            return {"source": agent.source, "buffered": len(agent.buffer)}
+            agent.run(args.interval, iterations=1 if args.once else None)  # a refused key raises: the end
+            if args.once and not agent.delivered:
+                raise NotDelivered(f"nothing delivered: {agent.last_problem}")
+            return {"source": agent.source, "delivered": agent.delivered, "buffered": len(agent.buffer)}
 
         def cmd_schedule(args: argparse.Namespace) -> Any:
             import threading
