@@ -97,7 +97,8 @@ def agent_key() -> str:
 
 def start_agent(port: int) -> subprocess.Popen[bytes]:
     """`mlstack agent` pushing this machine's psutil readings to the local API every 60 s."""
-    env = {**os.environ, "MLSTACK_AGENT_KEY": agent_key()}  # not in argv: ps would show it
+    # The key not in argv (ps would show it); on the run's terminal only the agent's warnings and errors.
+    env = {**os.environ, "MLSTACK_AGENT_KEY": agent_key(), "MLSTACK_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "shared.cli", "agent", "--url", f"http://127.0.0.1:{port}"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
