@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,37 +29,29 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """A finite number above 0 (an interval in seconds)."""
+def _number(text: str, within: Callable[[float], bool], what: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
+    if not within(value):  # NaN fails every comparison: refused too
+        raise argparse.ArgumentTypeError(f"{text} is not {what}")
     return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0 (an interval in seconds)."""
+    return _number(text, lambda v: 0 < v < math.inf, "a number above 0")
 
 
 def share(text: str) -> float:
-    """A share in (0, 1]: above 0, at most 1, never NaN (the API's `target_share` rule)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:  # NaN fails this comparison too
-        raise argparse.ArgumentTypeError(f"{text} is not a share above 0 and at most 1")
-    return value
+    """A share in (0, 1]: above 0, at most 1 (the API's `target_share` rule)."""
+    return _number(text, lambda v: 0 < v <= 1, "a share above 0 and at most 1")
 
 
 def open_share(text: str) -> float:
     """A share strictly between 0 and 1 (a challenger's traffic: 0 and 1 are stop and activate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a share strictly between 0 and 1 (both excluded)")
-    return value
+    return _number(text, lambda v: 0 < v < 1, "a share strictly between 0 and 1 (both excluded)")
 
 
 def iso_datetime(text: str) -> datetime:

@@ -83,29 +83,22 @@ def test_a_refused_key_ends_the_agent_with_one_error_line_once_and_in_its_loop(s
     assert len(service.batches) == 2  # one push each, then the end
 
 
-@pytest.mark.parametrize("status", [400, 413, 422])
-def test_a_refused_batch_is_dropped_with_a_logged_error_and_the_agent_goes_on(
-        service: Service, status: int, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("status, resent, level, event", [
+    *[(status, False, "ERROR", "agent.batch_refused") for status in (400, 413, 422)],  # refused forever: dropped
+    *[(status, True, "WARNING", "agent.push_failed") for status in (429, 500, 503)],  # busy: kept for the next push
+])
+def test_a_refused_batch_is_dropped_and_a_busy_service_keeps_it_each_logged_and_the_agent_goes_on(
+        service: Service, status: int, resent: bool, level: str, event: str, caplog: pytest.LogCaptureFixture) -> None:
     service.statuses = [status, 200]
     agent = Agent(service.url, "mlk_x", "host-t", read=reading)
     agent.collect(time.time())
-    assert agent.push() is None and agent.buffer == []  # never resent: it would be refused forever
-    assert any(r.levelname == "ERROR" and r.getMessage() == "agent.batch_refused" for r in caplog.records)
-    agent.collect(time.time())
-    assert agent.push() == {"accepted": 2} and agent.delivered == 2
-    assert [len(b) for b in service.batches] == [2, 2]
-
-
-@pytest.mark.parametrize("status", [429, 500, 503])
-def test_a_busy_service_keeps_the_readings_with_a_warning(
-        service: Service, status: int, caplog: pytest.LogCaptureFixture) -> None:
-    service.statuses = [status, 200]
-    agent = Agent(service.url, "mlk_x", "host-t", read=reading)
-    agent.collect(time.time())
-    assert agent.push() is None and len(agent.buffer) == 2
-    assert any(r.levelname == "WARNING" and r.getMessage() == "agent.push_failed" for r in caplog.records)
-    assert agent.push() == {"accepted": 2} and agent.buffer == []
-    assert service.batches[0] == service.batches[1]  # the same points, resent
+    assert agent.push() is None and len(agent.buffer) == (2 if resent else 0)
+    assert any(r.levelname == level and r.getMessage() == event for r in caplog.records)
+    agent.collect(time.time() + 60)
+    points = 4 if resent else 2
+    assert agent.push() == {"accepted": points} and agent.delivered == points and agent.buffer == []
+    assert [len(b) for b in service.batches] == [2, points]
+    assert (service.batches[0] == service.batches[1][:2]) == resent  # the same points resent, or never again
 
 
 def test_a_refused_key_raises_from_push_and_keeps_nothing_to_spin_on(service: Service) -> None:
