@@ -60,10 +60,17 @@ def service() -> Iterator[Service]:
     running.server.server_close()
 
 
+def _as_on_a_terminal() -> None:
+    # A suite run in the background inherits SIGINT ignored, and Python then never turns it into
+    # KeyboardInterrupt; on a terminal, where Ctrl-C comes from, it is not ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def agent_process(url: str, *options: str, key: str = "mlk_bad") -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSTACK_")} | {"MLSTACK_AGENT_KEY": key}
     return subprocess.Popen([sys.executable, "-m", "shared.cli", "agent", "--url", url, "--source", "host-t",
-                             *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *options], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_on_a_terminal)  # noqa: PLW1509 - no threads of ours run in the child
 
 
 def reading(now: float) -> dict[str, float]:
