@@ -10,8 +10,10 @@ import argparse
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +97,8 @@ def agent_key() -> str:
 
 def start_agent(port: int) -> subprocess.Popen[bytes]:
     """`mlstack agent` pushing this machine's psutil readings to the local API every 60 s."""
-    env = {**os.environ, "MLSTACK_AGENT_KEY": agent_key()}  # not in argv: ps would show it
+    # The key not in argv (ps would show it); on the run's terminal only the agent's warnings and errors.
+    env = {**os.environ, "MLSTACK_AGENT_KEY": agent_key(), "MLSTACK_LOG_LEVEL": "WARNING"}
     return subprocess.Popen([sys.executable, "-m", "shared.cli", "agent", "--url", f"http://127.0.0.1:{port}"],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
 
@@ -106,6 +109,34 @@ def start_schedule() -> subprocess.Popen[bytes]:
     to .mlstack/schedule.log)."""
     log = (STATE / "schedule.log").open("ab")
     return subprocess.Popen([sys.executable, "-m", "shared.cli", "schedule"], cwd=ROOT, stdout=log, stderr=log)
+
+
+def port_taken(port: int) -> bool:
+    """Whether the server's bind of 127.0.0.1:port would fail (a listener there or on any address)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def taken_message(port: int) -> str:
+    return f"mlstack: port {port} is taken: use --port N (e.g. scripts/run.sh --port {localpg.free_port()})"
+
+
+def serving(server: subprocess.Popen[bytes], port: int, wait_seconds: float = 120.0) -> bool:
+    """Whether the server came up listening on the port: False as soon as it exits (its bind
+    failed), or if it never listens. Checked before anything that sends the operator key starts."""
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            return False
+        if localpg.port_is_open(port):
+            return server.poll() is None
+        time.sleep(0.2)
+    return False
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -125,72 +156,94 @@ def main() -> int:
 
     # A SIGTERM (service managers, test harnesses) stops as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Before anything starts: the agent would push the operator key to whatever holds the port.
+    if not args.prepare_only and port_taken(args.port):
+        print(taken_message(args.port), file=sys.stderr, flush=True)
+        return 1
     prepare_environment()
     try:
         seed_demo(args)
         if args.prepare_only:
             return 0
-        print(f"mlstack: serving on http://127.0.0.1:{args.port} (Ctrl-C stops it and PostgreSQL)", flush=True)
-        print(
-            f"mlstack: try  curl -s -X POST http://127.0.0.1:{args.port}/api/v2/predict/conflict/"
-            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
-            """ -d '{"domain": "voice", "user_id": "demo-user-015", "entity_type": "recording","""
-            """ "entity_id": "rec-00029", "fields": ["notes"]}'""",
-            flush=True,
-        )
-        print(
-            f"mlstack: an OCR correction: curl -s -X POST http://127.0.0.1:{args.port}/api/v2/ml-training/corrections/"
-            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
-            """ -d '{"source_type": "meter_reading", "source_id": "demo-m0-3", "corrected_text": "00123.4","""
-            """ "correction_type": "OCR_ERROR"}'""",
-            flush=True,
-        )
-        print(
-            f"mlstack: a fraud score: curl -s -X POST http://127.0.0.1:{args.port}/api/v2/predict/fraud/"
-            " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
-            """ -d '{"client_event_id": "demo-u0-checkin", "user_id": "demo-u0", "site_id": "demo-site-0","""
-            """ "device_id": "someone-elses-phone", "event_type": "check_in", "occurred_at": "'"$(date -u +%FT%TZ)"'","""
-            """ "latitude": null, "longitude": null, "gps_accuracy_m": null, "face_match_confidence": 0.31,"""
-            """ "biometric_verified": false}'""",
-            flush=True,
-        )
-        print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
-        # `chalice local` with API Gateway's gateway responses (401/403/404/503 in the error shape).
-        server = subprocess.Popen(
-            [sys.executable, "-m", "functions.local_gateway", "--host", "127.0.0.1",
-             "--port", str(args.port), "--stage", "local"],
-            cwd=ROOT,
-        )
-        agent = start_agent(args.port)
-        schedule = start_schedule()
-        print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
-              " collect-metrics and scan-metrics run every minute, check-drift and refresh-precedents daily"
-              " (log: .mlstack/schedule.log);"
-              " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
-        print(f"mlstack: dashboards: http://127.0.0.1:{args.port}/dashboards — sign in with the demo staff key for"
-              " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
-              flush=True)
-        try:
-            while True:
-                # In one-second slices: the kernel may hand the SIGTERM to another thread (the demo's
-                # training left OpenBLAS workers); a blocking wait would sleep on through it.
-                try:
-                    return server.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    continue
-        except KeyboardInterrupt:
+        return serve(args.port)
+    finally:
+        localpg.stop(PG_DATA)
+        print("mlstack: stopped PostgreSQL", flush=True)
+
+
+def _print_hints(port: int) -> None:
+    print(f"mlstack: serving on http://127.0.0.1:{port} (Ctrl-C stops it and PostgreSQL)", flush=True)
+    print(
+        f"mlstack: try  curl -s -X POST http://127.0.0.1:{port}/api/v2/predict/conflict/"
+        " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+        """ -d '{"domain": "voice", "user_id": "demo-user-015", "entity_type": "recording","""
+        """ "entity_id": "rec-00029", "fields": ["notes"]}'""",
+        flush=True,
+    )
+    print(
+        f"mlstack: an OCR correction: curl -s -X POST http://127.0.0.1:{port}/api/v2/ml-training/corrections/"
+        " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+        """ -d '{"source_type": "meter_reading", "source_id": "demo-m0-3", "corrected_text": "00123.4","""
+        """ "correction_type": "OCR_ERROR"}'""",
+        flush=True,
+    )
+    print(
+        f"mlstack: a fraud score: curl -s -X POST http://127.0.0.1:{port}/api/v2/predict/fraud/"
+        " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
+        """ -d '{"client_event_id": "demo-u0-checkin", "user_id": "demo-u0", "site_id": "demo-site-0","""
+        """ "device_id": "someone-elses-phone", "event_type": "check_in", "occurred_at": "'"$(date -u +%FT%TZ)"'","""
+        """ "latitude": null, "longitude": null, "gps_accuracy_m": null, "face_match_confidence": 0.31,"""
+        """ "biometric_verified": false}'""",
+        flush=True,
+    )
+    print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
+    print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
+          " collect-metrics and scan-metrics run every minute, check-drift and refresh-precedents daily"
+          " (log: .mlstack/schedule.log);"
+          " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
+    print(f"mlstack: dashboards: http://127.0.0.1:{port}/dashboards — sign in with the demo staff key for"
+          " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
+          flush=True)
+
+
+def serve(port: int) -> int:
+    """The API, then (once it listens on the port) the hints, the agent and the schedule, until the
+    API ends or Ctrl-C; stops what it started."""
+    if port_taken(port):  # again: the seeding took a while
+        print(taken_message(port), file=sys.stderr, flush=True)
+        return 1
+    # `chalice local` with API Gateway's gateway responses (401/403/404/503 in the error shape).
+    server = subprocess.Popen(
+        [sys.executable, "-m", "functions.local_gateway", "--host", "127.0.0.1", "--port", str(port),
+         "--stage", "local"],
+        cwd=ROOT,
+    )
+    helpers: list[subprocess.Popen[bytes]] = []
+    try:
+        if not serving(server, port):
+            print(taken_message(port) if port_taken(port) and server.poll() is not None
+                  else "mlstack: the API did not start (its error is above)", file=sys.stderr, flush=True)
+            return 1
+        _print_hints(port)
+        helpers += [start_agent(port), start_schedule()]
+        while True:
+            # In one-second slices: the kernel may hand the SIGTERM to another thread (the demo's
+            # training left OpenBLAS workers); a blocking wait would sleep on through it.
+            try:
+                return server.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if server.poll() is None:
             server.send_signal(signal.SIGINT)
             try:
                 server.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 server.kill()
-            return 0
-        finally:
-            _stop(schedule)
-            _stop(agent)
-    finally:
-        localpg.stop(PG_DATA)
-        print("mlstack: stopped PostgreSQL", flush=True)
+        for helper in reversed(helpers):
+            _stop(helper)
 
 
 if __name__ == "__main__":

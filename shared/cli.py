@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from shared.errors import MlstackError
+from shared.errors import Conflict, MlstackError
+from shared.platform.cli_args import open_share
 
 Handler = Callable[[argparse.Namespace], Any]
 
@@ -52,7 +53,10 @@ def cmd_db_migrate(args: argparse.Namespace) -> Any:
 
 
 def cmd_tenants_create(args: argparse.Namespace) -> Any:
-    tenant = _context().tenants.create_tenant(args.slug, args.name or args.slug)
+    try:
+        tenant = _context().tenants.create_tenant(args.slug, args.name or args.slug)
+    except Conflict:  # the slug's unique index, whose text names the database's key
+        raise Conflict(f"tenant {args.slug!r} already exists (see `mlstack tenants list`)") from None
     return tenant.__dict__
 
 
@@ -124,7 +128,13 @@ def cmd_models_rollback(args: argparse.Namespace) -> Any:
 
 def cmd_models_challenger(args: argparse.Namespace) -> Any:
     share = None if args.stop else args.share
-    return _context().registry.set_challenger(args.version_id, share, actor=args.actor).public_view()
+    context = _context()
+    view = dict(context.registry.set_challenger(args.version_id, share, actor=args.actor).public_view())
+    # Serving processes re-read the registry on their own clock, not at once.
+    seconds = context.settings.model_refresh_seconds
+    view["takes_effect"] = (f"within {seconds:g} s, as serving processes re-read the registry" if seconds > 0
+                            else "at each serving process's next request") + " (MLSTACK_MODEL_REFRESH_SECONDS)"
+    return view
 
 
 def cmd_models_shadow(args: argparse.Namespace) -> Any:
@@ -193,7 +203,7 @@ def build_parser(slices: Sequence[Any] | None = None) -> argparse.ArgumentParser
     p.add_argument("--tenant", help="tenant scope (default: global)")
     p = _add(models, "challenger", cmd_models_challenger, "let a candidate serve a share of traffic")
     p.add_argument("version_id")
-    p.add_argument("--share", type=float, default=0.1)
+    p.add_argument("--share", type=open_share, default=0.1, help="strictly between 0 and 1 (default 0.1)")
     p.add_argument("--stop", action="store_true", help="stop serving it as challenger")
     p = _add(models, "shadow", cmd_models_shadow, "score a candidate on every request beside the champion, never answering")
     p.add_argument("version_id")
@@ -276,10 +286,23 @@ def _without_blas_threads(command: tuple[str, str] | None) -> None:
 def _parsed(argv: Sequence[str]) -> argparse.Namespace:
     """The command line read (building its parser imports the command's slice), settings from
     --env-file loaded."""
-    args = parser_for(argv).parse_args(argv)
+    parser = parser_for(argv)
+    args = parser.parse_args(argv)
     if args.env_file:
-        load_env_file(args.env_file)
+        try:
+            load_env_file(args.env_file)
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"--env-file {args.env_file}: {getattr(exc, 'strerror', None) or exc}")
     return args
+
+
+def _validation_problems(exc: Exception) -> list[str] | None:
+    """A pydantic ValidationError's problems, one `field: reason` each; None for any other error.
+    (pydantic is looked up, not imported: a command that never loaded it cannot raise its errors.)"""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None or not isinstance(exc, pydantic.ValidationError):
+        return None
+    return [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()]
 
 
 def _ran(args: argparse.Namespace) -> int:
@@ -289,6 +312,18 @@ def _ran(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}", file=sys.stderr)
         for problem in exc.fields:
             print(f"  {problem.field}: {problem.reason}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file the command was given: missing, a folder, not writable, ...
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # Ctrl-C: the user's own stop, not a failure to show a traceback for
+        return 130
+    except ValueError as exc:
+        problems = _validation_problems(exc)
+        if problems is None:
+            raise
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
     if result is not None:
         _print(result)

@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.conflict.kind import CONFLICT
 from shared.context import AppContext, get_context
+from shared.platform.cli_args import check_batch_files, positive_int
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -48,7 +49,14 @@ def cmd_ingest_sync_events(args: argparse.Namespace) -> Any:
     header = 0 if args.file.suffix in (".ndjson", ".jsonl") else 1
     total = lines - header if lines is not None else None
     with tqdm(total=total, unit="rows", file=sys.stderr, disable=args.quiet) as bar:
-        return ingest_sync_events(context, tenant_id, args.file, progress=bar.update)
+
+        def advance(rows: int) -> None:
+            if total is not None and bar.n + rows >= total:
+                bar.n += rows  # the last chunk: closing draws the full bar, once (an update would draw it too)
+            else:
+                bar.update(rows)
+
+        return ingest_sync_events(context, tenant_id, args.file, progress=advance)
 
 
 def cmd_train_conflict(args: argparse.Namespace) -> Any:
@@ -71,6 +79,7 @@ def cmd_train_conflict(args: argparse.Namespace) -> Any:
 def cmd_score_conflict(args: argparse.Namespace) -> Any:
     from shared.conflict.scoring import score_conflict_file
 
+    check_batch_files(args.input, args.output)  # before connecting: a typo costs no database round trip
     context = get_context()
     tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
     return score_conflict_file(context, tenant_id, args.input, args.output)
@@ -85,7 +94,7 @@ def add_cli_commands(groups: CliGroups) -> None:
 
     p = groups.add(groups.group("train", "train models"), "conflict", cmd_train_conflict,
                    "train a conflict candidate on the last N days")
-    p.add_argument("--days-back", type=int, default=90)
+    p.add_argument("--days-back", type=positive_int, default=90)
     p.add_argument("--tenant", help="train the tenant's own model on its events (default: global, all tenants)")
     add_candidate_flags(p)
 

@@ -18,6 +18,7 @@ DETECTOR_CHOICES = (ENSEMBLE, *DETECTORS)
 
 
 def _seconds(text: str) -> float:
+    """Epoch seconds or an ISO 8601 time (naive taken as UTC); ValueError for anything else."""
     text = text.strip()
     try:
         return float(text)  # epoch seconds
@@ -30,13 +31,13 @@ def _seconds(text: str) -> float:
 
 
 def _value(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        return float("nan")  # an empty or unreadable value is a gap: scored 0, not used as history
+    """A number; an empty value is a gap (NaN: scored 0, not used as history); ValueError for text."""
+    return float(text) if text.strip() else float("nan")
 
 
-def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
+def _rows(source: Path) -> tuple[list[str], list[list[str]], list[float], list[float]]:
+    """The header, the rows and their times and values; a row that is not a time and a number is
+    refused with its line, as a silently zero-scored row would hide a broken export."""
     with source.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -45,10 +46,36 @@ def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
         columns = [h.strip() for h in header]
         if "timestamp" not in columns or "value" not in columns:
             raise InvalidInput(f"{source}: needs the columns timestamp,value (has {','.join(columns)})")
-        rows = [row for row in reader if row]
-    t_col, v_col = columns.index("timestamp"), columns.index("value")
-    times = np.array([_seconds(r[t_col]) for r in rows], dtype=np.float64)
-    values = np.array([_value(r[v_col]) for r in rows], dtype=np.float64)
+        t_col, v_col = columns.index("timestamp"), columns.index("value")
+        rows: list[list[str]] = []
+        times: list[float] = []
+        values: list[float] = []
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            try:
+                times.append(_seconds(row[t_col]))
+            except (ValueError, IndexError, OverflowError, OSError):
+                raise InvalidInput(f"{source}: line {line}: timestamp {_shown(row, t_col)} is neither epoch seconds"
+                                   " nor ISO 8601") from None
+            try:
+                values.append(_value(row[v_col]))
+            except (ValueError, IndexError):
+                raise InvalidInput(f"{source}: line {line}: value {_shown(row, v_col)} is not a number"
+                                   " (an empty value is a gap)") from None
+            rows.append(row)
+    return columns, rows, times, values
+
+
+def _shown(row: list[str], column: int) -> str:
+    return repr(row[column][:40]) if column < len(row) else "missing"
+
+
+def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
+    columns, rows, time_list, value_list = _rows(source)
+    times = np.array(time_list, dtype=np.float64)
+    values = np.array(value_list, dtype=np.float64)
     # Rows are scored in file order; timestamps must not go backwards (the detectors look back in time).
     if len(times) > 1 and np.any(np.diff(times) < 0):
         raise InvalidInput(f"{source}: timestamps must be in ascending order")

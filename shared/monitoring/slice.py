@@ -16,6 +16,7 @@ from typing import Any
 from shared.context import AppContext, get_context
 from shared.monitoring.kind import ANOMALY
 from shared.monitoring.watched import WatchedKind
+from shared.platform.cli_args import from_options, iso_datetime, positive_float, positive_int
 from shared.platform.jobs import CliGroups, Job, Slice
 from shared.platform.training import candidate_report
 
@@ -70,7 +71,7 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
             from shared.monitoring.retraining import train_state
 
             context = get_context()
-            end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
+            end = args.end or datetime.now(UTC)
             result = train_state(services(context), end=end, days_back=args.days_back, actor=args.actor)
             return candidate_report(result, context.registry, activate=args.activate, actor=args.actor,
                                     reason="mlstack train anomaly --activate",
@@ -84,7 +85,8 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         def cmd_silence(args: argparse.Namespace) -> Any:
             from shared.monitoring.incidents import SilenceBody, add_silence
 
-            body = SilenceBody(source=args.source, metric=args.metric, minutes=args.minutes, reason=args.reason)
+            body = from_options(SilenceBody, source=args.source, metric=args.metric, minutes=args.minutes,
+                                reason=args.reason)
             return add_silence(services(get_context()), body, args.actor)
 
         def cmd_silences(args: argparse.Namespace) -> Any:
@@ -95,17 +97,22 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         def cmd_incidents(args: argparse.Namespace) -> Any:
             from shared.monitoring.incidents import IncidentsQuery, list_incidents
 
-            return list_incidents(services(get_context()), IncidentsQuery(status=args.status, limit=args.limit), None)
+            query = from_options(IncidentsQuery, status=args.status, limit=args.limit)  # checked before connecting
+            return list_incidents(services(get_context()), query, None)
 
         def cmd_agent(args: argparse.Namespace) -> Any:
-            from shared.monitoring.agent import Agent
+            from shared.logs import configure_logging
+            from shared.monitoring.agent import Agent, NotDelivered
 
             key = args.key or os.environ.get("MLSTACK_AGENT_KEY", "")
             if not key:
                 raise SystemExit("mlstack agent needs --key or MLSTACK_AGENT_KEY (an operator or service key)")
+            configure_logging()  # a refused batch or an absent service is a line on stderr, not silence
             agent = Agent(args.url, key, args.source)
-            agent.run(args.interval, iterations=1 if args.once else None)
-            return {"source": agent.source, "buffered": len(agent.buffer)}
+            agent.run(args.interval, iterations=1 if args.once else None)  # a refused key raises: the end
+            if args.once and not agent.delivered:
+                raise NotDelivered(f"nothing delivered: {agent.last_problem}")
+            return {"source": agent.source, "delivered": agent.delivered, "buffered": len(agent.buffer)}
 
         def cmd_schedule(args: argparse.Namespace) -> Any:
             import threading
@@ -132,11 +139,11 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
 
         train = groups.group("train", "train models")
         p = groups.add(train, "drift", cmd_drift, "drift of every model's serving inputs against its training data")
-        p.add_argument("--days", type=int, default=30, help="serving inputs of the last N days")
+        p.add_argument("--days", type=positive_int, default=30, help="serving inputs of the last N days")
         p.add_argument("--retrain", action="store_true", help="retrain a drifted kind right away")
         p = groups.add(train, "anomaly", cmd_train_state, "train the detector state (Isolation Forest, profiles)")
-        p.add_argument("--days-back", type=int, default=None)
-        p.add_argument("--end", help="end of the window, ISO 8601 (default: now)")
+        p.add_argument("--days-back", type=positive_int, default=None)
+        p.add_argument("--end", type=iso_datetime, help="end of the window, ISO 8601 (default: now)")
         p.add_argument("--activate", action="store_true")
         p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")
 
@@ -163,14 +170,14 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p.add_argument("--url", default="http://127.0.0.1:8000")
         p.add_argument("--key", help="operator or service key (default: MLSTACK_AGENT_KEY)")
         p.add_argument("--source", help="the host's name in the series (default: its hostname)")
-        p.add_argument("--interval", type=float, default=60.0)
+        p.add_argument("--interval", type=positive_float, default=60.0)
         p.add_argument("--once", action="store_true", help="one reading, one push, then exit")
 
         p = groups.add(groups.root_parser(), "schedule", cmd_schedule,
                        "run the monitoring jobs on their deployed rates until SIGTERM (the local run starts it)")
         p.add_argument("--job", action="append", help="only these jobs, in this order (default: collect-metrics,"
                        " scan-metrics, compact-metrics, check-drift, refresh-precedents)")
-        p.add_argument("--rounds", type=int, help="stop after this many rounds that ran a job")
+        p.add_argument("--rounds", type=positive_int, help="stop after this many rounds that ran a job")
 
     schedules = (  # (name, EventBridge schedule, what it does, run)
         ("collect-metrics", "rate(1 minute)", "Database, queue, request and prediction metrics as points", collect_job),

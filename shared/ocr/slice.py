@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.context import AppContext, get_context
 from shared.ocr.kind import OCR_ERROR
+from shared.platform.cli_args import iso_datetime, positive_int, share
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -91,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> Any:
     context = get_context()
     services = ocr_services(context)
     tenant_id = context.tenants.find_tenant(args.tenant).tenant_id if args.tenant else None
-    end = datetime.fromisoformat(args.end) if args.end else datetime.now(UTC)
+    end = args.end or datetime.now(UTC)
     result = train_ocr(services, end=end, tenant_id=tenant_id, days_back=args.days_back, actor=args.actor)
     assert result.version is not None
     report = {"version_id": result.version.version_id, "label": result.version.label, "status": "candidate",
@@ -119,12 +120,13 @@ def add_cli_commands(groups: CliGroups) -> None:
     ocr = groups.group("ocr", "the OCR feedback loop")
     p = groups.add(ocr, "select-batch", cmd_select_batch, "pick the labelling batch and write its manifest")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--size", type=int, default=50)
+    p.add_argument("--size", type=positive_int, default=50)
     p = groups.add(ocr, "triage", cmd_triage, "score a file of readings as the API would, storing nothing")
     add_batch_files(p)
     p = groups.add(ocr, "metrics", cmd_metrics, "capture, corrections, backlog and quality figures (JSON)")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--target-share", type=float, default=0.8, help="share of errors the threshold should catch")
+    p.add_argument("--target-share", type=share, default=0.8,
+                   help="share of errors the threshold should catch, above 0 and at most 1")
     p = groups.add(ocr, "settings", cmd_settings, "show or change the tenant's capture settings")
     p.add_argument("--tenant", required=True)
     p.add_argument("--threshold", help="capture at this error probability or above; 'default' to clear")
@@ -134,8 +136,8 @@ def add_cli_commands(groups: CliGroups) -> None:
     p = groups.add(groups.group("train", "train models"), "ocr", cmd_train,
                    "train an OCR error-model candidate on the last N days of corrections")
     p.add_argument("--tenant", help="the tenant's own model (default: global, all tenants)")
-    p.add_argument("--days-back", type=int, default=None)
-    p.add_argument("--end", help="end of the window, ISO 8601 (default: now)")
+    p.add_argument("--days-back", type=positive_int, default=None)
+    p.add_argument("--end", type=iso_datetime, help="end of the window, ISO 8601 (default: now)")
     add_candidate_flags(p)
 
 

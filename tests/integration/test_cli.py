@@ -147,7 +147,8 @@ def _ended(tmp_path: Path, *argv: str, script: str = _END_SCRIPT) -> tuple[subpr
     return result, left_open.read_text()
 
 
-_SCORE = ("score", "conflict", "--tenant", "t", "--input", "a", "--output", "b")
+# The input exists (a missing one is refused before the settings are read), the settings do not.
+_SCORE = ("score", "conflict", "--tenant", "t", "--input", "README.md", "--output", "b")
 
 
 def test_a_lean_command_ends_its_process_after_the_atexit_handlers_without_the_interpreters_teardown(
@@ -220,6 +221,15 @@ def test_bulk_import_then_train_then_score(context: AppContext, settings_env: di
     rollback = mlstack(settings_env, "models", "rollback", "conflict")
     assert rollback.returncode == 2 and "nothing to roll back" in rollback.stderr
 
+    # A challenger's share serves from the serving processes' next registry read, which the output says.
+    candidate = json.loads(mlstack(settings_env, "train", "conflict", "--days-back", "90").stdout)["version_id"]
+    refresh = {**settings_env, "MLSTACK_MODEL_REFRESH_SECONDS": "60"}
+    challenger = mlstack(refresh, "models", "challenger", candidate, "--share", "0.2")
+    assert challenger.returncode == 0, challenger.stderr
+    shown = json.loads(challenger.stdout)
+    assert shown["challenger_share"] == 0.2 and "within 60 s" in shown["takes_effect"]
+    assert "MLSTACK_MODEL_REFRESH_SECONDS" in shown["takes_effect"]
+
 
 def test_bulk_import_refuses_a_changed_known_event_and_stores_none_of_the_file(
     context: AppContext, settings_env: dict[str, str], tmp_path: Path
@@ -250,3 +260,26 @@ def test_an_unreadable_file_is_refused_cleanly(context: AppContext, settings_env
     # Reported on its own line (the rows before it are fine), and nothing is stored.
     assert result.returncode == 2 and "line 52: not valid UTF-8 text" in result.stderr
     assert count_events(context) == 0
+
+
+def test_creating_a_tenant_that_exists_says_so_without_the_databases_text(
+        context: AppContext, settings_env: dict[str, str]) -> None:
+    assert mlstack(settings_env, "tenants", "create", "acme").returncode == 0
+    again = mlstack(settings_env, "tenants", "create", "acme")
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr == "error: tenant 'acme' already exists (see `mlstack tenants list`)\n"
+
+
+def test_the_import_draws_its_full_progress_bar_once(
+        context: AppContext, settings_env: dict[str, str], tmp_path: Path) -> None:
+    context.tenants.create_tenant("acme", "Acme")
+    history = tmp_path / "history.csv"
+    write_history(history, rows=6000)  # three chunks: updates, then the last one
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "ingest", "sync-events", str(history),
+                             "--tenant", "acme"], cwd=ROOT, capture_output=True,
+                            # tqdm draws every update (its defaults skip some, depending on timing)
+                            env={**os.environ, **settings_env, "TQDM_MININTERVAL": "0", "TQDM_MINITERS": "1"})
+    assert result.returncode == 0, result.stderr
+    bar = result.stderr.decode()
+    assert bar.count("6000/6000") == 1 and bar.count("100%|") == 1, repr(bar)
+    assert "2000/6000" in bar  # the bar still moves while the import runs
