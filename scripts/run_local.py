@@ -154,8 +154,11 @@ def main() -> int:
     parser.add_argument("--prepare-only", action="store_true", help="set up state, do not serve")
     args = parser.parse_args()
 
-    # A SIGTERM (service managers, test harnesses) stops as cleanly as Ctrl-C.
+    # A SIGTERM (service managers, test harnesses) stops as cleanly as Ctrl-C; and Ctrl-C (SIGINT)
+    # stops it even when a script started it in the background, where SIGINT arrives ignored (the
+    # API, agent and schedule would inherit that and outlive a kill -INT of the group).
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Before anything starts: the agent would push the operator key to whatever holds the port.
     if not args.prepare_only and port_taken(args.port):
         print(taken_message(args.port), file=sys.stderr, flush=True)
@@ -165,13 +168,13 @@ def main() -> int:
         seed_demo(args)
         if args.prepare_only:
             return 0
-        return serve(args.port)
+        return serve(args.port, demo=not args.no_models)
     finally:
         localpg.stop(PG_DATA)
         print("mlstack: stopped PostgreSQL", flush=True)
 
 
-def _print_hints(port: int) -> None:
+def _print_hints(port: int, demo: bool) -> None:
     print(f"mlstack: serving on http://127.0.0.1:{port} (Ctrl-C stops it and PostgreSQL)", flush=True)
     print(
         f"mlstack: try  curl -s -X POST http://127.0.0.1:{port}/api/v2/predict/conflict/"
@@ -180,6 +183,19 @@ def _print_hints(port: int) -> None:
         """ "entity_id": "rec-00029", "fields": ["notes"]}'""",
         flush=True,
     )
+    if demo:  # the OCR and fraud examples name the demo's readings and sites (--no-models has none)
+        _print_demo_hints(port)
+    print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
+    print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
+          " collect-metrics and scan-metrics run every minute, check-drift and refresh-precedents daily"
+          " (log: .mlstack/schedule.log);"
+          " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
+    print(f"mlstack: dashboards: http://127.0.0.1:{port}/dashboards — sign in with the demo staff key for"
+          " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
+          flush=True)
+
+
+def _print_demo_hints(port: int) -> None:
     print(
         f"mlstack: an OCR correction: curl -s -X POST http://127.0.0.1:{port}/api/v2/ml-training/corrections/"
         " -H 'Authorization: Bearer <client key>' -H 'Content-Type: application/json'"
@@ -196,17 +212,9 @@ def _print_hints(port: int) -> None:
         """ "biometric_verified": false}'""",
         flush=True,
     )
-    print(f"mlstack: the CLI with these settings: .venv/bin/mlstack --env-file {ENV_FILE} --help", flush=True)
-    print("mlstack: the agent pushes this host's readings every 60 s (operator key in .mlstack/agent.key);"
-          " collect-metrics and scan-metrics run every minute, check-drift and refresh-precedents daily"
-          " (log: .mlstack/schedule.log);"
-          " incidents: .venv/bin/mlstack --env-file .mlstack/local.env alerts incidents", flush=True)
-    print(f"mlstack: dashboards: http://127.0.0.1:{port}/dashboards — sign in with the demo staff key for"
-          " the OCR, conflict and fraud pages, and with the operator key in .mlstack/agent.key for monitoring",
-          flush=True)
 
 
-def serve(port: int) -> int:
+def serve(port: int, demo: bool = True) -> int:
     """The API, then (once it listens on the port) the hints, the agent and the schedule, until the
     API ends or Ctrl-C; stops what it started."""
     if port_taken(port):  # again: the seeding took a while
@@ -224,7 +232,7 @@ def serve(port: int) -> int:
             print(taken_message(port) if port_taken(port) and server.poll() is not None
                   else "mlstack: the API did not start (its error is above)", file=sys.stderr, flush=True)
             return 1
-        _print_hints(port)
+        _print_hints(port, demo)
         helpers += [start_agent(port), start_schedule()]
         while True:
             # In one-second slices: the kernel may hand the SIGTERM to another thread (the demo's

@@ -26,6 +26,7 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 
 @pytest.mark.parametrize("argv, option", [
     (["train", "conflict", "--days-back", "0"], "--days-back"),
+    (["train", "fraud", "--global", "--months-back", "0"], "--months-back"),
     (["train", "ocr", "--days-back", "-3"], "--days-back"),
     (["train", "anomaly", "--days-back", "0"], "--days-back"),
     (["train", "drift", "--days", "0"], "--days"),
