@@ -90,11 +90,14 @@ def _tenant_id(slug_or_id: str | None) -> str | None:
 
 
 def cmd_models_list(args: argparse.Namespace) -> Any:
+    from shared.platform.roles import serving_role
+
     versions = _context().registry.list_versions(
         kind=args.kind, tenant_id=_tenant_id(args.tenant), include_global=not args.tenant
     )
     return [
-        {"version_id": v.version_id, "label": v.label, "status": v.status, "challenger_share": v.challenger_share,
+        {"version_id": v.version_id, "label": v.label, "scope": "global" if v.tenant_id is None else "tenant",
+         "status": v.status, "role": serving_role(v), "challenger_share": v.challenger_share, "shadow": v.shadow,
          "metrics": v.manifest.get("metrics"), "created_at": v.created_at}
         for v in versions
     ]

@@ -229,6 +229,10 @@ def test_bulk_import_then_train_then_score(context: AppContext, settings_env: di
     shown = json.loads(challenger.stdout)
     assert shown["challenger_share"] == 0.2 and "within 60 s" in shown["takes_effect"]
     assert "MLSTACK_MODEL_REFRESH_SECONDS" in shown["takes_effect"]
+    shadow = json.loads(mlstack(settings_env, "train", "conflict", "--days-back", "90").stdout)["version_id"]
+    assert mlstack(settings_env, "models", "shadow", shadow).returncode == 0
+    roles = {m["version_id"]: (m["role"], m["shadow"]) for m in json.loads(mlstack(settings_env, "models", "list").stdout)}
+    assert roles[candidate] == ("challenger", False) and roles[shadow] == ("shadow", True)
 
 
 def test_bulk_import_refuses_a_changed_known_event_and_stores_none_of_the_file(
