@@ -1,15 +1,17 @@
-"""Weekly retraining of the global conflict model, through the shared lifecycle's gate
-(shared/platform/retraining.py): ROC-AUC at least 5 % better and a significant paired bootstrap."""
+"""Weekly retraining of the conflict models, through the shared lifecycle's gate
+(shared/platform/retraining.py): ROC-AUC at least 5 % better and a significant paired bootstrap.
+The global model and every tenant's own active one are retrained, each in its scope."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from shared.conflict.kind import CONFLICT
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.platform.retraining import retrain
+from shared.platform.training_jobs import fan_out
 
 
 def retrain_conflict_model(
@@ -19,3 +21,18 @@ def retrain_conflict_model(
     services = conflict_services(context)
     return retrain(CONFLICT, services.training, services.registry, services.locks, tenant_id=tenant_id, now=now,
                    days_back=days_back, actor=actor)
+
+
+def retrain_all_conflict_models(context: AppContext, *, now: datetime | None = None) -> dict[str, Any]:
+    """The global model and each tenant's own active version (trained with `train conflict
+    --tenant`), one job per scope: queued for the training workers when a queue is configured,
+    else run here one after the other. A tenant the global model serves is not given a model of its
+    own by the schedule."""
+    from shared.adapters.aws import queue_sender
+
+    own = [tenant.tenant_id for tenant in context.tenants.list_tenants()
+           if context.registry.in_scope(CONFLICT.name, tenant.tenant_id).active is not None]
+    url = context.settings.training_jobs_queue_url
+    send = queue_sender(context.aws("sqs"), url) if url else None
+    return fan_out(CONFLICT.name, [None, *own], send=send, requested_at=now or datetime.now(UTC),
+                   retrain=lambda tenant_id: retrain_conflict_model(context, tenant_id=tenant_id, now=now))

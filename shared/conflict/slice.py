@@ -22,9 +22,16 @@ def _track_outcomes(context: AppContext) -> dict[str, Any]:
 
 def _retrain(context: AppContext) -> dict[str, Any]:
     # Imported here: retraining imports scikit-learn, which the other handlers never need.
+    from shared.conflict.retraining import retrain_all_conflict_models
+
+    return retrain_all_conflict_models(context)
+
+
+def _retrain_scope(context: AppContext, tenant_id: str | None) -> dict[str, Any]:
+    """One scope's job from the training queue (the fan-out above queues one per scope)."""
     from shared.conflict.retraining import retrain_conflict_model
 
-    return retrain_conflict_model(context)
+    return retrain_conflict_model(context, tenant_id=tenant_id)
 
 
 # -- CLI ----------------------------------------------------------------------------------------
@@ -114,4 +121,5 @@ CONFLICT_SLICE = Slice(
     ),
     cli=add_cli_commands,
     routes_module="functions.api_conflict",
+    retrainers={CONFLICT.name: _retrain_scope},
 )

@@ -216,7 +216,7 @@ def test_scheduled_handlers_run_through_chalice_with_cloudwatch_events(app_envir
     with Client(app, stage_name="local") as client:
         event = client.events.generate_cw_event(source="aws.events", detail_type="Scheduled Event", detail={},
                                                 resources=["arn:aws:events:us-east-1:1:rule/retrain"])
-        retrained = client.lambda_.invoke("retrain_conflict", event).payload
+        retrained = client.lambda_.invoke("retrain_conflict", event).payload["ran_in_process"]["global"]
         assert retrained["promoted"] is True
         tracked = client.lambda_.invoke("track_conflict_outcomes", event).payload
         assert tracked["labelled"] == 0
@@ -361,3 +361,21 @@ def test_the_demo_replay_asks_before_each_upload_so_its_outcomes_count_the_event
         and timedelta(0) <= received - row["predicted_at"] <= timedelta(seconds=1)
         for (user, entity, received), conflicted in expected.items())]
     assert asked_of_conflicts and all(row["outcome"] for row in asked_of_conflicts)
+
+
+def test_the_weekly_job_retrains_the_global_model_and_each_tenants_own(context: AppContext) -> None:
+    """A tenant given its own model (`train conflict --tenant`) is retrained in its scope each week;
+    a tenant the global model serves is not given one by the schedule."""
+    from shared.slices import job_named
+
+    tenants = seed(context)
+    own = train_candidate(context, end=NOW, tenant_id=tenants["acme"]).version
+    assert own is not None
+    context.registry.activate(own.version_id, actor="test")
+    report = job_named("retrain-conflict").run(context)
+    ran = report["ran_in_process"]
+    assert set(ran) == {"global", tenants["acme"]}
+    assert ran[tenants["acme"]]["candidate"] != ran["global"]["candidate"]
+    scopes = {v.version_id: v.tenant_id for v in context.registry.list_versions(kind="conflict",
+                                                                              tenant_id=tenants["acme"])}
+    assert scopes[ran[tenants["acme"]]["candidate"]] == tenants["acme"]
