@@ -38,7 +38,8 @@ def _value(text: str) -> float:
 def _rows(source: Path) -> tuple[list[str], list[list[str]], list[float], list[float]]:
     """The header, the rows and their times and values; a row that is not a time and a number is
     refused with its line, as a silently zero-scored row would hide a broken export."""
-    with source.open(newline="", encoding="utf-8") as handle:
+    # utf-8-sig: a byte-order mark (Excel's) is not part of the first column's name.
+    with source.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
@@ -72,13 +73,19 @@ def _shown(row: list[str], column: int) -> str:
     return repr(row[column][:40]) if column < len(row) else "missing"
 
 
-def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
+def _series(source: Path) -> tuple[list[str], list[list[str]], np.ndarray, np.ndarray]:
     columns, rows, time_list, value_list = _rows(source)
     times = np.array(time_list, dtype=np.float64)
     values = np.array(value_list, dtype=np.float64)
     # Rows are scored in file order; timestamps must not go backwards (the detectors look back in time).
     if len(times) > 1 and np.any(np.diff(times) < 0):
-        raise InvalidInput(f"{source}: timestamps must be in ascending order")
+        line = int(np.flatnonzero(np.diff(times) < 0)[0]) + 3  # the header is line 1 (blank lines aside)
+        raise InvalidInput(f"{source}: timestamps must be in ascending order (about line {line} goes back)")
+    return columns, rows, times, values
+
+
+def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
+    columns, rows, times, values = _series(source)
     scores = score_series(times, values, detector=detector).combined
     target.parent.mkdir(parents=True, exist_ok=True)
     with target.open("w", newline="", encoding="utf-8") as handle:
@@ -94,12 +101,19 @@ def backtest(input_path: Path, output_path: Path, detector: str = ENSEMBLE) -> d
         raise InvalidInput(f"unknown detector {detector!r}; one of {', '.join(DETECTOR_CHOICES)}")
     started = time.perf_counter()
     if input_path.is_dir():
+        if output_path.resolve() == input_path.resolve() or input_path.resolve() in output_path.resolve().parents:
+            # Written over or into the input, the series would gain a column on every run.
+            raise InvalidInput(f"--output {output_path} is the input folder or inside it: choose another folder")
         pairs = [(f, output_path / f.relative_to(input_path)) for f in sorted(input_path.rglob("*.csv"))]
     elif input_path.is_file():
         target = output_path / input_path.name if output_path.is_dir() else output_path
+        if target.exists() and target.resolve() == input_path.resolve():
+            raise InvalidInput(f"--output {output_path} is the input file: choose another file")
         pairs = [(input_path, target)]
     else:
         raise InvalidInput(f"{input_path} does not exist")
+    for source, _ in pairs:  # every file checked before any is written: a bad one leaves no half run
+        _series(source)
     points = sum(backtest_file(source, target, detector) for source, target in pairs)
     elapsed = time.perf_counter() - started
     return {"files": len(pairs), "points": points, "detector": detector, "seconds": round(elapsed, 3),

@@ -80,7 +80,11 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         def cmd_backtest(args: argparse.Namespace) -> Any:
             from shared.monitoring.backtest import backtest
 
-            return backtest(args.input, args.output, args.detector)
+            # A path written with a trailing slash names a folder, even one that does not exist yet.
+            output = Path(args.output)
+            if args.output.endswith(("/", os.sep)) and not args.input.is_dir():
+                output.mkdir(parents=True, exist_ok=True)
+            return backtest(args.input, output, args.detector)
 
         def cmd_silence(args: argparse.Namespace) -> Any:
             from shared.monitoring.incidents import SilenceBody, add_silence
@@ -151,7 +155,8 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p = groups.add(anomaly, "backtest", cmd_backtest,
                        "score CSV files (timestamp,value) as the scan would; adds anomaly_score")
         p.add_argument("--input", type=Path, required=True, help="a CSV file or a folder (recursive)")
-        p.add_argument("--output", type=Path, required=True, help="a CSV file or a folder (mirrors the input)")
+        p.add_argument("--output", required=True,
+                       help="a CSV file or a folder (mirrors the input; a path ending in / is a folder)")
         p.add_argument("--detector", default="ensemble", choices=DETECTOR_CHOICES)
 
         alerts = groups.group("alerts", "alerts, incidents and silences")

@@ -155,6 +155,33 @@ def test_backtest_keeps_an_empty_value_as_a_gap_scored_zero(tmp_path: Path) -> N
     assert len(scored) == 40 and scored[35]["value"] == "" and float(scored[35]["anomaly_score"]) == 0.0
 
 
+def test_backtest_files_a_folder_whole_or_not_at_all_and_never_over_its_input(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = [(f"2026-11-01T00:{m:02d}:00Z", str(m % 7)) for m in range(40)]
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _series(folder / "a.csv", rows)
+    (folder / "sub" / "b.csv").write_bytes(b"\xef\xbb\xbf" + (folder / "a.csv").read_bytes())  # Excel's BOM
+    # The input folder itself, or a folder inside it: refused, nothing written.
+    for output in (folder, folder / "scored"):
+        assert main(["anomaly", "backtest", "--input", str(folder), "--output", str(output)]) == 2
+        assert "inside it" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.rglob("*")) == ["a.csv", "b.csv", "sub"]
+    # One file going back in time: no file of the run is written.
+    _series(folder / "sub" / "c.csv", [rows[1], rows[0], *rows[2:]])
+    assert main(["anomaly", "backtest", "--input", str(folder), "--output", str(tmp_path / "out")]) == 2
+    assert "ascending" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    (folder / "sub" / "c.csv").unlink()
+    assert main(["anomaly", "backtest", "--input", str(folder), "--output", str(tmp_path / "out")]) == 0
+    mirrored = [list(csv.DictReader((tmp_path / "out" / name).open())) for name in ("a.csv", "sub/b.csv")]
+    assert [r["anomaly_score"] for r in mirrored[0]] == [r["anomaly_score"] for r in mirrored[1]]
+    # A file's output written with a trailing slash is a folder, made if missing.
+    assert main(["anomaly", "backtest", "--input", str(folder / "a.csv"), "--output", f"{tmp_path}/new/"]) == 0
+    assert (tmp_path / "new" / "a.csv").is_file()
+    assert main(["anomaly", "backtest", "--input", str(folder / "a.csv"), "--output", str(folder / "a.csv")]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
 def test_the_mlstack_process_shows_no_traceback_for_these() -> None:
     result = subprocess.run([sys.executable, "-m", "shared.cli", "--env-file", "/nonexistent", "tenants", "list"],
                             cwd=ROOT, capture_output=True, text=True)
