@@ -254,6 +254,8 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
         last_sync[np.array([bool(t) for t in syncs], dtype=bool)] = given_us
         texts = iter(given_text)
         last_sync_text = [next(texts) if t else "" for t in syncs]
+    if np.any(last_sync > as_of):  # a last sync after the moment asked: the row checks name its line
+        raise _NeedsRowChecks
     table = RequestTable([tenant_id] * column.rows, user, domain, entity_type, entity_id, devices, fields, as_of,
                          last_sync)
     # The lines are the output's echo as they are when every value is already as the output
@@ -309,8 +311,13 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
         _as_of_times(raws[:index], first_line, now)  # a bad as_of before it is the first bad line
         where = problem_location({**first, "loc": first["loc"][1:]})
         raise _bad_line(first_line + index, f"{where}: {problem_reason(first)}") from None
+    as_ofs = _as_of_times(raws, first_line, now)
+    for number, (request, as_of) in enumerate(zip(parsed, as_ofs, strict=True), start=first_line):
+        if request.client_last_sync_at is not None and request.client_last_sync_at > as_of:
+            # As the API refuses a last sync after the moment it is asked (its `now`).
+            raise _bad_line(number, "client_last_sync_at: is after the row's as_of (when the prediction is asked)")
     requests = [request.feature_request(str(number), tenant_id, as_of) for number, (request, as_of)
-                in enumerate(zip(parsed, _as_of_times(raws, first_line, now), strict=True), start=first_line)]
+                in enumerate(zip(parsed, as_ofs, strict=True), start=first_line)]
     return _Input(RequestTable.of(requests), [r.as_of.isoformat() for r in requests],
                   [r.client_last_sync_at.isoformat() if r.client_last_sync_at else "" for r in requests])
 

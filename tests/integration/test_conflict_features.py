@@ -268,6 +268,11 @@ def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: Ap
     impossible = header + "alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,2026-11-31T12:00:00+00:00,,\n"
     with pytest.raises(InvalidInput, match="line 3: as_of"):  # well formed, but no such day
         score_conflict_csv(context, tenant, io.StringIO(impossible), io.StringIO())
+    # A last sync after the moment the prediction is asked, as the API refuses it (after its now).
+    later = header + ("alice,voice,recording,r1,,2026-11-02T12:00:00Z,tab-1,2026-11-02T11:00:00Z\n"
+                      "bob,voice,recording,r1,,2026-11-02T09:00:00Z,tab-2,2026-11-02T10:00:00Z\n")
+    with pytest.raises(InvalidInput, match="line 3: client_last_sync_at: is after the row's as_of"):
+        score_conflict_csv(context, tenant, io.StringIO(later), io.StringIO())
 
 
 def test_the_older_history_read_as_counts_only_stays_exact_at_the_window_edges(context: AppContext,
@@ -396,7 +401,7 @@ def split_scoring(context: AppContext, monkeypatch: pytest.MonkeyPatch) -> Itera
     class Frozen(datetime):
         @classmethod
         def now(cls, tz: Any = None) -> Frozen:
-            return cls.fromisoformat("2026-11-04T09:30:00.250000+00:00")
+            return cls.fromisoformat("2026-11-08T09:30:00.250000+00:00")  # after every history here
 
     monkeypatch.setattr(scoring, "datetime", Frozen)
     monkeypatch.setattr(scoring, "PARALLEL_MIN_ROWS", 1)
@@ -445,7 +450,7 @@ def test_batch_scoring_split_over_processes_writes_what_one_process_writes(
         rows = list(csv.DictReader(io.StringIO(split.getvalue())))
         assert [r["row"] for r in rows] == [str(n + 2) for n in range(len(history))]
         assert [(r["user_id"], r["entity_id"]) for r in rows] == [(e.user_id, e.entity_id) for e in history]
-        assert {r["as_of"] for r in rows[::5]} == {"2026-11-04T09:30:00.250000+00:00"}
+        assert {r["as_of"] for r in rows[::5]} == {"2026-11-08T09:30:00.250000+00:00"}
         assert len({r["probability"] for r in rows}) > 5
     # A server that hashes keys otherwise than this process: they are asked of it, in one process.
     monkeypatch.setattr(features_repository, "_hashes_alike", lambda tx: False)
