@@ -38,7 +38,8 @@ def read_operating_point(services: FraudServices, tenant_id: str) -> dict[str, A
         point = operating_point(services, tx, tenant_id, serving)
     chosen = serving.answering.version.manifest.get("operating_point", {}) if serving.answering else {}
     return {**point, "model_version": serving.label, "scope": serving.scope,
-            "trained_at_target_recall": chosen.get("target_recall"), "tradeoff": chosen.get("tradeoff", [])}
+            "trained_at_target_recall": chosen.get("target_recall"),
+            "trained_block_threshold": chosen.get("block_threshold"), "tradeoff": chosen.get("tradeoff", [])}
 
 
 def move_operating_point(services: FraudServices, tenant_id: str, body: OperatingPointBody, actor: str) -> dict[str, Any]:
@@ -49,7 +50,10 @@ def move_operating_point(services: FraudServices, tenant_id: str, body: Operatin
             raise InvalidInput("the serving model's trade-off table does not reach that recall",
                                [FieldProblem("target_recall", "no threshold reaches it (or no model serves)")])
         review = max(row["threshold"] for row in reaching)
-        block = max(review, current["block_threshold"])
+        # Block stays where the model's precision put it (not where an earlier target pushed it),
+        # never below review.
+        trained_block = current["trained_block_threshold"]
+        block = max(review, current["block_threshold"] if trained_block is None else trained_block)
     else:
         review, block = body.review_threshold, body.block_threshold  # type: ignore[assignment]
     with services.transactions.transaction() as tx:

@@ -355,6 +355,20 @@ def test_the_dashboard_shows_quality_decisions_and_importance(
     assert set(board["feature_importance"]["mean_abs_contribution"]) == set(FEATURE_NAMES)
     assert board["tradeoff"] and {m["window_days"] for m in board["live_metrics"]} == {7, 30}
 
+    # A target recall moves review; block stays where the model's precision put it (never below
+    # review), wherever an earlier target or hand-set thresholds had pushed it.
+    with Client(app) as client:
+        def put(body: dict[str, float]) -> dict[str, Any]:
+            moved = client.http.put("/api/v2/fraud/operating-point", headers=auth(tenant_keys["acme"]["staff"]),
+                                    body=json.dumps(body))
+            assert moved.status_code == 200, moved.body
+            return moved.json_body  # type: ignore[no-any-return]
+
+        strict, loose = put({"target_recall": 0.05}), put({"target_recall": 0.8})
+    trained = loose["trained_block_threshold"]
+    assert trained is not None and loose["block_threshold"] == max(trained, loose["review_threshold"])
+    assert strict["block_threshold"] == max(trained, strict["review_threshold"])
+
 
 def test_live_scores_read_the_same_features_as_training_from_postgresql(context: AppContext, history: Any) -> None:
     import math
