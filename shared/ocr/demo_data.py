@@ -36,6 +36,9 @@ class DemoOcrConfig:
     end: datetime = datetime(2026, 11, 30, tzinfo=UTC)
     error_rate: float = 0.06
     seed: int = 7
+    # Before each meter's and gate's id: another history of the same tenant (the demo's live
+    # replay) must not continue a meter of the seeded one with readings of its own.
+    source_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _meters(config: DemoOcrConfig, rng: random.Random, start: datetime) -> Itera
             true_text = _meter_text(value, decimals)
             is_error = not replaced and rng.random() < config.error_rate
             text = _garble(rng, true_text, numeric=True) if is_error else true_text
-            yield DemoReading(_record(config, f"m{m}-{n}", "meter_reading", f"meter-{m:03d}", text,
+            yield DemoReading(_record(config, f"m{m}-{n}", "meter_reading", f"{config.source_prefix}meter-{m:03d}", text,
                                       _confidence(rng, is_error), at, unit), true_text, is_error, replaced)
 
 
@@ -143,7 +146,7 @@ def _gates(config: DemoOcrConfig, rng: random.Random, start: datetime) -> Iterat
                 at = start + timedelta(days=day, seconds=rng.uniform(6 * 3600, 22 * 3600))
                 is_error = rng.random() < config.error_rate
                 text = _garble(rng, shown, numeric=False) if is_error else shown
-                yield DemoReading(_record(config, f"g{g}-{day}-{k}", "license_plate", f"gate-{g}", text,
+                yield DemoReading(_record(config, f"g{g}-{day}-{k}", "license_plate", f"{config.source_prefix}gate-{g}", text,
                                           _confidence(rng, is_error), at, None), shown, is_error, False)
 
 

@@ -21,7 +21,7 @@ PREFIX = "live"
 def replay_readings(services: OcrServices, tenant_id: str, *, days: int = 14, now: datetime | None = None) -> dict[str, Any]:
     end = now or datetime.now(UTC)
     config = replace(DemoOcrConfig(), tenant=PREFIX, meters=20, gates=1, plate_reads_per_gate_per_day=30, days=days,
-                     end=end, seed=23)
+                     end=end, seed=23, source_prefix=f"{PREFIX}-")
     history = generate_ocr_history(config)
     captured = 0
     for day, readings in groupby(history, key=lambda r: r.record["captured_at"][:10]):

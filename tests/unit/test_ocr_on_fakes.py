@@ -324,3 +324,20 @@ def test_metrics_show_captures_corrections_backlog_quality_and_a_threshold(servi
     assert (sum(d["readings"] for d in daily), sum(d["assessed"] for d in daily)) == (80, 40)
     for day in daily:  # the rate is of the readings scored on arrival
         assert day["rate"] == (round(day["captured"] / day["assessed"], 4) if day["assessed"] else 0.0)
+
+
+def test_the_demos_live_replay_reads_meters_of_its_own(services: OcrServices) -> None:
+    """Its readings continuing a seeded meter with a value track of their own were all flagged
+    'below the previous reading'; the live meters and gates now have ids of their own."""
+    from shared.ocr.demo_replay import replay_readings
+
+    now = datetime(2026, 11, 30, tzinfo=UTC)
+    seeded = generate_ocr_history(replace(DemoOcrConfig(), meters=20, gates=1, days=30, end=now - timedelta(days=14)))
+    store_history(services, T1, list(enumerate(OcrReading.model_validate(r.record) for r in seeded)))
+    replay_readings(services, T1, days=3, now=now)
+    live = [row for (tenant, cid), row in services.readings.memory.readings.items()  # type: ignore[attr-defined]
+            if tenant == T1 and cid.startswith("live-")]
+    assert live and not {row["source_id"] for row in live} & {r.record["source_id"] for r in seeded}
+    meter_reads = [row for row in live if row["source_type"] == "meter_reading"]
+    flagged = [row for row in meter_reads if "below_previous_reading" in (row.get("reasons") or ())]
+    assert len(flagged) < len(meter_reads) / 4
