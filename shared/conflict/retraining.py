@@ -35,4 +35,5 @@ def retrain_all_conflict_models(context: AppContext, *, now: datetime | None = N
     url = context.settings.training_jobs_queue_url
     send = queue_sender(context.aws("sqs"), url) if url else None
     return fan_out(CONFLICT.name, [None, *own], send=send, requested_at=now or datetime.now(UTC),
-                   retrain=lambda tenant_id: retrain_conflict_model(context, tenant_id=tenant_id, now=now))
+                   retrain=lambda tenant_id: retrain_conflict_model(context, tenant_id=tenant_id, now=now),
+                   locks=conflict_services(context).locks)

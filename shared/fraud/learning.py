@@ -39,7 +39,8 @@ def retrain_all_fraud_models(context: AppContext, *, now: datetime | None = None
     url = context.settings.training_jobs_queue_url
     send = queue_sender(context.aws("sqs"), url) if url else None
     return fan_out(FRAUD.name, scopes, send=send, requested_at=now or datetime.now(UTC),
-                   retrain=lambda tenant_id: retrain_fraud_scope(context, tenant_id, now=now))
+                   retrain=lambda tenant_id: retrain_fraud_scope(context, tenant_id, now=now),
+                   locks=fraud_services(context).locks)
 
 
 def track_fraud_outcomes(context: AppContext, now: datetime | None = None) -> dict[str, Any]:

@@ -14,9 +14,21 @@ from shared.platform.outcomes import track_outcomes
 from shared.platform.retraining import retrain
 from shared.platform.training import TrainingResult, train_candidate
 
+RUN_LOCK = "retrain-run/ocr_error"
+
 
 def retrain_ocr(services: OcrServices, tenant_ids: Sequence[str], *, now: datetime | None = None,
                 actor: str = "retrain-ocr") -> dict[str, Any]:
+    """One run at a time: a second run started beside one would retrain each scope again as soon
+    as the first released it (two identical candidates of a tenant in a review)."""
+    with services.locks.exclusive(RUN_LOCK) as taken:
+        if not taken:
+            return {"skipped": "another retrain-ocr run is running"}
+        return _retrain_every_scope(services, tenant_ids, now=now, actor=actor)
+
+
+def _retrain_every_scope(services: OcrServices, tenant_ids: Sequence[str], *, now: datetime | None,
+                         actor: str) -> dict[str, Any]:
     decisions = {"global": retrain(OCR_ERROR, services.training, services.registry, services.locks, now=now,
                                    actor=actor)}
     for tenant_id in tenant_ids:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import DependencyUnavailable, InvalidInput, NotFound
+from shared.platform.locks import Locks
 
 Retrain = Callable[[str | None], dict[str, Any]]
 # (kind, tenant_id or None) -> when that scope's last retrain decision was recorded, if ever.
@@ -34,8 +35,15 @@ class TrainingJob(BaseModel):
 
 
 def fan_out(kind: str, scopes: Sequence[str | None], *, send: Callable[[str], Any] | None,
-            retrain: Retrain, requested_at: datetime) -> dict[str, Any]:
-    """Queue one job per scope when a queue is there; else retrain each scope now."""
+            retrain: Retrain, requested_at: datetime, locks: Locks | None = None) -> dict[str, Any]:
+    """Queue one job per scope when a queue is there; else retrain each scope now, one run at a
+    time (with `locks`): a second run beside one would retrain each scope again as soon as the
+    first released it."""
+    if send is None and locks is not None:
+        with locks.exclusive(f"retrain-run/{kind}") as taken:
+            if not taken:
+                return {"skipped": f"another {kind} retrain run is running"}
+            return fan_out(kind, scopes, send=None, retrain=retrain, requested_at=requested_at)
     if send is not None:
         for queued, tenant_id in enumerate(scopes):
             try:

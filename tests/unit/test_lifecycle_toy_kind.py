@@ -303,3 +303,21 @@ def test_a_training_job_delivered_twice_or_fanned_out_again_retrains_its_scope_o
     later = TrainingJob(kind="toy", requested_at=asked + 2 * DUPLICATE_WINDOW)
     assert "duplicate" not in run_job(later, {"toy": retrain_scope}, last_retrained)
     assert "duplicate" not in run_job(parse_job('{"kind": "toy"}'), {"toy": retrain_scope}, last_retrained)
+
+
+def test_a_second_in_process_retrain_run_beside_one_is_skipped_not_run_again(world: dict[str, Any]) -> None:
+    """Each scope's lock alone let a second run retrain every scope again once the first had
+    released it: two identical candidates a scope."""
+    registry = world["registry"]
+    trained: list[str | None] = []
+
+    def retrain_scope(tenant: str | None) -> dict[str, Any]:
+        trained.append(tenant)
+        return retrain(TOY, world["source"], registry, world["locks"], tenant_id=tenant, now=NOW)
+
+    with world["locks"].exclusive("retrain-run/toy"):  # a run in progress
+        skipped = fan_out("toy", [None, "t1"], send=None, retrain=retrain_scope, requested_at=NOW,
+                          locks=world["locks"])
+    assert skipped == {"skipped": "another toy retrain run is running"} and trained == []
+    ran = fan_out("toy", [None, "t1"], send=None, retrain=retrain_scope, requested_at=NOW, locks=world["locks"])
+    assert set(ran["ran_in_process"]) == {"global", "t1"} and trained == [None, "t1"]

@@ -341,3 +341,11 @@ def test_the_demos_live_replay_reads_meters_of_its_own(services: OcrServices) ->
     meter_reads = [row for row in live if row["source_type"] == "meter_reading"]
     flagged = [row for row in meter_reads if "below_previous_reading" in (row.get("reasons") or ())]
     assert len(flagged) < len(meter_reads) / 4
+
+
+def test_a_second_retrain_ocr_run_beside_one_is_skipped(services: OcrServices) -> None:
+    from shared.ocr.retraining import RUN_LOCK, retrain_ocr
+
+    with services.locks.exclusive(RUN_LOCK):
+        assert retrain_ocr(services, [T1]) == {"skipped": "another retrain-ocr run is running"}
+    assert set(retrain_ocr(services, [T1])) == {"global", T1}  # each scope judged (here: too little data)
