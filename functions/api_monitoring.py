@@ -17,7 +17,7 @@ from shared.monitoring.incidents import (
     list_incidents,
     list_silences,
 )
-from shared.monitoring.intake import MetricBatch, store_metrics
+from shared.monitoring.intake import MetricBatch, store_metrics, tenant_sources
 from shared.monitoring.requests import PROMETHEUS_CONTENT_TYPE, prometheus_exposition
 from shared.monitoring.services import monitoring_services
 
@@ -33,9 +33,11 @@ class AcknowledgeBody(BaseModel):
 @api_route(blueprint, "/api/v2/metrics", ["POST"])
 def ingest_metrics() -> Response:
     request = blueprint.current_request
-    require_role(request, "operator", "service")
+    principal = require_role(request, "operator", "service")
     batch = parse_body(request, MetricBatch)
-    return json_response(store_metrics(monitoring_services(get_context()), batch))
+    # An operator key writes platform series; a tenant's service key only series of its own.
+    prefix = "" if principal.role == "operator" else tenant_sources(principal.tenant_id)
+    return json_response(store_metrics(monitoring_services(get_context()), batch, prefix))
 
 
 @api_route(blueprint, "/api/v2/monitoring/incidents", ["GET"], with_query=True)

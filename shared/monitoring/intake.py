@@ -43,8 +43,14 @@ class MetricBatch(BaseModel):
     points: list[MetricPointIn] = Field(min_length=1, max_length=5000)
 
 
-def store_metrics(services: MonitoringServices, batch: MetricBatch) -> dict[str, Any]:
-    points = [Point(p.source, p.metric, p.ts.astimezone(UTC), p.value) for p in batch.points]
+def tenant_sources(tenant_id: str) -> str:
+    """Where a tenant's service key writes: its own sources, never the platform's (database, api,
+    a host's) nor another tenant's, whose readings it could otherwise fake, pre-empt or hide."""
+    return f"tenant:{tenant_id}/"
+
+
+def store_metrics(services: MonitoringServices, batch: MetricBatch, source_prefix: str = "") -> dict[str, Any]:
+    points = [Point(source_prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value) for p in batch.points]
     with services.transactions.transaction() as tx:
         stored, duplicates = services.series.store_points(tx, points)
     return {"accepted": len(points), "stored": stored, "duplicates": duplicates}

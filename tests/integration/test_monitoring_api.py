@@ -65,6 +65,17 @@ def test_operator_routes_intake_scan_and_the_alert_on_an_sqs_subscriber(
             return client.http.post(path, headers=auth(key), body=json.dumps(body).encode())
 
         assert post("/api/v2/metrics", batch, client_key).status_code == 403
+        # A tenant's service key writes series of its own, never the platform's: its "database"
+        # point lands under tenant:<id>/ and the platform's database series is untouched.
+        from shared.context import get_context as context_now
+
+        directory = context_now().tenants
+        service_key = directory.create_key(tenant_keys["acme"]["tenant_id"], "service").secret
+        spoof = {"points": [{"source": "database", "metric": "connections_active", "ts": now.isoformat(), "value": 0}]}
+        assert json.loads(post("/api/v2/metrics", spoof, service_key).body)["stored"] == 1
+        with context_now().database.transaction() as tx:
+            sources = {r["source"] for r in tx.fetch_all("SELECT source FROM metric_series")}
+        assert f"tenant:{tenant_keys['acme']['tenant_id']}/database" in sources and "database" not in sources
         bad = post("/api/v2/metrics", {"points": [{**batch["points"][0], "value": "high"}]}, operator)
         assert bad.status_code == 400 and json.loads(bad.body)["error"]["fields"][0]["field"] == "points.0.value"
         for field, wrong in (("value", "51"), ("ts", 1700000000)):  # JSON's types: no number in a string
