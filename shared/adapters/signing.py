@@ -1,8 +1,9 @@
 """Artifact integrity: SHA-256 digest plus an HMAC-SHA256 made with the model-signing key.
 
 Both are recorded in the registry when an artifact is registered and checked before its bytes
-are deserialised. The HMAC covers the object key as well, so a valid artifact cannot be moved
-into another version's place.
+are deserialised. The HMAC covers the object key as well, so the bytes cannot be moved to another
+key; loading also checks that the key is its version's place (scope, kind and format:
+shared/platform/registry.py), so a signed row cannot be copied into another version either.
 """
 
 from __future__ import annotations

@@ -49,12 +49,7 @@ class Registry:
         """Store the artifact, then record it as a candidate. Returns the new version."""
         if artifact_format not in KNOWN_FORMATS:
             raise InvalidInput(f"unknown artifact format {artifact_format!r}")
-        object_name = f"{uuid.uuid4().hex}.{artifact_format}"
-        key = (
-            tenant_key(tenant_id, "models", kind, object_name)
-            if tenant_id
-            else global_key("models", kind, object_name)
-        )
+        key = artifact_folder(kind, tenant_id) + f"{uuid.uuid4().hex}.{artifact_format}"
         digest, signature = self._signer.sign(key, artifact)
         # The artifact is written first: a row never points at bytes that are not there. A crash
         # between the two leaves an unreferenced object, which is harmless.
@@ -136,9 +131,12 @@ class Registry:
     # -- loading -------------------------------------------------------------------------
 
     def load_verified_bytes(self, version: ModelVersion) -> bytes:
-        """Fetch the artifact and check digest and signature; only verified bytes leave here."""
-        data = self._store.get(version.artifact_key)
+        """Fetch the artifact and check its place, digest and signature; only verified bytes leave
+        here. The place (the version's scope, kind and format in its key) binds a validly signed
+        artifact to its version: another tenant's or kind's copied into this row is refused."""
         try:
+            _check_place(version)
+            data = self._store.get(version.artifact_key)
             self._signer.verify(version.artifact_key, data, version.artifact_sha256, version.artifact_hmac)
         except ArtifactRejected as exc:
             log_security_event(
@@ -158,3 +156,16 @@ class Registry:
     def load_verified(self, version: ModelVersion) -> Any:
         """Verified, then deserialised by its format (json -> dict; ubjson -> bytes; joblib)."""
         return deserialize(version.artifact_format, self.load_verified_bytes(version))
+
+
+def artifact_folder(kind: str, tenant_id: str | None) -> str:
+    """Where a scope's artifacts of a kind live: register writes there, loading checks it."""
+    return (tenant_key(tenant_id, "models", kind) if tenant_id else global_key("models", kind)) + "/"
+
+
+def _check_place(version: ModelVersion) -> None:
+    folder = artifact_folder(version.kind, version.tenant_id)
+    name = version.artifact_key.removeprefix(folder)
+    if name == version.artifact_key or "/" in name or not name.endswith(f".{version.artifact_format}"):
+        raise ArtifactRejected(f"artifact {version.artifact_key} is not in the place of a {version.kind} version"
+                               " of this scope")

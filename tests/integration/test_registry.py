@@ -196,3 +196,22 @@ def test_activation_reaches_a_warm_cache_after_the_refresh_interval(context: App
     assert cache.choice("conflict", None).champion.version_id == v1.version_id
     now[0] = 61.0
     assert cache.choice("conflict", None).champion.version_id == v2.version_id
+
+
+def test_a_validly_signed_artifact_copied_into_another_versions_row_is_refused(context: AppContext) -> None:
+    """Someone with write access to the database copies tenant A's signed artifact (key, digest,
+    signature) into tenant B's version: the signature holds, the place does not."""
+    acme = context.tenants.create_tenant("acme", "Acme").tenant_id
+    globex = context.tenants.create_tenant("globex", "Globex").tenant_id
+    theirs = context.registry.register(kind="conflict", tenant_id=acme, artifact=b'{"w": 1}', artifact_format="json",
+                                       manifest={}, actor="test")
+    mine = context.registry.register(kind="conflict", tenant_id=globex, artifact=b'{"w": 2}', artifact_format="json",
+                                     manifest={}, actor="test")
+    assert context.registry.load_verified(mine) == {"w": 2}
+    with context.database.transaction() as tx:
+        tx.execute("UPDATE model_versions SET artifact_key = :k, artifact_sha256 = :d, artifact_hmac = :h"
+                   " WHERE version_id = CAST(:id AS uuid)", k=theirs.artifact_key, d=theirs.artifact_sha256,
+                   h=theirs.artifact_hmac, id=mine.version_id)
+    with pytest.raises(ArtifactRejected, match="not in the place"):
+        context.registry.load_verified(context.registry.get(mine.version_id))
+    assert context.registry.audit_trail(mine.version_id)[0]["action"] == "artifact_rejected"
