@@ -79,6 +79,11 @@ class DependencyUnavailable(MlstackError):
     code = "dependency_unavailable"
 
 
+class SchemaMissing(DependencyUnavailable):
+    """The database has no schema yet (`mlstack db migrate` not run): the one dependency failure
+    whose message the public /health gives, since it names the fix and nothing internal."""
+
+
 class ArtifactRejected(MlstackError):
     """An artifact's digest or signature does not match the registry: it is never deserialised."""
 

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.errors import Conflict, DependencyUnavailable, InvalidInput
+from shared.errors import Conflict, DependencyUnavailable, InvalidInput, SchemaMissing
 
 T = TypeVar("T")
 
@@ -115,7 +115,7 @@ def _raise_domain_error(exc: BaseException) -> None:
         # A value PostgreSQL cannot store (e.g. a NUL character in text): the request's fault.
         raise InvalidInput(f"a value was refused: {detail.get('M', '')}") from exc
     if state == UNDEFINED_TABLE:
-        raise DependencyUnavailable("database schema missing: run `mlstack db migrate`") from exc
+        raise SchemaMissing("database schema missing: run `mlstack db migrate`") from exc
     if _is_unavailable(exc):
         raise DependencyUnavailable(f"database unavailable ({state}): {detail.get('M', '')}") from exc
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.context import AppContext
-from shared.errors import MlstackError
+from shared.errors import MlstackError, SchemaMissing
 
 
 def check_health(context: AppContext) -> tuple[bool, dict[str, Any]]:
@@ -31,7 +31,8 @@ def check_health(context: AppContext) -> tuple[bool, dict[str, Any]]:
         except MlstackError as exc:
             # Before migrations ran there is no registry table; health says so instead of failing.
             healthy = False
-            checks["database"] = {"ok": False, "error": exc.message}
+            # Public: the fix when the schema is missing, else only the error's code (no internals).
+            checks["database"] = {"ok": False, "error": exc.message if isinstance(exc, SchemaMissing) else exc.code}
     # Artifacts this process refused (tampered or unusable) among the versions chosen to serve:
     # predictions fall back meanwhile, and the operator must act. Kind and scope only: public.
     serving = context.loaded_serving_models()

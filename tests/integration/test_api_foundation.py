@@ -242,3 +242,16 @@ def test_a_query_parameter_a_route_does_not_read_is_400(client: Client, tenant_k
     # Routes that read a query still take theirs and name an unknown one.
     assert client.http.get("/api/v2/models?kind=conflict", headers=staff).status_code == 200
     assert client.http.get("/api/v2/models?knd=conflict", headers=staff).status_code == 400
+
+
+def test_the_public_health_names_no_internals_of_a_failure(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.context import get_context
+    from shared.errors import DependencyUnavailable
+
+    def lost() -> list[str]:
+        raise DependencyUnavailable("database unavailable (57P01): terminating connection of db-7.internal")
+
+    monkeypatch.setattr(get_context().registry, "active_kinds", lost)
+    response = client.http.get("/health")
+    assert response.status_code == 503
+    assert json.loads(response.body)["checks"]["database"] == {"ok": False, "error": "dependency_unavailable"}
