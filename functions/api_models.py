@@ -10,6 +10,9 @@ from shared.context import get_context
 from shared.errors import NotFound
 
 models_blueprint = blueprint = Blueprint(__name__)
+# Kinds that are the platform's, not a tenant's: the anomaly detectors' state (the operator's,
+# through `mlstack models`).
+PLATFORM_KINDS = ("anomaly",)
 
 
 class ListModelsQuery(BaseModel):
@@ -34,14 +37,16 @@ def list_models() -> Response:
     principal = tenant_principal(request)
     query = parse_query(request, ListModelsQuery)
     versions = get_context().registry.list_versions(kind=query.kind, tenant_id=principal.tenant_id)
-    return json_response({"models": [v.public_view() for v in versions]})
+    return json_response({"models": [v.public_view(for_tenant=True) for v in versions if v.kind not in PLATFORM_KINDS]})
 
 
 @api_route(models_blueprint, "/api/v2/models/{version_id}", ["GET"])
 def get_model(version_id: str) -> Response:
     principal = tenant_principal(models_blueprint.current_request)
     version = get_context().registry.get(version_id, visible_to_tenant=principal.tenant_id)
-    return json_response(version.public_view())
+    if version.kind in PLATFORM_KINDS:
+        raise NotFound(f"no model version {version_id}")
+    return json_response(version.public_view(for_tenant=True))
 
 
 def _own_version(version_id: str, tenant_id: str) -> None:

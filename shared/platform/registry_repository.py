@@ -30,6 +30,10 @@ _COLUMNS = (
 )
 
 
+# What a tenant sees of a global version's manifest: its quality and form, nothing of the data.
+TENANT_VISIBLE_GLOBAL_MANIFEST = frozenset({"metrics", "promotion_metric", "basis", "feature_names", "features"})
+
+
 @dataclass(frozen=True)
 class ModelVersion:
     version_id: str
@@ -59,7 +63,13 @@ class ModelVersion:
     def scope(self) -> str:
         return "global" if self.tenant_id is None else "tenant"
 
-    def public_view(self) -> dict[str, Any]:
+    def public_view(self, for_tenant: bool = False) -> dict[str, Any]:
+        """The version as the API and CLI show it. `for_tenant`: a global version's manifest shows a
+        tenant its quality and form only, not what it was trained on (row counts, feature
+        distributions, windows: every tenant's pooled data)."""
+        manifest = self.manifest
+        if for_tenant and self.tenant_id is None:
+            manifest = {k: v for k, v in manifest.items() if k in TENANT_VISIBLE_GLOBAL_MANIFEST}
         return {
             "version_id": self.version_id,
             "label": self.label,
@@ -70,7 +80,7 @@ class ModelVersion:
             "challenger_share": self.challenger_share,
             "shadow": self.shadow,
             "artifact_sha256": self.artifact_sha256,
-            "manifest": self.manifest,
+            "manifest": manifest,
             "created_at": self.created_at.isoformat(),
             "activated_at": self.activated_at.isoformat() if self.activated_at else None,
             "retired_at": self.retired_at.isoformat() if self.retired_at else None,

@@ -255,3 +255,26 @@ def test_the_public_health_names_no_internals_of_a_failure(client: Client, monke
     response = client.http.get("/health")
     assert response.status_code == 503
     assert json.loads(response.body)["checks"]["database"] == {"ok": False, "error": "dependency_unavailable"}
+
+
+def test_a_tenant_sees_a_global_versions_quality_not_the_pooled_data_nor_the_platforms_models(
+        client: Client, tenant_keys: dict[str, Any]) -> None:
+    from shared.context import get_context
+
+    registry = get_context().registry
+    manifest = {"metrics": {"roc_auc": 0.91}, "split": {"train_rows": 81234}, "feature_quantiles": {"x": [0, 1]},
+                "training_window": {"start": "2026-08-01"}}
+    conflict = registry.register(kind="conflict", tenant_id=None, artifact=b"{}", artifact_format="json",
+                                 manifest=manifest, actor="test")
+    anomaly = registry.register(kind="anomaly", tenant_id=None, artifact=b"{}", artifact_format="json",
+                                manifest={"series_profiles": {"db-7.internal cpu": {}}}, actor="test")
+    staff = auth(tenant_keys["acme"]["staff"])
+    listed = json.loads(client.http.get("/api/v2/models", headers=staff).body)["models"]
+    assert [(m["kind"], m["manifest"]) for m in listed] == [("conflict", {"metrics": {"roc_auc": 0.91}})]
+    assert client.http.get(f"/api/v2/models/{anomaly.version_id}", headers=staff).status_code == 404
+    shown = json.loads(client.http.get(f"/api/v2/models/{conflict.version_id}", headers=staff).body)
+    assert shown["manifest"] == {"metrics": {"roc_auc": 0.91}}
+    # A tenant's own version shows its whole manifest: its own data.
+    own = registry.register(kind="conflict", tenant_id=tenant_keys["acme"]["tenant_id"], artifact=b"{}",
+                            artifact_format="json", manifest=manifest, actor="test")
+    assert json.loads(client.http.get(f"/api/v2/models/{own.version_id}", headers=staff).body)["manifest"] == manifest
