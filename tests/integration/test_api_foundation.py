@@ -147,6 +147,16 @@ def test_scheduled_job_runs_through_its_handler(client: Client) -> None:
     )
     result = client.lambda_.invoke("verify_active_models", event)
     assert result.payload == {"checked": 1, "failed": []}
+    # A shadow in use with its bytes swapped fails the run (the job's errors alarm counts it).
+    from shared.errors import ArtifactRejected
+    from shared.platform.maintenance import verify_active_models
+
+    context = get_context()
+    shadow = _register_tenant_model(None, kind="conflict")
+    context.registry.set_shadow(shadow.version_id, True, actor="test")
+    context.object_store.put(shadow.artifact_key, b'{"tampered": true}')
+    with pytest.raises(ArtifactRejected, match=f"1 of 2 artifacts in use failed: {shadow.label}"):
+        verify_active_models(context)
 
 
 def test_health_is_503_with_a_clear_reason_before_migrations(
