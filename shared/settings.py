@@ -23,7 +23,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # postgresql://user:password@host:port/database; or empty when database_secret_id is set.
-    database_url: str = ""
+    database_url: str = Field(default="", repr=False)  # it holds the password
     # Secrets Manager id of a JSON secret {host, port, username, password, dbname} (deployed stages).
     database_secret_id: str = ""
     # s3://bucket/prefix or file:///absolute/path

@@ -265,6 +265,7 @@ def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> No
     queues = {"TrainingJobsQueue", "BufferedWritesQueue"}
     assert granted["sqs:SendMessage"] == granted["sqs:ReceiveMessage"] == queues
     assert granted["sns:Publish"] == {"AlertsTopic"}
+    assert granted["kms:GenerateDataKey"] == granted["kms:Decrypt"] == {"AlertsTopicKey"}
     assert "logs:PutLogEvents" in granted
     assert granted["cloudwatch:GetMetricData"] == set()  # "*": no resource to name
 
@@ -275,10 +276,14 @@ def test_local_stack_is_the_non_lambda_part_of_the_template() -> None:
     for section in ("Parameters", "Conditions", "Resources"):
         for name, body in local.get(section, {}).items():
             assert full[section].get(name) == body, f"{section}.{name} differs from template.yaml"
-    lambda_side = {
+    functions = {
         name for name, body in full["Resources"].items()
         if "Type" not in body or body["Type"].startswith(("AWS::Serverless::", "AWS::Lambda::"))
-        or refs_in(body) & {"APIHandler", "ServingLayer", "TrainingLayer"}
+    }
+    # ... and what refers to a function or layer (the functions' alarms).
+    lambda_side = functions | {
+        name for name, body in full["Resources"].items()
+        if refs_in(body) & (functions | {"APIHandler", "ServingLayer", "TrainingLayer"})
     }
     assert set(full["Resources"]) - lambda_side == set(local["Resources"])
     vpc_placement = {"VpcSubnetIds", "VpcSecurityGroupIds"}
@@ -411,6 +416,28 @@ def test_secrets_hold_the_signing_key_and_the_database_connection(
         "host": "db.mlstack.internal", "port": 5432, "username": "mlstack",
         "password": "not-a-real-password-42", "dbname": "mlstack",
     }
+
+
+def test_a_failing_job_function_raises_an_alarm_on_the_alerts_topic(merged_template: dict[str, Any],
+                                                                    chalice_app: Any) -> None:
+    from chalice.app import ScheduledEventConfig, SQSEventConfig
+
+    resources = merged_template["Resources"]
+    alarmed = {
+        refs_in(body["Properties"]["Dimensions"]).pop(): body["Properties"] for body in resources.values()
+        if body.get("Type") == "AWS::CloudWatch::Alarm" and body["Properties"].get("MetricName") == "Errors"
+    }
+    functions = functions_by_handler(merged_template)
+    for source in chalice_app.event_sources:
+        if isinstance(source, ScheduledEventConfig | SQSEventConfig):
+            name, _ = functions[source.handler_string]
+            assert name in alarmed, f"no errors alarm for {name}"
+            assert refs_in(alarmed[name]["AlarmActions"]) == {"AlertsTopic"}
+    # The topic is encrypted with a key CloudWatch may use (AWS's managed aws/sns key may not be).
+    topic_key = resources["AlertsTopic"]["Properties"]["KmsMasterKeyId"]
+    assert refs_in(topic_key) == {"AlertsTopicKey"}
+    principals = [st["Principal"] for st in resources["AlertsTopicKey"]["Properties"]["KeyPolicy"]["Statement"]]
+    assert {"Service": "cloudwatch.amazonaws.com"} in principals
 
 
 def test_alerts_topic_accepts_messages(deployed: dict[str, str], aws_endpoint_url: str) -> None:
