@@ -31,6 +31,7 @@ from chalice.local import (
 )
 
 from functions.gateway_responses import GATEWAY_RESPONSES
+from functions.http import MAX_BODY_BYTES
 from shared.logs import configure_logging, log_event
 
 
@@ -119,7 +120,8 @@ def wsgi_app(app_object: Chalice, config: Config) -> Any:
         if environ.get("CONTENT_TYPE"):
             headers["content-type"] = environ["CONTENT_TYPE"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else None
+        # At most one byte past the limit: enough for the app's 400, never a huge body in memory.
+        body = environ["wsgi.input"].read(min(length, MAX_BODY_BYTES + 1)) if length else None
         response = gateway.handle_request(environ["REQUEST_METHOD"], path, headers, body)
         payload = response.get("body") or b""
         if isinstance(payload, str):

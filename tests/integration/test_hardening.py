@@ -165,3 +165,31 @@ def test_activate_takes_no_body_as_the_readme_says(client: Client, tenant_keys: 
     )
     response = client.http.post(f"/api/v2/models/{version.version_id}/activate", headers=auth(acme["staff"]))
     assert response.status_code == 200 and json.loads(response.body)["status"] == "active"
+
+
+def test_the_local_gateway_reads_no_more_than_the_limit_of_a_huge_body(
+    app_environment: dict[str, str], tenant_keys: dict[str, Any]
+) -> None:
+    """A Content-Length of 1 GB is answered 400 after reading one byte past the 2 MiB limit."""
+    import io
+
+    from app import app
+    from functions.http import MAX_BODY_BYTES
+    from functions.local_gateway import wsgi_app
+
+    class Stream(io.BytesIO):
+        asked: list[int] = []
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.asked.append(-1 if size is None else size)
+            return b"{" * (size if size and size > 0 else 0)
+
+    with local_test_client(app) as test_client:
+        config = test_client.http._config
+    statuses: list[str] = []
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/v2/events/sync", "CONTENT_LENGTH": str(10**9),
+               "CONTENT_TYPE": "application/json", "HTTP_AUTHORIZATION": f"Bearer {tenant_keys['acme']['client']}",
+               "wsgi.input": Stream()}
+    body = b"".join(wsgi_app(app, config)(environ, lambda status, headers: statuses.append(status)))
+    assert statuses == ["400 Bad Request"] and b"too large" in body
+    assert Stream.asked == [MAX_BODY_BYTES + 1]
