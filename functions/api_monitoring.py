@@ -17,7 +17,7 @@ from shared.monitoring.incidents import (
     list_incidents,
     list_silences,
 )
-from shared.monitoring.intake import MetricBatch, store_metrics, tenant_sources
+from shared.monitoring.intake import MetricBatch, store_metrics
 from shared.monitoring.requests import PROMETHEUS_CONTENT_TYPE, prometheus_exposition
 from shared.monitoring.services import monitoring_services
 
@@ -36,8 +36,8 @@ def ingest_metrics() -> Response:
     principal = require_role(request, "operator", "service")
     batch = parse_body(request, MetricBatch)
     # An operator key writes platform series; a tenant's service key only series of its own.
-    prefix = "" if principal.role == "operator" else tenant_sources(principal.tenant_id)
-    return json_response(store_metrics(monitoring_services(get_context()), batch, prefix))
+    tenant = None if principal.role == "operator" else principal.tenant_id
+    return json_response(store_metrics(monitoring_services(get_context()), batch, tenant))
 
 
 @api_route(blueprint, "/api/v2/monitoring/incidents", ["GET"], with_query=True)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.errors import FieldProblem, InvalidInput
 from shared.monitoring.series_repository import Point
 from shared.monitoring.services import MonitoringServices
 
@@ -43,14 +44,28 @@ class MetricBatch(BaseModel):
     points: list[MetricPointIn] = Field(min_length=1, max_length=5000)
 
 
+# A tenant's service key may create this many series: the minute scan reads every series, so one
+# tenant's pushes must not grow it without bound.
+MAX_TENANT_SERIES = 1000
+
+
 def tenant_sources(tenant_id: str) -> str:
     """Where a tenant's service key writes: its own sources, never the platform's (database, api,
     a host's) nor another tenant's, whose readings it could otherwise fake, pre-empt or hide."""
     return f"tenant:{tenant_id}/"
 
 
-def store_metrics(services: MonitoringServices, batch: MetricBatch, source_prefix: str = "") -> dict[str, Any]:
-    points = [Point(source_prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value) for p in batch.points]
+def store_metrics(services: MonitoringServices, batch: MetricBatch, tenant_id: str | None = None) -> dict[str, Any]:
+    """Store the points: an operator's as given, a tenant's (its service key) under its own
+    sources, as series of that tenant, at most MAX_TENANT_SERIES of them."""
+    prefix = tenant_sources(tenant_id) if tenant_id else ""
+    points = [Point(prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value, tenant_id) for p in batch.points]
     with services.transactions.transaction() as tx:
+        if tenant_id:
+            known = services.series.tenant_series(tx, tenant_id)
+            new = {(p.source, p.metric) for p in points} - known
+            if new and len(known) + len(new) > MAX_TENANT_SERIES:
+                raise InvalidInput(f"this tenant may have at most {MAX_TENANT_SERIES} series; it has {len(known)}"
+                                   f" and the batch adds {len(new)}", [FieldProblem("points", "too many series")])
         stored, duplicates = services.series.store_points(tx, points)
     return {"accepted": len(points), "stored": stored, "duplicates": duplicates}

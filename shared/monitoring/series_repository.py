@@ -98,6 +98,10 @@ class SeriesRepository(Protocol):
 
     def series_list(self, session: Any) -> list[dict[str, Any]]: ...
 
+    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+        """The (source, metric) of every series a tenant's service key created."""
+        ...
+
 
 _UPSERT_SERIES = """
 INSERT INTO metric_series (source, metric, tenant_id)
@@ -222,6 +226,11 @@ class PostgresSeriesRepository:
             "SELECT series_id, source, metric, tenant_id::text AS tenant_id, last_point_at, missing_since"
             " FROM metric_series ORDER BY source, metric")
 
+    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+        rows = session.fetch_all("SELECT source, metric FROM metric_series WHERE tenant_id = CAST(:t AS uuid)",
+                                 t=tenant_id)
+        return {(r["source"], r["metric"]) for r in rows}
+
 
 @dataclass
 class _Series:
@@ -322,6 +331,9 @@ class InMemorySeriesRepository:
         return [{"series_id": s.series_id, "source": s.source, "metric": s.metric, "tenant_id": s.tenant_id,
                  "last_point_at": max(s.points) if s.points else None, "missing_since": s.missing_since}
                 for s in sorted(self.series.values(), key=lambda s: (s.source, s.metric))]
+
+    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+        return {(s.source, s.metric) for s in self.series.values() if s.tenant_id == tenant_id}
 
 
 def since(end: datetime, minutes: int) -> datetime:

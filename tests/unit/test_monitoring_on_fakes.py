@@ -1135,3 +1135,28 @@ def test_a_scans_day_without_the_memorys_moves_does_not_guess_what_came_before_i
     assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES, cut=True) == 0.0
     assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES) == 5.0
     assert _open_episode(_levels({400: 5.0}), 580, reach, -1.0, margin, _TIMES, cut=True) == 5.0  # its look-back in view
+
+
+def test_a_tenants_pushes_are_its_own_series_and_at_most_so_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.errors import InvalidInput
+    from shared.monitoring import intake
+    from shared.monitoring.intake import MetricBatch, store_metrics
+
+    services = in_memory_monitoring_services()
+    monkeypatch.setattr(intake, "MAX_TENANT_SERIES", 3)
+
+    def batch(*names: str) -> MetricBatch:
+        return MetricBatch.model_validate({"points": [
+            {"source": "database", "metric": name, "ts": (NOW - timedelta(minutes=10)).isoformat(), "value": 1.0}
+            for name in names]})
+
+    assert store_metrics(services, batch("a", "b"), tenant_id="t1")["stored"] == 2
+    with pytest.raises(InvalidInput, match="at most 3 series; it has 2 and the batch adds 2"):
+        store_metrics(services, batch("a", "c", "d"), tenant_id="t1")  # nothing of it stored
+    # A known series and one new (c was not stored by the refused batch): within the cap.
+    assert store_metrics(services, batch("a", "c"), tenant_id="t1") == {"accepted": 2, "stored": 1, "duplicates": 1}
+    assert store_metrics(services, batch("e"), tenant_id="t2")["stored"] == 1  # another tenant's count
+    with services.transactions.transaction() as tx:
+        listed = {(s["source"], s["metric"], s["tenant_id"]) for s in services.series.series_list(tx)}
+    assert ("tenant:t1/database", "a", "t1") in listed and not any(s == "database" for s, _, _ in listed)
+    assert store_metrics(services, batch("a"))["stored"] == 1  # the operator's: the platform's series
