@@ -172,7 +172,7 @@ def seed_ocr_demo(context: AppContext, tenant_id: str, lines: list[str], *, days
                      end=datetime.now(UTC))
     history = generate_ocr_history(config)
     store_history(services, tenant_id, [(n, OcrReading.model_validate(r.record)) for n, r in enumerate(history)])
-    store_corrections(services, tenant_id, list(enumerate(corrections_for(history))))
+    store_corrections(services, tenant_id, list(enumerate(corrections_for(history, until=config.end))))
     try:
         result = train_ocr(services, end=datetime.now(UTC), actor="demo")
     except InsufficientData as exc:

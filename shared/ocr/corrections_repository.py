@@ -22,6 +22,8 @@ class NewCorrection:
     is_error: bool
     resets_meter: bool
     character_error_rate: float
+    # When it was made: an imported history's own time (`corrected_at`); None: now.
+    created_at: datetime | None = None
 
 
 class CorrectionRepository(Protocol):
@@ -51,15 +53,17 @@ WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS
 """
 _ADD_SQL = """
 WITH incoming AS (
-    SELECT ordinality, reading_id, corrected_text, correction_type, is_error, resets_meter, character_error_rate
+    SELECT ordinality, reading_id, corrected_text, correction_type, is_error, resets_meter, character_error_rate,
+        created_at
     FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS c(ordinality int, reading_id uuid, corrected_text text,
-        correction_type text, is_error boolean, resets_meter boolean, character_error_rate float8)
+        correction_type text, is_error boolean, resets_meter boolean, character_error_rate float8,
+        created_at timestamptz)
 ),
 inserted AS (
     INSERT INTO ocr_corrections (tenant_id, reading_id, corrected_text, correction_type, is_error, resets_meter,
-        character_error_rate)
+        character_error_rate, created_at)
     SELECT CAST(:tenant AS uuid), reading_id, corrected_text, correction_type, is_error, resets_meter,
-        character_error_rate
+        character_error_rate, COALESCE(created_at, now())
     FROM incoming ORDER BY ordinality
     ON CONFLICT (tenant_id, reading_id, correction_type, corrected_text) DO NOTHING
     RETURNING correction_id, reading_id, corrected_text, correction_type
@@ -88,7 +92,8 @@ class PostgresCorrectionRepository:
     def add(self, tx: Transaction, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
         if not corrections:
             return []
-        batch = json.dumps([{"ordinality": n, **c.__dict__} for n, c in enumerate(corrections)])
+        batch = json.dumps([{"ordinality": n, **c.__dict__, "created_at": c.created_at.isoformat() if c.created_at
+                             else None} for n, c in enumerate(corrections)])
         return [(row["correction_id"], bool(row["created"])) for row in tx.fetch_all(_ADD_SQL, tenant=tenant_id,
                                                                                       batch=batch)]
 
@@ -123,7 +128,7 @@ class InMemoryCorrectionRepository:
                 results.append((existing["correction_id"], False))
                 continue
             row = {"correction_id": str(uuid.uuid4()), "tenant_id": tenant_id, **new.__dict__,
-                   "created_at": datetime.now(UTC)}
+                   "created_at": new.created_at or datetime.now(UTC)}
             self.memory.add_correction(row)
             results.append((row["correction_id"], True))
         return results

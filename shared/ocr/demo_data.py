@@ -169,17 +169,24 @@ def generate_ocr_history(config: DemoOcrConfig) -> list[DemoReading]:
     return readings
 
 
-def corrections_for(readings: list[DemoReading], seed: int = 11) -> list[dict[str, str]]:
+def corrections_for(readings: list[DemoReading], seed: int = 11, until: datetime | None = None) -> list[dict[str, str]]:
     """What the seed-era loop recorded: most unsure errors, some confident ones, most meter
-    replacements. Rows of the corrections CSV."""
-    rng = random.Random(seed)
+    replacements. Rows of the corrections CSV; with `until`, each with its `corrected_at`, hours to
+    three days after its reading (never after `until`)."""
+    rng, delays = random.Random(seed), random.Random(seed + 1)  # the same corrections with or without times
     rows = []
     for r in readings:
         if r.replaced and rng.random() < 0.8:
-            rows.append({"client_reading_id": r.record["client_reading_id"], "corrected_text": r.true_text,
-                         "correction_type": "METER_REPLACED"})
+            kind = "METER_REPLACED"
         elif r.is_error and rng.random() < (0.9 if r.record["confidence"] < 0.7 else 0.45):
-            rows.append({"client_reading_id": r.record["client_reading_id"], "corrected_text": r.true_text,
-                         "correction_type": "OCR_ERROR"})
+            kind = "OCR_ERROR"
+        else:
+            continue
+        row = {"client_reading_id": r.record["client_reading_id"], "corrected_text": r.true_text,
+               "correction_type": kind}
+        if until is not None:
+            at = datetime.fromisoformat(r.record["captured_at"]) + timedelta(hours=delays.uniform(2, 72))
+            row["corrected_at"] = min(at, until).isoformat()
+        rows.append(row)
     return rows
 

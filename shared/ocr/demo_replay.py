@@ -30,5 +30,5 @@ def replay_readings(services: OcrServices, tenant_id: str, *, days: int = 14, no
             answers = take_readings(services, tenant_id, batch[start:start + 500], f"demo-live-{day}",
                                     now=min(end, datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(hours=23)))
             captured += sum(1 for a in answers if a["captured"])
-    corrections = store_corrections(services, tenant_id, list(enumerate(corrections_for(history))))
+    corrections = store_corrections(services, tenant_id, list(enumerate(corrections_for(history, until=end))))
     return {"readings": len(history), "captured": captured, "corrections": corrections}

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from shared.ocr.normalise import canonical_plate, parse_meter
 from shared.ocr.readings import CorrectionRequest, OcrReading, parse_reading_record
 from shared.ocr.readings_repository import AssessedReading, same_content
 from shared.ocr.services import OcrServices
+from shared.platform.validation import is_plausible_time
 
 CHUNK = 2000
 
@@ -65,7 +67,7 @@ def store_history(services: OcrServices, tenant_id: str, rows: Sequence[tuple[in
 
 
 def ingest_corrections(services: OcrServices, tenant_id: str, path: Path) -> dict[str, Any]:
-    """CSV columns client_reading_id, corrected_text, correction_type."""
+    """CSV columns client_reading_id, corrected_text, correction_type, and corrected_at (optional)."""
     def parse(line: int, record: dict[str, Any]) -> dict[str, Any]:
         missing = {"client_reading_id", "correction_type"} - set(record)
         if missing:
@@ -75,9 +77,30 @@ def ingest_corrections(services: OcrServices, tenant_id: str, path: Path) -> dic
     return store_corrections(services, tenant_id, validated_rows(path, parse), path.name)
 
 
+# A correction's time may be this far ahead of the import's clock (the labelling tool's own clock).
+CORRECTED_AT_SLACK = timedelta(minutes=5)
+
+
+def _corrected_at(text: str | None, now: datetime) -> datetime | None:
+    """An imported correction's own time (ISO 8601 with a zone); None (blank): the import's."""
+    if not text:
+        return None
+    try:
+        at = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"corrected_at {text[:40]!r} is not an ISO 8601 time") from None
+    if at.tzinfo is None:
+        raise ValueError("corrected_at needs a time zone (e.g. Z or +01:00)")
+    if not is_plausible_time(at) or at > now + CORRECTED_AT_SLACK:
+        raise ValueError(f"corrected_at {text[:40]} is outside 2000-01-01 up to now")
+    return at
+
+
 def store_corrections(services: OcrServices, tenant_id: str, rows: Sequence[tuple[int, dict[str, Any]]],
                       name: str = "the batch") -> dict[str, Any]:
-    """Store (line, {client_reading_id, corrected_text, correction_type}) rows in one transaction."""
+    """Store (line, {client_reading_id, corrected_text, correction_type, corrected_at?}) rows in one
+    transaction; `corrected_at` keeps an imported history's own times (the weekly figures use them)."""
+    now = datetime.now(UTC)
     with services.transactions.transaction() as tx:
         readings = services.corrections.readings_by_client_id(tx, tenant_id, [r["client_reading_id"] for _, r in rows])
         judged, problems = [], []
@@ -90,11 +113,13 @@ def store_corrections(services: OcrServices, tenant_id: str, rows: Sequence[tupl
                 request = CorrectionRequest(source_type=reading["source_type"], source_id=record["client_reading_id"],
                                             corrected_text=record.get("corrected_text", ""),
                                             correction_type=record["correction_type"])
+                corrected_at = _corrected_at(record.get("corrected_at"), now)
             except ValueError as exc:
                 problems.append(FieldProblem(f"line {line}", str(exc).splitlines()[-1].strip()))
                 continue
-            judged.append(judge_correction(reading["source_type"], str(reading["reading_id"]), reading["ocr_text"],
-                                           request.corrected_text, request.correction_type))
+            judged.append(replace(judge_correction(reading["source_type"], str(reading["reading_id"]),
+                                                   reading["ocr_text"], request.corrected_text,
+                                                   request.correction_type), created_at=corrected_at))
         if problems:
             raise InvalidInput(f"{len(problems)} bad row(s) in {name}; nothing was stored", problems[:20])
         results = services.corrections.add(tx, tenant_id, judged)

@@ -258,3 +258,28 @@ def test_the_demo_seeds_an_ocr_history_and_a_model_once(context: Any) -> None:
         assert tx.fetch_value("SELECT count(*) FROM ocr_readings WHERE client_reading_id = 'demo-m0-3'") == 1
     seed_ocr_demo(context, tenant.tenant_id, lines, days=40)
     assert "skipped" in lines[-1]
+
+
+def test_imported_corrections_keep_their_corrected_at_in_postgresql(
+    app_environment: dict[str, str], tenant_keys: dict[str, Any]
+) -> None:
+    from shared.context import get_context
+    from shared.ocr.ingest import store_corrections, store_history
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(get_context())
+    tenant = tenant_keys["acme"]["tenant_id"]
+    end = datetime.now(UTC).replace(microsecond=0)
+    history = generate_ocr_history(replace(DemoOcrConfig(), tenant="acme", meters=5, gates=0, days=20, end=end))
+    store_history(services, tenant, [(n, OcrReading.model_validate(r.record)) for n, r in enumerate(history)])
+    rows = corrections_for(history, until=end)
+    rows.append({**rows[0], "correction_type": "CONFIRMED", "corrected_at": ""})  # blank: the import's time
+    store_corrections(services, tenant, list(enumerate(rows)))
+    with get_context().database.transaction() as tx:
+        stored = tx.fetch_all("SELECT r.client_reading_id, c.correction_type, c.created_at FROM ocr_corrections c"
+                              " JOIN ocr_readings r USING (reading_id) WHERE c.tenant_id = CAST(:t AS uuid)", t=tenant)
+    times = {(s["client_reading_id"], s["correction_type"]): s["created_at"] for s in stored}
+    for row in rows[:-1]:
+        assert times[(row["client_reading_id"], row["correction_type"])] == datetime.fromisoformat(row["corrected_at"])
+    assert times[(rows[0]["client_reading_id"], "CONFIRMED")] >= end  # stamped at the import

@@ -349,3 +349,19 @@ def test_a_second_retrain_ocr_run_beside_one_is_skipped(services: OcrServices) -
     with services.locks.exclusive(RUN_LOCK):
         assert retrain_ocr(services, [T1]) == {"skipped": "another retrain-ocr run is running"}
     assert set(retrain_ocr(services, [T1])) == {"global", T1}  # each scope judged (here: too little data)
+
+
+def test_imported_corrections_keep_their_own_time_and_a_bad_one_names_its_line(services: OcrServices) -> None:
+    """Seeded with the import's time, a history's corrections all fell in one week."""
+    end = datetime(2026, 11, 30, tzinfo=UTC)
+    history = generate_ocr_history(replace(DemoOcrConfig(), meters=20, gates=1, days=60, end=end))
+    store_history(services, T1, list(enumerate(OcrReading.model_validate(r.record) for r in history)))
+    rows = corrections_for(history, until=end)
+    assert all(r["corrected_at"] <= end.isoformat() for r in rows)
+    bad = [*rows[:3], {**rows[3], "corrected_at": "2999-01-01T00:00:00Z"}]
+    with pytest.raises(InvalidInput, match="1 bad row") as refused:
+        store_corrections(services, T1, list(enumerate(bad, start=2)))
+    assert refused.value.fields[0].field == "line 5"
+    store_corrections(services, T1, list(enumerate(rows)))
+    weeks = ocr_metrics(services, T1, target_share=0.5, now=end)["corrections_per_week"]
+    assert len(weeks) >= 4 and sum(w["corrections"] for w in weeks) == len(rows)
