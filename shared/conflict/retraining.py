@@ -4,14 +4,14 @@ The global model and every tenant's own active one are retrained, each in its sc
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from shared.conflict.kind import CONFLICT
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.platform.retraining import retrain
-from shared.platform.training_jobs import fan_out
+from shared.platform.training_jobs import retrain_scopes
 
 
 def retrain_conflict_model(
@@ -28,12 +28,8 @@ def retrain_all_conflict_models(context: AppContext, *, now: datetime | None = N
     --tenant`), one job per scope: queued for the training workers when a queue is configured,
     else run here one after the other. A tenant the global model serves is not given a model of its
     own by the schedule."""
-    from shared.adapters.aws import queue_sender
-
     own = [tenant.tenant_id for tenant in context.tenants.list_tenants()
            if context.registry.in_scope(CONFLICT.name, tenant.tenant_id).active is not None]
-    url = context.settings.training_jobs_queue_url
-    send = queue_sender(context.aws("sqs"), url) if url else None
-    return fan_out(CONFLICT.name, [None, *own], send=send, requested_at=now or datetime.now(UTC),
-                   retrain=lambda tenant_id: retrain_conflict_model(context, tenant_id=tenant_id, now=now),
-                   locks=conflict_services(context).locks)
+    return retrain_scopes(context, CONFLICT.name, [None, *own],
+                          lambda tenant_id: retrain_conflict_model(context, tenant_id=tenant_id, now=now),
+                          conflict_services(context).locks, now)

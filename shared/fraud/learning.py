@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.aws import queue_sender
 from shared.context import AppContext
 from shared.fraud.kind import FRAUD
 from shared.fraud.services import fraud_services
 from shared.platform.outcomes import track_outcomes
 from shared.platform.retraining import retrain
 from shared.platform.training import TrainingResult, train_candidate
-from shared.platform.training_jobs import fan_out
+from shared.platform.training_jobs import retrain_scopes
 
 DAYS_PER_MONTH = 30.5
 
@@ -36,11 +35,8 @@ def retrain_all_fraud_models(context: AppContext, *, now: datetime | None = None
     when a queue is configured, else run here one after the other. A tenant with too few labels
     keeps being served by the global model (its retrain records why)."""
     scopes: list[str | None] = [None, *(tenant.tenant_id for tenant in context.tenants.list_tenants())]
-    url = context.settings.training_jobs_queue_url
-    send = queue_sender(context.aws("sqs"), url) if url else None
-    return fan_out(FRAUD.name, scopes, send=send, requested_at=now or datetime.now(UTC),
-                   retrain=lambda tenant_id: retrain_fraud_scope(context, tenant_id, now=now),
-                   locks=fraud_services(context).locks)
+    return retrain_scopes(context, FRAUD.name, scopes, lambda tenant_id: retrain_fraud_scope(context, tenant_id, now=now),
+                          fraud_services(context).locks, now)
 
 
 def track_fraud_outcomes(context: AppContext, now: datetime | None = None) -> dict[str, Any]:

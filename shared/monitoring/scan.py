@@ -23,6 +23,7 @@ from shared.monitoring.kind import ANOMALY, AnomalyState
 from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
+from shared.platform.locks import run_alone
 
 HISTORY = timedelta(days=1)
 ALERT_THRESHOLD = 0.5
@@ -89,11 +90,11 @@ def forest_scores(windows: list[SeriesWindow], state: AnomalyState) -> dict[tupl
 def scan(services: MonitoringServices, now: datetime | None = None) -> dict[str, Any]:
     """One scan at a time: a second one started while the first runs (a late schedule, a manual
     run-job) would score the same new points again and count each alert twice."""
-    with services.locks.exclusive(SCAN_LOCK) as taken:
-        if not taken:
-            log_event("monitoring.scan_skipped", reason="another scan is running")
-            return {"skipped": "another scan-metrics is running"}
-        return _scan(services, now or datetime.now(UTC))
+    result = run_alone(services.locks, SCAN_LOCK, "another scan-metrics is running",
+                       lambda: _scan(services, now or datetime.now(UTC)))
+    if "skipped" in result:
+        log_event("monitoring.scan_skipped", reason="another scan is running")
+    return result
 
 
 def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:

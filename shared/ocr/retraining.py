@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.ocr.kind import OCR_ERROR
 from shared.ocr.services import OcrServices
+from shared.platform.locks import run_alone
 from shared.platform.outcomes import track_outcomes
 from shared.platform.retraining import retrain
 from shared.platform.training import TrainingResult, train_candidate
@@ -21,10 +22,8 @@ def retrain_ocr(services: OcrServices, tenant_ids: Sequence[str], *, now: dateti
                 actor: str = "retrain-ocr") -> dict[str, Any]:
     """One run at a time: a second run started beside one would retrain each scope again as soon
     as the first released it (two identical candidates of a tenant in a review)."""
-    with services.locks.exclusive(RUN_LOCK) as taken:
-        if not taken:
-            return {"skipped": "another retrain-ocr run is running"}
-        return _retrain_every_scope(services, tenant_ids, now=now, actor=actor)
+    return run_alone(services.locks, RUN_LOCK, "another retrain-ocr run is running",
+                     lambda: _retrain_every_scope(services, tenant_ids, now=now, actor=actor))
 
 
 def _retrain_every_scope(services: OcrServices, tenant_ids: Sequence[str], *, now: datetime | None,

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Locks(Protocol):
     def exclusive(self, name: str) -> AbstractContextManager[bool]:
         """Try to take the lock without waiting; yields whether it was taken."""
         ...
+
+
+def run_alone(locks: Locks, name: str, busy: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`run()` while holding `name`; `{"skipped": busy}` when another run holds it. For jobs of which
+    a second run beside the first would do the same work again (score the same points, retrain the
+    same scopes once the first released them)."""
+    with locks.exclusive(name) as taken:
+        return run() if taken else {"skipped": busy}
 
 
 class InMemoryLocks:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import DependencyUnavailable, InvalidInput, NotFound
-from shared.platform.locks import Locks
+from shared.platform.locks import Locks, run_alone
+
+if TYPE_CHECKING:
+    from shared.context import AppContext
 
 Retrain = Callable[[str | None], dict[str, Any]]
 # (kind, tenant_id or None) -> when that scope's last retrain decision was recorded, if ever.
@@ -40,10 +43,8 @@ def fan_out(kind: str, scopes: Sequence[str | None], *, send: Callable[[str], An
     time (with `locks`): a second run beside one would retrain each scope again as soon as the
     first released it."""
     if send is None and locks is not None:
-        with locks.exclusive(f"retrain-run/{kind}") as taken:
-            if not taken:
-                return {"skipped": f"another {kind} retrain run is running"}
-            return fan_out(kind, scopes, send=None, retrain=retrain, requested_at=requested_at)
+        return run_alone(locks, f"retrain-run/{kind}", f"another {kind} retrain run is running",
+                         lambda: fan_out(kind, scopes, send=None, retrain=retrain, requested_at=requested_at))
     if send is not None:
         for queued, tenant_id in enumerate(scopes):
             try:
@@ -74,3 +75,14 @@ def run_job(job: TrainingJob, retrainers: dict[str, Callable[[str | None], dict[
         return {**scope, "promoted": False, "duplicate": True,
                 "reason": f"already retrained at {last.isoformat()}, for a job asked at {job.requested_at.isoformat()}"}
     return {**scope, **retrainers[job.kind](job.tenant_id)}
+
+
+def retrain_scopes(context: AppContext, kind: str, scopes: Sequence[str | None], retrain: Retrain, locks: Locks,
+                   now: datetime | None = None) -> dict[str, Any]:
+    """A scheduled retrain of `scopes`: one job per scope, queued for the training workers when
+    MLSTACK_TRAINING_JOBS_QUEUE_URL is set, else run here (one run of the kind at a time)."""
+    from shared.adapters.aws import queue_sender
+
+    url = context.settings.training_jobs_queue_url
+    send = queue_sender(context.aws("sqs"), url) if url else None
+    return fan_out(kind, scopes, send=send, retrain=retrain, requested_at=now or datetime.now(UTC), locks=locks)
