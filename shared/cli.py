@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from shared.errors import Conflict, MlstackError
+from shared.errors import Conflict, MlstackError, problem_location, problem_reason
 from shared.platform.cli_args import open_share
 
 Handler = Callable[[argparse.Namespace], Any]
@@ -305,7 +305,7 @@ def _validation_problems(exc: Exception) -> list[str] | None:
     pydantic = sys.modules.get("pydantic")
     if pydantic is None or not isinstance(exc, pydantic.ValidationError):
         return None
-    return [f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()]
+    return [f"{problem_location(e) or 'input'}: {problem_reason(e)}" for e in exc.errors()]
 
 
 def _ran(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from shared.adapters.textfiles import ndjson_lines
 from shared.errors import FieldProblem, InvalidInput
+from shared.platform.records import describe_problem
 
 MAX_REPORTED = 20
 Row = TypeVar("Row")
@@ -43,12 +44,6 @@ def records(path: Path) -> Iterator[tuple[int, Any]]:
     return _ndjson_records(path) if path.suffix in (".ndjson", ".jsonl") else _csv_records(path)
 
 
-def describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: {e['msg']}" for e in exc.errors())
-    return str(exc)
-
-
 def validated_rows(path: Path, parse: Callable[[int, Any], Row]) -> list[tuple[int, Row]]:
     """Every row parsed, or InvalidInput listing the bad ones (the first 20) by line."""
     rows: list[tuple[int, Row]] = []
@@ -61,7 +56,7 @@ def validated_rows(path: Path, parse: Callable[[int, Any], Row]) -> list[tuple[i
                 raise ValueError("not a JSON object")
             rows.append((line, parse(line, record)))
         except (ValidationError, ValueError) as exc:
-            problems.append(FieldProblem(f"line {line}", describe(exc)))
+            problems.append(FieldProblem(f"line {line}", describe_problem(exc)))
     if problems:
         more = f" (and {len(problems) - MAX_REPORTED} more)" if len(problems) > MAX_REPORTED else ""
         raise InvalidInput(f"{len(problems)} bad row(s) in {path.name}; nothing was stored{more}",

@@ -78,7 +78,8 @@ def check_record_shape(record: Any) -> dict[str, Any]:
     return record
 
 
-def describe_problem(exc: ValidationError | ValueError) -> str:
+def describe_problem(exc: Exception) -> str:
+    """A row's refusal in one line: each pydantic problem as `field: reason`, else the error's text."""
     if isinstance(exc, ValidationError):
         return "; ".join(f"{problem_location(e) or 'row'}: {problem_reason(e)}" for e in exc.errors())
     return str(exc)
