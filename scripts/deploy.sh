@@ -152,7 +152,14 @@ step "4/5 upload the function and layer zips to s3://$ARTIFACT_BUCKET/mlstack/$S
 echo "$PACKAGED"
 
 step "5/5 deploy stack $STACK_NAME (parameters: ${SHOWN_PARAMS[*]})"
-"${AWS[@]}" "${DEPLOY_ARGS[@]}" --parameter-overrides "${PARAMS[@]}" \
+# The parameters (the database password among them) reach the AWS CLI in a file only this user can
+# read, not on its command line, where any local user's `ps` would show them. printf is a builtin
+# and Python reads them from its standard input, so no argument list ever holds them.
+PARAMS_DIR="$(mktemp -d)"  # mode 700
+trap 'rm -rf "$PARAMS_DIR"' EXIT
+(umask 077 && printf '%s\0' "${PARAMS[@]}" \
+    | "$PY" -c 'import json, sys; print(json.dumps(sys.stdin.read().split("\0")[:-1]))' >"$PARAMS_DIR/parameters.json")
+"${AWS[@]}" "${DEPLOY_ARGS[@]}" --parameter-overrides "file://$PARAMS_DIR/parameters.json" \
     || die "aws cloudformation deploy failed; CloudFormation rolled the stack back. Events: aws cloudformation describe-stack-events --stack-name $STACK_NAME"
 
 # Keep the packaged template of every release: deploying an older one is the rollback
