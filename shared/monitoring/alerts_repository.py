@@ -15,7 +15,7 @@ from typing import Any, Protocol
 class AlertIn:
     source: str
     metric: str
-    alert_type: str  # anomaly | missing_data | drift
+    alert_type: str  # anomaly | missing_data | low_uptime | drift
     score: float
     at: datetime
     reasons: tuple[str, ...] = ()

@@ -1,7 +1,8 @@
 """The minute scan: read a day of every series in one query, score the points that arrived since
 the last scan (univariate ensemble, the host's Isolation Forest, the trained seasonal profiles and
 precedent memory: the events of the month before the day, as the backtest remembers them, from
-`metric_precedents`, refreshed daily), alert on missing data, group alerts into incidents, publish.
+`metric_precedents`, refreshed daily), alert on missing data and on a one-minute series' uptime
+under 99 % (uptime.py), group alerts into incidents, publish.
 
 A point is alerted on by the first scan after it arrives (the scan runs every minute)."""
 
@@ -23,12 +24,16 @@ from shared.monitoring.kind import ANOMALY, AnomalyState
 from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
+from shared.monitoring.uptime import fell_below_bar
 from shared.platform.locks import run_alone
 
 HISTORY = timedelta(days=1)
 ALERT_THRESHOLD = 0.5
 # A series silent this long (having reported within the day) is a missing-data alert.
 MISSING_AFTER = timedelta(minutes=5)
+# The job's schedule: the scan before this one ran about this long ago (uptime's fall is judged
+# between the two).
+SCAN_PERIOD = timedelta(minutes=1)
 FOREST = "isolation_forest"
 SCAN_LOCK = "monitoring/scan-metrics"
 
@@ -102,6 +107,7 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
     alerts: list[AlertIn] = []
     states: list[ScanState] = []
     missing: list[int] = []
+    low_uptime = 0
     scored = 0
     with services.transactions.transaction() as tx:
         windows = services.series.scan_window(tx, now - HISTORY, now)
@@ -110,11 +116,18 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
         for window in windows:
             if not window.scanned:
                 continue
+            silent = window.last_point_at is None or window.last_point_at < now - MISSING_AFTER
             if (window.last_point_at is not None and window.missing_since is None
                     and now - HISTORY < window.last_point_at < now - MISSING_AFTER):
                 missing.append(window.series_id)
                 alerts.append(AlertIn(window.source, window.metric, "missing_data", 1.0, now, ("no_points",),
                                       None, window.tenant_id))
+            share = None if silent else fell_below_bar(window.times, now.timestamp(),
+                                                       (now - SCAN_PERIOD).timestamp())
+            if share is not None:
+                low_uptime += 1
+                alerts.append(AlertIn(window.source, window.metric, "low_uptime", 1.0, now, ("reported_share",),
+                                      round(share, 4), window.tenant_id))
             start = _unscanned_start(window)
             if start >= len(window.times):
                 continue
@@ -142,7 +155,7 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
         incidents = publish_new(tx, services.alerts, services.notifier)
     return {"series": len(windows), "points_scored": scored, "detector_state": "trained" if state else "none",
             "precedent_memories": len(stored),
-            "missing": len(missing), **counts, "published_incidents": incidents}
+            "missing": len(missing), "low_uptime": low_uptime, **counts, "published_incidents": incidents}
 
 
 def compact(services: MonitoringServices, now: datetime | None = None) -> dict[str, Any]:

@@ -234,6 +234,49 @@ def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_miss
     assert scan(services, NOW + timedelta(minutes=14))["missing"] == 1
 
 
+def test_a_one_minute_series_under_99_percent_uptime_is_one_alert_when_it_falls_under() -> None:
+    """8 hours of one point a minute with 5 missed minutes, the last 6 minutes ago: the minute it
+    enters the judged day (reported share 470/475) is one low_uptime alert; the scan after it,
+    still under the bar, raises none. A series that missed nothing, and a five-minute series with
+    the same holes, raise none."""
+    services = in_memory_monitoring_services()
+    start = NOW - timedelta(minutes=480)
+    missed = {30, 100, 200, 300, 474}
+    rng = np.random.default_rng(5)
+    points = [Point(src, "queue_depth", start + timedelta(minutes=m, seconds=7), 50 + rng.normal(0, 2))
+              for m in range(480) for src in ("flaky-agent", "steady-agent") if not (src == "flaky-agent" and m in missed)]
+    points += [Point("five-minute", "queue_depth", start + timedelta(minutes=m, seconds=7), 50 + rng.normal(0, 2))
+               for m in range(0, 480, 5) if m not in missed]
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, points)
+    assert scan(services, NOW - timedelta(seconds=50))["low_uptime"] == 0  # 4 of 474 missed: 0.9916
+    first = scan(services, NOW + timedelta(seconds=10))
+    assert first["low_uptime"] == 1
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point(src, "queue_depth", NOW + timedelta(seconds=7), 50.0)
+                                          for src in ("flaky-agent", "steady-agent")])
+    assert scan(services, NOW + timedelta(seconds=70))["low_uptime"] == 0  # still under: no second alert
+    incidents = services.alerts.incidents(None, status=None, tenant_id=None, limit=10)
+    uptime = [(i["source"], a) for i in incidents for a in i["alert_list"] if a["alert_type"] == "low_uptime"]
+    assert [source for source, _ in uptime] == ["flaky-agent"]
+    assert uptime[0][1]["value"] == round(470 / 475, 4)
+    published = services.notifier.messages  # type: ignore[attr-defined]
+    assert any(a["alert_type"] == "low_uptime" for m in published for a in m[1]["alerts"])
+
+
+def test_reported_share_counts_minutes_with_a_point_and_judges_only_one_minute_series() -> None:
+    from shared.monitoring.uptime import reported_share
+
+    base = NOW.timestamp()
+    every_minute = base + 60.0 * np.arange(400)
+    assert reported_share(every_minute, base + 60 * 400) == 1.0
+    # Two points in one minute count once; a missed minute counts against it.
+    doubled = np.sort(np.concatenate([np.delete(every_minute, [10, 11]), [every_minute[12] + 20]]))
+    assert reported_share(doubled, base + 60 * 400) == pytest.approx(393 / 395)
+    assert reported_share(every_minute[:300], base + 60 * 300) is None  # under 6 hours: too young
+    assert reported_share(base + 300.0 * np.arange(200), base + 300 * 200) is None  # five-minute series
+
+
 def test_alerts_of_a_source_within_the_window_are_one_incident_and_repeats_count_occurrences() -> None:
     from shared.monitoring.alerting import publish_new, raise_alerts
     from shared.monitoring.alerts_repository import AlertIn

@@ -1,0 +1,49 @@
+"""The seed's metrics-uptime bar as an alert: a one-minute series that reported in under 99 % of
+its minutes over the scan's day. A series that stops altogether is a `missing_data` alert; this
+catches the one that keeps dropping a minute here and there (a flapping agent, a collector that
+overruns its minute), which never stays silent the 5 minutes that alert waits for."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+UPTIME_BAR = 0.99
+# Fewer minutes than this since a series' first point in the day say too little (4 missed minutes
+# of a 6-hour-old series already fail the bar; fewer hours would make one missed minute an alert).
+MIN_SPAN_MINUTES = 360
+# The newest minutes are not judged: their points may still be on their way (the agent pushes a
+# batch a minute), and a series silent for them is the missing-data alert's.
+LAG_MINUTES = 5
+# A series whose typical gap is longer is not collected every minute: its share would mean nothing.
+MAX_MEDIAN_GAP_S = 90.0
+
+
+def reported_share(times: NDArray[np.float64], until_s: float) -> float | None:
+    """The share of the minutes from the series' first point (in `times`, sorted epoch seconds) up
+    to LAG_MINUTES before `until_s` that hold a point; None when it spans fewer than
+    MIN_SPAN_MINUTES of them, or is under the bar only because it is not a one-minute series."""
+    minutes = np.floor(times / 60.0)
+    end = np.floor(until_s / 60.0) - LAG_MINUTES
+    judged = int(np.searchsorted(minutes, end, side="left"))
+    if judged < 2:
+        return None
+    span = float(end - minutes[0])
+    if span < MIN_SPAN_MINUTES:
+        return None
+    share = min(1.0, (1 + int(np.count_nonzero(np.diff(minutes[:judged])))) / span)
+    # The cadence is looked at only under the bar (a median per series and scan costs 40 ms of
+    # every 1,000-series scan): a series with a point in every minute is up, whatever its cadence.
+    if share < UPTIME_BAR and float(np.median(np.diff(times[:judged]))) > MAX_MEDIAN_GAP_S:
+        return None
+    return share
+
+
+def fell_below_bar(times: NDArray[np.float64], now_s: float, previous_scan_s: float) -> float | None:
+    """The series' reported share when it is under UPTIME_BAR now and was not at the scan before
+    (one alert when it falls, not one a minute while it stays under); else None."""
+    share = reported_share(times, now_s)
+    if share is None or share >= UPTIME_BAR:
+        return None
+    before = reported_share(times[times < previous_scan_s], previous_scan_s)
+    return share if before is None or before >= UPTIME_BAR else None
