@@ -32,13 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from monitoring_corpus import corpus  # noqa: E402
 
 from shared.monitoring.detector_basics import Parameters  # noqa: E402
-from shared.monitoring.detectors import (  # noqa: E402
-    REASON_THRESHOLD,
-    _quantum,
-    _windowed,
-    score_series,
-)
+from shared.monitoring.detectors import REASON_THRESHOLD, score_series  # noqa: E402
 from shared.monitoring.precedent_memory import PRECEDENT_DAYS  # noqa: E402
+from shared.monitoring.window_stats import running_quantum, windowed  # noqa: E402
 
 POINT_DETECTORS = ("robust_z", "iqr", "spike")
 
@@ -68,7 +64,7 @@ def deviations(values: np.ndarray, params: Parameters, last: int) -> np.ndarray:
     rows = np.arange(params.warmup, last + 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        median, scale, _, _, _ = _windowed(values, rows, params.long_window, _quantum(values)[rows])
+        median, scale, _, _, _ = windowed(values, rows, params.long_window, running_quantum(values)[rows])
     out = np.zeros(last + 1)
     out[rows] = np.abs(values[rows] - median) / scale
     return out

@@ -65,3 +65,33 @@ def _rolling_medians(values: Array, m: int) -> Array:
     """The median of each m consecutive values (the first ends at row m - 1)."""
     medians: Array = np.median(np.lib.stride_tricks.sliding_window_view(values, m), axis=1)
     return medians
+
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """z -> score: 0 up to `floor`, then 1 - exp(-((z - floor) / spread)^2)."""
+
+    floor: float
+    spread: float
+
+    def score(self, z: Array) -> Array:
+        excess = np.maximum(np.nan_to_num(z, nan=0.0, posinf=1e6) - self.floor, 0.0) / self.spread
+        result: Array = 1.0 - np.exp(-(excess**2))
+        return result
+
+
+CALIBRATION: dict[str, Calibration] = {
+    "robust_z": Calibration(3.5, 2.0),
+    "iqr": Calibration(1.5, 2.5),
+    "spike": Calibration(3.5, 2.5),
+    "seasonal": Calibration(3.5, 2.0),
+    "seasonal_drift": Calibration(5.5, 2.0),
+    "level_shift": Calibration(4.0, 2.0),
+    "level_change": Calibration(5.0, 2.0),
+    "slope": Calibration(6.5, 2.0),
+    "season_stopped": Calibration(4.5, 2.0),
+    "flatline": Calibration(1.0, 1.0),
+    "drift": Calibration(7.0, 3.0),
+}
+ROLLING_ZSCORE = Calibration(2.5, 3.0)

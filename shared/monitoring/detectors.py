@@ -59,15 +59,15 @@ notable point, so one incident reports high once (onset) and a sustained anomaly
 instead of a stream of alarms.
 
 The precedent memory and its rules (`PrecedentMemory`, `precedent_factor`, `record_margin`) live in
-precedent_memory.py; the series' parameters and the rolling statistics both read, in detector_basics.py.
+precedent_memory.py; the series' parameters, the calibrations and the rolling statistics both read, in
+detector_basics.py; the past windows' robust statistics in window_stats.py; the detectors of a change
+that lasts (level shift, level change, slope, season stopped) and the episode rule in shift_detectors.py.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -75,21 +75,19 @@ import numpy as np
 from numpy.typing import NDArray
 
 from shared.monitoring.detector_basics import (
+    CALIBRATION,
     DAY,
-    TAIL_QUANTILE,
+    ROLLING_ZSCORE,
     WARMUP,
     WEEK,
     Array,
     Parameters,
     Rows,
     _rolling_medians,
-    _t_grid,
 )
 from shared.monitoring.precedent_memory import (
-    EPISODE_STATISTICS,
     PRECEDENT_DAYS,
     PRECEDENT_FROM,
-    PRECEDENT_RATIOS,
     PrecedentMemory,
     Prior,
     _block_rows,
@@ -100,42 +98,31 @@ from shared.monitoring.precedent_memory import (
     record_margin,
     recovery_rows,
 )
+from shared.monitoring.shift_detectors import (
+    episode_end,
+    level_change_scores,
+    level_shift_scores,
+    profile_stepped,
+    season_stopped_scores,
+    slope_change_scores,
+)
+from shared.monitoring.window_stats import (
+    CHUNK_ROWS,
+    largest_deviation,
+    past_windows,
+    quiet_nan_warnings,
+    row_nanmedian,
+    run_lengths,
+    running_quantum,
+    tail_z,
+    windowed,
+)
 
 DETECTORS: tuple[str, ...] = ("robust_z", "iqr", "spike", "seasonal", "season_stopped", "level_shift", "slope",
                                "flatline")
 ENSEMBLE = "ensemble"
 REASON_THRESHOLD = 0.5
 SUPPRESS_FROM = 0.45
-_CHUNK = 2048  # rows per vectorised block: bounds the (rows x window) temporaries
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """z -> score: 0 up to `floor`, then 1 - exp(-((z - floor) / spread)^2)."""
-
-    floor: float
-    spread: float
-
-    def score(self, z: Array) -> Array:
-        excess = np.maximum(np.nan_to_num(z, nan=0.0, posinf=1e6) - self.floor, 0.0) / self.spread
-        result: Array = 1.0 - np.exp(-(excess**2))
-        return result
-
-
-CALIBRATION: dict[str, Calibration] = {
-    "robust_z": Calibration(3.5, 2.0),
-    "iqr": Calibration(1.5, 2.5),
-    "spike": Calibration(3.5, 2.5),
-    "seasonal": Calibration(3.5, 2.0),
-    "seasonal_drift": Calibration(5.5, 2.0),
-    "level_shift": Calibration(4.0, 2.0),
-    "level_change": Calibration(5.0, 2.0),
-    "slope": Calibration(6.5, 2.0),
-    "season_stopped": Calibration(4.5, 2.0),
-    "flatline": Calibration(1.0, 1.0),
-    "drift": Calibration(7.0, 3.0),
-}
-ROLLING_ZSCORE = Calibration(2.5, 3.0)
 
 
 @dataclass
@@ -147,139 +134,6 @@ class SeriesScores:
     detectors: dict[str, Array]
     suppression: float = 0.0
     reasons: list[list[str]] = field(default_factory=list)
-
-
-def _past_windows(values: Array, rows: Rows, window: int) -> tuple[Array, Array]:
-    """For each row i in `rows` (all >= 1), the up-to-`window` values before it, right-aligned in a
-    (len(rows), window) matrix padded with NaN, and how many are real."""
-    padded = np.concatenate([np.full(window, np.nan), values])
-    starts = rows  # row i's past is padded[i : i + window] == values[i - window : i]
-    index = starts[:, None] + np.arange(window)[None, :]
-    block = padded[index]
-    counts = np.minimum(rows, window).astype(np.float64)
-    return block, counts
-
-
-def _sorted_quantiles(ordered: Array, levels: Sequence[float]) -> list[Array]:
-    """Quantiles of each row of a row-sorted NaN-free matrix, linearly interpolated (numpy's
-    default method)."""
-    last = ordered.shape[1] - 1
-    out = []
-    for level in levels:
-        position = level * last
-        low = int(math.floor(position))
-        high = min(low + 1, last)
-        out.append(ordered[:, low] + (ordered[:, high] - ordered[:, low]) * (position - low))
-    return out
-
-
-def _nan_sorted_quantiles(ordered: Array, levels: Sequence[float]) -> list[Array]:
-    """Quantiles of each row of a row-sorted matrix whose NaNs sort last, over its real values,
-    linearly interpolated as numpy's nanquantile does (NaN where a row has none). numpy's own
-    falls back to one Python call per row once any row holds a NaN: most of a backtest's time."""
-    count = np.count_nonzero(~np.isnan(ordered), axis=1)
-    last = np.maximum(count - 1, 0)
-    out = []
-    for level in levels:
-        position = level * last
-        low = np.floor(position).astype(np.int64)
-        high = np.minimum(low + 1, last)
-        below = np.take_along_axis(ordered, low[:, None], axis=1)[:, 0]
-        above = np.take_along_axis(ordered, high[:, None], axis=1)[:, 0]
-        out.append(np.where(count > 0, below + (above - below) * (position - low), np.nan))
-    return out
-
-
-def _robust_stats(block: Array, full: bool, floor: Array | float = 0.0) -> tuple[Array, Array, Array, Array, Array]:
-    """Median, robust scale, Q1, Q3 and the tail (99.5th percentile of |x - median|) of each row of
-    `block` (NaN-padded unless `full`). `floor`: the least scale of each row (the series' quantum)."""
-    if full:
-        # One sort per block, then order statistics by index: numpy's quantile calls cost more
-        # in overhead than the sort for the scan's single rows.
-        ordered = np.sort(block, axis=1)
-        median, q1, q3 = _sorted_quantiles(ordered, (0.5, 0.25, 0.75))
-        mad, tail = _sorted_quantiles(np.sort(np.abs(block - median[:, None]), axis=1), (0.5, TAIL_QUANTILE))
-        std = np.std(block, axis=1)
-    else:
-        ordered = np.sort(block, axis=1)
-        median, q1, q3 = _nan_sorted_quantiles(ordered, (0.5, 0.25, 0.75))
-        mad, tail = _nan_sorted_quantiles(np.sort(np.abs(block - median[:, None]), axis=1), (0.5, TAIL_QUANTILE))
-        std = np.nanstd(block, axis=1)
-    # MAD is 0 for a series that is mostly one value (counters at 0): a quarter of the standard
-    # deviation keeps rare excursions from being infinitely surprising, and the quantum (the
-    # smallest step the series has taken) keeps one step of an integer or rounded metric from
-    # being many "robust units"; the last term only guards the division for a constant past.
-    scale = np.maximum.reduce([1.4826 * mad, (q3 - q1) / 1.349, 0.25 * std, np.broadcast_to(floor, mad.shape),
-                               1e-9 * (1.0 + np.abs(median))])
-    return median, scale, q1, q3, tail
-
-
-def _windowed(values: Array, rows: Rows, window: int,
-              floor: Array | None = None) -> tuple[Array, Array, Array, Array, Array]:
-    """Robust statistics of the past `window` values of each row, in blocks."""
-    out = [np.empty(len(rows)) for _ in range(5)]
-    for start in range(0, len(rows), _CHUNK):
-        part = rows[start:start + _CHUNK]
-        # Columns older than every row's past are all padding: dropping them changes no statistic
-        # and lets a block whose rows all have a full (shorter) past take the fast NaN-free path
-        # (the scan's single new row of a day-long history, one point short of the long window).
-        width = min(window, int(part.max()))
-        block, _ = _past_windows(values, part, width)
-        full = bool(part.min() >= width)
-        stats = _robust_stats(block, full, 0.0 if floor is None else floor[start:start + _CHUNK])
-        for target, value in zip(out, stats, strict=True):
-            target[start:start + len(part)] = value
-    return out[0], out[1], out[2], out[3], out[4]
-
-
-def _tail_z(deviation: Array, scale: Array, tail: Array) -> Array:
-    """|deviation| in robust units, discounted for a heavy-tailed past.
-
-    The plain bound is 3|dev| / max(3 scale, tail): a point must stand out against the past's own
-    99.5th percentile too. A heavy tail is also extrapolated: a Student-t fitted to the past (its
-    degrees of freedom from how far the 99.5th percentile lies beyond the robust sigma, 2.8 sigmas
-    for a Gaussian; its scale from the robust sigma) gives the point's two-sided tail probability,
-    read back as a Gaussian-equivalent z. On a latency series whose slow requests reach 6 sigmas
-    every day (df about 3), 10 sigmas is a once-in-a-few-hundred event, not an alarm. A day's
-    99.5th percentile rests on a handful of points, so the t's verdict gets half the weight
-    (geometric mean with the bound). A Gaussian past gives the plain robust z."""
-    from scipy.special import ndtri, stdtr, stdtrit
-
-    magnitude = np.abs(deviation)
-    bound: Array = 3.0 * magnitude / np.maximum(3.0 * scale, tail)
-    df_grid, ratio_grid = _t_grid()
-    heavy = np.nan_to_num(tail / scale, nan=0.0) > ratio_grid[0]
-    if heavy.any():
-        df = np.interp(tail[heavy] / scale[heavy], ratio_grid, df_grid)
-        t_units = magnitude[heavy] / (scale[heavy] * 0.6745 / stdtrit(df, 0.75))
-        z_equivalent = -ndtri(np.maximum(stdtr(df, -t_units), 1e-300))  # P(T > t) = P(Z > z)
-        bound[heavy] = np.minimum(bound[heavy], np.sqrt(bound[heavy] * z_equivalent))
-    return bound
-
-
-def _largest_deviation(values: Array, rows: Rows, window: int, centre: Array, sign: Array) -> Array:
-    """max sign * (x - centre) over the past `window` values of each row: its largest deviation in
-    the direction of `sign` (0 where it has none)."""
-    out = np.zeros(len(rows))
-    for start in range(0, len(rows), _CHUNK):
-        part = rows[start:start + _CHUNK]
-        width = min(window, int(part.max()))
-        block, _ = _past_windows(values, part, width)
-        signs = sign[start:start + _CHUNK, None]
-        with _quiet():
-            out[start:start + len(part)] = np.maximum(np.nan_to_num(
-                np.nanmax(signs * (block - centre[start:start + _CHUNK, None]), axis=1), nan=0.0), 0.0)
-    return out
-
-
-def _quantum(values: Array) -> Array:
-    """Per row: the smallest non-zero step of the series up to it (1 for counts, 0.1 for a
-    rounded gauge); 0 until one is seen. Causal: a running minimum."""
-    steps = np.abs(np.diff(values, prepend=values[:1]))
-    steps = np.where(steps > 0, steps, np.inf)
-    running = np.minimum.accumulate(steps)
-    result: Array = np.where(np.isfinite(running), running, 0.0)
-    return result
 
 
 class LevelScores(NamedTuple):
@@ -297,16 +151,16 @@ def _level_scores(values: Array, rows: Rows, window: int, floor: Array | None = 
                   sustained: int = 1) -> LevelScores:
     """Each row's robust z, IQR fences and scale against its past window, the window's swing and
     tail (`LevelScores`)."""
-    median, scale, q1, q3, tail = _windowed(values, rows, window, floor)
+    median, scale, q1, q3, tail = windowed(values, rows, window, floor)
     x = values[rows]
-    z = _tail_z(x - median, scale, tail)
+    z = tail_z(x - median, scale, tail)
     iqr = np.maximum.reduce([q3 - q1, scale * 1.349, tail / 2.0])
     # The fences shrink with the robust z as the heavy tail shrinks it (the same past, the same tail).
     plain = 3.0 * np.abs(x - median) / np.maximum(3.0 * scale, tail)
     heavy = np.where(plain > 0, z / np.maximum(plain, 1e-12), 1.0)
     fences = np.maximum(np.maximum(q1 - x, x - q3), 0.0) / iqr * heavy
-    recent = np.nanmedian(_past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
-    return LevelScores(z, fences, scale, _tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1, tail / scale)
+    recent = np.nanmedian(past_windows(values, rows + 1, sustained)[0], axis=1) if sustained > 1 else x
+    return LevelScores(z, fences, scale, tail_z(recent - median, scale, tail), q3 >= RELATIVE_SWING * q1, tail / scale)
 
 
 def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float) -> tuple[Array, Array]:
@@ -327,41 +181,11 @@ def _seasonal_baselines(times: Array, values: Array, rows: Rows, interval: float
         return np.full(len(rows), np.nan), np.full(len(rows), np.nan)
     weekly = np.column_stack([lagged(k * WEEK) for k in range(1, 5)])
     daily = np.column_stack([lagged(k * DAY) for k in range(1, 8)])
-    weekly_median, weekly_count = _row_nanmedian(weekly)
-    daily_median, daily_count = _row_nanmedian(daily)
+    weekly_median, weekly_count = row_nanmedian(weekly)
+    daily_median, daily_count = row_nanmedian(daily)
     weekly = np.where(weekly_count >= 2, weekly_median, np.nan)
     return (np.where(np.isnan(weekly) & (daily_count >= 3), daily_median, weekly),
             np.where(np.isnan(weekly) & (daily_count >= 1), daily_median, weekly))
-
-
-def _row_nanmedian(matrix: Array) -> tuple[Array, Array]:
-    """Median of each row's non-NaN values (NaN where none) and their count; NaN sorts last, so
-    the median is read from the sorted row at the count's middle (no per-row warnings)."""
-    ordered = np.sort(matrix, axis=1)
-    count = np.sum(~np.isnan(matrix), axis=1)
-    rows = np.arange(len(matrix))
-    low = ordered[rows, np.maximum((count - 1) // 2, 0)]
-    high = ordered[rows, np.maximum(count // 2, 0)]
-    high = np.where(count % 2 == 1, low, high)
-    return np.where(count > 0, (low + high) / 2.0, np.nan), count
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """All-NaN slices are expected (no earlier day yet): silence numpy's RuntimeWarning."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-
-
-def _run_lengths(values: Array) -> Array:
-    """Length of the run of identical values ending at each row."""
-    same = np.concatenate([[False], values[1:] == values[:-1]])
-    # Cumulative count that restarts at each change, without a Python loop.
-    change_points = np.where(~same)[0]
-    starts = np.repeat(change_points, np.diff(np.append(change_points, len(values))))
-    runs = np.arange(len(values)) - starts + 1.0
-    return runs
 
 
 def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:
@@ -372,9 +196,9 @@ def _lagged_z(values: Array, rows: Rows, params: Parameters, floor: Array) -> Ar
     usable = reference >= params.warmup
     z = np.zeros(len(rows))
     if usable.any():
-        with _quiet():
-            median, scale, _, _, tail = _windowed(values, reference[usable], params.long_window, floor[usable])
-        z[usable] = _tail_z(values[rows[usable]] - median, scale, tail)
+        with quiet_nan_warnings():
+            median, scale, _, _, tail = windowed(values, reference[usable], params.long_window, floor[usable])
+        z[usable] = tail_z(values[rows[usable]] - median, scale, tail)
     return z
 
 
@@ -504,10 +328,10 @@ def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[s
     steps = stats["step"]
     picked = rows[usable]
     floor = quantum[picked] / values[picked]  # one quantum's share of the level: a flat past's least scale
-    with _quiet():
-        median, scale, _, _, tail = _windowed(shares, picked, params.long_window, floor)
+    with quiet_nan_warnings():
+        median, scale, _, _, tail = windowed(shares, picked, params.long_window, floor)
     deviation = shares[picked] - median
-    z = _tail_z(deviation, scale, tail)
+    z = tail_z(deviation, scale, tail)
     direction = np.sign(deviation)
     # No larger than the past day's largest share step in its direction, or than one the other way
     # within RECOVERY_DAYS: the recovery from a fall of hours or days (an outage ends, a holiday's or
@@ -520,7 +344,7 @@ def _relative_spike(values: Array, rows: Rows, params: Parameters, stats: dict[s
         low = np.fmin(low, np.where(within, moves[:, 1], np.inf).min(axis=1))
         high = np.fmax(high, np.where(within, moves[:, 1], -np.inf).max(axis=1))
     undone = np.where(direction > 0, median - low, high - median)
-    largest = np.maximum(_largest_deviation(shares, picked, params.long_window, median, direction),
+    largest = np.maximum(largest_deviation(shares, picked, params.long_window, median, direction),
                          np.maximum(np.nan_to_num(undone, nan=0.0, neginf=0.0, posinf=0.0), 0.0))
     z = np.minimum(z, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
     score = CALIBRATION["spike"].score(z)
@@ -545,9 +369,9 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
 
     lowest = None if memory is None else memory.floor
 
-    quantum = _quantum(values)
+    quantum = running_quantum(values)
     floor = quantum[rows]
-    with _quiet():
+    with quiet_nan_warnings():
         z_long, fence_long, scale_long, z_sustained, swung, heaviness = _level_scores(
             values, rows, params.long_window, floor, params.shift_window)
         short = _level_scores(values, rows, params.short_window, floor)
@@ -575,16 +399,16 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     scores = {"robust_z": np.maximum(point * habit, CALIBRATION["drift"].score(z_sustained)), "iqr": fences * habit}
     # Steps: row i's step is x_i - x_{i-1}; its past steps are the steps before it.
     steps = stats["step"]
-    with _quiet():
-        step_median, step_scale, _, _, step_tail = _windowed(steps, rows, params.long_window, floor)
-    z_step = _tail_z(steps[rows] - step_median, step_scale, step_tail)
+    with quiet_nan_warnings():
+        step_median, step_scale, _, _, step_tail = windowed(steps, rows, params.long_window, floor)
+    z_step = tail_z(steps[rows] - step_median, step_scale, step_tail)
     # A step no larger than the largest of the past window's in its direction is no news, however
     # rare: a disk cleaned up once a day, a counter that resets (the 99.5th percentile ignores one
     # a day). A fall does not excuse a rise: a daily cleanup is no precedent for a spike; but a
     # fall within m points of a rise as large is the spike's return, not news.
     direction = np.sign(steps[rows] - step_median)
-    largest = np.maximum(_largest_deviation(steps, rows, params.long_window, step_median, direction),
-                         _largest_deviation(steps, rows, params.shift_window, step_median, -direction))
+    largest = np.maximum(largest_deviation(steps, rows, params.long_window, step_median, direction),
+                         largest_deviation(steps, rows, params.shift_window, step_median, -direction))
     z_step = np.minimum(z_step, 3.0 * np.abs(steps[rows] - step_median) / np.maximum(3.0 * step_scale, largest))
     scores["spike"] = CALIBRATION["spike"].score(z_step)
     jumps = scores["spike"] > PRECEDENT_FROM
@@ -621,10 +445,10 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
         # earlier ones, is no break). A new level of the residuals is read from the start.
         judged = scored & (position >= params.long_window // 2)
         if scored.any():
-            with _quiet():
-                r_median, r_scale, _, _, r_tail = _windowed(compact, position[scored], params.long_window,
+            with quiet_nan_warnings():
+                r_median, r_scale, _, _, r_tail = windowed(compact, position[scored], params.long_window,
                                                             floor[scored])
-            z_season = _tail_z(compact[position[scored]] - r_median, r_scale, r_tail)
+            z_season = tail_z(compact[position[scored]] - r_median, r_scale, r_tail)
             # The seasonal view counts only where the series has a season: its residuals much
             # tighter than the level's spread. Elsewhere earlier days are just noise to compare with.
             explained[scored] = r_scale < 0.5 * scale_long[scored]
@@ -642,7 +466,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     if len(profiled):
         residual_all = np.full(len(values), np.nan)
         residual_all[history] = residual
-        stepped = _profile_stepped(values, residual_all, rows[profiled], params.long_window // 2, deviation[profiled])
+        stepped = profile_stepped(values, residual_all, rows[profiled], params.long_window // 2, deviation[profiled])
         seasonal[profiled] = np.where(stepped, 0.0, seasonal[profiled])
     # A seasonal residual as large as two earlier ones (a cleanup at another time of day than
     # yesterday's) is the series' habit; the level detectors it caps follow it.
@@ -662,8 +486,8 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
     for name in ("robust_z", "iqr"):
         scores[name] = np.where(explained & judged, np.minimum(scores[name], scores["seasonal"]), scores[name])
 
-    scores["level_shift"] = _level_shift(values, rows, params, history, residual, explained, floor)
-    scores["level_shift"] = np.maximum(scores["level_shift"], _level_change(values, rows, params, floor))
+    scores["level_shift"] = level_shift_scores(values, rows, params, history, residual, explained, floor)
+    scores["level_shift"] = np.maximum(scores["level_shift"], level_change_scores(values, rows, params, floor))
     # Precedents: on the values, or on the seasonal residuals where the season explains the series.
     notable = scores["level_shift"] > PRECEDENT_FROM
     for name, stat, phase_stat, where in (("level", stats["level"], None, ~explained),
@@ -674,7 +498,7 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                                   prior(name), returning, times=times, phase_stat=phase_stat)
     # A new level no larger than an open one the other way within RECOVERY_DAYS ends that episode (a
     # weekend, a long outage), as the share step reads its steps: the episode's onset was the news.
-    scores["level_shift"] *= _episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
+    scores["level_shift"] *= episode_end(stats["level"], phase_stats["residual_level"], rows, params, explained,
                                           swung, scores["level_shift"] > PRECEDENT_FROM, times, memory)
     # A residual's new level that a habitual jump made (the residuals' own memory starts with the
     # seasonal view's third day).
@@ -682,306 +506,22 @@ def detector_scores(times: Array, values: Array, rows: Rows, params: Parameters,
                                          notable & explained, prior("step"), lowest)
     notable = scores["level_shift"] > PRECEDENT_FROM
     scores["level_shift"] = np.where(_undone_climb(values, rows, params, steps, params.short_window, notable), 0.0, scores["level_shift"])
-    scores["slope"] = _slope_change(values[:last], rows, params, quantum)
-    scores["season_stopped"] = _season_stopped(values[:last], expected, rows, params, explained, residual_scale)
+    scores["slope"] = slope_change_scores(values[:last], rows, params, quantum)
+    scores["season_stopped"] = season_stopped_scores(values[:last], expected, rows, params, explained, residual_scale)
 
     # Flat line: a run longer than twice the longest run of the window before the run began
     # (and >= 5 points): the run itself is not its own precedent.
-    runs = _run_lengths(values)
+    runs = run_lengths(values)
     run_starts = np.maximum(rows - runs[rows].astype(np.int64) + 1, 1)
-    with _quiet():
+    with quiet_nan_warnings():
         longest = np.empty(len(rows))
-        for start in range(0, len(rows), _CHUNK):
-            part = run_starts[start:start + _CHUNK]
-            block, _ = _past_windows(runs, part, params.long_window)
+        for start in range(0, len(rows), CHUNK_ROWS):
+            part = run_starts[start:start + CHUNK_ROWS]
+            block, _ = past_windows(runs, part, params.long_window)
             longest[start:start + len(part)] = np.nan_to_num(np.nanmax(block, axis=1), nan=1.0)
     ratio = runs[rows] / np.maximum(2.0 * longest, 5.0)
     scores["flatline"] = np.where((ratio >= 1.0) & (run_starts >= params.short_window), CALIBRATION["flatline"].score(ratio * 2.0), 0.0)
     return scores
-
-
-def _episode_end(level: Array, residual_level: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
-                 swung: NDArray[np.bool_], candidates: NDArray[np.bool_], times: Array,
-                 memory: PrecedentMemory | None = None) -> Array:
-    """Per row, how new its level is (`level`, or `residual_level` where the season explains the series)
-    against the largest level the other way within RECOVERY_DAYS before its last 2m rows, where that
-    level opened an episode (no level in this row's direction within RECOVERY_DAYS before it: else it
-    ended one, as a weekend's return does) that is still open (none since has undone it): 0 where it is no
-    larger (the end of an episode whose onset was the news: traffic back after a weekend or a day-long
-    outage), 1 from PRECEDENT_RATIOS' last times it on (the precedent's margin: the return is read at
-    another phase of the cycle than the fall), partial between.
-    Only where the past day swung by a share of itself (`swung`, as the share step): web traffic's
-    weekend and its return are shares of a cycling level, while a walk's or an AR(1)'s wander down and
-    back is no episode. The residual's level is the one read from the series' second day (the rough
-    baseline), which holds an episode that began before three earlier days existed. `memory` (the
-    scan): the levels before its `until` come from the memory's `moves` (a weekend's fall two days
-    before the scan's day), the scan's own rows after it; a memory without them: the day alone."""
-    factor = np.ones(len(rows))
-    reach = recovery_rows(params)
-    news_ratio = PRECEDENT_RATIOS[-1]
-    kept = None if memory is None else {name: memory.remembered_moves(name) for name in EPISODE_STATISTICS}
-    covered = 0 if memory is None else int(np.searchsorted(times, memory.until, side="right"))
-    for k in np.where(candidates & swung)[0].tolist():
-        name, source = ("residual_level", residual_level) if explained[k] else ("level", level)
-        moves = None if kept is None else kept[name]
-        row = int(rows[k])
-        before = max(row - 2 * params.shift_window, 0)  # the last 2m rows are the new level's own
-        if moves is None:  # the backtest; or a scan whose memory lacks the moves: it cannot see before its day
-            fall = _open_episode(source, before, reach, float(np.sign(source[row])), news_ratio, times,
-                                 cut=kept is not None)
-        else:
-            fall = _open_episode(source, before, reach, float(np.sign(source[row])), news_ratio, times,
-                                 covered=covered, moves=moves, span=reach * params.interval)
-        if fall > 0:
-            factor[k] = np.clip((abs(source[row]) / fall - 1.0) / (news_ratio - 1.0), 0.0, 1.0)
-    return factor
-
-
-_NO_MOVES = np.empty((0, 3))
-
-
-def _open_episode(source: Array, before: int, reach: int, sign: float, news_ratio: float, times: Array, *,
-                  covered: int = 0, moves: Array = _NO_MOVES, span: float = 0.0, cut: bool = False) -> float:
-    """The largest level the other way (positive) within `reach` rows before row `before`, where it
-    opened an episode still open at `before` (module `_episode_end`); 0 where none is. In the scan the
-    rows before `covered` are read from the memory's `moves` (time, level, the largest level the other
-    way within `span` before it), those from `covered` on from `source`. `cut`: the series began before
-    row 0 and no moves tell what came before (a scan's day without them), so a level whose own look-back
-    reaches before row 0 may have ended an earlier episode unseen: it opens none (the level stays news)."""
-    if sign == 0 or before <= 0:
-        return 0.0
-    at = times[before] if before < len(times) else times[-1]
-    lo = max(before - reach, covered)
-    past = -sign * source[lo:before]  # the rows', the other way, positive
-    move_times, move_levels, move_against = moves.T
-    window = (move_times >= at - span) & (move_times < at)
-    other = window & (-sign * move_levels > 0)
-    same = (sign * move_levels > 0) & (move_times < at)
-    remembered = float((-sign * move_levels[other]).max()) if other.any() else 0.0
-    scanned = float(past.max()) if len(past) else 0.0
-    if max(remembered, scanned) <= 0:
-        return 0.0
-    if remembered >= scanned:  # the onset lies before the scan's rows (np.argmax: the first of equals)
-        fall = remembered
-        first = int(np.argmax(other & (-sign * move_levels >= fall)))
-        later = same & (move_times > move_times[first])
-        undone = bool(np.any(sign * move_levels[later] >= fall / news_ratio)) or bool(np.any(-past >= fall / news_ratio))
-        if undone or move_against[first] >= fall / news_ratio:
-            return 0.0
-        return fall
-    fall = scanned
-    onset = int(np.argmax(past))
-    if np.any(-past[onset + 1:] >= fall / news_ratio):
-        return 0.0  # undone already: this level is a move of its own
-    opened = lo + onset
-    if cut and opened < reach:
-        return 0.0
-    look = sign * source[max(opened - reach, covered):opened]
-    earlier = same & (move_times >= times[opened] - span)
-    if np.any(look >= fall / news_ratio) or np.any(sign * move_levels[earlier] >= fall / news_ratio):
-        return 0.0  # that level ended an episode of its own (a weekend's return): it opened none
-    return fall
-
-
-def _level_shift(values: Array, rows: Rows, params: Parameters, history: Rows, residual: Array,
-                 explained: NDArray[np.bool_], floor: Array) -> Array:
-    """The median of the last m points (row i included) against the level before them: on the
-    seasonal residuals where the seasonal view explains the series (a daily peak is no new level).
-    "Before" is both the half day and the short window before the m points, and the smaller shift
-    counts: once the short window has filled with the new level (re-baselined), a sustained change
-    stops scoring, so it alerts once. Only a tight recent window is a new level (not one spike)."""
-    m = params.shift_window
-    recent_rows = np.maximum(rows - m + 1, 0)
-    residual_all = np.full(len(values), np.nan)
-    residual_all[history] = residual
-    shift = np.full(len(rows), np.inf)
-    with _quiet():
-        recent_block, _ = _past_windows(values, rows + 1, m)
-        if explained.any():
-            recent_block[explained] = _past_windows(residual_all, rows[explained] + 1, m)[0]
-        recent = np.nanmedian(recent_block, axis=1)
-        # A median of m points is measured against the spread of the past's own m-point medians,
-        # not of single points: like against like, so noisy points (latency) do not hide a new
-        # level (about sqrt(m) tighter for independent noise, as wide for a wandering series).
-        last = int(rows.max()) + 1
-        medians_m = values[:last].copy()
-        if last >= m:
-            medians_m[m - 1:] = _rolling_medians(values[:last], m)
-        for window in (params.long_window // 2, params.short_window):
-            before_median, point_scale, _, _, _ = _windowed(values, recent_rows, window, floor)
-            _, before_scale, _, _, _ = _windowed(medians_m, recent_rows, max(window - m + 1, m), floor)
-            # Until a half day precedes the m points, the medians of the few hours there are show
-            # too little of the series' wander (a cycle, a walk): the single points' spread, which
-            # holds the wander and the noise, bounds the scale (the first hours judged a 4-sigma
-            # ramp more often a level than the same ramp later on).
-            young = recent_rows < params.long_window // 2
-            before_scale = np.where(young, np.maximum(before_scale, point_scale), before_scale)
-            if explained.any():
-                block, _ = _past_windows(residual_all, recent_rows[explained], window)
-                r_median, r_scale, _, _, _ = _robust_stats(block, False, floor[explained])
-                before_median[explained], before_scale[explained] = r_median, r_scale
-            # The median of m points is not a single point: the past's tail says little of it.
-            shift = np.minimum(shift, np.nan_to_num(np.abs(recent - before_median) / before_scale))
-        spread = np.nanmax(np.abs(recent_block - recent[:, None]), axis=1)
-    tight = spread < np.abs(recent - before_median)
-    # A residual's new level is news only if the values moved, not the profile under them.
-    profiled = np.where(explained & tight & (shift > CALIBRATION["level_shift"].floor))[0]
-    if len(profiled):
-        shift[profiled] = np.where(_profile_stepped(values, residual_all, rows[profiled], params.short_window + m,
-                                                    recent[profiled] - before_median[profiled]), 0.0, shift[profiled])
-    return np.where(tight & (recent_rows >= WARMUP), CALIBRATION["level_shift"].score(shift), 0.0)
-
-
-def _profile_stepped(values: Array, residual_all: Array, rows: Rows, span: int, shift: Array) -> NDArray[np.bool_]:
-    """Whether a seasonal residual's new level is the profile's doing: within the last `span` rows
-    (the windows the shift was measured on), the baseline (the median of earlier days at this time)
-    jumped against the shift by at least half of it from one row to the next while the values moved
-    less than that: a disk cleaned up at this time of an earlier day, a sawtooth whose period is not
-    a day. The series kept its course; a profile of smooth days does not jump. The jump must be
-    the span's one jump (at least twice any other step of the baseline there): a profile of hourly
-    medians (the scan's) steps every hour by its cycle, which is no reason to mute anything."""
-    index = np.maximum(rows[:, None] - np.arange(span)[None, :], 1)
-    baseline = values - residual_all
-    sign = np.sign(shift)[:, None]
-    half = 0.5 * np.abs(shift)[:, None]
-    with _quiet():
-        steps = np.nan_to_num(baseline[index] - baseline[index - 1])
-        magnitude = np.abs(steps)
-        ordered = np.sort(magnitude, axis=1)
-        second = ordered[:, -2:-1] if span > 1 else np.zeros((len(rows), 1))
-        baseline_jump = (-sign * steps >= half) & (magnitude >= 2.0 * second)
-        value_course = np.abs(values[index] - values[index - 1]) < half
-    stepped: NDArray[np.bool_] = np.any(baseline_jump & value_course, axis=1)
-    return stepped
-
-
-def _level_change(values: Array, rows: Rows, params: Parameters, floor: Array) -> Array:
-    """The change of level over the last m points (median of the last m against the median of the
-    m before them) against the series' own past changes over m points: a staircase that climbs one
-    unit at a time and jumps five, a random walk's unusual leap, a noisy series' step of a few
-    noise units. The past changes end before the current m points (the change is not its own
-    reference); a trend or a daily slope is in them, and a lone outlier moves no median of m >= 3."""
-    m = params.shift_window
-    last = int(rows.max()) + 1
-    medians = np.full(last, np.nan)
-    if last >= m:
-        medians[m - 1:] = _rolling_medians(values[:last], m)
-    change = np.full(last, np.nan)
-    change[m:] = medians[m:] - medians[:-m]
-    reference_rows = rows - m + 1  # the past changes: rows before the current block
-    usable = reference_rows >= params.warmup  # as many past changes as the other detectors' warm-up
-    result = np.zeros(len(rows))
-    if usable.any():
-        compact = np.nan_to_num(change, nan=0.0)
-        with _quiet():
-            c_median, c_scale, _, _, c_tail = _windowed(compact, reference_rows[usable], params.long_window,
-                                                        floor[usable])
-        z = _tail_z(compact[rows[usable]] - c_median, c_scale, c_tail)
-        result[usable] = CALIBRATION["level_change"].score(z)
-    return result
-
-
-def _recent_rates(steps: Array, at: Rows, span: int) -> Array:
-    """The median of the `span` steps up to each row of `at` (rows >= span - 1)."""
-    out = np.empty(len(at))
-    for start in range(0, len(at), _CHUNK):
-        part = at[start:start + _CHUNK]
-        out[start:start + len(part)] = np.median(steps[part[:, None] - np.arange(span)[None, :]], axis=1)
-    return out
-
-
-def _slope_change(values: Array, rows: Rows, params: Parameters, quantum: Array) -> Array:
-    """A change of the rate at which the series moves (a memory leak, a disk filling faster, a
-    temperature creeping up, a latency degrading over hours) against the same rate at earlier times
-    of the past long window (a day; four days of an hourly series). The rate of a row is the median,
-    over its last span (an eighth of the long window), of the changes across a quarter of the span
-    per row: a cleanup, a restart or a spike moves a quarter of those changes and no median, while
-    noise averages over a quarter span (single steps of a slow growth are noise and rounding). A
-    random walk's or an AR(1)'s rate wanders as it did before; a daily cycle's steepest hours are in
-    the day before. A rate no larger than the past's largest in its direction is no news (the step
-    detector's cap), and the past rates end before the current span's values begin. Scored once
-    half a long window of past rates exists: the scan's day of a one-minute series holds that much."""
-    span, window = max(params.long_window // 8, 2 * params.shift_window), params.long_window
-    stride = max(span // 8, 1)  # the past rates sampled: neighbours a few rows apart say the same
-    lag = max(span // 4, 1)
-    steps = np.zeros(len(values))
-    steps[lag:] = (values[lag:] - values[:-lag]) / lag
-    offsets = span + lag + stride * np.arange(window // stride)  # row i's past rates end at i - span - lag, then every stride
-    usable = rows - span - lag >= max(params.warmup, 2 * span) + window // 2
-    result = np.zeros(len(rows))
-    if not usable.any():
-        return result
-    scored = rows[usable]
-    past = scored[:, None] - offsets[None, :]
-    known = past >= span + lag - 1
-    if len(scored) * (len(offsets) + 1) > len(values):  # a backtest: every row's rate, once
-        every = np.zeros(len(values))
-        every[span - 1:] = _rolling_medians(steps, span)
-        current, block = every[scored], np.where(known, every[np.maximum(past, 0)], np.nan)
-    else:  # the scan's new rows: their rates and their past's only
-        current = _recent_rates(steps, scored, span)
-        block = np.full(past.shape, np.nan)
-        block[known] = _recent_rates(steps, past[known], span)
-    # A median of an integer or rounded metric's changes moves by half its quantum (per lag) at least.
-    with _quiet():
-        median, scale, _, _, _ = _robust_stats(block, False, quantum[scored] / (2.0 * lag))
-        deviation = current - median
-        largest = np.maximum(np.nan_to_num(np.nanmax(np.sign(deviation)[:, None] * (block - median[:, None]), axis=1),
-                                           nan=0.0), 0.0)
-    z = np.minimum(np.abs(deviation) / scale, 3.0 * np.abs(deviation) / np.maximum(3.0 * scale, largest))
-    result[usable] = CALIBRATION["slope"].score(z)
-    return result
-
-
-SEASON_STOP_SHARE = 0.3  # a series following less of its profile's movement than this has stopped following it
-SEASON_STOP_AMPLITUDE = 3.0  # the profile's movement over the span, in residual scales: a season to follow
-
-
-def _rolling_sums(values: Array, span: int) -> Array:
-    """The sum of the `span` values up to each row (NaN before the first full span)."""
-    sums = np.concatenate([[0.0], np.cumsum(values)])
-    out = np.full(len(values), np.nan)
-    out[span - 1:] = sums[span:] - sums[:-span]
-    return out
-
-
-def _season_stopped(values: Array, expected: Array, rows: Rows, params: Parameters, explained: NDArray[np.bool_],
-                    residual_scale: Array) -> Array:
-    """The daily pattern stopped (a batch job did not run, traffic replaced by a flat line of
-    retries, a sensor stuck on its mean): over the last span (three quarters of the short window)
-    the values follow less than SEASON_STOP_SHARE of the profile's movement (the least-squares slope
-    of the values on the expected values), where the profile moved several residual scales and the
-    season explains the series. The residual alone is the cycle's own amplitude, of either sign,
-    near 0 between peak and trough: no single point or level stands out. Judged by robust z against
-    the same slope over the past long window, which must nearly all exist (the scan's day holds a
-    one-minute series' window less one span), and a weekend's or a holiday's share of the cycle
-    (half of it and more) is no stop."""
-    span = max(int(0.75 * params.short_window), 6)
-    result = np.zeros(len(rows))
-    known = np.isfinite(expected)
-    # Sums of centred values keep their precision; the centre is the first value, not a statistic of
-    # the whole array, which would let later rows move an earlier row's rounding (and its score).
-    centre = float(values[0]) if len(values) else 0.0
-    x, e = values - centre, np.where(known, expected - centre, 0.0)
-    full = _rolling_sums(known.astype(np.float64), span) == span
-    sx, se = _rolling_sums(np.where(known, x, 0.0), span), _rolling_sums(e, span)
-    covariance = _rolling_sums(x * e, span) - sx * se / span
-    variance = _rolling_sums(e * e, span) - se * se / span
-    with _quiet():
-        slope = np.where(full & (variance > 0), covariance / variance, np.nan)
-        amplitude = np.sqrt(np.maximum(variance, 0.0) / span)
-    candidates = np.where(explained & (slope[rows] <= SEASON_STOP_SHARE)
-                          & (amplitude[rows] >= SEASON_STOP_AMPLITUDE * residual_scale))[0]
-    if not len(candidates):
-        return result
-    at = rows[candidates]
-    finite = np.concatenate([[0], np.cumsum(np.isfinite(slope))])
-    past_count = finite[at] - finite[np.maximum(at - params.long_window, 0)]
-    with _quiet():
-        median, scale, _, _, _ = _windowed(slope, at, params.long_window, np.full(len(at), 0.05))
-    z = np.where(past_count >= params.long_window - span, (median - slope[at]) / scale, 0.0)
-    result[candidates] = CALIBRATION["season_stopped"].score(z)
-    return result
 
 
 # Detectors that read the same evidence count as one voice when they agree: a lone outlier is a
@@ -1083,7 +623,7 @@ def robust_standardise(values: Sequence[float] | Array, rows: Rows, window: int 
     """Signed robust z of `rows` against each one's past `window` values (clipped to +-50): the
     Isolation Forest's inputs, the same for training and the scan."""
     v = np.asarray(values, dtype=np.float64)
-    with _quiet():
-        median, scale, _, _, _ = _windowed(v, rows, window)
+    with quiet_nan_warnings():
+        median, scale, _, _, _ = windowed(v, rows, window)
     result: Array = np.clip(np.nan_to_num((v[rows] - median) / scale), -50.0, 50.0)
     return result

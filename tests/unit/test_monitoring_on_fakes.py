@@ -130,7 +130,7 @@ def test_a_level_in_a_series_first_hours_is_no_likelier_an_alarm_than_the_same_l
 
 
 def test_a_nan_padded_pasts_quantiles_are_numpys_over_its_real_values() -> None:
-    from shared.monitoring.detectors import _nan_sorted_quantiles
+    from shared.monitoring.window_stats import nan_sorted_quantiles
 
     rng = np.random.default_rng(0)
     block = rng.normal(size=(200, 37))
@@ -140,7 +140,7 @@ def test_a_nan_padded_pasts_quantiles_are_numpys_over_its_real_values() -> None:
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         expected = np.nanquantile(block, levels, axis=1)
-    for want, got in zip(expected, _nan_sorted_quantiles(np.sort(block, axis=1), levels), strict=True):
+    for want, got in zip(expected, nan_sorted_quantiles(np.sort(block, axis=1), levels), strict=True):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
@@ -996,8 +996,8 @@ def test_the_scan_remembers_a_fall_days_before_its_day_so_traffic_back_is_no_ala
 @pytest.mark.parametrize("refresh", [1008, 1100, 1150])
 def test_the_scans_episode_end_from_its_day_and_memory_is_the_backtests_from_the_whole_past(refresh: int) -> None:
     from shared.monitoring.detector_basics import Parameters
-    from shared.monitoring.detectors import _episode_end
     from shared.monitoring.precedent_memory import _level_statistic, _residual_statistics, precedent_memory
+    from shared.monitoring.shift_detectors import episode_end
 
     end = 1250
     t, v = _traffic_with_two_quiet_days(1)
@@ -1017,9 +1017,9 @@ def test_the_scans_episode_end_from_its_day_and_memory_is_the_backtests_from_the
     everything = np.ones(len(rows), dtype=bool)
     factors = []
     for explained in (everything, ~everything):  # the residuals' level, the values'
-        backtest = _episode_end(*statistics(slice(0, end)), rows + end - 288, params, explained, everything, everything,
+        backtest = episode_end(*statistics(slice(0, end)), rows + end - 288, params, explained, everything, everything,
                                 t[:end])
-        scanned = _episode_end(*statistics(day), rows, params, explained, everything, everything, t[day], memory)
+        scanned = episode_end(*statistics(day), rows, params, explained, everything, everything, t[day], memory)
         assert np.array_equal(backtest, scanned)
         factors.append(backtest)
     # On the residuals the weekend's fall mutes the return and the rows after it until a larger rise;
@@ -1157,27 +1157,27 @@ def _levels(events: dict[int, float], n: int = 1000) -> np.ndarray:
 
 
 def test_a_return_that_ended_an_earlier_episode_opens_none_so_a_later_fall_stays_news() -> None:
-    from shared.monitoring.detectors import _open_episode
     from shared.monitoring.precedent_memory import PRECEDENT_RATIOS
+    from shared.monitoring.shift_detectors import open_episode
 
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # A fall at 900 judged against the last `reach` rows before row 880: the return at 700 lies there.
-    opened_by_return = _open_episode(_levels({700: 5.0}), 880, reach, -1.0, margin, _TIMES)
+    opened_by_return = open_episode(_levels({700: 5.0}), 880, reach, -1.0, margin, _TIMES)
     assert opened_by_return == 5.0  # a rise alone opened an episode: a fall no larger ends it
-    after_a_weekend = _open_episode(_levels({450: -5.0, 700: 5.0}), 880, reach, -1.0, margin, _TIMES)
+    after_a_weekend = open_episode(_levels({450: -5.0, 700: 5.0}), 880, reach, -1.0, margin, _TIMES)
     assert after_a_weekend == 0.0  # that rise was the weekend's return: the fall is news of its own
 
 
 def test_a_scans_day_without_the_memorys_moves_does_not_guess_what_came_before_it() -> None:
-    from shared.monitoring.detectors import _open_episode
     from shared.monitoring.precedent_memory import PRECEDENT_RATIOS
+    from shared.monitoring.shift_detectors import open_episode
 
     margin, reach = PRECEDENT_RATIOS[-1], 300
     # The return at row 100 of the scan's day: whether a fall before the day opened the episode it
     # ended is out of view, so it opens none there; in a backtest row 0 is the series' start.
-    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES, cut=True) == 0.0
-    assert _open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES) == 5.0
-    assert _open_episode(_levels({400: 5.0}), 580, reach, -1.0, margin, _TIMES, cut=True) == 5.0  # its look-back in view
+    assert open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES, cut=True) == 0.0
+    assert open_episode(_levels({100: 5.0}), 280, reach, -1.0, margin, _TIMES) == 5.0
+    assert open_episode(_levels({400: 5.0}), 580, reach, -1.0, margin, _TIMES, cut=True) == 5.0  # its look-back in view
 
 
 def test_a_tenants_pushes_are_its_own_series_and_at_most_so_many(monkeypatch: pytest.MonkeyPatch) -> None:
