@@ -29,6 +29,7 @@ from shared.errors import (
     InvalidInput,
     MlstackError,
     NotFound,
+    TransientConflict,
     Unauthenticated,
     problem_location,
     problem_reason,
@@ -296,7 +297,13 @@ def api_route(
             try:
                 if not (public or with_query):
                     _refuse_query(blueprint.current_request)
-                return view(*args, **kwargs)
+                try:
+                    return view(*args, **kwargs)
+                except TransientConflict as exc:
+                    # Rolled back whole (two batches with the same ids in other orders deadlock):
+                    # run once more, as PostgreSQL advises; a second collision is a 503.
+                    log_event("request.retried", reason=exc.message)
+                    return view(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in error_response
                 return error_response(exc)
 

@@ -32,6 +32,7 @@ from chalice.local import (
 
 from functions.gateway_responses import GATEWAY_RESPONSES
 from functions.http import MAX_BODY_BYTES
+from shared.context import get_context
 from shared.logs import configure_logging, log_event
 
 
@@ -84,7 +85,13 @@ def _handler(app_object: Chalice, config: Config) -> Any:
         def __init__(self, request: Any, client_address: Any, server: Any) -> None:
             self.local_gateway = ShapedLocalGateway(app_object, config)
             # BaseHTTPRequestHandler handles the request inside __init__: the gateway must be set.
-            super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+            try:
+                super(ChaliceRequestHandler, self).__init__(request, client_address, server)
+            finally:
+                # The server runs each client connection in a thread of its own, which ends here;
+                # its PostgreSQL session would otherwise stay open until the collector found it
+                # (a client opening a connection per request ran the server out of sessions).
+                get_context().close_thread_connection()
 
     return Handler
 

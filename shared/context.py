@@ -21,6 +21,9 @@ from shared.platform.serving_cache import ServingModels
 from shared.platform.tenants_repository import TenantDirectory
 from shared.settings import Settings, get_settings
 
+# How long past statement_timeout a socket read waits before the server counts as unreachable.
+SOCKET_GRACE_SECONDS = 5.0
+
 
 class AppContext:
     def __init__(self, settings: Settings) -> None:
@@ -45,7 +48,19 @@ class AppContext:
 
     @cached_property
     def database(self) -> Database:
-        return Database(self.database_url, statement_timeout=self.settings.statement_timeout_seconds)
+        limit = self.settings.statement_timeout_seconds
+        if limit > 0:
+            # A server that has not answered a few seconds past its own statement limit is frozen
+            # or gone (a stopped VM, a dropped route): a 503 then, not a wait for the 300 s that
+            # jobs' long reads need.
+            return Database(self.database_url, statement_timeout=limit, socket_timeout=limit + SOCKET_GRACE_SECONDS)
+        return Database(self.database_url)
+
+    def close_thread_connection(self) -> None:
+        """End this thread's database session, if it opened one (a server thread about to end)."""
+        built = self.__dict__.get("database")
+        if isinstance(built, Database):
+            built.close()
 
     @cached_property
     def object_store(self) -> ObjectStore:

@@ -79,6 +79,14 @@ class DependencyUnavailable(MlstackError):
     code = "dependency_unavailable"
 
 
+class TransientConflict(DependencyUnavailable):
+    """The transaction collided with a concurrent one (a deadlock, a serialization failure) and
+    PostgreSQL rolled it back: nothing was written, and the same request run again succeeds. An
+    API route runs it once more; a second collision is a 503 with Retry-After."""
+
+    code = "concurrent_update"
+
+
 class SchemaMissing(DependencyUnavailable):
     """The database has no schema yet (`mlstack db migrate` not run): the one dependency failure
     whose message the public /health gives, since it names the fix and nothing internal."""

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
-from shared.errors import Conflict, DependencyUnavailable, InvalidInput, SchemaMissing
+from shared.errors import Conflict, DependencyUnavailable, InvalidInput, SchemaMissing, TransientConflict
 
 T = TypeVar("T")
 
@@ -30,6 +30,8 @@ UNIQUE_VIOLATION = "23505"
 DATA_EXCEPTION_CLASS = "22"
 UNDEFINED_TABLE = "42P01"
 QUERY_CANCELED = "57014"  # statement_timeout, or a cancel from outside
+# A transaction PostgreSQL rolled back for colliding with a concurrent one: run again, it succeeds.
+DEADLOCK_DETECTED, SERIALIZATION_FAILURE = "40P01", "40001"
 # The server cannot serve now, through no fault of the request: connection exceptions (08),
 # insufficient resources (53, e.g. too many connections), operator intervention (57P, e.g. a
 # shutdown terminating the session), and a statement cut short by statement_timeout.
@@ -111,6 +113,8 @@ def _raise_domain_error(exc: BaseException) -> None:
     detail = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
     if state == UNIQUE_VIOLATION:
         raise Conflict(f"already exists: {detail.get('D', '')}") from exc
+    if state in (DEADLOCK_DETECTED, SERIALIZATION_FAILURE):
+        raise TransientConflict(f"rolled back for a concurrent transaction ({state}): {detail.get('M', '')}") from exc
     if state.startswith(DATA_EXCEPTION_CLASS):
         # A value PostgreSQL cannot store (e.g. a NUL character in text): the request's fault.
         raise InvalidInput(f"a value was refused: {detail.get('M', '')}") from exc
@@ -194,6 +198,11 @@ class Transaction:
     def fetch_value(self, sql: str, **params: Any) -> Any:
         rows = self._connection.run(sql, **params) or []
         return rows[0][0] if rows else None
+
+    def advisory_lock(self, name: str) -> None:
+        """Wait for the transaction-scoped advisory lock on `name`, held until commit or rollback: a
+        check and the write it allows (a count against a cap) become one step for concurrent requests."""
+        self._connection.run("SELECT pg_advisory_xact_lock(hashtextextended(:name, 7340203))", name=name)
 
     def execute_script(self, sql: str) -> None:
         """Several statements at once (simple query protocol), for migrations."""

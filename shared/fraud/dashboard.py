@@ -11,8 +11,10 @@ import numpy as np
 from shared.fraud.dashboard_repository import recent_scores
 from shared.fraud.features import FEATURE_NAMES
 from shared.fraud.kind import FRAUD
+from shared.fraud.operating_point import tradeoff_for_tenant
 from shared.fraud.prediction import operating_point
 from shared.fraud.services import FraudServices
+from shared.platform.registry_repository import global_manifest_for_tenant
 from shared.platform.serving import choose_serving
 
 
@@ -36,6 +38,14 @@ def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> 
         live = services.log.tenant_live_metrics(tx, tenant_id, datetime.now(UTC))
     known = [row for row in scored if row["outcome"] is not None]
     manifest = serving.answering.version.manifest if serving.answering else {}
+    if serving.scope == "global":
+        # What the global model was trained on is every tenant's data: its rates and form only.
+        trained = {"metrics": global_manifest_for_tenant(manifest).get("metrics"), "rows": None, "window": None}
+        tradeoff = tradeoff_for_tenant(manifest)
+    else:
+        trained = {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),
+                   "window": manifest.get("training_window")}
+        tradeoff = manifest.get("operating_point", {}).get("tradeoff", [])
     importance: dict[str, Any] = {"gain": manifest.get("feature_importance_gain", {})}
     if serving.answering is not None and scored:
         design = FRAUD.design_matrix([row["features"] for row in scored])
@@ -48,10 +58,9 @@ def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> 
     decisions = [r["decision"] for r in scored]
     return {
         "model_version": serving.label, "scope": serving.scope, "degraded": serving.degraded,
-        "trained": {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),
-                    "window": manifest.get("training_window")},
+        "trained": trained,
         "operating_point": point,
-        "tradeoff": manifest.get("operating_point", {}).get("tradeoff", []),
+        "tradeoff": tradeoff,
         "traffic": {"days": days, "scored": len(scored), "with_outcome": len(known),
                     "decisions": {d: decisions.count(d) for d in ("allow", "review", "block")}},
         "confusion_at_review": confusion_at([r["probability"] for r in known], [r["outcome"] for r in known],

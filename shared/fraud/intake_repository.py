@@ -100,6 +100,8 @@ def store_labels(tx: Transaction, tenant_id: str, labels: Sequence[FraudLabelIn]
         "INSERT INTO fraud_labels (tenant_id, client_event_id, is_fraud)"
         " SELECT CAST(:tenant AS uuid), client_event_id, is_fraud"
         " FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS l(client_event_id text, is_fraud boolean)"
+        # Rows locked in one order: two batches of the same ids in other orders cannot deadlock.
+        " ORDER BY client_event_id"
         " ON CONFLICT (tenant_id, client_event_id) DO UPDATE SET is_fraud = EXCLUDED.is_fraud, labelled_at = now()",
         tenant=tenant_id, batch=json.dumps([label.model_dump() for label in labels]),
     )

@@ -36,10 +36,19 @@ def read_operating_point(services: FraudServices, tenant_id: str) -> dict[str, A
                              with_shadow=False)
     with services.transactions.transaction() as tx:
         point = operating_point(services, tx, tenant_id, serving)
-    chosen = serving.answering.version.manifest.get("operating_point", {}) if serving.answering else {}
+    manifest = serving.answering.version.manifest if serving.answering else {}
+    chosen = manifest.get("operating_point", {})
+    tradeoff = tradeoff_for_tenant(manifest) if serving.scope == "global" else chosen.get("tradeoff", [])
     return {**point, "model_version": serving.label, "scope": serving.scope,
             "trained_at_target_recall": chosen.get("target_recall"),
-            "trained_block_threshold": chosen.get("block_threshold"), "tradeoff": chosen.get("tradeoff", [])}
+            "trained_block_threshold": chosen.get("block_threshold"), "tradeoff": tradeoff}
+
+
+def tradeoff_for_tenant(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """A global model's trade-off table as a tenant sees it: precision, recall and false-positive
+    rate at each threshold, not the alerts a day of every tenant's pooled events."""
+    return [{k: v for k, v in row.items() if k != "alerts_per_day"}
+            for row in manifest.get("operating_point", {}).get("tradeoff", [])]
 
 
 def move_operating_point(services: FraudServices, tenant_id: str, body: OperatingPointBody, actor: str) -> dict[str, Any]:

@@ -17,6 +17,11 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/ {}-]{0,199}$"
 MAX_FUTURE = timedelta(minutes=5)
 
 
+# No reading comes near this (a petabyte is 1e15 bytes), and a day's sums of values within it stay
+# finite: two points of ±1.7e308 made the average of their minute bucket overflow.
+MAX_METRIC_MAGNITUDE = 1e18
+
+
 class MetricPointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(pattern=NAME_PATTERN, description="host name, or database, api, ...")
@@ -27,8 +32,8 @@ class MetricPointIn(BaseModel):
     @field_validator("value")
     @classmethod
     def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
+        if not math.isfinite(value) or abs(value) > MAX_METRIC_MAGNITUDE:
+            raise ValueError(f"must be a finite number within ±{MAX_METRIC_MAGNITUDE:.0e}")
         return value
 
     @field_validator("ts")
@@ -62,7 +67,7 @@ def store_metrics(services: MonitoringServices, batch: MetricBatch, tenant_id: s
     points = [Point(prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value, tenant_id) for p in batch.points]
     with services.transactions.transaction() as tx:
         if tenant_id:
-            known = services.series.tenant_series(tx, tenant_id)
+            known = services.series.locked_tenant_series(tx, tenant_id)
             new = {(p.source, p.metric) for p in points} - known
             if new and len(known) + len(new) > MAX_TENANT_SERIES:
                 raise InvalidInput(f"this tenant may have at most {MAX_TENANT_SERIES} series; it has {len(known)}"

@@ -98,8 +98,9 @@ class SeriesRepository(Protocol):
 
     def series_list(self, session: Any) -> list[dict[str, Any]]: ...
 
-    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
-        """The (source, metric) of every series a tenant's service key created."""
+    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+        """The (source, metric) of every series a tenant's service key created, with the tenant's
+        series locked until the transaction ends: a concurrent push counts what this one adds."""
         ...
 
 
@@ -107,6 +108,7 @@ _UPSERT_SERIES = """
 INSERT INTO metric_series (source, metric, tenant_id)
 SELECT s, m, CAST(NULLIF(t, '') AS uuid) FROM unnest(CAST(:sources AS text[]), CAST(:metrics AS text[]),
                                                  CAST(:tenants AS text[])) AS u(s, m, t)
+ORDER BY s, m  -- one lock order: pushes creating the same series in other orders cannot deadlock
 ON CONFLICT (source, metric) DO NOTHING
 """
 _SERIES_IDS = """
@@ -226,7 +228,8 @@ class PostgresSeriesRepository:
             "SELECT series_id, source, metric, tenant_id::text AS tenant_id, last_point_at, missing_since"
             " FROM metric_series ORDER BY source, metric")
 
-    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+        session.advisory_lock(f"monitoring/tenant-series/{tenant_id}")
         rows = session.fetch_all("SELECT source, metric FROM metric_series WHERE tenant_id = CAST(:t AS uuid)",
                                  t=tenant_id)
         return {(r["source"], r["metric"]) for r in rows}
@@ -332,7 +335,7 @@ class InMemorySeriesRepository:
                  "last_point_at": max(s.points) if s.points else None, "missing_since": s.missing_since}
                 for s in sorted(self.series.values(), key=lambda s: (s.source, s.metric))]
 
-    def tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
         return {(s.source, s.metric) for s in self.series.values() if s.tenant_id == tenant_id}
 
 

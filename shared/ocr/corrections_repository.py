@@ -76,6 +76,15 @@ LEFT JOIN ocr_corrections o ON o.tenant_id = CAST(:tenant AS uuid) AND o.reading
      AND o.corrected_text = i.corrected_text AND o.correction_type = i.correction_type
 ORDER BY i.ordinality
 """
+# The stored ids of corrections the statement above found taken by a concurrent request: its
+# snapshot predates that request's commit, so only a later statement sees the row it waited for.
+_STORED_IDS_SQL = """
+SELECT c.ordinality, o.correction_id::text AS correction_id
+FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS c(ordinality int, reading_id uuid, corrected_text text,
+    correction_type text)
+JOIN ocr_corrections o ON o.tenant_id = CAST(:tenant AS uuid) AND o.reading_id = c.reading_id
+     AND o.corrected_text = c.corrected_text AND o.correction_type = c.correction_type
+"""
 
 
 class PostgresCorrectionRepository:
@@ -94,8 +103,12 @@ class PostgresCorrectionRepository:
             return []
         batch = json.dumps([{"ordinality": n, **c.__dict__, "created_at": c.created_at.isoformat() if c.created_at
                              else None} for n, c in enumerate(corrections)])
-        return [(row["correction_id"], bool(row["created"])) for row in tx.fetch_all(_ADD_SQL, tenant=tenant_id,
-                                                                                      batch=batch)]
+        rows = tx.fetch_all(_ADD_SQL, tenant=tenant_id, batch=batch)
+        if any(row["correction_id"] is None for row in rows):
+            stored = {row["ordinality"]: row["correction_id"] for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id,
+                                                                                      batch=batch)}
+            rows = [{**row, "correction_id": row["correction_id"] or stored[row["ordinality"]]} for row in rows]
+        return [(row["correction_id"], bool(row["created"])) for row in rows]
 
 
 # -- in memory ----------------------------------------------------------------------------------

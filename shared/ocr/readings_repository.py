@@ -67,6 +67,11 @@ class ReadingRepository(Protocol):
 
     def captured_per_day(self, tx: Any, tenant_id: str, days: Sequence[date]) -> dict[date, int]: ...
 
+    def lock_captures(self, tx: Any, tenant_id: str) -> None:
+        """Hold the tenant's captures until the transaction ends: concurrent readings then count
+        each other's captures against the daily budget."""
+        ...
+
 
 def same_content(stored: dict[str, Any], reading: OcrReading) -> bool:
     incoming = reading.model_dump()
@@ -105,6 +110,7 @@ SELECT reading_id, CAST(:tenant AS uuid), client_reading_id, source_type, source
 FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS r(reading_id uuid, client_reading_id text, source_type text,
     source_id text, ocr_text text, confidence float8, captured_at timestamptz, unit text, image_key text,
     normalized text, error_probability float8, captured boolean, reasons text[])
+ORDER BY client_reading_id  -- one lock order: batches of the same ids in other orders cannot deadlock
 ON CONFLICT (tenant_id, client_reading_id) DO NOTHING
 RETURNING client_reading_id
 """
@@ -202,6 +208,9 @@ class PostgresReadingRepository:
                     snapshot.plates.setdefault((row["tenant_id"], row["source_id"]), []).append(event)
         return snapshot
 
+    def lock_captures(self, tx: Transaction, tenant_id: str) -> None:
+        tx.advisory_lock(f"ocr/captures/{tenant_id}")
+
     def captured_per_day(self, tx: Transaction, tenant_id: str, days: Sequence[date]) -> dict[date, int]:
         rows = tx.fetch_all(_CAPTURED_PER_DAY_SQL, tenant=tenant_id, days="{" + ",".join(d.isoformat() for d in days) + "}")
         return {row["day"]: int(row["n"]) for row in rows}
@@ -287,6 +296,9 @@ class InMemoryReadingRepository:
             else:
                 snapshot.plates.setdefault(key, []).append(event)
         return snapshot
+
+    def lock_captures(self, tx: Any, tenant_id: str) -> None:
+        """One process, one transaction at a time: nothing to wait for."""
 
     def captured_per_day(self, tx: Any, tenant_id: str, days: Sequence[date]) -> dict[date, int]:
         counts: Counter[date] = Counter(

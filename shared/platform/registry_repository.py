@@ -32,6 +32,17 @@ _COLUMNS = (
 
 # What a tenant sees of a global version's manifest: its quality and form, nothing of the data.
 TENANT_VISIBLE_GLOBAL_MANIFEST = frozenset({"metrics", "promotion_metric", "basis", "feature_names", "features"})
+# A global version's hold-out counts are every tenant's pooled rows: a tenant sees its rates only.
+POOLED_COUNTS = frozenset({"rows", "positives"})
+
+
+def global_manifest_for_tenant(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a tenant may see of a global version's manifest: its quality (rates, no counts) and its
+    form, nothing of the pooled data it was trained on (row counts, distributions, windows)."""
+    shown = {k: v for k, v in manifest.items() if k in TENANT_VISIBLE_GLOBAL_MANIFEST}
+    if isinstance(shown.get("metrics"), dict):
+        shown["metrics"] = {k: v for k, v in shown["metrics"].items() if k not in POOLED_COUNTS}
+    return shown
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ class ModelVersion:
         distributions, windows: every tenant's pooled data)."""
         manifest = self.manifest
         if for_tenant and self.tenant_id is None:
-            manifest = {k: v for k, v in manifest.items() if k in TENANT_VISIBLE_GLOBAL_MANIFEST}
+            manifest = global_manifest_for_tenant(manifest)
         return {
             "version_id": self.version_id,
             "label": self.label,

@@ -272,8 +272,8 @@ def test_a_tenant_sees_a_global_versions_quality_not_the_pooled_data_nor_the_pla
     from shared.context import get_context
 
     registry = get_context().registry
-    manifest = {"metrics": {"roc_auc": 0.91}, "split": {"train_rows": 81234}, "feature_quantiles": {"x": [0, 1]},
-                "training_window": {"start": "2026-08-01"}}
+    manifest = {"metrics": {"roc_auc": 0.91, "rows": 6377, "positives": 169}, "split": {"train_rows": 81234},
+                "feature_quantiles": {"x": [0, 1]}, "training_window": {"start": "2026-08-01"}}
     conflict = registry.register(kind="conflict", tenant_id=None, artifact=b"{}", artifact_format="json",
                                  manifest=manifest, actor="test")
     anomaly = registry.register(kind="anomaly", tenant_id=None, artifact=b"{}", artifact_format="json",

@@ -354,6 +354,19 @@ def test_the_dashboard_shows_quality_decisions_and_importance(
     assert sum(confusion[k] for k in ("true_positives", "false_positives", "false_negatives", "true_negatives")) == 20
     assert set(board["feature_importance"]["mean_abs_contribution"]) == set(FEATURE_NAMES)
     assert board["tradeoff"] and {m["window_days"] for m in board["live_metrics"]} == {7, 30}
+    assert board["trained"]["rows"] > 0 and "alerts_per_day" in board["tradeoff"][0]  # its own data, whole
+
+    # A tenant the pooled global model serves sees its rates, not every tenant's volume.
+    activate(context, None)
+    with Client(app) as client:
+        staff = auth(tenant_keys["globex"]["staff"])
+        pooled = client.http.get("/api/v2/fraud/dashboard", headers=staff).json_body
+        point = client.http.get("/api/v2/fraud/operating-point", headers=staff).json_body
+    assert pooled["scope"] == "global" and pooled["trained"]["metrics"]["pr_auc"] > 0
+    assert (pooled["trained"]["rows"], pooled["trained"]["window"]) == (None, None)
+    assert not {"rows", "positives"} & set(pooled["trained"]["metrics"])
+    for table in (pooled["tradeoff"], point["tradeoff"]):
+        assert table and all("alerts_per_day" not in row and row["recall"] is not None for row in table)
 
     # A target recall moves review; block stays where the model's precision put it (never below
     # review), wherever an earlier target or hand-set thresholds had pushed it.

@@ -193,3 +193,32 @@ def test_the_local_gateway_reads_no_more_than_the_limit_of_a_huge_body(
     body = b"".join(wsgi_app(app, config)(environ, lambda status, headers: statuses.append(status)))
     assert statuses == ["400 Bad Request"] and b"too large" in body
     assert Stream.asked == [MAX_BODY_BYTES + 1]
+
+
+def test_a_write_rolled_back_for_a_concurrent_one_is_run_again_and_a_second_collision_is_a_503(
+        client: Client, tenant_keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL ends one of two transactions that lock the same rows in other orders (40P01):
+    nothing of it was written, so the route runs it once more instead of answering 500."""
+    import functions.api_monitoring as api_monitoring
+    from shared.context import get_context
+    from shared.errors import TransientConflict
+
+    real = api_monitoring.store_metrics
+    collisions = {"left": 1}
+
+    def colliding(*args: Any, **kwargs: Any) -> Any:
+        if collisions["left"]:
+            collisions["left"] -= 1
+            raise TransientConflict("rolled back for a concurrent transaction (40P01): deadlock detected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(api_monitoring, "store_metrics", colliding)
+    service = get_context().tenants.create_key(tenant_keys["acme"]["tenant_id"], "service").secret
+    point = {"source": "app", "metric": "queue_depth", "ts": "2026-11-30T12:00:00+00:00", "value": 3.0}
+    stored = client.http.post("/api/v2/metrics", headers=auth(service), body=json.dumps({"points": [point]}))
+    assert stored.status_code == 200 and json.loads(stored.body)["stored"] == 1
+    collisions["left"] = 2
+    again = client.http.post("/api/v2/metrics", headers=auth(service),
+                             body=json.dumps({"points": [{**point, "metric": "other"}]}))
+    body = assert_error_shape(again, 503, "concurrent_update")
+    assert again.headers["Retry-After"] == "5" and body["fields"] == []

@@ -1,0 +1,151 @@
+"""Requests that race each other against the real PostgreSQL: a deadlock is a retried conflict, not
+a 500; a count checked against a cap (a tenant's series, the OCR daily capture budget) holds when
+requests check it at once; two identical corrections at once both get the stored id; a server
+thread's database session ends with the thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.errors import InvalidInput, TransientConflict
+
+
+def _sessions(context: Any) -> int:
+    with context.database.transaction() as tx:
+        return int(tx.fetch_value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"))
+
+
+def test_a_deadlock_between_two_transactions_is_a_transient_conflict_and_the_other_commits(context: Any) -> None:
+    both_hold_one = threading.Barrier(2)
+
+    def lock_in_order(first: str, second: str) -> str:
+        try:
+            with context.database.transaction() as tx:
+                tx.advisory_lock(first)
+                both_hold_one.wait(timeout=10)
+                tx.advisory_lock(second)  # each now waits for the other's: PostgreSQL ends one
+            return "committed"
+        except TransientConflict as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(lambda pair: lock_in_order(*pair), [("a", "b"), ("b", "a")]))
+    assert outcomes == ["committed", "concurrent_update"]
+
+
+def test_concurrent_pushes_keep_a_tenant_within_its_series_cap(context: Any) -> None:
+    from shared.monitoring.intake import MAX_TENANT_SERIES, MetricBatch, MetricPointIn, store_metrics
+    from shared.monitoring.services import monitoring_services
+
+    tenant = context.tenants.create_tenant("racer", "Racer").tenant_id
+    services = monitoring_services(context)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+
+    def batch(names: list[str]) -> MetricBatch:
+        return MetricBatch(points=[MetricPointIn(source="app", metric=name, ts=now, value=1.0) for name in names])
+
+    store_metrics(services, batch([f"m{k}" for k in range(MAX_TENANT_SERIES - 20)]), tenant)
+
+    def push(n: int) -> str:
+        try:
+            store_metrics(services, batch([f"push{n}_{k}" for k in range(15)]), tenant)
+            return "stored"
+        except InvalidInput:
+            return "refused"
+        finally:
+            context.close_thread_connection()
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(push, range(6)))
+    with context.database.transaction() as tx:
+        series = tx.fetch_value("SELECT count(*) FROM metric_series WHERE tenant_id = CAST(:t AS uuid)", t=tenant)
+    assert outcomes.count("stored") == 1 and series == MAX_TENANT_SERIES - 5  # 20 free: one push of 15 fits
+
+
+def test_concurrent_readings_keep_the_daily_capture_budget(context: Any) -> None:
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+    from shared.ocr.settings import change_settings
+
+    tenant = context.tenants.create_tenant("gatehouse", "Gatehouse").tenant_id
+    services = ocr_services(context)
+    change_settings(services, tenant, threshold="0", daily_budget="3")  # every reading would be captured
+    at = datetime.now(UTC) - timedelta(minutes=1)
+
+    def send(n: int) -> bool:
+        reading = OcrReading(client_reading_id=f"r{n}", source_type="license_plate", source_id=f"gate-{n}",
+                             ocr_text="AB12CDE", confidence=0.05, captured_at=at)
+        try:
+            return bool(take_readings(services, tenant, [reading], uuid.uuid4().hex)[0]["captured"])
+        finally:
+            context.close_thread_connection()
+
+    with ThreadPoolExecutor(6) as pool:
+        captured = list(pool.map(send, range(12)))
+    assert sum(captured) == 3
+
+
+def test_two_identical_corrections_at_once_both_get_the_stored_id(context: Any) -> None:
+    from shared.ocr.corrections_repository import NewCorrection, PostgresCorrectionRepository
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("meters", "Meters").tenant_id
+    reading = OcrReading(client_reading_id="m-1", source_type="meter_reading", source_id="meter-9", ocr_text="01234",
+                         confidence=0.4, captured_at=datetime.now(UTC) - timedelta(hours=1), unit="kWh")
+    reading_id = take_readings(ocr_services(context), tenant, [reading], "r-1")[0]["reading_id"]
+    repository = PostgresCorrectionRepository()
+    correction = NewCorrection(reading_id, "01284", "manual", True, False, 0.2)
+    second: list[tuple[str, bool]] = []
+
+    def add_again() -> None:
+        try:
+            with context.database.transaction() as tx:
+                second.extend(repository.add(tx, tenant, [correction]))  # waits for the first to commit
+        finally:
+            context.close_thread_connection()
+
+    with context.database.transaction() as tx:
+        first = repository.add(tx, tenant, [correction])
+        waiting = threading.Thread(target=add_again)
+        waiting.start()
+        waiting.join(timeout=1.0)  # it blocks on the first's uncommitted row
+    waiting.join(timeout=10)
+    assert first[0][1] is True and second == [(first[0][0], False)]
+
+
+def test_a_thread_that_ends_its_database_session_leaves_none_open(context: Any) -> None:
+    """What the local server's handler does when a client connection's thread ends."""
+    before = _sessions(context)
+    opened = threading.Event()
+    counts: list[int] = []
+
+    def serve_one() -> None:
+        context.database.ping()
+        counts.append(_sessions(context))
+        opened.set()
+        context.close_thread_connection()
+
+    worker = threading.Thread(target=serve_one)
+    worker.start()
+    worker.join(timeout=10)
+    assert opened.is_set() and counts == [before + 1]
+    assert _sessions(context) == before
+
+
+@pytest.mark.parametrize("value", [1.7e308, -1e19])
+def test_a_metric_value_beyond_the_intake_bound_is_refused(value: float) -> None:
+    from pydantic import ValidationError
+
+    from shared.monitoring.intake import MetricPointIn
+
+    with pytest.raises(ValidationError, match="within"):
+        MetricPointIn(source="host", metric="m", ts=datetime.now(UTC), value=value)
