@@ -28,7 +28,7 @@ as a client asks: `as_of` = the start of the device's sync batch, with `device_i
 regression on the five original features (bench_conflict's `_plain_logistic_quality`, trained on
 the same older rows), the generator's own probabilities (the oracle), and, as a diagnostic of how
 much a better shape of the same features could still gain, gradient-boosted trees on the model's
-six features (same rows; scikit-learn, training-side only).
+six features (same rows; scikit-learn, training-side only), and with the entity's type beside them.
 
     .venv/bin/python scripts/conflict_quality_check.py [--variant stale crowd plainish] [--seeds 1 2]
         [--users 460] [--days 56] [--json FILE] [--generate-only]
@@ -324,10 +324,12 @@ def _scores(y: NDArray[np.bool_], p: NDArray[np.float64]) -> dict[str, float]:
             "brier": round(brier_score(y, p), 4)}
 
 
-def _flexible_quality(context: Any, tenant: str, holdout: int) -> dict[str, float]:
+def _flexible_quality(context: Any, tenant: str, holdout: int, world: World, labels: NDArray[np.bool_]
+                      ) -> dict[str, dict[str, float]]:
     """A diagnostic, not a candidate: gradient-boosted trees on the model's own six features, the
     same rows and split. What they gain over the model is what a better shape of the same
-    features could still gain; what the oracle gains over them, the features cannot see."""
+    features could still gain; what the oracle gains over them, the features cannot see. Again
+    with the entity's type beside them: how much of that is the types' own base rates."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from shared.conflict.features import FEATURE_NAMES
@@ -335,18 +337,24 @@ def _flexible_quality(context: Any, tenant: str, holdout: int) -> dict[str, floa
 
     with context.database.transaction() as tx:
         first, last = tx.fetch_all("SELECT min(received_at) AS a, max(received_at) AS b FROM sync_events")[0].values()
-        columns, labels = training_rows(tx, tenant, first, last + timedelta(microseconds=1))
+        columns, stored_labels = training_rows(tx, tenant, first, last + timedelta(microseconds=1))
+    assert np.array_equal(stored_labels, labels), "the stored rows are not the generated edits in their order"
     x = np.column_stack([columns[name] for name in FEATURE_NAMES])
+    types = np.array([world.entity_type[edit.entity] for edit in world.edits], dtype=np.float64)
     cut = len(labels) - holdout
-    trees = HistGradientBoostingClassifier(max_iter=400, learning_rate=0.05, early_stopping=True, random_state=0)
-    trees.fit(x[:cut], labels[:cut])
-    return _scores(labels[cut:], trees.predict_proba(x[cut:])[:, 1])
+    out = {}
+    for name, inputs, categorical in (("six_features", x, None),
+                                      ("six_features_and_entity_type", np.column_stack([x, types]), [x.shape[1]])):
+        trees = HistGradientBoostingClassifier(max_iter=400, learning_rate=0.05, early_stopping=True, random_state=0,
+                                               categorical_features=categorical)
+        trees.fit(inputs[:cut], labels[:cut])
+        out[name] = _scores(labels[cut:], trees.predict_proba(inputs[cut:])[:, 1])
+    return out
 
 
 def run_variant(variant: str, seed: int, users: int, days: int, work: Path) -> dict[str, Any]:
-    from bench_conflict import _bench_database, _plain_logistic_quality
-
     import localpg
+    from bench_conflict import _bench_database, _plain_logistic_quality
 
     # The history starts on a Monday at 00:00 UTC a week or more before its length: the same seed
     # is the same history whenever it runs (the rhythm is calendar-bound), and it ends before now.
@@ -379,7 +387,7 @@ def run_variant(variant: str, seed: int, users: int, days: int, work: Path) -> d
             model_p = np.array([float(r["probability"]) for r in csv.DictReader(handle)])
         tenant = context.tenants.find_tenant("bench").tenant_id
         plain = _plain_logistic_quality(context, tenant, holdout)
-        flexible = _flexible_quality(context, tenant, holdout)
+        trees = _flexible_quality(context, tenant, holdout, world, labels)
     finally:
         context.database.close()
         localpg.stop(work / "pg")
@@ -387,17 +395,19 @@ def run_variant(variant: str, seed: int, users: int, days: int, work: Path) -> d
     return {"variant": variant, "seed": seed, "events": len(world.edits), "conflict_rate": round(float(labels.mean()), 4),
             "holdout_rows": holdout, "holdout_conflicts": int(y.sum()), "basis": trained["basis"], "l2": trained["l2"],
             "model": _scores(y, model_p), "plain_logistic_five_features": plain, "oracle": _scores(y, oracle_p),
-            "boosted_trees_same_six_features": flexible,
+            "boosted_trees_same_six_features": trees["six_features"],
+            "boosted_trees_six_features_and_entity_type": trees["six_features_and_entity_type"],
             "model_training_holdout": {k: trained["metrics"].get(k) for k in ("roc_auc", "pr_auc", "brier")}}
 
 
 def table(results: list[dict[str, Any]]) -> str:
     lines = [f"{'variant':>9}{'seed':>5}{'events':>9}{'rate':>7}{'basis':>20}"
              f"{'model ROC/PR/Brier':>24}{'plain ROC/PR/Brier':>24}{'trees ROC/PR/Brier':>24}"
-             f"{'oracle ROC/PR/Brier':>24}", "-" * 146]
+             f"{'trees+type ROC/PR/Brier':>24}{'oracle ROC/PR/Brier':>24}", "-" * 170]
     for r in results:
         cells = "".join(f"{f'{r[k]['roc_auc']:.4f}/{r[k]['pr_auc']:.4f}/{r[k]['brier']:.4f}':>24}"
-                        for k in ("model", "plain_logistic_five_features", "boosted_trees_same_six_features", "oracle"))
+                        for k in ("model", "plain_logistic_five_features", "boosted_trees_same_six_features",
+                                  "boosted_trees_six_features_and_entity_type", "oracle"))
         lines.append(f"{r['variant']:>9}{r['seed']:>5}{r['events']:>9,}{r['conflict_rate']:>7.3f}"
                      f"{r['basis'] + ' ' + str(r['l2']):>20}{cells}")
     return "\n".join(lines)
