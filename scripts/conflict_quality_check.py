@@ -439,12 +439,12 @@ def main() -> int:
                 print(json.dumps(results[-1]), file=sys.stderr)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-    if results:
-        print(json.dumps({"load_average": os.getloadavg(), "results": results}, indent=2))
-        print()
-        print(table(results))
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
+    if not results:
+        return 0
+    report = json.dumps({"load_average": os.getloadavg(), "results": results}, indent=2)
+    if args.json:
+        args.json.write_text(report)
+    print(f"{report}\n\n{table(results)}")
     return 0
 
 
