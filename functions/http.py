@@ -195,8 +195,14 @@ def parse_body(request: Request, model: type[Body] | None) -> Any:
 
 
 def parse_query(request: Request, model: type[Body]) -> Body:
+    params = request.query_params
+    # `?status=open&status=resolved` would silently read one of the two.
+    repeated = sorted(name for name in params if len(params.getlist(name)) > 1) if params else []
+    if repeated:
+        raise InvalidInput("query parameters are invalid",
+                           [FieldProblem(f"query.{name}", "given more than once") for name in repeated])
     try:
-        return model.model_validate(dict(request.query_params or {}))
+        return model.model_validate(dict(params or {}))
     except ValidationError as exc:
         raise InvalidInput("query parameters are invalid", _field_problems(exc, "query.")) from None
 

@@ -78,6 +78,7 @@ def select_batch(services: OcrServices, tenant_id: str, size: int = BATCH_SIZE,
     now = now or datetime.now(UTC)
     batch_id = uuid.uuid4().hex
     with services.transactions.transaction() as tx:
+        services.labelling.lock_selection(tx, tenant_id)  # else two at once pick the same readings
         picked = choose(services.labelling.candidates(tx, tenant_id, CANDIDATE_POOL), size)
         if not picked:
             return {"batch_id": None, "selected": 0, "manifest_key": None}

@@ -16,6 +16,11 @@ CANDIDATE_COLUMNS = ("reading_id", "client_reading_id", "source_type", "source_i
 
 
 class LabellingRepository(Protocol):
+    def lock_selection(self, tx: Any, tenant_id: str) -> None:
+        """Hold the tenant's selection until the transaction ends: a second selection at once waits,
+        then picks from what the first left."""
+        ...
+
     def candidates(self, tx: Any, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         """Captured readings without a correction, never selected, newest first."""
         ...
@@ -55,6 +60,9 @@ ORDER BY 1
 
 
 class PostgresLabellingRepository:
+    def lock_selection(self, tx: Transaction, tenant_id: str) -> None:
+        tx.advisory_lock(f"ocr/labelling/{tenant_id}")
+
     def candidates(self, tx: Transaction, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         return tx.fetch_all(_CANDIDATES_SQL, tenant=tenant_id, limit=limit)
 
@@ -74,6 +82,9 @@ class InMemoryLabellingRepository:
     def _open(self, row: dict[str, Any]) -> bool:
         return (row["captured"] and row["reading_id"] not in self.memory.selections
                 and self.memory.latest_correction(row["reading_id"]) is None)
+
+    def lock_selection(self, tx: Any, tenant_id: str) -> None:
+        """One process, one transaction at a time: nothing to wait for."""
 
     def candidates(self, tx: Any, tenant_id: str, limit: int) -> list[dict[str, Any]]:
         rows = [{k: row[k] for k in CANDIDATE_COLUMNS} for (tenant, _), row in self.memory.readings.items()

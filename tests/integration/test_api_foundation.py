@@ -252,6 +252,9 @@ def test_a_query_parameter_a_route_does_not_read_is_400(client: Client, tenant_k
     # Routes that read a query still take theirs and name an unknown one.
     assert client.http.get("/api/v2/models?kind=conflict", headers=staff).status_code == 200
     assert client.http.get("/api/v2/models?knd=conflict", headers=staff).status_code == 400
+    twice = client.http.get("/api/v2/models?kind=conflict&kind=fraud", headers=staff)
+    assert twice.status_code == 400 and json.loads(twice.body)["error"]["fields"] == [
+        {"field": "query.kind", "reason": "given more than once"}]
 
 
 def test_the_public_health_names_no_internals_of_a_failure(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:

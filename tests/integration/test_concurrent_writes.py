@@ -149,3 +149,32 @@ def test_a_metric_value_beyond_the_intake_bound_is_refused(value: float) -> None
 
     with pytest.raises(ValidationError, match="within"):
         MetricPointIn(source="host", metric="m", ts=datetime.now(UTC), value=value)
+
+
+def test_three_labelling_selections_at_once_pick_each_reading_once_and_none_fails(context: Any) -> None:
+    from shared.ocr.intake import take_readings
+    from shared.ocr.labelling import select_batch
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+    from shared.ocr.settings import change_settings
+
+    tenant = context.tenants.create_tenant("labels", "Labels").tenant_id
+    services = ocr_services(context)
+    change_settings(services, tenant, threshold="0")  # every reading is captured: a candidate
+    at = datetime.now(UTC) - timedelta(hours=2)
+    readings = [OcrReading(client_reading_id=f"p{n}", source_type="license_plate", source_id=f"gate-{n}",
+                           ocr_text=f"AB{n}2CDE", confidence=0.3, captured_at=at + timedelta(minutes=n))
+                for n in range(4)]
+    take_readings(services, tenant, readings, "r-labels")
+
+    def select(_: int) -> int:
+        try:
+            return int(select_batch(services, tenant, size=2)["selected"])
+        finally:
+            context.close_thread_connection()
+
+    with ThreadPoolExecutor(3) as pool:
+        sizes = sorted(pool.map(select, range(3)))
+    with context.database.transaction() as tx:
+        picked = tx.fetch_all("SELECT reading_id FROM ocr_label_selections")
+    assert sizes == [0, 2, 2] and len({r["reading_id"] for r in picked}) == len(picked) == 4
