@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from shared.platform.json_bodies import validate_json_body
-from shared.platform.validation import Identifier, PlausibleTime, unique_by
+from shared.platform.validation import Identifier, PastTime, unique_by
 
 MAX_BATCH = 1000
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
@@ -47,8 +47,9 @@ class AttendanceEventIn(BaseModel):
     site_id: Identifier
     device_id: Identifier
     event_type: Literal["check_in", "check_out"]
-    # Local-time features need a real calendar year: outside the plausible range a clock is wrong.
-    occurred_at: PlausibleTime
+    # Local-time features need a real calendar year, and a check-in in the future would be every
+    # later event's "previous" one: a clock that is wrong.
+    occurred_at: PastTime
     latitude: Latitude | None = None
     longitude: Longitude | None = None
     gps_accuracy_m: float | None = Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)

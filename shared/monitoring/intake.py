@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
@@ -11,10 +11,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from shared.errors import FieldProblem, InvalidInput
 from shared.monitoring.series_repository import Point
 from shared.monitoring.services import MonitoringServices
+from shared.platform.validation import CLOCK_AHEAD
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/ {}-]{0,199}$"
 # A point this far in the future is a clock problem, not a reading.
-MAX_FUTURE = timedelta(minutes=5)
 
 
 # No reading comes near this (a petabyte is 1e15 bytes), and a day's sums of values within it stay
@@ -39,7 +39,7 @@ class MetricPointIn(BaseModel):
     @field_validator("ts")
     @classmethod
     def _plausible(cls, value: datetime) -> datetime:
-        if not datetime(2000, 1, 1, tzinfo=UTC) <= value <= datetime.now(UTC) + MAX_FUTURE:
+        if not datetime(2000, 1, 1, tzinfo=UTC) <= value <= datetime.now(UTC) + CLOCK_AHEAD:
             raise ValueError("must be after 2000 and not more than 5 minutes ahead")
         return value
 

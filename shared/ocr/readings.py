@@ -3,16 +3,15 @@ corrections_repository.py). The field names are fixed: outside tools send them."
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from shared.platform.json_bodies import validate_json_body
-from shared.platform.validation import PlausibleTime, unique_by
+from shared.platform.validation import CLOCK_AHEAD, PlausibleTime, unique_by
 
 MAX_BATCH = 1000
-CLOCK_AHEAD = timedelta(minutes=5)  # how far a device's clock may run ahead of the intake's
 SourceType = Literal["meter_reading", "license_plate"]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\w.:@/#-]+$")]
 ObjectKey = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[^\x00-\x1f]+$")]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, StringConstraints
@@ -32,6 +32,20 @@ def _plausible(value: datetime) -> datetime:
 
 # A time with its zone, inside the plausible range (400 naming the field otherwise).
 PlausibleTime = Annotated[AwareDatetime, AfterValidator(_plausible)]
+
+# How far a device's clock may run ahead of the service's: a reading, a metric point or a check-in
+# stamped later than that has not happened yet.
+CLOCK_AHEAD = timedelta(minutes=5)
+
+
+def _not_ahead(value: datetime) -> datetime:
+    if value > datetime.now(UTC) + CLOCK_AHEAD:
+        raise ValueError("must not be more than 5 minutes in the future")
+    return value
+
+
+# A plausible time that has already happened (give or take CLOCK_AHEAD).
+PastTime = Annotated[PlausibleTime, AfterValidator(_not_ahead)]
 
 
 def ensure_unique(ids: list[str], name: str) -> None:

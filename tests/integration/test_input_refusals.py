@@ -138,7 +138,7 @@ def test_a_reading_stored_outside_the_range_before_the_check_breaks_no_later_rea
 
 # -- 2. attendance, fraud scoring and silences ----------------------------------------------------
 
-@pytest.mark.parametrize("occurred_at", OUT_OF_RANGE)
+@pytest.mark.parametrize("occurred_at", [*OUT_OF_RANGE, (NOW + timedelta(days=1)).isoformat()])  # or tomorrow
 def test_an_implausible_attendance_time_is_a_400_on_intake_and_scoring(
     client: Client, tenant_keys: dict[str, Any], occurred_at: str
 ) -> None:
