@@ -47,6 +47,8 @@ MAX_JSON_DEPTH = 16
 MAX_INTEGER_DIGITS = 30
 # How long a client should wait before retrying a 503 (a database restart takes seconds).
 RETRY_AFTER_SECONDS = 5
+# How many times a route runs a request that PostgreSQL rolled back for a concurrent one.
+TRANSIENT_ATTEMPTS = 3
 Body = TypeVar("Body", bound=BaseModel)
 
 STATUS_BY_ERROR: dict[type[MlstackError], int] = {
@@ -303,13 +305,16 @@ def api_route(
             try:
                 if not (public or with_query):
                     _refuse_query(blueprint.current_request)
-                try:
-                    return view(*args, **kwargs)
-                except TransientConflict as exc:
-                    # Rolled back whole (two batches with the same ids in other orders deadlock):
-                    # run once more, as PostgreSQL advises; a second collision is a 503.
-                    log_event("request.retried", reason=exc.message)
-                    return view(*args, **kwargs)
+                for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+                    try:
+                        return view(*args, **kwargs)
+                    except TransientConflict as exc:
+                        # Rolled back whole (batches writing the same rows in other orders
+                        # deadlock): run again, as PostgreSQL advises; then a 503.
+                        if attempt == TRANSIENT_ATTEMPTS:
+                            raise
+                        log_event("request.retried", attempt=attempt, reason=exc.message)
+                raise AssertionError("unreachable")
             except Exception as exc:  # noqa: BLE001 - mapped to a status in error_response
                 return error_response(exc)
 

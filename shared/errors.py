@@ -82,7 +82,7 @@ class DependencyUnavailable(MlstackError):
 class TransientConflict(DependencyUnavailable):
     """The transaction collided with a concurrent one (a deadlock, a serialization failure) and
     PostgreSQL rolled it back: nothing was written, and the same request run again succeeds. An
-    API route runs it once more; a second collision is a 503 with Retry-After."""
+    API route runs it up to 3 times in all, then answers 503 with Retry-After."""
 
     code = "concurrent_update"
 

@@ -22,6 +22,7 @@ _RECORDSET = """jsonb_to_recordset(CAST(:batch AS jsonb)) AS i(
 _INSERT_EVENTS_SQL = f"""
 INSERT INTO attendance_events (tenant_id, {", ".join(_EVENT_COLUMNS)})
 SELECT CAST(:tenant AS uuid), {", ".join(_EVENT_COLUMNS)} FROM {_RECORDSET}
+ORDER BY client_event_id  -- one lock order: batches of the same ids in other orders cannot deadlock
 ON CONFLICT (tenant_id, client_event_id) DO NOTHING
 """
 # After the insert: the ids stored with other content (the new ones match themselves).
