@@ -41,6 +41,7 @@ INSERT INTO sync_events (tenant_id, client_event_id, user_id, device_id, domain,
 SELECT CAST(:tenant AS uuid), client_event_id, user_id, device_id, domain, entity_type, entity_id,
     fields_changed, client_last_sync_at, COALESCE(received_at, :now), conflicted, conflict_fields
 FROM incoming_sync_events
+ORDER BY client_event_id  -- one lock order: batches of the same ids in other orders cannot deadlock
 ON CONFLICT (tenant_id, client_event_id) DO NOTHING
 """
 # Staged events whose id was already stored with other content. Run after the insert, so the
