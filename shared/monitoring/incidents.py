@@ -48,12 +48,26 @@ def acknowledge(services: MonitoringServices, incident_id: str, actor: str, tena
     return row
 
 
+# A silence asked for again by the same key, for the same series and reason, with both ends within
+# this of an active one's, is a retry (a client that timed out): the one stored is the answer.
+SAME_SILENCE_WITHIN = timedelta(minutes=5)
+
+
 def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> dict[str, Any]:
-    starts = (body.starts_at or datetime.now(UTC)).astimezone(UTC)
+    now = datetime.now(UTC)
+    starts = (body.starts_at or now).astimezone(UTC)
     silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
     with services.transactions.transaction() as tx:
-        stored = services.alerts.add_silence(tx, silence)
+        retried = [s for s in services.alerts.silences(tx, now) if _same_silence(s, silence)]
+        stored = retried[0] if retried else services.alerts.add_silence(tx, silence)
     return stored.__dict__
+
+
+def _same_silence(stored: Silence, asked: Silence) -> bool:
+    return ((stored.source, stored.metric, stored.reason, stored.created_by)
+            == (asked.source, asked.metric, asked.reason, asked.created_by)
+            and abs(stored.starts_at - asked.starts_at) <= SAME_SILENCE_WITHIN
+            and abs(stored.ends_at - asked.ends_at) <= SAME_SILENCE_WITHIN)
 
 
 def list_silences(services: MonitoringServices) -> dict[str, Any]:

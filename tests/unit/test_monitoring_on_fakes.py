@@ -1203,3 +1203,18 @@ def test_a_tenants_pushes_are_its_own_series_and_at_most_so_many(monkeypatch: py
         listed = {(s["source"], s["metric"], s["tenant_id"]) for s in services.series.series_list(tx)}
     assert ("tenant:t1/database", "a", "t1") in listed and not any(s == "database" for s, _, _ in listed)
     assert store_metrics(services, batch("a"))["stored"] == 1  # the operator's: the platform's series
+
+
+def test_a_silence_asked_for_again_within_minutes_is_the_same_silence_and_another_is_new() -> None:
+    """A client that timed out and retried does not leave two silences behind."""
+    from shared.monitoring.incidents import SilenceBody, add_silence, list_silences
+
+    services = in_memory_monitoring_services()
+    body = SilenceBody(source="host-%", metric="cpu_%", minutes=60, reason="deploy")
+    first = add_silence(services, body, "ops-key")
+    assert add_silence(services, body, "ops-key") == first  # the retry
+    longer = add_silence(services, body.model_copy(update={"minutes": 120}), "ops-key")
+    other_reason = add_silence(services, body.model_copy(update={"reason": "maintenance"}), "ops-key")
+    other_key = add_silence(services, body, "another-key")
+    ids = {s["silence_id"] for s in list_silences(services)["silences"]}
+    assert ids == {first["silence_id"], longer["silence_id"], other_reason["silence_id"], other_key["silence_id"]}
