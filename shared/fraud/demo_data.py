@@ -124,7 +124,12 @@ def _tenant_history(config: FraudDemoConfig, index: int, slug: str, user_count: 
             hours = rng.normal(8.5, 0.6) + (rng.uniform(3, 6) if rng.random() < 0.03 else 0)  # overtime
             event(user, site, start + timedelta(hours=float(hours)), "check_out", position=None if no_fix else "near")
         _inject_frauds(config, rng, users, sites, holidays, day, zone, on_site, event)
-    events.sort(key=lambda e: e["occurred_at"])
+    # Nothing after `end` (the run command's now): a ghost check-in at 23:30 or overtime past midnight
+    # of the last day would be an event in the future, which intake refuses.
+    events = sorted((e for e in events if datetime.fromisoformat(e["occurred_at"]) <= config.end),
+                    key=lambda e: e["occurred_at"])
+    kept = {e["client_event_id"] for e in events}
+    frauds &= kept
     labels = []
     for record in events:
         cid = record["client_event_id"]

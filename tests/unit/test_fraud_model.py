@@ -199,3 +199,22 @@ def test_a_tampered_or_foreign_booster_is_refused() -> None:
     small = bogus.fit(data)
     with pytest.raises(ValueError, match="features"):
         FRAUD.load(small.artifact)
+
+
+# Ends at which the run command's demo (its sizes, 150 days) used to hold an event after `end`.
+@pytest.mark.parametrize("end", ["2026-11-17T04:30:00+00:00", "2026-11-20T05:00:00+00:00", "2026-11-24T04:00:00+00:00"])
+def test_the_demo_history_holds_nothing_after_its_end_so_intake_takes_every_event(end: str) -> None:
+    """The run command generates up to now: a ghost check-in at 23:30 local or overtime past
+    midnight of the last day used to land after it, and intake refuses an event in the future."""
+    from shared.demo import DEMO_TENANTS
+    from shared.fraud.demo_data import FraudDemoConfig, generate_fraud_history
+    from shared.fraud.intake import AttendanceEventIn
+
+    config = FraudDemoConfig(tenants=tuple(zip(DEMO_TENANTS, (120, 60, 4), strict=True)), days=150,
+                             end=datetime.fromisoformat(end))
+    for tenant in generate_fraud_history(config).values():
+        assert all(datetime.fromisoformat(e["occurred_at"]) <= config.end for e in tenant["events"])
+        ids = {e["client_event_id"] for e in tenant["events"]}
+        assert set(tenant["frauds"]) <= ids and {label["client_event_id"] for label in tenant["labels"]} <= ids
+        for event in tenant["events"]:
+            AttendanceEventIn.model_validate(event)  # what seeding does: no refusal
