@@ -124,12 +124,7 @@ def _tenant_history(config: FraudDemoConfig, index: int, slug: str, user_count: 
             hours = rng.normal(8.5, 0.6) + (rng.uniform(3, 6) if rng.random() < 0.03 else 0)  # overtime
             event(user, site, start + timedelta(hours=float(hours)), "check_out", position=None if no_fix else "near")
         _inject_frauds(config, rng, users, sites, holidays, day, zone, on_site, event)
-    # Nothing after `end` (the run command's now): a ghost check-in at 23:30 or overtime past midnight
-    # of the last day would be an event in the future, which intake refuses.
-    events = sorted((e for e in events if datetime.fromisoformat(e["occurred_at"]) <= config.end),
-                    key=lambda e: e["occurred_at"])
-    kept = {e["client_event_id"] for e in events}
-    frauds &= kept
+    events.sort(key=lambda e: e["occurred_at"])
     labels = []
     for record in events:
         cid = record["client_event_id"]
@@ -137,8 +132,14 @@ def _tenant_history(config: FraudDemoConfig, index: int, slug: str, user_count: 
             labels.append({"client_event_id": cid, "is_fraud": 1})
         elif cid in suspicious_honest and rng.random() < 0.5:
             labels.append({"client_event_id": cid, "is_fraud": 0})
+    # Nothing after `end` (the run command's now): a ghost check-in at 23:30 or overtime past midnight
+    # of the last day would be an event in the future, which intake refuses. Dropped after the labels
+    # are drawn, so every event kept has the label it had before.
+    events = [e for e in events if datetime.fromisoformat(e["occurred_at"]) <= config.end]
+    kept = {e["client_event_id"] for e in events}
     return {"sites": sites, "holidays": [{"date": d.isoformat(), "name": f"Holiday {i + 1}"} for i, d in enumerate(holidays)],
-            "events": events, "labels": labels, "frauds": sorted(frauds)}
+            "events": events, "labels": [label for label in labels if label["client_event_id"] in kept],
+            "frauds": sorted(frauds & kept)}
 
 
 def _inject_frauds(config: FraudDemoConfig, rng: np.random.Generator, users: list[_User], sites: list[dict[str, Any]],

@@ -7,9 +7,10 @@ import csv
 import json
 import socket
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from chalice.test import Client
@@ -76,13 +77,21 @@ def test_each_tenant_is_scored_by_its_own_model_or_the_global_one(context: AppCo
     from shared.errors import NotFound
     with pytest.raises(NotFound):
         predict_fraud(context, tenants["globex"], StoredEventRef(client_event_id=history["acme"]["events"][-1]["client_event_id"]), "r3")
-    # A spoofed position far outside the geofence scores higher than the same event on site.
+    # A spoofed position far outside the geofence scores higher than the same event on site, both at
+    # an ordinary working time (at NOW, the run's own hour of the day, a night check-in is odd anyway).
     site = history["acme"]["sites"][0]
+    zone = ZoneInfo(site["timezone"])
+    day = NOW.astimezone(zone).date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    working = datetime.combine(day, time(10), zone).astimezone(UTC).isoformat()
     honest = predict_fraud(context, tenants["acme"], _event(an_event("h1", acme_site, latitude=site["latitude"],
-                                                                     longitude=site["longitude"], gps_accuracy_m=8.0)), "r4")
+                                                                     longitude=site["longitude"], gps_accuracy_m=8.0,
+                                                                     occurred_at=working)), "r4")
     spoofed = predict_fraud(context, tenants["acme"], _event(an_event("s1", acme_site, latitude=site["latitude"] + 0.3,
                                                                       longitude=site["longitude"], gps_accuracy_m=8.0,
-                                                                      face_match_confidence=0.2, biometric_verified=False)), "r5")
+                                                                      face_match_confidence=0.2, biometric_verified=False,
+                                                                      occurred_at=working)), "r5")
     assert spoofed["fraud_score"] > honest["fraud_score"]
     assert {r["feature"] for r in spoofed["reasons"]} & {"gps_drift_meters", "face_recognition_confidence",
                                                           "location_consistency_score", "implied_speed_kmh"}
@@ -365,6 +374,7 @@ def test_the_dashboard_shows_quality_decisions_and_importance(
     assert pooled["scope"] == "global" and pooled["trained"]["metrics"]["pr_auc"] > 0
     assert (pooled["trained"]["rows"], pooled["trained"]["window"]) == (None, None)
     assert not {"rows", "positives"} & set(pooled["trained"]["metrics"])
+    assert pooled["feature_importance"]["gain"] == {} and board["feature_importance"]["gain"]  # sums over all rows
     for table in (pooled["tradeoff"], point["tradeoff"]):
         assert table and all("alerts_per_day" not in row and row["recall"] is not None for row in table)
 
