@@ -46,7 +46,8 @@ def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> 
         trained = {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),
                    "window": manifest.get("training_window")}
         tradeoff = manifest.get("operating_point", {}).get("tradeoff", [])
-    importance: dict[str, Any] = {"gain": manifest.get("feature_importance_gain", {})}
+    # A global model's gain sums over every tenant's rows (it grows with their number): not shown.
+    importance: dict[str, Any] = {"gain": {} if serving.scope == "global" else manifest.get("feature_importance_gain", {})}
     if serving.answering is not None and scored:
         design = FRAUD.design_matrix([row["features"] for row in scored])
         contributions = serving.answering.model.contributions(design)[:, :-1]  # type: ignore[attr-defined]

@@ -59,6 +59,7 @@ def upsert_sites(tx: Transaction, tenant_id: str, sites: Sequence[SiteIn]) -> in
         " SELECT CAST(:tenant AS uuid), site_id, latitude, longitude, radius_m, timezone"
         " FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS s(site_id text, latitude float8, longitude float8,"
         " radius_m float8, timezone text)"
+        " ORDER BY site_id"  # one lock order, as for events
         " ON CONFLICT (tenant_id, site_id) DO UPDATE SET latitude = EXCLUDED.latitude,"
         " longitude = EXCLUDED.longitude, radius_m = EXCLUDED.radius_m, timezone = EXCLUDED.timezone, updated_at = now()",
         tenant=tenant_id, batch=json.dumps([site.model_dump(mode="json") for site in sites]),
@@ -69,6 +70,7 @@ def upsert_holidays(tx: Transaction, tenant_id: str, holidays: Sequence[HolidayI
     return tx.execute(
         "INSERT INTO holidays (tenant_id, day, name)"
         " SELECT CAST(:tenant AS uuid), day, name FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS h(day date, name text)"
+        " ORDER BY day"
         " ON CONFLICT (tenant_id, day) DO UPDATE SET name = EXCLUDED.name",
         tenant=tenant_id, batch=json.dumps([{"day": h.date.isoformat(), "name": h.name} for h in holidays]),
     )

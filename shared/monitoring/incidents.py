@@ -48,9 +48,10 @@ def acknowledge(services: MonitoringServices, incident_id: str, actor: str, tena
     return row
 
 
-# A silence asked for again by the same key, for the same series and reason, with both ends within
-# this of an active one's, is a retry (a client that timed out): the one stored is the answer.
-SAME_SILENCE_WITHIN = timedelta(minutes=5)
+# A silence asked for again by the same key with the same body (series, reason, minutes, and the
+# same starts_at, or none given and the stored one starting at most this long before) is a retry
+# (a client that timed out): the one stored is the answer. Anything else is a silence of its own.
+RETRY_WITHIN = timedelta(minutes=1)
 
 
 def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> dict[str, Any]:
@@ -58,16 +59,17 @@ def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> 
     starts = (body.starts_at or now).astimezone(UTC)
     silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
     with services.transactions.transaction() as tx:
-        retried = [s for s in services.alerts.silences(tx, now) if _same_silence(s, silence)]
+        retried = [s for s in services.alerts.silences(tx, now) if _retry_of(s, silence, body.starts_at is None)]
         stored = retried[0] if retried else services.alerts.add_silence(tx, silence)
     return stored.__dict__
 
 
-def _same_silence(stored: Silence, asked: Silence) -> bool:
-    return ((stored.source, stored.metric, stored.reason, stored.created_by)
-            == (asked.source, asked.metric, asked.reason, asked.created_by)
-            and abs(stored.starts_at - asked.starts_at) <= SAME_SILENCE_WITHIN
-            and abs(stored.ends_at - asked.ends_at) <= SAME_SILENCE_WITHIN)
+def _retry_of(stored: Silence, asked: Silence, from_now: bool) -> bool:
+    same = ((stored.source, stored.metric, stored.reason, stored.created_by, stored.ends_at - stored.starts_at)
+            == (asked.source, asked.metric, asked.reason, asked.created_by, asked.ends_at - asked.starts_at))
+    if from_now:
+        return same and timedelta(0) <= asked.starts_at - stored.starts_at <= RETRY_WITHIN
+    return same and stored.starts_at == asked.starts_at
 
 
 def list_silences(services: MonitoringServices) -> dict[str, Any]:

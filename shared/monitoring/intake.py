@@ -67,10 +67,14 @@ def store_metrics(services: MonitoringServices, batch: MetricBatch, tenant_id: s
     points = [Point(prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value, tenant_id) for p in batch.points]
     with services.transactions.transaction() as tx:
         if tenant_id:
-            known = services.series.locked_tenant_series(tx, tenant_id)
-            new = {(p.source, p.metric) for p in points} - known
-            if new and len(known) + len(new) > MAX_TENANT_SERIES:
-                raise InvalidInput(f"this tenant may have at most {MAX_TENANT_SERIES} series; it has {len(known)}"
-                                   f" and the batch adds {len(new)}", [FieldProblem("points", "too many series")])
+            incoming = {(p.source, p.metric) for p in points}
+            # Only a push that creates series waits for the tenant's other pushes: its count must hold.
+            if incoming - services.series.tenant_series(tx, tenant_id):
+                known = services.series.tenant_series(tx, tenant_id, lock=True)
+                new = incoming - known
+                if len(known) + len(new) > MAX_TENANT_SERIES:
+                    raise InvalidInput(f"this tenant may have at most {MAX_TENANT_SERIES} series; it has"
+                                       f" {len(known)} and the batch adds {len(new)}",
+                                       [FieldProblem("points", "too many series")])
         stored, duplicates = services.series.store_points(tx, points)
     return {"accepted": len(points), "stored": stored, "duplicates": duplicates}

@@ -24,16 +24,13 @@ from shared.monitoring.kind import ANOMALY, AnomalyState
 from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
-from shared.monitoring.uptime import fell_below_bar
+from shared.monitoring.uptime import UPTIME_BAR, collected_every_minute, reported_share
 from shared.platform.locks import run_alone
 
 HISTORY = timedelta(days=1)
 ALERT_THRESHOLD = 0.5
 # A series silent this long (having reported within the day) is a missing-data alert.
 MISSING_AFTER = timedelta(minutes=5)
-# The job's schedule: the scan before this one ran about this long ago (uptime's fall is judged
-# between the two).
-SCAN_PERIOD = timedelta(minutes=1)
 FOREST = "isolation_forest"
 SCAN_LOCK = "monitoring/scan-metrics"
 
@@ -107,7 +104,8 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
     alerts: list[AlertIn] = []
     states: list[ScanState] = []
     missing: list[int] = []
-    low_uptime = 0
+    low_uptime: list[int] = []
+    recovered: list[int] = []
     scored = 0
     with services.transactions.transaction() as tx:
         windows = services.series.scan_window(tx, now - HISTORY, now)
@@ -122,12 +120,17 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
                 missing.append(window.series_id)
                 alerts.append(AlertIn(window.source, window.metric, "missing_data", 1.0, now, ("no_points",),
                                       None, window.tenant_id))
-            share = None if silent else fell_below_bar(window.times, now.timestamp(),
-                                                       (now - SCAN_PERIOD).timestamp())
-            if share is not None:
-                low_uptime += 1
-                alerts.append(AlertIn(window.source, window.metric, "low_uptime", 1.0, now, ("reported_share",),
-                                      round(share, 4), window.tenant_id))
+            if not silent and collected_every_minute(window.source, window.metric):
+                # One alert when the series falls under the bar (kept in low_uptime_since), whichever
+                # scan sees it first; its state clears once it is back over.
+                share = reported_share(window.times, now.timestamp())
+                if share is not None and share < UPTIME_BAR:
+                    if window.low_uptime_since is None:
+                        low_uptime.append(window.series_id)
+                        alerts.append(AlertIn(window.source, window.metric, "low_uptime", 1.0, now,
+                                              ("reported_share",), round(share, 4), window.tenant_id))
+                elif window.low_uptime_since is not None:
+                    recovered.append(window.series_id)
             start = _unscanned_start(window)
             if start >= len(window.times):
                 continue
@@ -151,11 +154,13 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
                                     result.suppression))
         services.series.save_scan_state(tx, states)
         services.series.set_missing(tx, missing, now)
+        services.series.set_low_uptime(tx, low_uptime, now)
+        services.series.set_low_uptime(tx, recovered, None)
         counts = raise_alerts(tx, services.alerts, alerts, now, services.incident_window)
         incidents = publish_new(tx, services.alerts, services.notifier)
     return {"series": len(windows), "points_scored": scored, "detector_state": "trained" if state else "none",
             "precedent_memories": len(stored),
-            "missing": len(missing), "low_uptime": low_uptime, **counts, "published_incidents": incidents}
+            "missing": len(missing), "low_uptime": len(low_uptime), **counts, "published_incidents": incidents}
 
 
 def compact(services: MonitoringServices, now: datetime | None = None) -> dict[str, Any]:

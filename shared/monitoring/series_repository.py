@@ -40,6 +40,7 @@ class SeriesWindow:
     missing_since: datetime | None
     times: NDArray[np.float64]
     values: NDArray[np.float64]
+    low_uptime_since: datetime | None = None  # under the uptime bar since (uptime.py)
 
     @property
     def key(self) -> str:
@@ -82,6 +83,8 @@ class SeriesRepository(Protocol):
 
     def set_missing(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None: ...
 
+    def set_low_uptime(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None: ...
+
     def compact(self, session: Any, raw_before: datetime, rollups_before: datetime) -> dict[str, int]:
         """Hourly rollups of the points before `raw_before`, then those points deleted; rollups
         before `rollups_before` deleted."""
@@ -98,9 +101,9 @@ class SeriesRepository(Protocol):
 
     def series_list(self, session: Any) -> list[dict[str, Any]]: ...
 
-    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
-        """The (source, metric) of every series a tenant's service key created, with the tenant's
-        series locked until the transaction ends: a concurrent push counts what this one adds."""
+    def tenant_series(self, session: Any, tenant_id: str, *, lock: bool = False) -> set[tuple[str, str]]:
+        """The (source, metric) of every series a tenant's service key created. `lock`: the tenant's
+        series are held until the transaction ends, so a concurrent push counts what this one adds."""
         ...
 
 
@@ -131,7 +134,7 @@ SELECT count(*) FROM stored
 """
 _SCAN_WINDOW = """
 SELECT s.series_id, s.source, s.metric, s.tenant_id::text AS tenant_id, s.scanned_until, s.suppression,
-       s.last_point_at, s.missing_since,
+       s.last_point_at, s.missing_since, s.low_uptime_since,
        array_to_string(p.times, ',') AS times, array_to_string(p.vals, ',') AS vals
 FROM metric_series s
 LEFT JOIN LATERAL (
@@ -147,6 +150,7 @@ FROM unnest(CAST(:ids AS bigint[]), CAST(:untils AS timestamptz[]), CAST(:sups A
 WHERE s.series_id = u.id
 """
 _SET_MISSING = "UPDATE metric_series SET missing_since = :since WHERE series_id = ANY(CAST(:ids AS bigint[]))"
+_SET_LOW_UPTIME = "UPDATE metric_series SET low_uptime_since = :since WHERE series_id = ANY(CAST(:ids AS bigint[]))"
 _ROLLUP = """
 INSERT INTO metric_rollups (series_id, hour, points, mean, min, max, median)
 SELECT series_id, date_trunc('hour', ts), count(*), avg(value), min(value), max(value),
@@ -198,7 +202,7 @@ class PostgresSeriesRepository:
         ids = None if series_ids is None else list(series_ids)
         return [SeriesWindow(r["series_id"], r["source"], r["metric"], r["tenant_id"], r["scanned_until"],
                              float(r["suppression"]), r["last_point_at"], r["missing_since"], _floats(r["times"]),
-                             _floats(r["vals"]))
+                             _floats(r["vals"]), r["low_uptime_since"])
                 for r in session.fetch_all(_SCAN_WINDOW, start=start, end=end, ids=ids)]
 
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None:
@@ -209,6 +213,10 @@ class PostgresSeriesRepository:
     def set_missing(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None:
         if series_ids:
             session.execute(_SET_MISSING, ids=list(series_ids), since=since)
+
+    def set_low_uptime(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None:
+        if series_ids:
+            session.execute(_SET_LOW_UPTIME, ids=list(series_ids), since=since)
 
     def compact(self, session: Any, raw_before: datetime, rollups_before: datetime) -> dict[str, int]:
         rolled = session.execute(_ROLLUP, before=raw_before)
@@ -228,8 +236,9 @@ class PostgresSeriesRepository:
             "SELECT series_id, source, metric, tenant_id::text AS tenant_id, last_point_at, missing_since"
             " FROM metric_series ORDER BY source, metric")
 
-    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
-        session.advisory_lock(f"monitoring/tenant-series/{tenant_id}")
+    def tenant_series(self, session: Any, tenant_id: str, *, lock: bool = False) -> set[tuple[str, str]]:
+        if lock:
+            session.advisory_lock(f"monitoring/tenant-series/{tenant_id}")
         rows = session.fetch_all("SELECT source, metric FROM metric_series WHERE tenant_id = CAST(:t AS uuid)",
                                  t=tenant_id)
         return {(r["source"], r["metric"]) for r in rows}
@@ -245,6 +254,7 @@ class _Series:
     scanned_until: datetime | None = None
     suppression: float = 0.0
     missing_since: datetime | None = None
+    low_uptime_since: datetime | None = None
 
 
 class InMemorySeriesRepository:
@@ -279,7 +289,7 @@ class InMemorySeriesRepository:
                 s.series_id, s.source, s.metric, s.tenant_id, s.scanned_until, s.suppression,
                 max(s.points) if s.points else None, s.missing_since,
                 np.array([ts.timestamp() for ts in stamps], dtype=np.float64),
-                np.array([s.points[ts] for ts in stamps], dtype=np.float64)))
+                np.array([s.points[ts] for ts in stamps], dtype=np.float64), s.low_uptime_since))
         return windows
 
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None:
@@ -292,6 +302,11 @@ class InMemorySeriesRepository:
         by_id = self._by_id()
         for series_id in series_ids:
             by_id[series_id].missing_since = since
+
+    def set_low_uptime(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None:
+        by_id = self._by_id()
+        for series_id in series_ids:
+            by_id[series_id].low_uptime_since = since
 
     def compact(self, session: Any, raw_before: datetime, rollups_before: datetime) -> dict[str, int]:
         written = deleted = 0
@@ -335,7 +350,7 @@ class InMemorySeriesRepository:
                  "last_point_at": max(s.points) if s.points else None, "missing_since": s.missing_since}
                 for s in sorted(self.series.values(), key=lambda s: (s.source, s.metric))]
 
-    def locked_tenant_series(self, session: Any, tenant_id: str) -> set[tuple[str, str]]:
+    def tenant_series(self, session: Any, tenant_id: str, *, lock: bool = False) -> set[tuple[str, str]]:
         return {(s.source, s.metric) for s in self.series.values() if s.tenant_id == tenant_id}
 
 

@@ -1,12 +1,14 @@
-"""The seed's metrics-uptime bar as an alert: a one-minute series that reported in under 99 % of
-its minutes over the scan's day. A series that stops altogether is a `missing_data` alert; this
-catches the one that keeps dropping a minute here and there (a flapping agent, a collector that
+"""The seed's metrics-uptime bar as an alert: a series collected every minute that reported in under
+99 % of its minutes over the scan's day. A series that stops altogether is a `missing_data` alert;
+this catches the one that keeps dropping a minute here and there (a flapping agent, a collector that
 overruns its minute), which never stays silent the 5 minutes that alert waits for."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+
+from shared.monitoring.host import HOST_METRICS
 
 UPTIME_BAR = 0.99
 # Fewer minutes than this since a series' first point in the day say too little (4 missed minutes
@@ -17,6 +19,20 @@ MIN_SPAN_MINUTES = 360
 LAG_MINUTES = 5
 # A series whose typical gap is longer is not collected every minute: its share would mean nothing.
 MAX_MEDIAN_GAP_S = 90.0
+
+
+def collected_every_minute(source: str, metric: str) -> bool:
+    """Series that should have a point every minute: an agent's host readings (a tenant's too), and
+    the collector's database, prediction-count and queue-depth readings. Not the route timings
+    (written only for minutes with requests), the slowest statements (the five change), a queue's
+    oldest age (only when CloudWatch has a datapoint), nor other series a tenant pushes."""
+    if metric in HOST_METRICS:
+        return True
+    if source == "database":
+        return not metric.startswith("statement ")
+    if source == "predictions":
+        return True
+    return source.startswith("queue:") and metric != "oldest_age_seconds"
 
 
 def reported_share(times: NDArray[np.float64], until_s: float) -> float | None:
@@ -37,13 +53,3 @@ def reported_share(times: NDArray[np.float64], until_s: float) -> float | None:
     if share < UPTIME_BAR and float(np.median(np.diff(times[:judged]))) > MAX_MEDIAN_GAP_S:
         return None
     return share
-
-
-def fell_below_bar(times: NDArray[np.float64], now_s: float, previous_scan_s: float) -> float | None:
-    """The series' reported share when it is under UPTIME_BAR now and was not at the scan before
-    (one alert when it falls, not one a minute while it stays under); else None."""
-    share = reported_share(times, now_s)
-    if share is None or share >= UPTIME_BAR:
-        return None
-    before = reported_share(times[times < previous_scan_s], previous_scan_s)
-    return share if before is None or before >= UPTIME_BAR else None

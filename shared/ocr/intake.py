@@ -23,9 +23,12 @@ def take_readings(
     serving = choose_serving(OCR_ERROR, services.models, tenant_id, request_id)
     ids = [r.client_reading_id for r in readings]
     with services.transactions.transaction() as tx:
+        settings = services.readings.settings(tx, tenant_id)
+        if settings.daily_capture_budget is not None:
+            # First: the replays read below are then every reading stored by a request that held it.
+            services.readings.lock_captures(tx, tenant_id)
         new, answers = split_replays(readings, services.readings.stored(tx, tenant_id, ids))
-        scored = score_in_order(tx, services.readings, serving, tenant_id, new,
-                                services.readings.settings(tx, tenant_id))
+        scored = score_in_order(tx, services.readings, serving, tenant_id, new, settings)
         inserted = services.readings.insert(tx, tenant_id, [s.assessed for s in scored])
         for item in scored:
             reading = item.assessed.reading

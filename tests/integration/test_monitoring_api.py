@@ -320,7 +320,8 @@ def test_refresh_precedents_replaces_each_series_memory_and_the_scan_reads_them_
 
 
 def test_a_flapping_one_minute_series_is_a_low_uptime_alert_in_postgresql(context: Any) -> None:
-    """The new alert type is one the database takes (migration 0022) and the incident lists it."""
+    """The new alert type is one the database takes, and the series keeps that it is under the bar
+    (migration 0022): one alert, not one a scan."""
     from shared.monitoring.scan import scan
     from shared.monitoring.services import monitoring_services
 
@@ -328,12 +329,15 @@ def test_a_flapping_one_minute_series_is_a_low_uptime_alert_in_postgresql(contex
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     source = f"flapping-{uuid.uuid4().hex[:6]}"
     missed = {30, 100, 200, 300, 474}  # the last enters the judged day at the scan 6 minutes later
-    points = [Point(source, "queue_depth", now - timedelta(minutes=480 - m, seconds=-7), 40.0 + m % 3)
-              for m in range(480) if m not in missed]
+    points = [Point(source, "cpu_percent", now - timedelta(minutes=480 - m, seconds=-7), 40.0 + m % 3)
+              for m in range(481) if m not in missed]
     with context.database.transaction() as tx:
         services.series.store_points(tx, points)
     assert scan(services, now - timedelta(seconds=50))["low_uptime"] == 0
     assert scan(services, now + timedelta(seconds=10))["low_uptime"] == 1
+    assert scan(services, now + timedelta(seconds=70))["low_uptime"] == 0
     with context.database.transaction() as tx:
         rows = tx.fetch_all("SELECT alert_type, value FROM monitoring_alerts WHERE source = :source", source=source)
+        since = tx.fetch_value("SELECT low_uptime_since FROM metric_series WHERE source = :source", source=source)
     assert [(r["alert_type"], r["value"]) for r in rows] == [("low_uptime", round(470 / 475, 4))]
+    assert since == now + timedelta(seconds=10)

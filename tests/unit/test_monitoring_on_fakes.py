@@ -235,31 +235,35 @@ def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_miss
 
 
 def test_a_one_minute_series_under_99_percent_uptime_is_one_alert_when_it_falls_under() -> None:
-    """8 hours of one point a minute with 5 missed minutes, the last 6 minutes ago: the minute it
-    enters the judged day (reported share 470/475) is one low_uptime alert; the scan after it,
-    still under the bar, raises none. A series that missed nothing, and a five-minute series with
-    the same holes, raise none."""
+    """8 hours of an agent's CPU readings, one a minute, with 5 missed minutes, the last 6 minutes
+    ago: the first scan that sees it under the bar (reported share 470/475) raises one low_uptime
+    alert, even when the scan of the minute before never ran; the scan after raises none. A host
+    that missed nothing, a five-minute series and route timings (written only for minutes with
+    requests) with the same holes raise none."""
     services = in_memory_monitoring_services()
     start = NOW - timedelta(minutes=480)
     missed = {30, 100, 200, 300, 474}
     rng = np.random.default_rng(5)
-    points = [Point(src, "queue_depth", start + timedelta(minutes=m, seconds=7), 50 + rng.normal(0, 2))
-              for m in range(480) for src in ("flaky-agent", "steady-agent") if not (src == "flaky-agent" and m in missed)]
-    points += [Point("five-minute", "queue_depth", start + timedelta(minutes=m, seconds=7), 50 + rng.normal(0, 2))
-               for m in range(0, 480, 5) if m not in missed]
+
+    def series(source: str, metric: str, every: int, holes: set[int]) -> list[Point]:
+        return [Point(source, metric, start + timedelta(minutes=m, seconds=7), 50 + rng.normal(0, 2))
+                for m in range(0, 480, every) if m not in holes]
+
+    points = (series("flaky-agent", "cpu_percent", 1, missed) + series("steady-agent", "cpu_percent", 1, set())
+              + series("five-minute", "cpu_percent", 5, missed) + series("api", "GET /x p50_ms", 1, missed))
     with services.transactions.transaction() as tx:
         services.series.store_points(tx, points)
     assert scan(services, NOW - timedelta(seconds=50))["low_uptime"] == 0  # 4 of 474 missed: 0.9916
-    first = scan(services, NOW + timedelta(seconds=10))
-    assert first["low_uptime"] == 1
+    # No scan at NOW + 10 s (a late schedule): the next one still sees the fall.
     with services.transactions.transaction() as tx:
-        services.series.store_points(tx, [Point(src, "queue_depth", NOW + timedelta(seconds=7), 50.0)
+        services.series.store_points(tx, [Point(src, "cpu_percent", NOW + timedelta(seconds=7), 50.0)
                                           for src in ("flaky-agent", "steady-agent")])
-    assert scan(services, NOW + timedelta(seconds=70))["low_uptime"] == 0  # still under: no second alert
+    assert scan(services, NOW + timedelta(seconds=70))["low_uptime"] == 1
+    assert scan(services, NOW + timedelta(seconds=130))["low_uptime"] == 0  # still under: no second alert
     incidents = services.alerts.incidents(None, status=None, tenant_id=None, limit=10)
     uptime = [(i["source"], a) for i in incidents for a in i["alert_list"] if a["alert_type"] == "low_uptime"]
     assert [source for source, _ in uptime] == ["flaky-agent"]
-    assert uptime[0][1]["value"] == round(470 / 475, 4)
+    assert uptime[0][1]["value"] == round(471 / 476, 4)
     published = services.notifier.messages  # type: ignore[attr-defined]
     assert any(a["alert_type"] == "low_uptime" for m in published for a in m[1]["alerts"])
 
@@ -275,6 +279,18 @@ def test_reported_share_counts_minutes_with_a_point_and_judges_only_one_minute_s
     assert reported_share(doubled, base + 60 * 400) == pytest.approx(393 / 395)
     assert reported_share(every_minute[:300], base + 60 * 300) is None  # under 6 hours: too young
     assert reported_share(base + 300.0 * np.arange(200), base + 300 * 200) is None  # five-minute series
+
+
+def test_only_series_collected_every_minute_are_judged_for_uptime() -> None:
+    from shared.monitoring.uptime import collected_every_minute
+
+    assert collected_every_minute("host-7", "cpu_percent") and collected_every_minute("tenant:t/host", "process_count")
+    assert collected_every_minute("database", "connections_active") and collected_every_minute("predictions", "fraud")
+    assert collected_every_minute("queue:training-jobs", "depth")
+    assert not collected_every_minute("database", "statement 42 mean_ms")
+    assert not collected_every_minute("queue:training-jobs", "oldest_age_seconds")
+    assert not collected_every_minute("api", "POST /api/v2/metrics requests")
+    assert not collected_every_minute("tenant:t/shop", "orders")
 
 
 def test_alerts_of_a_source_within_the_window_are_one_incident_and_repeats_count_occurrences() -> None:
@@ -1206,15 +1222,19 @@ def test_a_tenants_pushes_are_its_own_series_and_at_most_so_many(monkeypatch: py
 
 
 def test_a_silence_asked_for_again_within_minutes_is_the_same_silence_and_another_is_new() -> None:
-    """A client that timed out and retried does not leave two silences behind."""
+    """A client that timed out and retried does not leave two silences behind; any other ask, even
+    close to it, is a silence of its own."""
     from shared.monitoring.incidents import SilenceBody, add_silence, list_silences
 
     services = in_memory_monitoring_services()
     body = SilenceBody(source="host-%", metric="cpu_%", minutes=60, reason="deploy")
     first = add_silence(services, body, "ops-key")
     assert add_silence(services, body, "ops-key") == first  # the retry
-    longer = add_silence(services, body.model_copy(update={"minutes": 120}), "ops-key")
-    other_reason = add_silence(services, body.model_copy(update={"reason": "maintenance"}), "ops-key")
-    other_key = add_silence(services, body, "another-key")
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    window = add_silence(services, body.model_copy(update={"starts_at": later, "minutes": 5}), "ops-key")
+    assert add_silence(services, body.model_copy(update={"starts_at": later, "minutes": 5}), "ops-key") == window
+    others = [add_silence(services, body.model_copy(update=change), key) for change, key in (
+        ({"minutes": 120}, "ops-key"), ({"reason": "maintenance"}, "ops-key"), ({}, "another-key"),
+        ({"starts_at": later + timedelta(minutes=5), "minutes": 5}, "ops-key"))]
     ids = {s["silence_id"] for s in list_silences(services)["silences"]}
-    assert ids == {first["silence_id"], longer["silence_id"], other_reason["silence_id"], other_key["silence_id"]}
+    assert ids == {first["silence_id"], window["silence_id"], *(o["silence_id"] for o in others)} and len(ids) == 6
