@@ -14,9 +14,6 @@ from shared.monitoring.services import MonitoringServices
 from shared.platform.validation import CLOCK_AHEAD
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/ {}-]{0,199}$"
-# A point this far in the future is a clock problem, not a reading.
-
-
 # No reading comes near this (a petabyte is 1e15 bytes), and a day's sums of values within it stay
 # finite: two points of ±1.7e308 made the average of their minute bucket overflow.
 MAX_METRIC_MAGNITUDE = 1e18
