@@ -305,16 +305,14 @@ def api_route(
             try:
                 if not (public or with_query):
                     _refuse_query(blueprint.current_request)
-                for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+                for attempt in range(1, TRANSIENT_ATTEMPTS):
                     try:
                         return view(*args, **kwargs)
                     except TransientConflict as exc:
                         # Rolled back whole (batches writing the same rows in other orders
-                        # deadlock): run again, as PostgreSQL advises; then a 503.
-                        if attempt == TRANSIENT_ATTEMPTS:
-                            raise
+                        # deadlock): run again, as PostgreSQL advises; the last attempt's is a 503.
                         log_event("request.retried", attempt=attempt, reason=exc.message)
-                raise AssertionError("unreachable")
+                return view(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in error_response
                 return error_response(exc)
 

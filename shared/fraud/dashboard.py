@@ -39,15 +39,17 @@ def fraud_dashboard(services: FraudServices, tenant_id: str, days: int = 30) -> 
     known = [row for row in scored if row["outcome"] is not None]
     manifest = serving.answering.version.manifest if serving.answering else {}
     if serving.scope == "global":
-        # What the global model was trained on is every tenant's data: its rates and form only.
+        # What the global model was trained on is every tenant's data: its rates and form only (its
+        # gain sums over every tenant's rows, growing with their number: not shown).
         trained = {"metrics": global_manifest_for_tenant(manifest).get("metrics"), "rows": None, "window": None}
         tradeoff = tradeoff_for_tenant(manifest)
+        gain: dict[str, Any] = {}
     else:
         trained = {"metrics": manifest.get("metrics"), "rows": manifest.get("rows"),
                    "window": manifest.get("training_window")}
         tradeoff = manifest.get("operating_point", {}).get("tradeoff", [])
-    # A global model's gain sums over every tenant's rows (it grows with their number): not shown.
-    importance: dict[str, Any] = {"gain": {} if serving.scope == "global" else manifest.get("feature_importance_gain", {})}
+        gain = manifest.get("feature_importance_gain", {})
+    importance: dict[str, Any] = {"gain": gain}
     if serving.answering is not None and scored:
         design = FRAUD.design_matrix([row["features"] for row in scored])
         contributions = serving.answering.model.contributions(design)[:, :-1]  # type: ignore[attr-defined]

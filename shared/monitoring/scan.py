@@ -115,8 +115,8 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
             if not window.scanned:
                 continue
             silent = window.last_point_at is None or window.last_point_at < now - MISSING_AFTER
-            if (window.last_point_at is not None and window.missing_since is None
-                    and now - HISTORY < window.last_point_at < now - MISSING_AFTER):
+            if (silent and window.last_point_at is not None and window.missing_since is None
+                    and window.last_point_at > now - HISTORY):
                 missing.append(window.series_id)
                 alerts.append(AlertIn(window.source, window.metric, "missing_data", 1.0, now, ("no_points",),
                                       None, window.tenant_id))

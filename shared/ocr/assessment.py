@@ -97,10 +97,6 @@ def score_in_order(
     # History up to the last reading's time, inclusive: the index itself keeps to "strictly before".
     index = HistoryIndex(repository.history(tx, tenant_id, sources, start, end + timedelta(microseconds=1)))
     days = sorted({r.captured_at.astimezone(UTC).date() for r in ordered})
-    if settings.daily_capture_budget is not None:
-        # Else concurrent readings each see the others' captures unmade (intake took it already:
-        # a transaction may take its own lock again).
-        repository.lock_captures(tx, tenant_id)
     budget = CaptureBudget(settings.daily_capture_budget, repository.captured_per_day(tx, tenant_id, days))
     threshold = capture_threshold(settings, serving)
     results = []

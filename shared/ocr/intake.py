@@ -25,7 +25,9 @@ def take_readings(
     with services.transactions.transaction() as tx:
         settings = services.readings.settings(tx, tenant_id)
         if settings.daily_capture_budget is not None:
-            # First: the replays read below are then every reading stored by a request that held it.
+            # First: the replays read below are then every reading stored by a request that held
+            # it, and the budget counts every capture made before (triage, which stores nothing,
+            # counts without waiting).
             services.readings.lock_captures(tx, tenant_id)
         new, answers = split_replays(readings, services.readings.stored(tx, tenant_id, ids))
         scored = score_in_order(tx, services.readings, serving, tenant_id, new, settings)
