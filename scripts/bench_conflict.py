@@ -212,7 +212,7 @@ def _previous_rows_per_s(context: Any, tenant: str, previous_sql: str, rows: lis
 def _score_csv(context: Any, tenant: str, requests: str, processes: int) -> tuple[io.StringIO, float]:
     from shared.conflict.scoring import score_conflict_csv
 
-    fresh = type(context)(context.settings.model_copy(update={"scoring_processes": processes}))
+    fresh = type(context)(replace(context.settings, scoring_processes=processes))
     started = time.perf_counter()
     scored = io.StringIO()
     score_conflict_csv(fresh, tenant, io.StringIO(requests), scored)

@@ -343,7 +343,7 @@ def run() -> None:
     argv = sys.argv[1:]
     command = _named_command(argv)
     _without_blas_threads(command)  # here, not in main: it would stay in a caller's environment
-    # Reading the command line imports the command's slice (numpy, pg8000, pydantic, ...): objects
+    # Reading the command line imports the command's slice (numpy, pg8000, ...): objects
     # that live until the process ends, whose creation set off 84 collector passes that freed 276
     # objects in all (`score conflict`: about 40 ms of CPU). Frozen after, later passes skip them.
     gc.disable()

@@ -6,41 +6,50 @@ message that names it, so a misconfigured function never half-runs.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
-from typing import Literal
+from typing import Any
 from urllib.parse import urlparse
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared.errors import ConfigurationError
 
 ENV_PREFIX = "MLSTACK_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _bounded(default: float, low: float, high: float) -> Any:
+    return field(default=default, metadata={"range": (low, high)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """A plain frozen dataclass checked by hand, not a pydantic model: every function and command
+    reads settings first, and building a pydantic model imports most of pydantic, about 0.1 s of a
+    `mlstack score conflict` run's start (README, Batch scoring). Values given as text (the
+    environment's) are converted by the type of the field's default."""
 
     # postgresql://user:password@host:port/database; or empty when database_secret_id is set.
-    database_url: str = Field(default="", repr=False)  # it holds the password
+    database_url: str = field(default="", repr=False)  # it holds the password
     # Secrets Manager id of a JSON secret {host, port, username, password, dbname} (deployed stages).
     database_secret_id: str = ""
     # s3://bucket/prefix or file:///absolute/path
-    object_store_url: str
+    object_store_url: str = ""
     # Endpoint for every AWS client (LocalStack: http://127.0.0.1:4566); empty means AWS itself.
     aws_endpoint_url: str = ""
     aws_region: str = "us-east-1"
     # The model-signing key: hex in MLSTACK_SIGNING_KEY (local) or a Secrets Manager secret id.
-    signing_key: str = Field(default="", repr=False)
+    signing_key: str = field(default="", repr=False)
     signing_key_secret_id: str = ""
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: str = field(default="INFO", metadata={"choices": LOG_LEVELS})
     # How often a warm function re-reads which model version is active.
-    model_refresh_seconds: float = Field(default=60.0, ge=0, le=3600)
+    model_refresh_seconds: float = _bounded(60.0, 0, 3600)
     # Longest a statement may run (PostgreSQL's statement_timeout; 0: no limit). The API's
     # functions set it (.chalice/config.json) so a stalled database is a 503, not a hang; the
     # jobs leave it off (a training extraction can take minutes).
-    statement_timeout_seconds: float = Field(default=0.0, ge=0, le=900)
+    statement_timeout_seconds: float = _bounded(0.0, 0, 900)
     stage: str = "local"
     # Monitoring (shared/monitoring): the SNS topic alerts are published to (empty: logged only),
     # the queues whose depth and age are collected, how many days of one-minute points are kept
@@ -49,44 +58,22 @@ class Settings(BaseModel):
     # SQS queue of per-scope training jobs (deployed); empty: scheduled retraining runs in-process.
     training_jobs_queue_url: str = ""
     buffered_writes_queue_url: str = ""
-    monitoring_raw_days: int = Field(default=30, ge=1, le=400)
+    monitoring_raw_days: int = _bounded(30, 1, 400)
     # Alerts of one service or host within this many minutes of its incident's last alert join it.
-    incident_window_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    incident_window_minutes: int = _bounded(30, 1, 24 * 60)
     drift_retrain: bool = False
     # Processes batch scoring (`mlstack score conflict`) splits a large file over; 1: one process.
-    scoring_processes: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
+    scoring_processes: int = field(default_factory=lambda: min(2, os.cpu_count() or 1), metadata={"range": (1, 64)})
 
-    @field_validator("database_url")
-    @classmethod
-    def _database_url_is_postgres(cls, value: str) -> str:
-        if value and urlparse(value).scheme not in ("postgresql", "postgres"):
-            raise ValueError("must look like postgresql://user:password@host:port/database")
-        return value
-
-    @field_validator("object_store_url")
-    @classmethod
-    def _object_store_url_scheme(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme == "s3" and parsed.netloc:
-            return value
-        if parsed.scheme == "file" and not parsed.netloc and parsed.path.startswith("/"):
-            return value
-        raise ValueError("must be s3://bucket/prefix or file:///absolute/path")
-
-    @field_validator("signing_key")
-    @classmethod
-    def _signing_key_is_long_hex(cls, value: str) -> str:
-        if not value:
-            return value
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise ValueError("must be hex") from None
-        if len(raw) < 32:
-            raise ValueError("must be at least 32 bytes (64 hex characters)")
-        return value
-
-    def model_post_init(self, __context: object) -> None:
+    def __post_init__(self) -> None:
+        problems = []
+        for spec in fields(self):
+            try:
+                object.__setattr__(self, spec.name, _checked(spec.name, getattr(self, spec.name), spec.metadata))
+            except ValueError as exc:
+                problems.append(f"{ENV_PREFIX}{spec.name.upper()}: {exc}")
+        if problems:
+            raise ConfigurationError("invalid settings: " + "; ".join(problems))
         if not (self.database_url or self.database_secret_id):
             raise ConfigurationError(
                 f"{ENV_PREFIX}DATABASE_URL (or {ENV_PREFIX}DATABASE_SECRET_ID) must be set"
@@ -97,31 +84,98 @@ class Settings(BaseModel):
             )
 
 
+_DEFAULTS = {spec.name: spec for spec in fields(Settings)}  # a default's type is what text is read as
+_TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}
+
+
+def _checked(name: str, value: Any, metadata: Mapping[str, Any]) -> Any:
+    spec = _DEFAULTS[name]
+    default = spec.default_factory() if callable(spec.default_factory) else spec.default
+    value = _typed(value, type(default))
+    if "range" in metadata:
+        low, high = metadata["range"]
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+    if "choices" in metadata and value not in metadata["choices"]:
+        raise ValueError(f"must be one of {', '.join(metadata['choices'])}")
+    check = _FORMATS.get(name)
+    if check is not None:
+        check(value)
+    return value
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError("must be true or false")
+    if kind is int:
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+    if kind is float:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        return _typed(number, float)
+    raise ValueError(f"must be {kind.__name__}")
+
+
+def _postgres_url(value: str) -> None:
+    if value and urlparse(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must look like postgresql://user:password@host:port/database")
+
+
+def _object_store_url(value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme == "s3" and parsed.netloc:
+        return
+    if parsed.scheme == "file" and not parsed.netloc and parsed.path.startswith("/"):
+        return
+    raise ValueError("must be s3://bucket/prefix or file:///absolute/path")
+
+
+def _long_hex(value: str) -> None:
+    if not value:
+        return
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("must be hex") from None
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 bytes (64 hex characters)")
+
+
+_FORMATS = {"database_url": _postgres_url, "object_store_url": _object_store_url, "signing_key": _long_hex}
+
+
 # Variable name (without prefix) -> field, so README and errors use the same names.
 _ALIASES = {"AWS_ENDPOINT_URL": "aws_endpoint_url", "AWS_REGION": "aws_region"}
 
 
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
-    values: dict[str, str] = {}
-    for name in Settings.model_fields:
+    values: dict[str, Any] = {}  # text: Settings reads it as each field's type
+    for name in _DEFAULTS:
         env_name = ENV_PREFIX + name.upper()
         if env_name in environ:
             values[name] = environ[env_name]
     # The standard AWS variables are honoured when the prefixed ones are absent.
-    for env_name, field in _ALIASES.items():
-        if field not in values and env_name in environ:
-            values[field] = environ[env_name]
+    for env_name, target in _ALIASES.items():
+        if target not in values and env_name in environ:
+            values[target] = environ[env_name]
     if "aws_region" not in values and "AWS_DEFAULT_REGION" in environ:
         values["aws_region"] = environ["AWS_DEFAULT_REGION"]
-    try:
-        return Settings.model_validate(values)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else ""
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {error['msg']}")
-        raise ConfigurationError("invalid settings: " + "; ".join(problems)) from None
+    return Settings(**values)
 
 
 @lru_cache(maxsize=1)

@@ -20,9 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.errors import FieldRule
 from shared.platform.json_bodies import validate_json_body
+from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
 from shared.platform.validation import Identifier, Name, ensure_unique
 
 MAX_BATCH = 1000

@@ -31,22 +31,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter, methodcaller
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from pydantic import TypeAdapter, ValidationError
 
 from shared.conflict.features import FEATURE_NAMES, NO_TIME, to_us
 from shared.conflict.features_repository import ConflictFeatures, HistoryWindow, RequestTable, confidence
 from shared.conflict.kind import CONFLICT
 from shared.conflict.model import RISK_THRESHOLDS
-from shared.conflict.plausible_times import EARLIEST_TIME, LATEST_TIME
 from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput, problem_location, problem_reason
+from shared.platform.arrays import sorted_distinct
 from shared.platform.forked import Link, forked
 from shared.platform.serving import Serving, choose_serving
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
+from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
 
 INPUT_COLUMNS = ("user_id", "domain", "entity_type", "entity_id", "fields", "as_of", "device_id",
                  "client_last_sync_at")
@@ -270,7 +273,10 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
 @functools.cache
 def _request_list() -> TypeAdapter[list[Any]]:
     """One validation call for the whole file (pydantic's loop runs in its compiled core). Built
-    on first use: only a file the quick checks refuse needs the request model."""
+    on first use: only a file the quick checks refuse needs the request model (and pydantic, whose
+    import is a tenth of a quick file's whole run)."""
+    from pydantic import TypeAdapter
+
     from shared.conflict.prediction import ConflictPredictionRequest
 
     return TypeAdapter(list[ConflictPredictionRequest])
@@ -303,6 +309,8 @@ def _checked_input(rows: list[list[str]], header: list[str], tenant_id: str, now
         "entity_id": raw.get("entity_id", ""), "fields": [f for f in (raw.get("fields") or "").split(";") if f] or None,
         "device_id": raw.get("device_id") or None, "client_last_sync_at": raw.get("client_last_sync_at") or None,
     } for raw in raws]
+    from pydantic import ValidationError
+
     try:
         parsed = _request_list().validate_python(bodies)
     except ValidationError as exc:
@@ -394,13 +402,13 @@ def _confidences(user_support: NDArray[np.float64], entity_support: NDArray[np.f
     """`confidence` of each row: it depends on the supports only up to their caps (20 and 5)."""
     capped = np.minimum(user_support, 20).astype(np.int64) * 6 + np.minimum(entity_support, 5).astype(np.int64)
     values = {int(c): str(confidence({"support_user_syncs": c // 6, "support_entity_edits": c % 6}))
-              for c in np.unique(capped)}
+              for c in sorted_distinct(capped)}
     return [values[c] for c in capped.tolist()]
 
 
 def _text(values: NDArray[np.float64]) -> list[str]:
     """repr of each value (as csv.writer writes a float), formatted once per distinct value."""
-    distinct = np.unique(values)
+    distinct = sorted_distinct(values)
     # Each value's place among the distinct ones: by binary search when they are few (numpy's
     # argsort behind np.unique's inverse is slow on many equal values: 4-6 ms against 1.4-2.1 for
     # the counts of issue 8's case), else from np.unique's sort (many distinct values, as hours).

@@ -21,7 +21,7 @@ from shared.ocr.normalise import canonical_plate, parse_meter
 from shared.ocr.readings import CorrectionRequest, OcrReading, parse_reading_record
 from shared.ocr.readings_repository import AssessedReading, same_content
 from shared.ocr.services import OcrServices
-from shared.platform.validation import is_plausible_time
+from shared.platform.time_range import is_plausible_time
 
 CHUNK = 2000
 

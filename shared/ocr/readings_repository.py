@@ -14,7 +14,7 @@ from shared.adapters.db import Transaction
 from shared.ocr.normalise import DEFAULT_PLATE_COUNTRIES, canonical_plate
 from shared.ocr.plausibility import HistorySnapshot, meter_event, plate_event
 from shared.ocr.readings import OcrReading
-from shared.platform.validation import EARLIEST_TIME, LATEST_TIME, is_plausible_time
+from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME, is_plausible_time
 
 # The content that makes two readings "the same": a replay must match it.
 CONTENT_FIELDS = ("source_type", "source_id", "ocr_text", "confidence", "captured_at", "unit", "image_key")

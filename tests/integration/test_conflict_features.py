@@ -8,6 +8,7 @@ import io
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -405,7 +406,7 @@ def split_scoring(context: AppContext, monkeypatch: pytest.MonkeyPatch) -> Itera
 
     monkeypatch.setattr(scoring, "datetime", Frozen)
     monkeypatch.setattr(scoring, "PARALLEL_MIN_ROWS", 1)
-    one, three = (AppContext(context.settings.model_copy(update={"scoring_processes": n})) for n in (1, 3))
+    one, three = (AppContext(replace(context.settings, scoring_processes=n)) for n in (1, 3))
     yield one, three
     one.database.close()
     three.database.close()

@@ -70,3 +70,35 @@ def test_a_lambda_cold_start_fails_on_bad_settings_naming_the_variable() -> None
     good = subprocess.run([sys.executable, "-c", "import app"], cwd=Path(__file__).resolve().parents[2],
                           env={**env, "MLSTACK_OBJECT_STORE_URL": "s3://bucket/models"}, capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [("yes", True), ("TRUE", True), ("1", True), ("off", False), ("0", False)])
+def test_a_switch_reads_the_usual_words(value: str, expected: bool) -> None:
+    assert settings_from_environment({**VALID, "MLSTACK_DRIFT_RETRAIN": value}).drift_retrain is expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("MLSTACK_DRIFT_RETRAIN", "maybe", "true or false"),
+        ("MLSTACK_SCORING_PROCESSES", "0", "from 1 to 64"),
+        ("MLSTACK_SCORING_PROCESSES", "2.5", "whole number"),
+        ("MLSTACK_MODEL_REFRESH_SECONDS", "nan", "finite"),
+        ("MLSTACK_STATEMENT_TIMEOUT_SECONDS", "soon", "a number"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_with_the_reason(name: str, value: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{name}: .*{reason}"):
+        settings_from_environment({**VALID, name: value})
+
+
+def test_every_problem_is_named_at_once_and_a_copy_is_checked_again() -> None:
+    from dataclasses import replace
+
+    with pytest.raises(ConfigurationError) as refused:
+        settings_from_environment({**VALID, "MLSTACK_LOG_LEVEL": "LOUD", "MLSTACK_MONITORING_RAW_DAYS": "0"})
+    assert "MLSTACK_LOG_LEVEL" in str(refused.value) and "MLSTACK_MONITORING_RAW_DAYS" in str(refused.value)
+    settings = settings_from_environment({**VALID, "MLSTACK_STATEMENT_TIMEOUT_SECONDS": "10"})
+    assert settings.statement_timeout_seconds == 10.0 and replace(settings, scoring_processes=3).scoring_processes == 3
+    with pytest.raises(ConfigurationError, match="MLSTACK_SCORING_PROCESSES"):
+        replace(settings, scoring_processes=65)
