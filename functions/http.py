@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import math
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -49,6 +50,10 @@ MAX_INTEGER_DIGITS = 30
 RETRY_AFTER_SECONDS = 5
 # How many times a route runs a request that PostgreSQL rolled back for a concurrent one.
 TRANSIENT_ATTEMPTS = 3
+# Before attempt n + 1 a request waits a random time up to this x 2^(n-1): two requests that
+# deadlocked and came back at the same instant would meet again (PostgreSQL detects a deadlock
+# after its 1 s deadlock_timeout, so both left at once).
+RETRY_PAUSE_SECONDS = 0.05
 Body = TypeVar("Body", bound=BaseModel)
 
 STATUS_BY_ERROR: dict[type[MlstackError], int] = {
@@ -312,6 +317,7 @@ def api_route(
                         # Rolled back whole (batches writing the same rows in other orders
                         # deadlock): run again, as PostgreSQL advises; the last attempt's is a 503.
                         log_event("request.retried", attempt=attempt, reason=exc.message)
+                        time.sleep(random.uniform(0, RETRY_PAUSE_SECONDS * 2 ** (attempt - 1)))  # noqa: S311 - jitter, not a secret
                 return view(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - mapped to a status in error_response
                 return error_response(exc)

@@ -82,6 +82,10 @@ class AlertsRepository(Protocol):
 
     def resolve_quiet(self, session: Any, quiet_since: datetime, at: datetime) -> int: ...
 
+    def lock_silences(self, session: Any, created_by: str) -> None:
+        """Until the transaction ends, one request of `created_by` at a time adds a silence (so a
+        retry sent while its first try still runs finds the stored one)."""
+
     def add_silence(self, session: Any, silence: Silence) -> Silence: ...
 
     def silences(self, session: Any, at: datetime) -> list[Silence]:
@@ -182,6 +186,9 @@ class PostgresAlertsRepository:
             "UPDATE monitoring_incidents SET status = 'resolved', resolved_at = :at"
             " WHERE status <> 'resolved' AND last_alert_at < :quiet", quiet=quiet_since, at=at))
 
+    def lock_silences(self, session: Any, created_by: str) -> None:
+        session.advisory_lock(f"monitoring/silences/{created_by}")
+
     def add_silence(self, session: Any, silence: Silence) -> Silence:
         silence_id = session.fetch_value(
             "INSERT INTO monitoring_silences (source, metric, starts_at, ends_at, reason, created_by)"
@@ -279,6 +286,9 @@ class InMemoryAlertsRepository:
         for incident in quiet:
             incident.update(status="resolved", resolved_at=at)
         return len(quiet)
+
+    def lock_silences(self, session: Any, created_by: str) -> None:
+        pass  # the fakes run one request at a time
 
     def add_silence(self, session: Any, silence: Silence) -> Silence:
         stored = replace(silence, silence_id=str(uuid.uuid4()))

@@ -59,6 +59,7 @@ def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> 
     starts = (body.starts_at or now).astimezone(UTC)
     silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
     with services.transactions.transaction() as tx:
+        services.alerts.lock_silences(tx, actor)
         retried = [s for s in services.alerts.silences(tx, now) if _retry_of(s, silence, body.starts_at is None)]
         stored = retried[0] if retried else services.alerts.add_silence(tx, silence)
     return stored.__dict__

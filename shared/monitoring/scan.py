@@ -152,6 +152,7 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
                                       tuple(result.reasons[k]), float(window.values[row]), window.tenant_id))
             states.append(ScanState(window.series_id, datetime.fromtimestamp(float(window.times[-1]), UTC),
                                     result.suppression))
+        services.series.lock_series(tx, sorted({*(s.series_id for s in states), *missing, *low_uptime, *recovered}))
         services.series.save_scan_state(tx, states)
         services.series.set_missing(tx, missing, now)
         services.series.set_low_uptime(tx, low_uptime, now)

@@ -79,6 +79,10 @@ class SeriesRepository(Protocol):
         """Every series (or those of `series_ids`) with its points in (start, end], in one read."""
         ...
 
+    def lock_series(self, session: Any, series_ids: Sequence[int]) -> None:
+        """Hold these series until the transaction ends, taken in id order as a push takes its own
+        (the scan's writes then cannot deadlock with pushes)."""
+
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None: ...
 
     def set_missing(self, session: Any, series_ids: Sequence[int], since: datetime | None) -> None: ...
@@ -114,9 +118,15 @@ SELECT s, m, CAST(NULLIF(t, '') AS uuid) FROM unnest(CAST(:sources AS text[]), C
 ORDER BY s, m  -- one lock order: pushes creating the same series in other orders cannot deadlock
 ON CONFLICT (source, metric) DO NOTHING
 """
+# The push's series are locked here, in id order, before its points touch them: the scan locks the
+# series it writes in the same order (lock_series), so pushes and scans cannot deadlock.
 _SERIES_IDS = """
 SELECT series_id, source, metric FROM metric_series
 WHERE (source, metric) IN (SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:metrics AS text[])))
+ORDER BY series_id FOR NO KEY UPDATE
+"""
+_LOCK_SERIES = """
+SELECT series_id FROM metric_series WHERE series_id = ANY(CAST(:ids AS bigint[])) ORDER BY series_id FOR NO KEY UPDATE
 """
 _INSERT_POINTS = """
 WITH incoming AS (
@@ -205,6 +215,10 @@ class PostgresSeriesRepository:
                              _floats(r["vals"]), r["low_uptime_since"])
                 for r in session.fetch_all(_SCAN_WINDOW, start=start, end=end, ids=ids)]
 
+    def lock_series(self, session: Any, series_ids: Sequence[int]) -> None:
+        if series_ids:
+            session.fetch_all(_LOCK_SERIES, ids=list(series_ids))
+
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None:
         if states:
             session.execute(_SAVE_STATE, ids=[s.series_id for s in states],
@@ -291,6 +305,9 @@ class InMemorySeriesRepository:
                 np.array([ts.timestamp() for ts in stamps], dtype=np.float64),
                 np.array([s.points[ts] for ts in stamps], dtype=np.float64), s.low_uptime_since))
         return windows
+
+    def lock_series(self, session: Any, series_ids: Sequence[int]) -> None:
+        pass  # the fakes run one request at a time
 
     def save_scan_state(self, session: Any, states: Sequence[ScanState]) -> None:
         by_id = self._by_id()

@@ -178,3 +178,101 @@ def test_three_labelling_selections_at_once_pick_each_reading_once_and_none_fail
     with context.database.transaction() as tx:
         picked = tx.fetch_all("SELECT reading_id FROM ocr_label_selections")
     assert sizes == [0, 2, 2] and len({r["reading_id"] for r in picked}) == len(picked) == 4
+
+
+def test_a_silence_retried_while_its_first_try_still_runs_is_stored_once(context: Any) -> None:
+    """A client that timed out sends its silence again while the first request has not committed:
+    the retry waits for it and answers the stored silence instead of adding a second."""
+    from shared.monitoring.alerts_repository import Silence
+    from shared.monitoring.incidents import SilenceBody, add_silence, list_silences
+    from shared.monitoring.services import monitoring_services
+
+    services = monitoring_services(context)
+    body = SilenceBody(source="host-%", metric="cpu_%", minutes=30, reason="deploy")
+    retried: list[dict[str, Any]] = []
+
+    def retry() -> None:
+        try:
+            retried.append(add_silence(services, body, "ops-key"))
+        finally:
+            context.close_thread_connection()
+
+    with context.database.transaction() as tx:  # the first try, as add_silence runs it, not yet committed
+        services.alerts.lock_silences(tx, "ops-key")
+        now = datetime.now(UTC)
+        first = services.alerts.add_silence(tx, Silence("host-%", "cpu_%", now, now + timedelta(minutes=30),
+                                                        "deploy", "ops-key"))
+        waiting = threading.Thread(target=retry)
+        waiting.start()
+        waiting.join(timeout=1.0)  # it waits on the lock
+        assert not retried
+    waiting.join(timeout=10)
+    assert [r["silence_id"] for r in retried] == [first.silence_id]
+    assert [s["silence_id"] for s in list_silences(services)["silences"]] == [first.silence_id]
+
+
+def test_a_push_locks_its_series_in_id_order_whatever_order_its_points_come_in(context: Any) -> None:
+    """The scan writes its series' state locked in id order; a push that met one of them held by
+    the scan must already hold every lower one, never wait for a lower one while holding a higher
+    (that crossing is a deadlock, and the scan is not retried). PostgreSQL's plan for the points'
+    update happened to take them in id order before the push locked them explicitly; this holds
+    the push to it whatever the plan."""
+    from shared.monitoring.intake import MetricBatch, MetricPointIn, store_metrics
+    from shared.monitoring.services import monitoring_services
+
+    services = monitoring_services(context)
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    names = [f"m{k:02d}" for k in range(40)]
+
+    def batch(metrics: list[str], minute: int) -> MetricBatch:
+        return MetricBatch(points=[MetricPointIn(source="db-1", metric=name, ts=now + timedelta(minutes=minute),
+                                                 value=1.0) for name in metrics])
+
+    store_metrics(services, batch(names, 0), None)
+    with context.database.transaction() as tx:
+        ids = sorted(tx.fetch_value("SELECT array_agg(series_id) FROM metric_series"))
+    middle, lower = ids[20], ids[:20]
+    held, release = threading.Event(), threading.Event()
+
+    def scan_holding_middle() -> None:
+        try:
+            with context.database.transaction() as tx:
+                services.series.lock_series(tx, [middle])
+                held.set()
+                release.wait(timeout=20)
+        finally:
+            context.close_thread_connection()
+
+    def push_in_reverse() -> None:
+        try:
+            store_metrics(services, batch(names[::-1], 1), None)
+        finally:
+            context.close_thread_connection()
+
+    with ThreadPoolExecutor(2) as pool:
+        scan = pool.submit(scan_holding_middle)
+        assert held.wait(timeout=10)
+        push = pool.submit(push_in_reverse)
+        for _ in range(100):  # until the push waits on the scan's lock (a new snapshot of the view each time)
+            with context.database.transaction() as tx:
+                if tx.fetch_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
+                    break
+            threading.Event().wait(0.05)
+        else:
+            pytest.fail("the push never waited on the scan's series")
+        free = []
+        for series_id in lower:
+            try:
+                with context.database.transaction() as tx:
+                    tx.fetch_all("SELECT 1 FROM metric_series WHERE series_id = :id FOR NO KEY UPDATE NOWAIT",
+                                 id=series_id)
+                free.append(series_id)
+            except Exception as exc:  # noqa: BLE001 - the lock the push holds
+                assert "could not obtain lock" in str(exc)
+        release.set()
+        scan.result(timeout=10)
+        push.result(timeout=10)
+    assert free == []  # the push held every series below the one it waited for
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM metric_points WHERE ts = :ts", ts=now + timedelta(minutes=1)) == 40
+    context.close_thread_connection()

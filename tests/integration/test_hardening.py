@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -200,6 +202,7 @@ def test_a_write_rolled_back_for_a_concurrent_one_is_run_again_and_a_second_coll
     """PostgreSQL ends one of two transactions that lock the same rows in other orders (40P01):
     nothing of it was written, so the route runs it again (up to 3 times) instead of answering 500."""
     import functions.api_monitoring as api_monitoring
+    import functions.http as http
     from shared.context import get_context
     from shared.errors import TransientConflict
 
@@ -213,12 +216,17 @@ def test_a_write_rolled_back_for_a_concurrent_one_is_run_again_and_a_second_coll
         return real(*args, **kwargs)
 
     monkeypatch.setattr(api_monitoring, "store_metrics", colliding)
+    pauses: list[float] = []
+    monkeypatch.setattr(http, "time", SimpleNamespace(sleep=pauses.append, perf_counter=time.perf_counter))
     service = get_context().tenants.create_key(tenant_keys["acme"]["tenant_id"], "service").secret
     point = {"source": "app", "metric": "queue_depth", "ts": "2026-11-30T12:00:00+00:00", "value": 3.0}
     stored = client.http.post("/api/v2/metrics", headers=auth(service), body=json.dumps({"points": [point]}))
     assert stored.status_code == 200 and json.loads(stored.body)["stored"] == 1
+    # A random pause before the second attempt, so two colliding requests do not meet again.
+    assert len(pauses) == 1 and 0 <= pauses[0] <= http.RETRY_PAUSE_SECONDS
     collisions["left"] = 3  # every attempt collides
     again = client.http.post("/api/v2/metrics", headers=auth(service),
                              body=json.dumps({"points": [{**point, "metric": "other"}]}))
     body = assert_error_shape(again, 503, "concurrent_update")
     assert again.headers["Retry-After"] == "5" and body["fields"] == []
+    assert len(pauses) == 3 and pauses[2] <= 2 * http.RETRY_PAUSE_SECONDS  # longer each time

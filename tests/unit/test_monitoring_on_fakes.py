@@ -196,6 +196,44 @@ def _host_history(services, hosts: int = 1, minutes: int = 1500, end: datetime =
         services.series.store_points(tx, points)
 
 
+def test_the_scan_locks_every_series_it_writes_at_once_in_id_order_before_writing() -> None:
+    """Pushes lock their series in id order; the scan's writes (scan state, missing, low uptime) are
+    several statements, so it locks all their series first, in the same order: no deadlock."""
+    from dataclasses import replace
+
+    from shared.monitoring.series_repository import InMemorySeriesRepository
+
+    calls: list[tuple[str, list[int]]] = []
+
+    class Recording(InMemorySeriesRepository):
+        def lock_series(self, session: Any, series_ids: Any) -> None:
+            calls.append(("lock", list(series_ids)))
+
+        def save_scan_state(self, session: Any, states: Any) -> None:
+            calls.append(("state", [s.series_id for s in states]))
+            super().save_scan_state(session, states)
+
+        def set_missing(self, session: Any, series_ids: Any, since: Any) -> None:
+            calls.append(("missing", list(series_ids)))
+            super().set_missing(session, series_ids, since)
+
+    series = Recording()
+    services = replace(in_memory_monitoring_services(), series=series)
+    start = NOW - timedelta(minutes=300)
+    with services.transactions.transaction() as tx:
+        series.store_points(tx, [Point(src, "latency_ms", start + timedelta(minutes=m), 100.0 + m % 5)
+                                 for src in ("quiet-host", "api", "db") for m in range(300)])
+    scan(services, NOW)
+    with services.transactions.transaction() as tx:
+        series.store_points(tx, [Point(src, "latency_ms", NOW + timedelta(minutes=m), 100.0)
+                                 for m in range(1, 4) for src in ("api", "db")])
+    calls.clear()
+    scan(services, NOW + timedelta(minutes=6))  # api and db scanned, quiet-host missing
+    assert calls[0][0] == "lock"
+    written = {i for name, ids in calls[1:] for i in ids}
+    assert calls[0][1] == sorted(written) and len(written) == 3
+
+
 def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_missing_data() -> None:
     services = in_memory_monitoring_services()
     start = NOW - timedelta(minutes=300)
