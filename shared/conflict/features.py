@@ -39,8 +39,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from shared.platform.arrays import sorted_distinct
-
 Int = NDArray[np.int64]
 Float = NDArray[np.float64]
 
@@ -176,8 +174,8 @@ def whole_events_for(requests: RequestColumns) -> WholeEvents:
     named[requests.field_row] = True
     recent, since = _whole_reach(requests.as_of, requests.last_sync, named)
     further = since < recent
-    return WholeEvents(recent, min(recent, int(since.min())), sorted_distinct(requests.entity[further]),
-                       sorted_distinct(requests.user[further & ~named]))
+    return WholeEvents(recent, min(recent, int(since.min())), np.unique(requests.entity[further]),
+                       np.unique(requests.user[further & ~named]))
 
 
 def whole_events_since(as_of: Int, last_sync: Int, named: NDArray[np.bool_]) -> int:
@@ -216,7 +214,7 @@ def _codes(*arrays: Int) -> list[Int]:
             inverse = np.unique(distinct[0], return_inverse=True)[1].astype(np.int64)
             return [inverse for _ in arrays]
     else:
-        known = sorted_distinct(min(distinct, key=len))
+        known = np.unique(min(distinct, key=len))
     coded, missing = {}, []
     for array in distinct:
         at = np.minimum(np.searchsorted(known, array), max(len(known) - 1, 0))
@@ -240,7 +238,7 @@ def _values_of_sample(array: Int) -> Int | None:
     fields): the array is then coded by binary search among them, and only the values the sample
     missed are sorted. A sort of all of a million events' 2M field rows took more per row than of
     100k (n log n, out of cache); None when the sample's values are mostly distinct (a sort wins)."""
-    sample = sorted_distinct(array[::_SAMPLE_STRIDE])
+    sample = np.unique(array[::_SAMPLE_STRIDE])
     return sample if 2 * len(sample) <= len(array) // _SAMPLE_STRIDE else None
 
 
@@ -524,7 +522,7 @@ def _field_overlap(
     field_e, field_q = _codes(events.field, requests.field)
     row, field = requests.field_row, field_q
     if len(missing):
-        user_fields = sorted_distinct(event_field_user * (int(field_e.max(initial=0)) + 1) + field_e)
+        user_fields = np.unique(event_field_user * (int(field_e.max(initial=0)) + 1) + field_e)
         width = int(field_e.max(initial=0)) + 1
         owner, which = user_fields // width, user_fields % width
         first = np.searchsorted(owner, user_r[missing], side="left")

@@ -51,7 +51,6 @@ from shared.conflict.features import (
 )
 from shared.conflict.keys import hash_keys
 from shared.conflict.model import design_matrix
-from shared.platform.arrays import sorted_distinct
 from shared.platform.kinds import TrainingSet
 
 
@@ -258,12 +257,12 @@ def _event_columns(raw: list[bytes | None], users: NDArray[np.int64] | None, ent
     t = _times_us(row["received_at"].astype(np.int64))
     user, entity = row["user_key"].astype(np.int64), row["entity_key"].astype(np.int64)
     wanted = np.ones(len(row), dtype=bool)
-    users = None if users is None else sorted_distinct(users)
+    users = None if users is None else np.unique(users)
     if users is not None and entities is not None:
-        wanted = _member(user, users) | _member(entity, sorted_distinct(entities))
+        wanted = _member(user, users) | _member(entity, np.unique(entities))
     if whole is not None:  # read whole from earlier_since; whole from `since` on, before only for the keys listed
-        whole_row = ((t >= whole.since) | _member(entity, sorted_distinct(whole.earlier_entities))
-                     | _member(user, sorted_distinct(whole.earlier_users)))
+        whole_row = ((t >= whole.since) | _member(entity, np.unique(whole.earlier_entities))
+                     | _member(user, np.unique(whole.earlier_users)))
     else:
         whole_row = wanted
     keep = np.flatnonzero(wanted & whole_row)
