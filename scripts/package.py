@@ -37,7 +37,8 @@ def stage_project(stage_dir: Path) -> Path:
     shutil.copy2(ROOT / "app.py", stage_dir / "app.py")
     shutil.copy2(ROOT / "requirements.txt", stage_dir / "requirements.txt")
     (stage_dir / ".chalice").mkdir(exist_ok=True)
-    shutil.copy2(ROOT / ".chalice" / "config.json", stage_dir / ".chalice" / "config.json")
+    for settings in (ROOT / ".chalice").glob("*.json"):  # config.json and the policy files it names
+        shutil.copy2(settings, stage_dir / ".chalice" / settings.name)
     for package in PACKAGES:
         shutil.copytree(ROOT / package, stage_dir / "vendor" / package, ignore=IGNORED)
     return stage_dir

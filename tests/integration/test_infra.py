@@ -217,7 +217,8 @@ def test_functions_get_the_environment_and_at_most_one_ml_layer(
         assert layers <= ML_LAYERS, (logical_id, layers)
         # Both together are over Lambda's 250 MB unzipped cap (layers/README.md).
         assert len(layers) <= 1, f"{logical_id} attaches both ML layers"
-        assert properties["Role"] == {"Fn::GetAtt": ["DefaultRole", "Arn"]}, logical_id
+        role = REQUEST_PATH_ROLES.get(logical_id, "DefaultRole")
+        assert properties["Role"] == {"Fn::GetAtt": [role, "Arn"]}, logical_id
 
 
 def test_handlers_that_import_numpy_have_an_ml_layer(merged_template: dict[str, Any]) -> None:
@@ -242,12 +243,16 @@ def test_handlers_that_import_numpy_have_an_ml_layer(merged_template: dict[str, 
 
 
 ACTIONS_WITHOUT_RESOURCES = {"cloudwatch:GetMetricData"}  # the queues' oldest-message age
+# The request path's functions and their own roles (infra/template.yaml); every other function
+# has DefaultRole.
+REQUEST_PATH_ROLES = {"APIHandler": "ApiHandlerRole", "ApiKeyAuthorizer": "ApiKeyAuthorizerRole"}
 
 
-def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> None:
-    role = merged_template["Resources"]["DefaultRole"]
-    policies = role["Properties"]["Policies"]
-    assert [p["PolicyName"] for p in policies] == ["mlstack-functions"]
+def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """Each action a role's one policy allows, with the logical ids of the resources it names;
+    every statement an Allow without wildcard actions, "*" resources only where AWS has no other."""
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    assert len(policies) == 1, [p["PolicyName"] for p in policies]
     granted: dict[str, set[str]] = {}
     for statement in policies[0]["PolicyDocument"]["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -259,6 +264,12 @@ def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> No
         assert "arn:*:logs:*:*:*" not in resources, resources
         for action in actions:
             granted.setdefault(action, set()).update(refs_in(resources))
+    return granted
+
+
+def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> None:
+    assert merged_template["Resources"]["DefaultRole"]["Properties"]["Policies"][0]["PolicyName"] == "mlstack-functions"
+    granted = role_grants(merged_template, "DefaultRole")
     assert granted["s3:GetObject"] == granted["s3:PutObject"] == {"ModelBucket"}
     assert granted["s3:ListBucket"] == {"ModelBucket"}
     assert granted["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
@@ -268,6 +279,24 @@ def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> No
     assert granted["kms:GenerateDataKey"] == granted["kms:Decrypt"] == {"AlertsTopicKey"}
     assert "logs:PutLogEvents" in granted
     assert granted["cloudwatch:GetMetricData"] == set()  # "*": no resource to name
+
+
+LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+
+
+def test_the_request_path_has_read_only_roles_of_its_own(merged_template: dict[str, Any]) -> None:
+    """The API's function reads its secrets and the models; the authorizer the database secret.
+    Neither can write or delete an artifact, send a job or publish an alert (DefaultRole's)."""
+    api = role_grants(merged_template, "ApiHandlerRole")
+    assert set(api) == LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
+    assert api["s3:GetObject"] == api["s3:ListBucket"] == {"ModelBucket"}
+    assert api["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
+    authorizer = role_grants(merged_template, "ApiKeyAuthorizerRole")
+    assert set(authorizer) == LOGS | {"secretsmanager:GetSecretValue"}
+    assert authorizer["secretsmanager:GetSecretValue"] == {"DatabaseSecret"}
+    for role in REQUEST_PATH_ROLES.values():
+        assert merged_template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
+            "Principal"] == {"Service": "lambda.amazonaws.com"}
 
 
 def test_local_stack_is_the_non_lambda_part_of_the_template() -> None:
@@ -469,3 +498,72 @@ def test_the_stage_is_throttled(merged_template: dict[str, Any]) -> None:
     settings = merged_template["Resources"]["RestAPI"]["Properties"]["MethodSettings"]
     assert [(s["ResourcePath"], s["HttpMethod"]) for s in settings] == [("/*", "*")]
     assert 0 < settings[0]["ThrottlingRateLimit"] <= settings[0]["ThrottlingBurstLimit"]
+
+
+# S3 operations whose IAM action is not s3:<operation>.
+_S3_ACTIONS = {"HeadObject": "s3:GetObject", "HeadBucket": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
+               "ListObjects": "s3:ListBucket", "GetObjectAttributes": "s3:GetObject"}
+
+
+def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
+        app_environment: dict[str, str], tenant_keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AWS call the routes make, recorded in process against LocalStack, is an action the
+    API's role (infra/template.yaml) allows: the read-only role does not break a route."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    import botocore.client
+
+    from app import app
+    from functions.local_gateway import local_test_client
+    from shared.conflict.demo_data import DemoConfig, generate_sync_history
+    from shared.conflict.training import train_candidate
+    from shared.context import get_context
+    from shared.demo import seed_sync_history
+    from tests.conftest import auth
+
+    context = get_context()
+    now = datetime.now(UTC)
+    acme = tenant_keys["acme"]
+    config = replace(DemoConfig(), tenants=("acme",), users_per_tenant=20, entities_per_tenant=80, days=20, end=now)
+    seed_sync_history(context, {"acme": acme["tenant_id"]}, generate_sync_history(config))
+    trained = train_candidate(context, end=now)
+    assert trained.version is not None
+    context.registry.activate(trained.version.version_id, actor="test")
+    _, (operator, service) = context.tenants.create_tenant_with_keys("platform", "Platform", ("operator", "service"))
+    calls: list[str] = []
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client: Any, operation: str, params: Any) -> Any:
+        prefix = client.meta.service_model.endpoint_prefix
+        calls.append(_S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}")
+        return real_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    minute = (now - timedelta(minutes=2)).replace(second=0, microsecond=0).isoformat()
+    requests = [
+        ("GET", "/health", None, None),
+        ("POST", "/api/v2/predict/conflict", acme["client"],
+         {"domain": "voice", "user_id": "bob", "entity_type": "recording", "entity_id": "x"}),
+        ("GET", "/api/v2/models", acme["staff"], None),
+        ("GET", "/api/v2/conflict/dashboard", acme["staff"], None),
+        ("POST", "/api/v2/ocr/readings", acme["client"], {"readings": [{
+            "client_reading_id": "r-1", "source_type": "meter_reading", "source_id": "meter-1", "ocr_text": "0001234.5",
+            "confidence": 0.4, "captured_at": minute, "unit": "kWh", "image_key": "photos/r-1.jpg"}]}),
+        ("POST", "/api/v2/metrics", service.secret,
+         {"points": [{"source": "app", "metric": "queue_depth", "ts": minute, "value": 3.0}]}),
+        ("POST", "/api/v2/monitoring/silences", operator.secret, {"source": "app", "metric": "%", "minutes": 5,
+                                                                  "reason": "deploy"}),
+        ("GET", "/api/v2/monitoring/dashboard", operator.secret, None),
+    ]
+    with local_test_client(app) as client:
+        for method, path, key, body in requests:
+            headers = {**(auth(key) if key else {}), "Content-Type": "application/json"}
+            answer = client.http.request(method, path, headers=headers,
+                                         body=json.dumps(body).encode() if body is not None else b"")
+            assert answer.status_code == 200, (path, answer.body[:500])
+            if path == "/api/v2/predict/conflict":
+                assert json.loads(answer.body)["model_version"] == trained.version.label  # loaded from S3
+    granted = role_grants(load_cfn_yaml(TEMPLATE), "ApiHandlerRole")
+    assert {"s3:GetObject", "s3:ListBucket"} <= set(calls)  # the artifact and the health check
+    assert set(calls) <= set(granted), sorted(set(calls) - set(granted))
