@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlparse
@@ -69,7 +69,7 @@ class Settings:
         problems = []
         for spec in fields(self):
             try:
-                object.__setattr__(self, spec.name, _checked(spec.name, getattr(self, spec.name), spec.metadata))
+                object.__setattr__(self, spec.name, _checked(spec, getattr(self, spec.name)))
             except ValueError as exc:
                 problems.append(f"{ENV_PREFIX}{spec.name.upper()}: {exc}")
         if problems:
@@ -84,21 +84,22 @@ class Settings:
             )
 
 
-_DEFAULTS = {spec.name: spec for spec in fields(Settings)}  # a default's type is what text is read as
 _TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}
 
 
-def _checked(name: str, value: Any, metadata: Mapping[str, Any]) -> Any:
-    spec = _DEFAULTS[name]
+def _checked(spec: Field[Any], value: Any) -> Any:
+    """The value as the field's type (its default's: text from the environment is converted), in its
+    range, choices and format."""
     default = spec.default_factory() if callable(spec.default_factory) else spec.default
     value = _typed(value, type(default))
+    metadata = spec.metadata
     if "range" in metadata:
         low, high = metadata["range"]
         if not low <= value <= high:
             raise ValueError(f"must be from {low} to {high}")
     if "choices" in metadata and value not in metadata["choices"]:
         raise ValueError(f"must be one of {', '.join(metadata['choices'])}")
-    check = _FORMATS.get(name)
+    check = _FORMATS.get(spec.name)
     if check is not None:
         check(value)
     return value
@@ -165,10 +166,10 @@ _ALIASES = {"AWS_ENDPOINT_URL": "aws_endpoint_url", "AWS_REGION": "aws_region"}
 def settings_from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}  # text: Settings reads it as each field's type
-    for name in _DEFAULTS:
-        env_name = ENV_PREFIX + name.upper()
+    for spec in fields(Settings):
+        env_name = ENV_PREFIX + spec.name.upper()
         if env_name in environ:
-            values[name] = environ[env_name]
+            values[spec.name] = environ[env_name]
     # The standard AWS variables are honoured when the prefixed ones are absent.
     for env_name, target in _ALIASES.items():
         if target not in values and env_name in environ:
