@@ -50,9 +50,9 @@ MAX_INTEGER_DIGITS = 30
 RETRY_AFTER_SECONDS = 5
 # How many times a route runs a request that PostgreSQL rolled back for a concurrent one.
 TRANSIENT_ATTEMPTS = 3
-# Before attempt n + 1 a request waits a random time up to this x 2^(n-1): two requests that
-# deadlocked and came back at the same instant would meet again (PostgreSQL detects a deadlock
-# after its 1 s deadlock_timeout, so both left at once).
+# Before attempt n + 1 a request waits a random time up to this x 2^(n-1): requests that collided
+# and all came back at once (several batches rolled back in turn, or serialization failures) would
+# meet again.
 RETRY_PAUSE_SECONDS = 0.05
 Body = TypeVar("Body", bound=BaseModel)
 

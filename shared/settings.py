@@ -72,16 +72,12 @@ class Settings:
                 object.__setattr__(self, spec.name, _checked(spec, getattr(self, spec.name)))
             except ValueError as exc:
                 problems.append(f"{ENV_PREFIX}{spec.name.upper()}: {exc}")
+        if not (self.database_url or self.database_secret_id):
+            problems.append(f"{ENV_PREFIX}DATABASE_URL (or {ENV_PREFIX}DATABASE_SECRET_ID) must be set")
+        if not (self.signing_key or self.signing_key_secret_id):
+            problems.append(f"{ENV_PREFIX}SIGNING_KEY (or {ENV_PREFIX}SIGNING_KEY_SECRET_ID) must be set")
         if problems:
             raise ConfigurationError("invalid settings: " + "; ".join(problems))
-        if not (self.database_url or self.database_secret_id):
-            raise ConfigurationError(
-                f"{ENV_PREFIX}DATABASE_URL (or {ENV_PREFIX}DATABASE_SECRET_ID) must be set"
-            )
-        if not (self.signing_key or self.signing_key_secret_id):
-            raise ConfigurationError(
-                f"{ENV_PREFIX}SIGNING_KEY (or {ENV_PREFIX}SIGNING_KEY_SECRET_ID) must be set"
-            )
 
 
 _TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", "n", "off"}
@@ -106,29 +102,42 @@ def _checked(spec: Field[Any], value: Any) -> Any:
 
 
 def _typed(value: Any, kind: type) -> Any:
-    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
+    """`value` as `kind`, converting text (and a whole float for an int) as pydantic's lax mode did."""
     if kind is bool:
+        if isinstance(value, bool):
+            return value
         text = str(value).strip().lower()
         if text in _TRUE | _FALSE:
             return text in _TRUE
         raise ValueError("must be true or false")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError("must be text")
+    number = _number(value)
     if kind is int:
+        if not number.is_integer():
+            raise ValueError("must be a whole number")
+        return int(number)
+    return number
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    if isinstance(value, int | float):
+        number = float(value)
+    else:
+        text = str(value).strip()
         try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ValueError("must be a whole number") from None
-    if kind is float:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        try:
-            number = float(str(value).strip())
+            if not text.isascii():
+                raise ValueError
+            number = float(text)
         except ValueError:
             raise ValueError("must be a number") from None
-        return _typed(number, float)
-    raise ValueError(f"must be {kind.__name__}")
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
 
 
 def _postgres_url(value: str) -> None:
@@ -137,6 +146,8 @@ def _postgres_url(value: str) -> None:
 
 
 def _object_store_url(value: str) -> None:
+    if not value:
+        raise ValueError("must be set (s3://bucket/prefix or file:///absolute/path)")
     parsed = urlparse(value)
     if parsed.scheme == "s3" and parsed.netloc:
         return

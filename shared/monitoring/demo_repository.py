@@ -44,5 +44,8 @@ def has_series(tx: Transaction, source: str, metric: str) -> bool:
 
 def rewind_scans(tx: Transaction, sources: Sequence[str], until: datetime) -> None:
     """Mark the demo series scanned up to `until`, so the next scan scores only what follows."""
+    # Locked in id order first, as the scan and pushes lock series (a collector may push meanwhile).
+    tx.fetch_all("SELECT series_id FROM metric_series WHERE source = ANY(CAST(string_to_array(:sources, ',') AS text[]))"
+                 " ORDER BY series_id FOR NO KEY UPDATE", sources=",".join(sources))
     tx.execute("UPDATE metric_series SET scanned_until = :until WHERE source = ANY(CAST(string_to_array(:sources, ',') AS text[]))",
                until=until, sources=",".join(sources))

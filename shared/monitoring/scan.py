@@ -158,6 +158,9 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
         services.series.set_low_uptime(tx, low_uptime, now)
         services.series.set_low_uptime(tx, recovered, None)
         counts = raise_alerts(tx, services.alerts, alerts, now, services.incident_window)
+    # Published after the scan's commit, so its series are not held while SNS answers (pushes would
+    # wait on them); an alert a failed publish leaves unpublished goes out with the next scan's.
+    with services.transactions.transaction() as tx:
         incidents = publish_new(tx, services.alerts, services.notifier)
     return {"series": len(windows), "points_scored": scored, "detector_state": "trained" if state else "none",
             "precedent_memories": len(stored),

@@ -16,6 +16,17 @@ import pytest
 from shared.errors import InvalidInput, TransientConflict
 
 
+def _until_a_session_waits(session: Any, lock_type: str) -> None:
+    """Return once another session waits on a lock of `lock_type` (pg_locks' locktype: 'tuple' or
+    'transactionid' for a row, 'advisory'); pg_locks is read live at each call, not from a snapshot."""
+    for _ in range(200):
+        if session.fetch_value("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN (:kind, 'transactionid')",
+                               kind=lock_type):
+            return
+        threading.Event().wait(0.05)
+    pytest.fail(f"no session ever waited on a {lock_type} lock")
+
+
 def _sessions(context: Any) -> int:
     with context.database.transaction() as tx:
         return int(tx.fetch_value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"))
@@ -204,7 +215,7 @@ def test_a_silence_retried_while_its_first_try_still_runs_is_stored_once(context
                                                         "deploy", "ops-key"))
         waiting = threading.Thread(target=retry)
         waiting.start()
-        waiting.join(timeout=1.0)  # it waits on the lock
+        _until_a_session_waits(tx, "advisory")  # the retry waits on the key's lock
         assert not retried
     waiting.join(timeout=10)
     assert [r["silence_id"] for r in retried] == [first.silence_id]
@@ -231,6 +242,9 @@ def test_a_push_locks_its_series_in_id_order_whatever_order_its_points_come_in(c
     store_metrics(services, batch(names, 0), None)
     with context.database.transaction() as tx:
         ids = sorted(tx.fetch_value("SELECT array_agg(series_id) FROM metric_series"))
+        # New row versions for the lower half: the table's order on disk is no longer id order, so
+        # only an explicit ORDER BY locks them first (a plain scan would meet the middle one first).
+        tx.execute("UPDATE metric_series SET suppression = suppression WHERE series_id < :middle", middle=ids[20])
     middle, lower = ids[20], ids[:20]
     held, release = threading.Event(), threading.Event()
 
@@ -253,13 +267,8 @@ def test_a_push_locks_its_series_in_id_order_whatever_order_its_points_come_in(c
         scan = pool.submit(scan_holding_middle)
         assert held.wait(timeout=10)
         push = pool.submit(push_in_reverse)
-        for _ in range(100):  # until the push waits on the scan's lock (a new snapshot of the view each time)
-            with context.database.transaction() as tx:
-                if tx.fetch_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"):
-                    break
-            threading.Event().wait(0.05)
-        else:
-            pytest.fail("the push never waited on the scan's series")
+        with context.database.transaction() as tx:
+            _until_a_session_waits(tx, "tuple")  # the push waits on the scan's series
         free = []
         for series_id in lower:
             try:

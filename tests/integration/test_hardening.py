@@ -218,15 +218,16 @@ def test_a_write_rolled_back_for_a_concurrent_one_is_run_again_and_a_second_coll
     monkeypatch.setattr(api_monitoring, "store_metrics", colliding)
     pauses: list[float] = []
     monkeypatch.setattr(http, "time", SimpleNamespace(sleep=pauses.append, perf_counter=time.perf_counter))
+    monkeypatch.setattr(http, "random", SimpleNamespace(uniform=lambda low, high: high))  # the longest pause
     service = get_context().tenants.create_key(tenant_keys["acme"]["tenant_id"], "service").secret
     point = {"source": "app", "metric": "queue_depth", "ts": "2026-11-30T12:00:00+00:00", "value": 3.0}
     stored = client.http.post("/api/v2/metrics", headers=auth(service), body=json.dumps({"points": [point]}))
     assert stored.status_code == 200 and json.loads(stored.body)["stored"] == 1
-    # A random pause before the second attempt, so two colliding requests do not meet again.
-    assert len(pauses) == 1 and 0 <= pauses[0] <= http.RETRY_PAUSE_SECONDS
+    # A random pause before the second attempt (up to 50 ms), so colliding requests do not meet again.
+    assert pauses == [http.RETRY_PAUSE_SECONDS]
     collisions["left"] = 3  # every attempt collides
     again = client.http.post("/api/v2/metrics", headers=auth(service),
                              body=json.dumps({"points": [{**point, "metric": "other"}]}))
     body = assert_error_shape(again, 503, "concurrent_update")
     assert again.headers["Retry-After"] == "5" and body["fields"] == []
-    assert len(pauses) == 3 and pauses[2] <= 2 * http.RETRY_PAUSE_SECONDS  # longer each time
+    assert pauses[1:] == [http.RETRY_PAUSE_SECONDS, 2 * http.RETRY_PAUSE_SECONDS]  # up to twice as long the next time

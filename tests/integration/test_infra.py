@@ -506,9 +506,12 @@ _S3_ACTIONS = {"HeadObject": "s3:GetObject", "HeadBucket": "s3:ListBucket", "Lis
 
 
 def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
-        app_environment: dict[str, str], tenant_keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every AWS call the routes make, recorded in process against LocalStack, is an action the
-    API's role (infra/template.yaml) allows: the read-only role does not break a route."""
+        app_environment: dict[str, str], tenant_keys: dict[str, Any], aws_endpoint_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every AWS call the routes make, recorded in process against LocalStack with a deployed
+    function's settings (secrets, queues, alerts topic), is an action the API's role
+    (infra/template.yaml) allows: the read-only role does not break a route. In process the API and
+    the authorizer share one context, so their calls are checked together against the API's role."""
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
@@ -531,6 +534,7 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
     assert trained.version is not None
     context.registry.activate(trained.version.version_id, actor="test")
     _, (operator, service) = context.tenants.create_tenant_with_keys("platform", "Platform", ("operator", "service"))
+    _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)  # a fresh context reads them
     calls: list[str] = []
     real_call = botocore.client.BaseClient._make_api_call
 
@@ -565,5 +569,34 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
             if path == "/api/v2/predict/conflict":
                 assert json.loads(answer.body)["model_version"] == trained.version.label  # loaded from S3
     granted = role_grants(load_cfn_yaml(TEMPLATE), "ApiHandlerRole")
-    assert {"s3:GetObject", "s3:ListBucket"} <= set(calls)  # the artifact and the health check
+    # The secrets, the artifact and the health check.
+    assert {"secretsmanager:GetSecretValue", "s3:GetObject", "s3:ListBucket"} <= set(calls)
     assert set(calls) <= set(granted), sorted(set(calls) - set(granted))
+
+
+def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The settings a deployed function gets (infra/template.yaml's Globals): the database URL and
+    signing key from Secrets Manager, the queues and the alerts topic, all made in LocalStack."""
+    from urllib.parse import urlparse
+
+    from shared.context import get_context, reset_context
+
+    name = f"mlstack-roles-{uuid.uuid4().hex[:8]}"
+    url = urlparse(environment["MLSTACK_DATABASE_URL"])
+    secrets_manager = aws_client("secretsmanager", endpoint_url=endpoint)
+    secrets_manager.create_secret(Name=f"{name}/db", SecretString=json.dumps({
+        "host": url.hostname, "port": url.port, "username": url.username or "postgres", "password": url.password or "x",
+        "dbname": url.path.lstrip("/"), "sslmode": "disable"}))
+    secrets_manager.create_secret(Name=f"{name}/signing",
+                                  SecretString=json.dumps({"signing_key": environment["MLSTACK_SIGNING_KEY"]}))
+    sqs = aws_client("sqs", endpoint_url=endpoint)
+    monkeypatch.setenv("MLSTACK_DATABASE_SECRET_ID", f"{name}/db")
+    monkeypatch.setenv("MLSTACK_SIGNING_KEY_SECRET_ID", f"{name}/signing")
+    monkeypatch.setenv("MLSTACK_TRAINING_JOBS_QUEUE_URL", sqs.create_queue(QueueName=f"{name}-jobs")["QueueUrl"])
+    monkeypatch.setenv("MLSTACK_BUFFERED_WRITES_QUEUE_URL", sqs.create_queue(QueueName=f"{name}-writes")["QueueUrl"])
+    monkeypatch.setenv("MLSTACK_ALERTS_TOPIC_ARN",
+                       aws_client("sns", endpoint_url=endpoint).create_topic(Name=f"{name}-alerts")["TopicArn"])
+    monkeypatch.delenv("MLSTACK_DATABASE_URL")
+    monkeypatch.delenv("MLSTACK_SIGNING_KEY")
+    get_context().database.close()
+    reset_context()

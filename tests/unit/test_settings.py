@@ -83,6 +83,7 @@ def test_a_switch_reads_the_usual_words(value: str, expected: bool) -> None:
         ("MLSTACK_DRIFT_RETRAIN", "maybe", "true or false"),
         ("MLSTACK_SCORING_PROCESSES", "0", "from 1 to 64"),
         ("MLSTACK_SCORING_PROCESSES", "2.5", "whole number"),
+        ("MLSTACK_SCORING_PROCESSES", "\u0661\u0662", "a number"),
         ("MLSTACK_MODEL_REFRESH_SECONDS", "nan", "finite"),
         ("MLSTACK_STATEMENT_TIMEOUT_SECONDS", "soon", "a number"),
     ],
@@ -102,3 +103,18 @@ def test_every_problem_is_named_at_once_and_a_copy_is_checked_again() -> None:
     assert settings.statement_timeout_seconds == 10.0 and replace(settings, scoring_processes=3).scoring_processes == 3
     with pytest.raises(ConfigurationError, match="MLSTACK_SCORING_PROCESSES"):
         replace(settings, scoring_processes=65)
+
+
+def test_a_whole_number_may_be_written_with_a_point_and_a_switch_with_spaces() -> None:
+    settings = settings_from_environment({**VALID, "MLSTACK_SCORING_PROCESSES": "2.0", "MLSTACK_DRIFT_RETRAIN": " on "})
+    assert settings.scoring_processes == 2 and isinstance(settings.scoring_processes, int)
+    assert settings.drift_retrain is True
+
+
+def test_a_missing_variable_and_a_malformed_one_are_named_together() -> None:
+    env = {k: v for k, v in VALID.items() if k not in ("MLSTACK_DATABASE_URL", "MLSTACK_OBJECT_STORE_URL")}
+    with pytest.raises(ConfigurationError) as refused:
+        settings_from_environment({**env, "MLSTACK_LOG_LEVEL": "LOUD"})
+    message = str(refused.value)
+    assert "MLSTACK_LOG_LEVEL" in message and "MLSTACK_DATABASE_URL" in message
+    assert "MLSTACK_OBJECT_STORE_URL: must be set" in message
