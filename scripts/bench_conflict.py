@@ -29,7 +29,7 @@ each that is not counted (the first round after an ingest is cold); the best rou
 throughput counts and predict latencies are the median over rounds, since other work on a shared
 machine slows single runs at random (every round's figures are in the JSON). Each round also runs
 each code's `mlstack score conflict` on the same requests in a fresh interpreter, as a user times
-the command (CLI rows/s; this code's must write the function's bytes).
+the command, in one process (CLI rows/s; this code's must write the function's bytes).
 
     .venv/bin/python scripts/bench_conflict.py [--events 1000000] [--predictions 500]
         [--baseline-rows 2000] [--baseline-ref 8e3d3ad] [--repeat 3] [--json FILE]
@@ -41,7 +41,9 @@ One batch-scoring case alone (e.g. issue 8's 41,290 requests against 207,600 sto
 stores that many events, trains, and scores the newest ROWS of them as requests, alternating the
 previous code's `score_conflict_csv` (in a child process in its exported tree) and this one's,
 each split over MLSTACK_SCORING_PROCESSES and in one process, and each code's `mlstack score
-conflict` after its function, after one uncounted round of each; every output must be the same bytes.
+conflict` after its function, in one process and then with the user's default processes (none set:
+min(2, cores), so the issue's case is split), after one uncounted round of each; every output must
+be the same bytes.
 """
 
 from __future__ import annotations
@@ -544,10 +546,12 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
     command = _Command(url, f"file://{work / 'objects'}", key, work / "requests.csv")
     seconds: dict[str, dict[str, list[float]]] = {code: {"split": [], "one_process": []} for code in codes}
     cli: dict[str, list[float]] = {code: [] for code in codes}
+    cli_default: dict[str, list[float]] = {code: [] for code in codes}
     loads = []
     # One round of each code first, not counted (the first round after the ingest is cold; it
     # writes the command's bytecode too); then each round times each code's function (split and
-    # one process, in a fresh child) and then its command, the previous code first.
+    # one process, in a fresh child) and then its command (in one process, and with the user's
+    # default processes), the previous code first.
     for round_number in range(repeat + 1):
         if round_number:
             loads.append(os.getloadavg()[0])
@@ -556,26 +560,29 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
                                   capture_output=True, text=True,
                                   input=json.dumps({**setup, "tree": str(code_tree), "output": str(work / code)}))
             cli_seconds = command.seconds(code_tree, work / f"cli.{code}")
+            default_seconds = command.seconds(code_tree, work / f"cli_default.{code}", processes=None)
             if round_number:
                 for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
                     seconds[code][name].append(value)
                 cli[code].append(cli_seconds)
+                cli_default[code].append(default_seconds)
         outputs = set()
         for code, name in itertools.product(codes, ("split", "one_process")):
             with (work / f"{code}.{name}").open(newline="") as handle:
                 outputs.add(handle.read())
         assert len(outputs) == 1, "the outputs differ (split against one process, or this code against the previous)"
-        for code in codes:
-            assert (work / f"cli.{code}").read_bytes() == (work / "now.one_process").read_bytes(), \
-                f"the command ({code}) wrote other bytes than the function"
+        for code, output in itertools.product(codes, ("cli", "cli_default")):
+            assert (work / f"{output}.{code}").read_bytes() == (work / "now.one_process").read_bytes(), \
+                f"the command ({code}, {output}) wrote other bytes than the function"
     localpg.stop(work / "pg")
 
     return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
             "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
             "now": {**{name: _summary(rows, values) for name, values in seconds["now"].items()},
-                    "cli": _summary(rows, cli["now"])},
+                    "cli": _summary(rows, cli["now"]), "cli_default": _summary(rows, cli_default["now"])},
             "baseline": ({**{name: _summary(rows, values) for name, values in seconds["baseline"].items()},
-                          "cli": _summary(rows, cli["baseline"])} if tree is not None else None)}
+                          "cli": _summary(rows, cli["baseline"]),
+                          "cli_default": _summary(rows, cli_default["baseline"])} if tree is not None else None)}
 
 
 class _Command:
@@ -588,14 +595,18 @@ class _Command:
     def __init__(self, url: str, objects: str, key: str, requests: Path) -> None:
         self.requests = requests
         self.env = {**os.environ, "MLSTACK_DATABASE_URL": url, "MLSTACK_OBJECT_STORE_URL": objects,
-                    "MLSTACK_SIGNING_KEY": key, "MLSTACK_SCORING_PROCESSES": "1"}
+                    "MLSTACK_SIGNING_KEY": key}
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env.pop("MLSTACK_SCORING_PROCESSES", None)
 
-    def seconds(self, tree: Path, output: Path) -> float:
+    def seconds(self, tree: Path, output: Path, processes: int | None = 1) -> float:
+        """One process by default; `processes=None` leaves MLSTACK_SCORING_PROCESSES unset, as a
+        user runs it (min(2, cores): a file of 40,000 lines or more is split)."""
+        env = self.env if processes is None else {**self.env, "MLSTACK_SCORING_PROCESSES": str(processes)}
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "shared.cli", "score", "conflict", "--tenant", "bench",
                         "--input", str(self.requests), "--output", str(output)],
-                       cwd=tree, env=self.env, check=True, capture_output=True)
+                       cwd=tree, env=env, check=True, capture_output=True)
         return round(time.perf_counter() - started, 3)
 
 
@@ -611,13 +622,15 @@ def case_table(report: dict[str, Any]) -> str:
     lines = [f"batch scoring, {case['rows']:,} requests against {case['events']:,} stored events; rows/s of the best"
              f" of {report['repeat']} rounds (seconds: best / median); load average at each round"
              f" {report['load_average_each_round']}",
-             f"{'':>24}{'split over ' + str(report['processes']):>26}{'one process':>26}{'mlstack score conflict':>30}",
-             "-" * 106]
+             f"{'':>24}{'split over ' + str(report['processes']):>26}{'one process':>26}"
+             f"{'mlstack score conflict':>30}{'(default processes)':>30}",
+             "-" * 136]
     for name, code in (("this code", now), (f"before ({report['baseline_ref']})", before)):
         if code:
             lines.append(f"{name:>24}" + "".join(
                 f"{f'{m['rows_per_s']:,} ({m['seconds_best']} / {m['seconds_median']})':>{width}}"
-                for m, width in ((code["split"], 26), (code["one_process"], 26), (code["cli"], 30))))
+                for m, width in ((code["split"], 26), (code["one_process"], 26), (code["cli"], 30),
+                                 (code["cli_default"], 30))))
     return "\n".join(lines)
 
 
