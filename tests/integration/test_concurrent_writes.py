@@ -148,8 +148,15 @@ def test_a_thread_that_ends_its_database_session_leaves_none_open(context: Any) 
     worker = threading.Thread(target=serve_one)
     worker.start()
     worker.join(timeout=10)
-    assert opened.is_set() and counts == [before + 1]
-    assert _sessions(context) == before
+    assert opened.is_set() and counts[0] >= before + 1
+    # A closed session's server process ends a moment after its client hangs up (as do those of
+    # earlier tests' threads): wait for it, up to 10 s; a session left open never goes.
+    for _ in range(200):
+        if _sessions(context) <= before:
+            break
+        threading.Event().wait(0.05)
+    else:
+        pytest.fail(f"{_sessions(context) - before} session(s) still open after the thread ended")
 
 
 @pytest.mark.parametrize("value", [1.7e308, -1e19])
