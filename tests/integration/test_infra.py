@@ -510,8 +510,9 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Every AWS call the routes make, recorded in process against LocalStack with a deployed
     function's settings (secrets, queues, alerts topic), is an action the API's role
-    (infra/template.yaml) allows: the read-only role does not break a route. In process the API and
-    the authorizer share one context, so their calls are checked together against the API's role."""
+    (infra/template.yaml) allows, on the resources it names: the read-only role does not break a
+    route. The authorizer runs first on a context of its own, as its own Lambda function does, and
+    its calls are held to its narrower role (during the routes it shares the API's context)."""
     from dataclasses import replace
     from datetime import UTC, datetime, timedelta
 
@@ -534,16 +535,31 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
     assert trained.version is not None
     context.registry.activate(trained.version.version_id, actor="test")
     _, (operator, service) = context.tenants.create_tenant_with_keys("platform", "Platform", ("operator", "service"))
-    _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)  # a fresh context reads them
-    calls: list[str] = []
+    deployed = _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)  # a fresh context reads them
+    calls: list[tuple[str, str]] = []  # (action, the secret, bucket, queue or topic it names)
     real_call = botocore.client.BaseClient._make_api_call
 
     def recorded(client: Any, operation: str, params: Any) -> Any:
         prefix = client.meta.service_model.endpoint_prefix
-        calls.append(_S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}")
+        action = _S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}"
+        named = next((params[k] for k in ("SecretId", "Bucket", "QueueUrl", "TopicArn") if k in params), "")
+        calls.append((action, str(named)))
         return real_call(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    from functions.auth import api_key_authorizer
+    from shared.context import reset_context
+
+    allowed = api_key_authorizer({"type": "TOKEN", "authorizationToken": f"Bearer {acme['client']}",
+                                  "methodArn": "arn:aws:execute-api:us-east-1:000000000000:abc/api/GET/api/v2/models"}, None)
+    assert allowed["principalId"] != "anonymous"
+    authorizer_calls = set(calls)
+    authorizer_role = role_grants(load_cfn_yaml(TEMPLATE), "ApiKeyAuthorizerRole")
+    assert authorizer_calls == {("secretsmanager:GetSecretValue", deployed["database_secret"])}
+    assert {action for action, _ in authorizer_calls} <= set(authorizer_role)
+    get_context().database.close()
+    reset_context()
+    calls.clear()
     minute = (now - timedelta(minutes=2)).replace(second=0, microsecond=0).isoformat()
     requests = [
         ("GET", "/health", None, None),
@@ -569,14 +585,19 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
             if path == "/api/v2/predict/conflict":
                 assert json.loads(answer.body)["model_version"] == trained.version.label  # loaded from S3
     granted = role_grants(load_cfn_yaml(TEMPLATE), "ApiHandlerRole")
+    actions = {action for action, _ in calls}
     # The secrets, the artifact and the health check.
-    assert {"secretsmanager:GetSecretValue", "s3:GetObject", "s3:ListBucket"} <= set(calls)
-    assert set(calls) <= set(granted), sorted(set(calls) - set(granted))
+    assert {"secretsmanager:GetSecretValue", "s3:GetObject", "s3:ListBucket"} <= actions
+    assert actions <= set(granted), sorted(actions - set(granted))
+    assert {named for action, named in calls if action.startswith("secretsmanager:")} <= {
+        deployed["database_secret"], deployed["signing_secret"]}
+    assert {named for action, named in calls if action.startswith("s3:")} == {deployed["bucket"]}
 
 
-def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The settings a deployed function gets (infra/template.yaml's Globals): the database URL and
-    signing key from Secrets Manager, the queues and the alerts topic, all made in LocalStack."""
+    signing key from Secrets Manager, the queues and the alerts topic, all made in LocalStack.
+    Returns the names of the secrets and the bucket."""
     from urllib.parse import urlparse
 
     from shared.context import get_context, reset_context
@@ -600,3 +621,5 @@ def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: 
     monkeypatch.delenv("MLSTACK_SIGNING_KEY")
     get_context().database.close()
     reset_context()
+    return {"database_secret": f"{name}/db", "signing_secret": f"{name}/signing",
+            "bucket": urlparse(environment["MLSTACK_OBJECT_STORE_URL"]).netloc}
