@@ -24,6 +24,33 @@ def _bounded(default: float, low: float, high: float) -> Any:
     return field(default=default, metadata={"range": (low, high)})
 
 
+def _postgres_url(value: str) -> None:
+    if value and urlparse(value).scheme not in ("postgresql", "postgres"):
+        raise ValueError("must look like postgresql://user:password@host:port/database")
+
+
+def _object_store_url(value: str) -> None:
+    if not value:
+        raise ValueError("must be set (s3://bucket/prefix or file:///absolute/path)")
+    parsed = urlparse(value)
+    if parsed.scheme == "s3" and parsed.netloc:
+        return
+    if parsed.scheme == "file" and not parsed.netloc and parsed.path.startswith("/"):
+        return
+    raise ValueError("must be s3://bucket/prefix or file:///absolute/path")
+
+
+def _long_hex(value: str) -> None:
+    if not value:
+        return
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise ValueError("must be hex") from None
+    if len(raw) < 32:
+        raise ValueError("must be at least 32 bytes (64 hex characters)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """A plain frozen dataclass checked by hand, not a pydantic model: every function and command
@@ -32,16 +59,16 @@ class Settings:
     environment's) are converted by the type of the field's default."""
 
     # postgresql://user:password@host:port/database; or empty when database_secret_id is set.
-    database_url: str = field(default="", repr=False)  # it holds the password
+    database_url: str = field(default="", repr=False, metadata={"check": _postgres_url})  # it holds the password
     # Secrets Manager id of a JSON secret {host, port, username, password, dbname} (deployed stages).
     database_secret_id: str = ""
     # s3://bucket/prefix or file:///absolute/path
-    object_store_url: str = ""
+    object_store_url: str = field(default="", metadata={"check": _object_store_url})
     # Endpoint for every AWS client (LocalStack: http://127.0.0.1:4566); empty means AWS itself.
     aws_endpoint_url: str = ""
     aws_region: str = "us-east-1"
     # The model-signing key: hex in MLSTACK_SIGNING_KEY (local) or a Secrets Manager secret id.
-    signing_key: str = field(default="", repr=False)
+    signing_key: str = field(default="", repr=False, metadata={"check": _long_hex})
     signing_key_secret_id: str = ""
     log_level: str = field(default="INFO", metadata={"choices": LOG_LEVELS})
     # How often a warm function re-reads which model version is active.
@@ -85,7 +112,7 @@ _TRUE, _FALSE = {"1", "true", "t", "yes", "y", "on"}, {"0", "false", "f", "no", 
 
 def _checked(spec: Field[Any], value: Any) -> Any:
     """The value as the field's type (its default's: text from the environment is converted), in its
-    range, choices and format."""
+    range, choices and format (the field's metadata)."""
     default = spec.default_factory() if callable(spec.default_factory) else spec.default
     value = _typed(value, type(default))
     metadata = spec.metadata
@@ -95,9 +122,8 @@ def _checked(spec: Field[Any], value: Any) -> Any:
             raise ValueError(f"must be from {low} to {high}")
     if "choices" in metadata and value not in metadata["choices"]:
         raise ValueError(f"must be one of {', '.join(metadata['choices'])}")
-    check = _FORMATS.get(spec.name)
-    if check is not None:
-        check(value)
+    if "check" in metadata:
+        metadata["check"](value)
     return value
 
 
@@ -138,36 +164,6 @@ def _number(value: Any) -> float:
     if not math.isfinite(number):
         raise ValueError("must be a finite number")
     return number
-
-
-def _postgres_url(value: str) -> None:
-    if value and urlparse(value).scheme not in ("postgresql", "postgres"):
-        raise ValueError("must look like postgresql://user:password@host:port/database")
-
-
-def _object_store_url(value: str) -> None:
-    if not value:
-        raise ValueError("must be set (s3://bucket/prefix or file:///absolute/path)")
-    parsed = urlparse(value)
-    if parsed.scheme == "s3" and parsed.netloc:
-        return
-    if parsed.scheme == "file" and not parsed.netloc and parsed.path.startswith("/"):
-        return
-    raise ValueError("must be s3://bucket/prefix or file:///absolute/path")
-
-
-def _long_hex(value: str) -> None:
-    if not value:
-        return
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError("must be hex") from None
-    if len(raw) < 32:
-        raise ValueError("must be at least 32 bytes (64 hex characters)")
-
-
-_FORMATS = {"database_url": _postgres_url, "object_store_url": _object_store_url, "signing_key": _long_hex}
 
 
 # Variable name (without prefix) -> field, so README and errors use the same names.
