@@ -4,6 +4,7 @@ carries everything the app defines; the non-Lambda part deploys to LocalStack an
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -217,7 +218,7 @@ def test_functions_get_the_environment_and_at_most_one_ml_layer(
         assert layers <= ML_LAYERS, (logical_id, layers)
         # Both together are over Lambda's 250 MB unzipped cap (layers/README.md).
         assert len(layers) <= 1, f"{logical_id} attaches both ML layers"
-        role = REQUEST_PATH_ROLES.get(logical_id, "DefaultRole")
+        role = FUNCTION_ROLES.get(logical_id, "DefaultRole")
         assert properties["Role"] == {"Fn::GetAtt": [role, "Arn"]}, logical_id
 
 
@@ -243,9 +244,14 @@ def test_handlers_that_import_numpy_have_an_ml_layer(merged_template: dict[str, 
 
 
 ACTIONS_WITHOUT_RESOURCES = {"cloudwatch:GetMetricData"}  # the queues' oldest-message age
-# The request path's functions and their own roles (infra/template.yaml); every other function
-# has DefaultRole.
+# The request path's functions and their own roles (infra/template.yaml).
 REQUEST_PATH_ROLES = {"APIHandler": "ApiHandlerRole", "ApiKeyAuthorizer": "ApiKeyAuthorizerRole"}
+# Each function's role; a function not named here (a job that only reads models) has DefaultRole.
+FUNCTION_ROLES = {
+    **REQUEST_PATH_ROLES,
+    **dict.fromkeys(("RetrainConflict", "RetrainFraud", "RetrainOcr", "RetrainAnomaly", "TrainWorker"), "TrainingRole"),
+    **dict.fromkeys(("CollectMetrics", "ScanMetrics", "CheckDrift"), "MonitoringRole"),
+}
 
 
 def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
@@ -267,18 +273,34 @@ def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
     return granted
 
 
-def test_function_role_is_least_privilege(merged_template: dict[str, Any]) -> None:
-    assert merged_template["Resources"]["DefaultRole"]["Properties"]["Policies"][0]["PolicyName"] == "mlstack-functions"
-    granted = role_grants(merged_template, "DefaultRole")
-    assert granted["s3:GetObject"] == granted["s3:PutObject"] == {"ModelBucket"}
-    assert granted["s3:ListBucket"] == {"ModelBucket"}
-    assert granted["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
-    queues = {"TrainingJobsQueue", "BufferedWritesQueue"}
-    assert granted["sqs:SendMessage"] == granted["sqs:ReceiveMessage"] == queues
-    assert granted["sns:Publish"] == {"AlertsTopic"}
-    assert granted["kms:GenerateDataKey"] == granted["kms:Decrypt"] == {"AlertsTopicKey"}
-    assert "logs:PutLogEvents" in granted
-    assert granted["cloudwatch:GetMetricData"] == set()  # "*": no resource to name
+def test_each_job_role_grants_only_what_its_jobs_do(merged_template: dict[str, Any]) -> None:
+    """The read-only jobs read models and secrets; the training side also writes artifacts and
+    sends and takes training jobs; monitoring also reads the queues' depths and ages, publishes
+    alerts and (drift's early retrain) writes artifacts and sends a job. No role deletes an
+    artifact or touches the buffered-writes queue beyond its depth."""
+    read_only = LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
+    reader = role_grants(merged_template, "DefaultRole")
+    assert set(reader) == read_only
+    assert reader["s3:GetObject"] == reader["s3:ListBucket"] == {"ModelBucket"}
+    assert reader["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
+    training = role_grants(merged_template, "TrainingRole")
+    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
+    assert set(training) == read_only | {"s3:PutObject", "sqs:SendMessage"} | consume
+    assert training["s3:PutObject"] == {"ModelBucket"}
+    assert all(training[action] == {"TrainingJobsQueue"} for action in consume | {"sqs:SendMessage"})
+    monitoring = role_grants(merged_template, "MonitoringRole")
+    assert set(monitoring) == read_only | {
+        "s3:PutObject", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData",
+        "sns:Publish", "kms:Decrypt", "kms:GenerateDataKey"}
+    assert monitoring["sqs:SendMessage"] == {"TrainingJobsQueue"}
+    assert monitoring["sqs:GetQueueAttributes"] == monitoring["sqs:GetQueueUrl"] == {
+        "TrainingJobsQueue", "BufferedWritesQueue", "TrainingJobsDeadLetterQueue", "BufferedWritesDeadLetterQueue"}
+    assert monitoring["sns:Publish"] == {"AlertsTopic"}
+    assert monitoring["kms:GenerateDataKey"] == monitoring["kms:Decrypt"] == {"AlertsTopicKey"}
+    assert monitoring["cloudwatch:GetMetricData"] == set()  # "*": no resource to name
+    for role in ("TrainingRole", "MonitoringRole"):
+        assert merged_template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
+            "Principal"] == {"Service": "lambda.amazonaws.com"}
 
 
 LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
@@ -286,7 +308,7 @@ LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 
 def test_the_request_path_has_read_only_roles_of_its_own(merged_template: dict[str, Any]) -> None:
     """The API's function reads its secrets and the models; the authorizer the database secret.
-    Neither can write or delete an artifact, send a job or publish an alert (DefaultRole's)."""
+    Neither can write or delete an artifact, send a job or publish an alert."""
     api = role_grants(merged_template, "ApiHandlerRole")
     assert set(api) == LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
     assert api["s3:GetObject"] == api["s3:ListBucket"] == {"ModelBucket"}
@@ -308,7 +330,7 @@ def test_local_stack_is_the_non_lambda_part_of_the_template() -> None:
     functions = {
         name for name, body in full["Resources"].items()
         if "Type" not in body or body["Type"].startswith(("AWS::Serverless::", "AWS::Lambda::"))
-    }
+    } | set(FUNCTION_ROLES.values())  # the functions' roles: nothing but a function assumes them
     # ... and what refers to a function or layer (the functions' alarms).
     lambda_side = functions | {
         name for name, body in full["Resources"].items()
@@ -503,6 +525,7 @@ def test_the_stage_is_throttled(merged_template: dict[str, Any]) -> None:
 # S3 operations whose IAM action is not s3:<operation>.
 _S3_ACTIONS = {"HeadObject": "s3:GetObject", "HeadBucket": "s3:ListBucket", "ListObjectsV2": "s3:ListBucket",
                "ListObjects": "s3:ListBucket", "GetObjectAttributes": "s3:GetObject"}
+_IAM_PREFIXES = {"monitoring": "cloudwatch"}  # CloudWatch's endpoint is monitoring.<region>...
 
 
 def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
@@ -513,40 +536,20 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
     (infra/template.yaml) allows, on the resources it names: the read-only role does not break a
     route. The authorizer runs first on a context of its own, as its own Lambda function does, and
     its calls are held to its narrower role (during the routes it shares the API's context)."""
-    from dataclasses import replace
     from datetime import UTC, datetime, timedelta
-
-    import botocore.client
 
     from app import app
     from functions.local_gateway import local_test_client
-    from shared.conflict.demo_data import DemoConfig, generate_sync_history
-    from shared.conflict.training import train_candidate
     from shared.context import get_context
-    from shared.demo import seed_sync_history
     from tests.conftest import auth
 
     context = get_context()
     now = datetime.now(UTC)
     acme = tenant_keys["acme"]
-    config = replace(DemoConfig(), tenants=("acme",), users_per_tenant=20, entities_per_tenant=80, days=20, end=now)
-    seed_sync_history(context, {"acme": acme["tenant_id"]}, generate_sync_history(config))
-    trained = train_candidate(context, end=now)
-    assert trained.version is not None
-    context.registry.activate(trained.version.version_id, actor="test")
+    trained = _active_conflict_model(context, acme["tenant_id"], now)
     _, (operator, service) = context.tenants.create_tenant_with_keys("platform", "Platform", ("operator", "service"))
     deployed = _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)  # a fresh context reads them
-    calls: list[tuple[str, str]] = []  # (action, the secret, bucket, queue or topic it names)
-    real_call = botocore.client.BaseClient._make_api_call
-
-    def recorded(client: Any, operation: str, params: Any) -> Any:
-        prefix = client.meta.service_model.endpoint_prefix
-        action = _S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}"
-        named = next((params[k] for k in ("SecretId", "Bucket", "QueueUrl", "TopicArn") if k in params), "")
-        calls.append((action, str(named)))
-        return real_call(client, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    calls = _recorded_aws_calls(monkeypatch)
     from functions.auth import api_key_authorizer
     from shared.context import reset_context
 
@@ -583,7 +586,7 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
                                          body=json.dumps(body).encode() if body is not None else b"")
             assert answer.status_code == 200, (path, answer.body[:500])
             if path == "/api/v2/predict/conflict":
-                assert json.loads(answer.body)["model_version"] == trained.version.label  # loaded from S3
+                assert json.loads(answer.body)["model_version"] == trained.label  # loaded from S3
     granted = role_grants(load_cfn_yaml(TEMPLATE), "ApiHandlerRole")
     actions = {action for action, _ in calls}
     # The secrets, the artifact and the health check.
@@ -594,10 +597,109 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
     assert {named for action, named in calls if action.startswith("s3:")} == {deployed["bucket"]}
 
 
+def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
+        app_environment: dict[str, str], tenant_keys: dict[str, Any], aws_endpoint_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scheduled job, and the training worker on the job the conflict retrain queued, run in
+    process with a deployed function's settings, each on a context of its own as its Lambda
+    function has: every AWS call each makes is an action its function's role (infra/template.yaml)
+    allows, on a resource that role names. The data make the calls that need a role's writes
+    happen: a trained model to verify, a spike for the scan to publish, a job to queue and train."""
+    from datetime import UTC, datetime, timedelta
+
+    from functions.workers import train_worker
+    from shared.context import get_context, reset_context
+    from shared.monitoring.intake import MetricBatch, store_metrics
+    from shared.monitoring.services import monitoring_services
+    from shared.slices import all_jobs
+
+    context = get_context()
+    now = datetime.now(UTC)
+    acme = tenant_keys["acme"]
+    _active_conflict_model(context, acme["tenant_id"], now)
+    minute = now.replace(second=0, microsecond=0)
+    steady = [{"source": "host-roles", "metric": "latency_ms", "ts": (minute - timedelta(minutes=m)).isoformat(),
+               "value": 100.0 + (m * 7) % 5} for m in range(1, 241)]
+    spike = [{"source": "host-roles", "metric": "latency_ms", "ts": minute.isoformat(), "value": 900.0}]
+    store_metrics(monitoring_services(context), MetricBatch.model_validate({"points": steady + spike}))
+    deployed = _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)
+    logical_ids = {deployed["database_secret"]: "DatabaseSecret", deployed["signing_secret"]: "SigningKeySecret",
+                   deployed["bucket"]: "ModelBucket", deployed["jobs_queue"]: "TrainingJobsQueue",
+                   deployed["writes_queue"]: "BufferedWritesQueue", deployed["topic"]: "AlertsTopic"}
+    template = load_cfn_yaml(TEMPLATE)
+    calls = _recorded_aws_calls(monkeypatch)
+
+    def held_to_its_role(function: str, run: Any) -> set[str]:
+        """Runs a function's work on a fresh context; checks its calls; returns their actions."""
+        get_context().database.close()
+        reset_context()
+        calls.clear()
+        run()
+        granted = role_grants(template, FUNCTION_ROLES.get(function, "DefaultRole"))
+        for action, named in calls:
+            assert action in granted, (function, action)
+            # An action granted on "*" (no resource-level permission) names no resource here.
+            assert (granted[action] == set() and not named) or logical_ids[named] in granted[action], (
+                function, action, named)
+        return {action for action, _ in calls}
+
+    made = {}
+    for job in all_jobs().values():
+        function = "".join(part.title() for part in job.handler_name.split("_"))
+        made[function] = held_to_its_role(function, lambda job=job: job.run(get_context()))
+    queued = aws_client("sqs", endpoint_url=aws_endpoint_url).receive_message(
+        QueueUrl=deployed["jobs_queue"], MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    message = next(m for m in queued if json.loads(m["Body"])["kind"] == "conflict")
+    made["TrainWorker"] = held_to_its_role(
+        "TrainWorker", lambda: train_worker({"Records": [{"body": message["Body"]}]}, None))
+    # What each role's writes are for happened, under that role.
+    assert "sqs:SendMessage" in made["RetrainConflict"]
+    assert "s3:PutObject" in made["TrainWorker"]
+    assert {"sqs:GetQueueAttributes", "cloudwatch:GetMetricData"} <= made["CollectMetrics"]
+    assert "sns:Publish" in made["ScanMetrics"]
+    assert "s3:GetObject" in made["VerifyActiveModels"]
+
+
+def _active_conflict_model(context: Any, tenant_id: str, now: Any) -> Any:
+    """A small conflict history for the tenant (20 users, 20 days), a model trained on it and
+    made active: the artifact a job or route then fetches from the bucket. Returns its version."""
+    from dataclasses import replace
+
+    from shared.conflict.demo_data import DemoConfig, generate_sync_history
+    from shared.conflict.training import train_candidate
+    from shared.demo import seed_sync_history
+
+    config = replace(DemoConfig(), tenants=("acme",), users_per_tenant=20, entities_per_tenant=80, days=20, end=now)
+    seed_sync_history(context, {"acme": tenant_id}, generate_sync_history(config))
+    trained = train_candidate(context, end=now)
+    assert trained.version is not None
+    context.registry.activate(trained.version.version_id, actor="test")
+    return trained.version
+
+
+def _recorded_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """From now on, every AWS call botocore makes: (the action as IAM names it, the secret,
+    bucket, queue or topic it names)."""
+    import botocore.client
+
+    calls: list[tuple[str, str]] = []
+    real_call = botocore.client.BaseClient._make_api_call
+
+    def recorded(client: Any, operation: str, params: Any) -> Any:
+        prefix = _IAM_PREFIXES.get(client.meta.service_model.endpoint_prefix, client.meta.service_model.endpoint_prefix)
+        action = _S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}"
+        named = next((params[k] for k in ("SecretId", "Bucket", "QueueUrl", "TopicArn") if k in params), "")
+        calls.append((action, str(named)))
+        return real_call(client, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
+    return calls
+
+
 def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The settings a deployed function gets (infra/template.yaml's Globals): the database URL and
     signing key from Secrets Manager, the queues and the alerts topic, all made in LocalStack.
-    Returns the names of the secrets and the bucket."""
+    Returns the names of the secrets, the bucket, the queues and the topic."""
     from urllib.parse import urlparse
 
     from shared.context import get_context, reset_context
@@ -622,4 +724,6 @@ def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: 
     get_context().database.close()
     reset_context()
     return {"database_secret": f"{name}/db", "signing_secret": f"{name}/signing",
-            "bucket": urlparse(environment["MLSTACK_OBJECT_STORE_URL"]).netloc}
+            "bucket": urlparse(environment["MLSTACK_OBJECT_STORE_URL"]).netloc,
+            "jobs_queue": os.environ["MLSTACK_TRAINING_JOBS_QUEUE_URL"],
+            "writes_queue": os.environ["MLSTACK_BUFFERED_WRITES_QUEUE_URL"], "topic": os.environ["MLSTACK_ALERTS_TOPIC_ARN"]}
