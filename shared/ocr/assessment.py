@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -88,7 +88,8 @@ def score_in_order(
     tx: Any, repository: ReadingRepository, serving: Serving, tenant_id: str, readings: Sequence[OcrReading],
     settings: OcrSettings,
 ) -> list[Scored]:
-    """Assess readings in `captured_at` order (ties: as given); returns them in that order."""
+    """Assess readings in `captured_at` order (ties: as given); returns them in that order, each
+    captured when its score reaches the threshold (the daily budget is within_budget's)."""
     ordered = sorted(readings, key=lambda r: r.captured_at)
     if not ordered:
         return []
@@ -96,16 +97,25 @@ def score_in_order(
     sources = {(r.source_type, r.source_id) for r in ordered}
     # History up to the last reading's time, inclusive: the index itself keeps to "strictly before".
     index = HistoryIndex(repository.history(tx, tenant_id, sources, start, end + timedelta(microseconds=1)))
-    days = sorted({r.captured_at.astimezone(UTC).date() for r in ordered})
-    budget = CaptureBudget(settings.daily_capture_budget, repository.captured_per_day(tx, tenant_id, days))
     threshold = capture_threshold(settings, serving)
     results = []
     for reading in ordered:
         found = assess(tenant_id, reading, index, settings.countries)
         probability = serving.probability(found.features)
-        captured = probability >= threshold and budget.take(reading.captured_at)
-        item = AssessedReading(str(uuid.uuid4()), reading, found.normalized, probability, captured,
+        item = AssessedReading(str(uuid.uuid4()), reading, found.normalized, probability, probability >= threshold,
                                tuple(found.reasons), serving.label, serving.degraded)
         results.append(Scored(item, found.features))
         index.add(tenant_id, reading)
     return results
+
+
+def within_budget(tx: Any, repository: ReadingRepository, tenant_id: str, scored: Sequence[Scored],
+                  limit: int | None) -> list[Scored]:
+    """The readings as scored (in `captured_at` order), a capture over its day's budget (the
+    tenant's captures stored that day, then this call's before it) turned into no capture."""
+    if limit is None:
+        return list(scored)
+    days = sorted({s.assessed.reading.captured_at.astimezone(UTC).date() for s in scored})
+    budget = CaptureBudget(limit, repository.captured_per_day(tx, tenant_id, days))
+    return [s if not s.assessed.captured or budget.take(s.assessed.reading.captured_at)
+            else replace(s, assessed=replace(s.assessed, captured=False)) for s in scored]

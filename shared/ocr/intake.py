@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.ocr.assessment import answer_of, score_in_order, split_replays
+from shared.ocr.assessment import Scored, answer_of, score_in_order, split_replays, within_budget
 from shared.ocr.kind import OCR_ERROR
 from shared.ocr.readings import OcrReading
 from shared.ocr.services import OcrServices
@@ -24,13 +24,10 @@ def take_readings(
     ids = [r.client_reading_id for r in readings]
     with services.transactions.transaction() as tx:
         settings = services.readings.settings(tx, tenant_id)
-        if settings.daily_capture_budget is not None:
-            # First: the replays read below are then every reading stored by a request that held
-            # it, and the budget counts every capture made before (triage, which stores nothing,
-            # counts without waiting).
-            services.readings.lock_captures(tx, tenant_id)
         new, answers = split_replays(readings, services.readings.stored(tx, tenant_id, ids))
         scored = score_in_order(tx, services.readings, serving, tenant_id, new, settings)
+        if settings.daily_capture_budget is not None:
+            scored = _within_budget(services, tx, tenant_id, scored, settings.daily_capture_budget, answers)
         inserted = services.readings.insert(tx, tenant_id, [s.assessed for s in scored])
         for item in scored:
             reading = item.assessed.reading
@@ -48,3 +45,19 @@ def take_readings(
                                                                           [r.client_reading_id for r in raced]))
             answers.update(replayed)
     return [answers[i] for i in ids]
+
+
+def _within_budget(services: OcrServices, tx: Any, tenant_id: str, scored: list[Scored], limit: int,
+                   answers: dict[str, dict[str, Any]]) -> list[Scored]:
+    """The scored readings this call stores, within the daily budget. The tenant's capture lock is
+    taken here, after the scoring (history reads and the model for every reading), and held to
+    the commit: concurrent calls wait only for each other's count and writes, and each counts the
+    captures the others stored. A reading a concurrent call stored meanwhile is that call's: it is
+    answered as stored (added to `answers`) and takes none of the budget."""
+    services.readings.lock_captures(tx, tenant_id)
+    ids = [s.assessed.reading.client_reading_id for s in scored]
+    fresh, replayed = split_replays([s.assessed.reading for s in scored], services.readings.stored(tx, tenant_id, ids))
+    answers.update(replayed)
+    fresh_ids = {r.client_reading_id for r in fresh}
+    return within_budget(tx, services.readings, tenant_id,
+                         [s for s in scored if s.assessed.reading.client_reading_id in fresh_ids], limit)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.ocr.assessment import score_in_order
+from shared.ocr.assessment import score_in_order, within_budget
 from shared.ocr.files import validated_rows
 from shared.ocr.kind import OCR_ERROR
 from shared.ocr.readings import OcrReading, parse_reading_record
@@ -36,8 +36,9 @@ def triage_file(services: OcrServices, tenant_id: str, source: Path, target: Pat
                              with_shadow=False)
     with services.transactions.transaction() as tx:
         settings = services.readings.settings(tx, tenant_id)
-        scored = {s.assessed.reading.client_reading_id: s.assessed
-                  for s in score_in_order(tx, services.readings, serving, tenant_id, readings, settings)}
+        ordered = score_in_order(tx, services.readings, serving, tenant_id, readings, settings)
+        scored = {s.assessed.reading.client_reading_id: s.assessed for s in within_budget(
+            tx, services.readings, tenant_id, ordered, settings.daily_capture_budget)}
     partial = target.with_suffix(target.suffix + ".partial")
     with partial.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -103,6 +103,57 @@ def test_concurrent_readings_keep_the_daily_capture_budget(context: Any) -> None
     assert sum(captured) == 3
 
 
+def test_a_reading_stored_while_a_budgeted_call_waits_is_answered_as_stored_and_takes_no_budget(context: Any) -> None:
+    """Calls score their readings before they wait for the tenant's capture lock. The second call
+    here sends the first call's reading again and one of its own; when it gets the lock, the first
+    has stored that reading (captured): it is answered as stored, and the budget's second capture
+    goes to the new reading."""
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+    from shared.ocr.settings import change_settings
+
+    tenant = context.tenants.create_tenant("barrier", "Barrier").tenant_id
+    services = ocr_services(context)
+    change_settings(services, tenant, threshold="0", daily_budget="2")  # every reading would be captured
+    at = datetime.now(UTC) - timedelta(minutes=5)
+
+    def plate(client_id: str, minutes: int) -> OcrReading:
+        return OcrReading(client_reading_id=client_id, source_type="license_plate", source_id=f"gate-{client_id}",
+                          ocr_text="AB12CDE", confidence=0.05, captured_at=at + timedelta(minutes=minutes))
+
+    answers: dict[str, list[dict[str, Any]]] = {}
+
+    def send(name: str, readings: list[OcrReading]) -> None:
+        try:
+            answers[name] = take_readings(services, tenant, readings, uuid.uuid4().hex)
+        finally:
+            context.close_thread_connection()
+
+    def until_waiting(session: Any, count: int) -> None:
+        for _ in range(200):
+            if session.fetch_value("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'") == count:
+                return
+            threading.Event().wait(0.05)
+        pytest.fail(f"{count} calls never waited for the capture lock")
+
+    calls = [threading.Thread(target=send, args=("first", [plate("r1", 0)])),
+             threading.Thread(target=send, args=("second", [plate("r1", 0), plate("r2", 1)]))]
+    with context.database.transaction() as holder:
+        services.readings.lock_captures(holder, tenant)  # both calls queue behind it, first then second
+        for waiting, call in enumerate(calls, start=1):
+            call.start()
+            until_waiting(holder, waiting)
+    for call in calls:
+        call.join(30)
+    first, (again, new) = answers["first"][0], answers["second"]
+    assert first["captured"] and again == first  # the same stored reading, the same answer
+    assert new["captured"]  # the budget's second capture: the replay took none of it
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM ocr_readings WHERE tenant_id = CAST(:t AS uuid) AND captured",
+                              t=tenant) == 2
+
+
 def test_two_identical_corrections_at_once_both_get_the_stored_id(context: Any) -> None:
     from shared.ocr.corrections_repository import NewCorrection, PostgresCorrectionRepository
     from shared.ocr.intake import take_readings

@@ -173,6 +173,24 @@ def test_the_daily_budget_caps_captures(services: OcrServices) -> None:
     assert not answer(services, meter(9, "01000.0", 2, confidence=0.2))["captured"]
 
 
+def test_a_budgeted_call_takes_the_capture_lock_after_scoring_and_counts_under_it(
+        services: OcrServices, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tenant's capture lock serialises its calls while a budget is set: it is taken after the
+    scoring (history read, model), not before, and the day's captures are counted under it."""
+    change_settings(services, T1, daily_budget="5")
+    order: list[str] = []
+    for name in ("history", "lock_captures", "captured_per_day", "insert"):
+        method = getattr(services.readings, name)
+        monkeypatch.setattr(services.readings, name,
+                            lambda *args, _name=name, _method=method, **kwargs: order.append(_name) or _method(*args, **kwargs))
+    take_readings(services, T1, [meter(1, "0x", 0, confidence=0.2)], "req")
+    assert order == ["history", "lock_captures", "captured_per_day", "insert"]
+    order.clear()
+    change_settings(services, T1, daily_budget="none")
+    take_readings(services, T1, [meter(2, "0x", 1, confidence=0.2)], "req")
+    assert order == ["history", "insert"]  # no budget: no lock, no count
+
+
 # -- corrections ---------------------------------------------------------------------------------
 
 
