@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from shared.adapters.db import Transaction
 from shared.ocr.normalise import DEFAULT_PLATE_COUNTRIES, canonical_plate
-from shared.ocr.plausibility import HistorySnapshot, meter_event, plate_event
+from shared.ocr.plausibility import METER_HISTORY, HistorySnapshot, MeterEvent, meter_event, plate_event
 from shared.ocr.readings import OcrReading
 from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME, is_plausible_time
 
@@ -130,7 +130,39 @@ WHERE r.source_type = :source_type AND r.captured_at >= :earliest AND r.captured
   AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
   AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))
 """
-_METER_HISTORY_SQL = _HISTORY_SELECT + " AND r.captured_at < :end"
+# A meter's history as its readings in [start, end) are assessed: every reading of that span, and
+# before it only the latest few (an assessment looks at METER_HISTORY readings with a value, back to
+# the last reset), so a call's read does not grow with the meter's years of readings. `meters` is
+# the tenant's listed meters, or every meter of the tenant (or of all) found in the table.
+_LISTED_METERS = "SELECT CAST(:tenant AS uuid) AS tenant_id, s AS source_id FROM unnest(CAST(:ids AS text[])) AS s"
+_STORED_METERS = """SELECT DISTINCT r.tenant_id, r.source_id FROM ocr_readings r
+    WHERE r.source_type = 'meter_reading' AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
+      AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))"""
+_METER_READINGS = """SELECT r.reading_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit FROM ocr_readings r
+        WHERE r.tenant_id = m.tenant_id AND r.source_type = 'meter_reading' AND r.source_id = m.source_id"""
+_METER_HISTORY_SQL = """
+WITH meters AS ({meters})
+SELECT m.tenant_id::text AS tenant_id, m.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
+       r.captured_at < CAST(:start AS timestamptz) AS before_start, c.corrected_text, COALESCE(c.is_error, false) AS is_error,
+       COALESCE(c.resets_meter, false) AS resets_meter
+FROM meters m
+CROSS JOIN LATERAL (
+    ({readings} AND r.captured_at >= CAST(:start AS timestamptz) AND r.captured_at < CAST(:end AS timestamptz)
+         AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz))
+    UNION ALL
+    ({readings} AND r.captured_at < CAST(:start AS timestamptz)
+         AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz)
+     ORDER BY r.captured_at DESC {before})
+) r
+LEFT JOIN LATERAL (
+    SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
+           (array_agg(k.is_error ORDER BY k.seq DESC))[1] AS is_error, bool_or(k.resets_meter) AS resets_meter
+    FROM ocr_corrections k WHERE k.reading_id = r.reading_id
+) c ON true
+"""
+# Rows read before the span per meter: twice what an assessment looks at, for the unreadable ones
+# among them; a meter whose rows hold too few values (and no reset) is read again, whole.
+METER_ROWS_BEFORE = 2 * METER_HISTORY
 _PLATE_EVENTS_SQL = _HISTORY_SELECT + " AND r.captured_at >= :start AND r.captured_at < :end"
 _PLATE_COUNTS_SQL = f"""
 SELECT tenant_id, source_id, CASE WHEN is_error THEN corrected_text ELSE ocr_text END AS text, count(*) AS n
@@ -157,6 +189,39 @@ def _row_for_insert(item: AssessedReading) -> dict[str, Any]:
 
 def _source_ids(sources: Iterable[tuple[str, str]] | None, source_type: str) -> str | None:
     return None if sources is None else _array(sorted({i for t, i in sources if t == source_type}))
+
+
+def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, start: datetime,
+                   end: datetime) -> dict[tuple[str, str], list[MeterEvent]]:
+    """Each meter's readings in [start, end) and its latest METER_ROWS_BEFORE before `start`; a
+    meter whose earlier rows were cut there with fewer than METER_HISTORY values and no reset
+    among them is read again with every earlier reading (an assessment then sees what the whole
+    history gives it)."""
+    listed = _LISTED_METERS if tenant_id is not None and meters is not None else _STORED_METERS
+    params = {"tenant": tenant_id, "ids": meters, "start": start, "end": end, "earliest": EARLIEST_TIME,
+              "latest": LATEST_TIME}
+    rows = tx.fetch_all(_METER_HISTORY_SQL.format(meters=listed, readings=_METER_READINGS,
+                                                  before=f"LIMIT {METER_ROWS_BEFORE}"), **params)
+    history: dict[tuple[str, str], list[MeterEvent]] = {}
+    earlier: dict[tuple[str, str], list[MeterEvent]] = {}
+    for row in rows:
+        key = (row["tenant_id"], row["source_id"])
+        event = _meter_event(row)
+        history.setdefault(key, []).append(event)
+        if row["before_start"]:
+            earlier.setdefault(key, []).append(event)
+    cut = sorted(key for key, events in earlier.items() if len(events) == METER_ROWS_BEFORE
+                 and sum(e.value is not None for e in events) < METER_HISTORY and not any(e.reset for e in events))
+    for tenant, source in cut:
+        whole = tx.fetch_all(_METER_HISTORY_SQL.format(meters=_LISTED_METERS, readings=_METER_READINGS, before=""),
+                             **{**params, "tenant": tenant, "ids": "{" + json.dumps(source) + "}"})
+        history[(tenant, source)] = [_meter_event(row) for row in whole]
+    return history
+
+
+def _meter_event(row: dict[str, Any]) -> MeterEvent:
+    return meter_event(row["captured_at"], row["client_reading_id"], row["ocr_text"], row["unit"],
+                       corrected_text=row["corrected_text"], is_error=row["is_error"], reset=row["resets_meter"])
 
 
 class PostgresReadingRepository:
@@ -188,11 +253,7 @@ class PostgresReadingRepository:
         snapshot = HistorySnapshot()
         meters = _source_ids(sources, "meter_reading")
         if meters != "{}":
-            for row in tx.fetch_all(_METER_HISTORY_SQL, source_type="meter_reading", tenant=tenant_id, ids=meters,
-                                    end=end, earliest=EARLIEST_TIME, latest=LATEST_TIME):
-                snapshot.meters.setdefault((row["tenant_id"], row["source_id"]), []).append(meter_event(
-                    row["captured_at"], row["client_reading_id"], row["ocr_text"], row["unit"],
-                    corrected_text=row["corrected_text"], is_error=row["is_error"], reset=row["resets_meter"]))
+            snapshot.meters = _meter_history(tx, tenant_id, meters, start, end)
         gates = _source_ids(sources, "license_plate")
         if gates != "{}":
             params = {"source_type": "license_plate", "tenant": tenant_id, "ids": gates, "start": start, "end": end,

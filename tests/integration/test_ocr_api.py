@@ -283,3 +283,56 @@ def test_imported_corrections_keep_their_corrected_at_in_postgresql(
     for row in rows[:-1]:
         assert times[(row["client_reading_id"], row["correction_type"])] == datetime.fromisoformat(row["corrected_at"])
     assert times[(rows[0]["client_reading_id"], "CONFIRMED")] >= end  # stamped at the import
+
+
+def test_a_meters_history_read_is_bounded_and_assesses_as_the_whole_history_does(context: Any) -> None:
+    """A call reads each meter's readings in its span and only the latest few before it, however
+    long the meter's history; every reading of the span sees the same history as with the whole
+    read: past unreadable readings (read again whole when the latest rows hold too few values),
+    up to a recorded reset, and a corrected value."""
+    from shared.adapters.db import Transaction
+    from shared.ocr.ingest import store_corrections, store_history
+    from shared.ocr.plausibility import METER_HISTORY, HistoryIndex
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.readings_repository import METER_ROWS_BEFORE, PostgresReadingRepository
+    from shared.ocr.services import ocr_services
+    from shared.platform.time_range import EARLIEST_TIME
+
+    tenant = context.tenants.create_tenant("meters-long", "Meters").tenant_id
+    services = ocr_services(context)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+
+    def history(meter: str, texts: list[str]) -> list[OcrReading]:
+        return [OcrReading(client_reading_id=f"{meter}-{k}", source_type="meter_reading", source_id=meter,
+                           ocr_text=text, confidence=0.9, unit="kWh", captured_at=start - timedelta(hours=len(texts) - k))
+                for k, text in enumerate(texts)]
+
+    readings = (history("long", [f"{1000 + 5 * k:07d}.0" for k in range(300)])
+                + history("unreadable", [f"{2000 + 5 * k:07d}.0" for k in range(30)] + ["????"] * 30)
+                + history("replaced", [f"{3000 + 5 * k:07d}.0" for k in range(40)])
+                + history("span", [f"{4000 + 5 * k:07d}.0" for k in range(40)])
+                + [OcrReading(client_reading_id=f"span-in-{k}", source_type="meter_reading", source_id="span",
+                              ocr_text=f"{4300 + 5 * k:07d}.0", confidence=0.9, unit="kWh",
+                              captured_at=start + timedelta(minutes=10 * k)) for k in range(20)])
+    store_history(services, tenant, list(enumerate(readings)))
+    store_corrections(services, tenant, [
+        (1, {"client_reading_id": "replaced-35", "corrected_text": "0000003.0", "correction_type": "METER_REPLACED"}),
+        (2, {"client_reading_id": "long-299", "corrected_text": "0002494.0", "correction_type": "OCR_ERROR"})])
+    meters = [(tenant, m) for m in ("long", "unreadable", "replaced", "span")]
+    end = start + timedelta(hours=4)
+
+    def read(tx: Transaction, since: datetime) -> Any:
+        return PostgresReadingRepository().history(tx, tenant, [("meter_reading", m) for _, m in meters], since, end)
+
+    with context.database.transaction() as tx:
+        bounded, whole = read(tx, start), read(tx, EARLIEST_TIME)  # from the earliest time: every reading in the span
+    assert sum(e.at < start for e in bounded.meters[(tenant, "long")]) == METER_ROWS_BEFORE  # not 300
+    assert sum(e.at < start for e in bounded.meters[(tenant, "unreadable")]) == 60  # read again, whole
+    for key in meters:
+        for at in (start, start + timedelta(minutes=95), end - timedelta(microseconds=1)):
+            seen = HistoryIndex(bounded).meter_before(key, at)
+            assert seen == HistoryIndex(whole).meter_before(key, at), (key, at)
+    unreadable, replaced = (HistoryIndex(bounded).meter_before(key, start) for key in meters[1:3])
+    assert len(unreadable) == METER_HISTORY and unreadable[-1].client_reading_id == "unreadable-29"
+    assert [e.client_reading_id for e in replaced][0] == "replaced-35"  # back to the reset, no further
+    assert HistoryIndex(bounded).meter_before((tenant, "long"), start)[-1].value.value == 2494.0  # type: ignore[union-attr]
