@@ -54,6 +54,7 @@ import io
 import itertools
 import json
 import os
+import resource
 import secrets
 import shutil
 import statistics
@@ -78,6 +79,7 @@ BASELINE_REF = "5e64eb2"  # the LATERAL feature SQL
 PREVIOUS_CODE_REF = "8e3d3ad"  # the code before this round (issue 8, fourth): features, scoring, training, predict
 SIZES = (100_000, 300_000)
 USERS = 600
+GOAL_ROWS_PER_S = 100_000  # issue 8's batch-scoring goal
 EVENTS_PER_USER_PER_DAY = 4.0
 
 
@@ -543,10 +545,11 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
              "requests": str(work / "requests.csv"), "processes": processes}
     context.database.close()
     codes = {**({"baseline": tree} if tree is not None else {}), "now": ROOT}
-    command = _Command(url, f"file://{work / 'objects'}", key, work / "requests.csv")
+    command = _Command(url, f"file://{work / 'objects'}", key, work / "requests.csv", work / "pg")
     seconds: dict[str, dict[str, list[float]]] = {code: {"split": [], "one_process": []} for code in codes}
     cli: dict[str, list[float]] = {code: [] for code in codes}
     cli_default: dict[str, list[float]] = {code: [] for code in codes}
+    cpu: dict[str, dict[str, list[tuple[float, float]]]] = {code: {"cli": [], "cli_default": []} for code in codes}
     loads = []
     # One round of each code first, not counted (the first round after the ingest is cold; it
     # writes the command's bytecode too); then each round times each code's function (split and
@@ -560,8 +563,11 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
                                   capture_output=True, text=True,
                                   input=json.dumps({**setup, "tree": str(code_tree), "output": str(work / code)}))
             cli_seconds = command.seconds(code_tree, work / f"cli.{code}")
+            cli_cpu = command.last_cpu
             default_seconds = command.seconds(code_tree, work / f"cli_default.{code}", processes=None)
             if round_number:
+                cpu[code]["cli"].append(cli_cpu)
+                cpu[code]["cli_default"].append(command.last_cpu)
                 for name, value in json.loads(done.stdout.strip().splitlines()[-1]).items():
                     seconds[code][name].append(value)
                 cli[code].append(cli_seconds)
@@ -579,10 +585,12 @@ def run_case(events: int, rows: int, work: Path, baseline_ref: str, repeat: int)
     return {"case": {"events": stored, "rows": len(recent)}, "processes": processes, "repeat": repeat,
             "baseline_ref": baseline_ref or None, "load_average_each_round": loads, "same_bytes": True,
             "now": {**{name: _summary(rows, values) for name, values in seconds["now"].items()},
-                    "cli": _summary(rows, cli["now"]), "cli_default": _summary(rows, cli_default["now"])},
+                    "cli": _summary(rows, cli["now"], cpu["now"]["cli"]),
+                    "cli_default": _summary(rows, cli_default["now"], cpu["now"]["cli_default"])},
             "baseline": ({**{name: _summary(rows, values) for name, values in seconds["baseline"].items()},
-                          "cli": _summary(rows, cli["baseline"]),
-                          "cli_default": _summary(rows, cli_default["baseline"])} if tree is not None else None)}
+                          "cli": _summary(rows, cli["baseline"], cpu["baseline"]["cli"]),
+                          "cli_default": _summary(rows, cli_default["baseline"], cpu["baseline"]["cli_default"])}
+                         if tree is not None else None)}
 
 
 class _Command:
@@ -592,8 +600,9 @@ class _Command:
     installed package has it (PYTHONDONTWRITEBYTECODE, if set here, would make every run compile
     the project's modules again); the untimed warm-up round writes it first."""
 
-    def __init__(self, url: str, objects: str, key: str, requests: Path) -> None:
-        self.requests = requests
+    def __init__(self, url: str, objects: str, key: str, requests: Path, data: Path | None = None) -> None:
+        self.requests, self.data = requests, data
+        self.last_cpu: tuple[float, float] = (0.0, 0.0)  # the last run's CPU seconds: the command's, the server's
         self.env = {**os.environ, "MLSTACK_DATABASE_URL": url, "MLSTACK_OBJECT_STORE_URL": objects,
                     "MLSTACK_SIGNING_KEY": key}
         self.env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -603,18 +612,47 @@ class _Command:
         """One process by default; `processes=None` leaves MLSTACK_SCORING_PROCESSES unset, as a
         user runs it (min(2, cores): a file of 40,000 lines or more is split)."""
         env = self.env if processes is None else {**self.env, "MLSTACK_SCORING_PROCESSES": str(processes)}
+        client, server = _children_cpu(), self._server_cpu()
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "shared.cli", "score", "conflict", "--tenant", "bench",
                         "--input", str(self.requests), "--output", str(output)],
                        cwd=tree, env=env, check=True, capture_output=True)
-        return round(time.perf_counter() - started, 3)
+        seconds = round(time.perf_counter() - started, 3)
+        self.last_cpu = (round(_children_cpu() - client, 3), round(self._server_cpu() - server, 3))
+        return seconds
+
+    def _server_cpu(self) -> float:
+        """User + system CPU seconds of the server processes its postmaster has reaped (each
+        backend, when its client disconnects, and each parallel worker): the command's session
+        is counted once it has ended. 0 without a data folder."""
+        if self.data is None:
+            return 0.0
+        pid = int((self.data / "cluster" / "postmaster.pid").read_text().split()[0])  # localpg keeps the cluster there
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
 
 
-def _summary(rows: int, seconds: list[float]) -> dict[str, Any]:
-    """Rows per second of the best round, the best and median seconds, every round's."""
-    return {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
-            "seconds_median": round(statistics.median(seconds), 3),
-            "seconds_each_round": [round(x, 3) for x in seconds]}
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _summary(rows: int, seconds: list[float], cpu: list[tuple[float, float]] | None = None) -> dict[str, Any]:
+    """Rows per second of the best round, the best and median seconds, every round's; with the
+    command's runs, the CPU seconds they used (the command's processes, PostgreSQL's), least and
+    median, against the goal's budget: two cores for as long as the goal's wall time."""
+    summary = {"rows_per_s": round(rows / min(seconds)), "seconds_best": round(min(seconds), 3),
+               "seconds_median": round(statistics.median(seconds), 3),
+               "seconds_each_round": [round(x, 3) for x in seconds]}
+    if cpu:
+        totals = [client + server for client, server in cpu]
+        summary |= {"cpu_seconds_least": round(min(totals), 3), "cpu_seconds_median": round(statistics.median(totals), 3),
+                    "cpu_command_seconds_least": round(min(c for c, _ in cpu), 3),
+                    "cpu_server_seconds_least": round(min(s for _, s in cpu), 3),
+                    "cpu_budget_of_goal_seconds": round(2 * rows / GOAL_ROWS_PER_S, 3),
+                    "cpu_each_round": [list(pair) for pair in cpu]}
+    return summary
 
 
 def case_table(report: dict[str, Any]) -> str:
@@ -631,6 +669,13 @@ def case_table(report: dict[str, Any]) -> str:
                 f"{f'{m['rows_per_s']:,} ({m['seconds_best']} / {m['seconds_median']})':>{width}}"
                 for m, width in ((code["split"], 26), (code["one_process"], 26), (code["cli"], 30),
                                  (code["cli_default"], 30))))
+    for name, code in (("this code", now), (f"before ({report['baseline_ref']})", before)):
+        if code and "cpu_seconds_least" in code["cli"]:
+            lines.append(f"{name}: the command's CPU seconds (its processes + PostgreSQL's), least / median: one process "
+                         + "; default processes ".join(
+                             f"{m['cpu_seconds_least']} ({m['cpu_command_seconds_least']} + {m['cpu_server_seconds_least']})"
+                             f" / {m['cpu_seconds_median']}" for m in (code["cli"], code["cli_default"]))
+                         + f"; the goal's budget on 2 cores {code['cli']['cpu_budget_of_goal_seconds']}")
     return "\n".join(lines)
 
 
