@@ -276,11 +276,15 @@ def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
 def test_each_job_role_grants_only_what_its_jobs_do(merged_template: dict[str, Any]) -> None:
     """The read-only jobs read models and secrets; the training side also writes artifacts and
     sends and takes training jobs; monitoring also reads the queues' depths and ages, publishes
-    alerts and (drift's early retrain) writes artifacts and sends a job. No role deletes an
+    alerts and (drift's early retrain) writes artifacts and sends a job. Of the read-only jobs,
+    label selection writes its manifests, under the labelling prefix alone. No role deletes an
     artifact or touches the buffered-writes queue beyond its depth."""
     read_only = LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
     reader = role_grants(merged_template, "DefaultRole")
-    assert set(reader) == read_only
+    assert set(reader) == read_only | {"s3:PutObject"}  # label selection's manifests, below
+    [put] = [s for s in merged_template["Resources"]["DefaultRole"]["Properties"]["Policies"][0]["PolicyDocument"][
+        "Statement"] if s["Action"] == "s3:PutObject"]
+    assert put["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/tenants/*/ocr/labelling/*"}
     assert reader["s3:GetObject"] == reader["s3:ListBucket"] == {"ModelBucket"}
     assert reader["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
     training = role_grants(merged_template, "TrainingRole")
@@ -556,7 +560,7 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
     allowed = api_key_authorizer({"type": "TOKEN", "authorizationToken": f"Bearer {acme['client']}",
                                   "methodArn": "arn:aws:execute-api:us-east-1:000000000000:abc/api/GET/api/v2/models"}, None)
     assert allowed["principalId"] != "anonymous"
-    authorizer_calls = set(calls)
+    authorizer_calls = {(action, named) for action, named, _ in calls}
     authorizer_role = role_grants(load_cfn_yaml(TEMPLATE), "ApiKeyAuthorizerRole")
     assert authorizer_calls == {("secretsmanager:GetSecretValue", deployed["database_secret"])}
     assert {action for action, _ in authorizer_calls} <= set(authorizer_role)
@@ -588,13 +592,13 @@ def test_api_requests_make_only_the_aws_calls_the_api_role_grants(
             if path == "/api/v2/predict/conflict":
                 assert json.loads(answer.body)["model_version"] == trained.label  # loaded from S3
     granted = role_grants(load_cfn_yaml(TEMPLATE), "ApiHandlerRole")
-    actions = {action for action, _ in calls}
+    actions = {action for action, _, _ in calls}
     # The secrets, the artifact and the health check.
     assert {"secretsmanager:GetSecretValue", "s3:GetObject", "s3:ListBucket"} <= actions
     assert actions <= set(granted), sorted(actions - set(granted))
-    assert {named for action, named in calls if action.startswith("secretsmanager:")} <= {
+    assert {named for action, named, _ in calls if action.startswith("secretsmanager:")} <= {
         deployed["database_secret"], deployed["signing_secret"]}
-    assert {named for action, named in calls if action.startswith("s3:")} == {deployed["bucket"]}
+    assert {named for action, named, _ in calls if action.startswith("s3:")} == {deployed["bucket"]}
 
 
 def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
@@ -604,13 +608,19 @@ def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
     process with a deployed function's settings, each on a context of its own as its Lambda
     function has: every AWS call each makes is an action its function's role (infra/template.yaml)
     allows, on a resource that role names. The data make the calls that need a role's writes
-    happen: a trained model to verify, a spike for the scan to publish, a job to queue and train."""
+    happen: a trained model to verify, a spike for the scan to publish, a job to queue and train,
+    captured readings to select for labelling, queues with dead-letter queues to measure.
+    Drift's early retrain (MLSTACK_DRIFT_RETRAIN) is not run here: no drift in these data."""
     from datetime import UTC, datetime, timedelta
 
     from functions.workers import train_worker
     from shared.context import get_context, reset_context
     from shared.monitoring.intake import MetricBatch, store_metrics
     from shared.monitoring.services import monitoring_services
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+    from shared.ocr.settings import change_settings
     from shared.slices import all_jobs
 
     context = get_context()
@@ -622,10 +632,18 @@ def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
                "value": 100.0 + (m * 7) % 5} for m in range(1, 241)]
     spike = [{"source": "host-roles", "metric": "latency_ms", "ts": minute.isoformat(), "value": 900.0}]
     store_metrics(monitoring_services(context), MetricBatch.model_validate({"points": steady + spike}))
+    ocr = ocr_services(context)
+    change_settings(ocr, acme["tenant_id"], threshold="0")  # every reading captured: a batch to select
+    take_readings(ocr, acme["tenant_id"], [OcrReading(
+        client_reading_id=f"roles-{n}", source_type="meter_reading", source_id="meter-roles", ocr_text=f"000{n}12.5",
+        confidence=0.4, unit="kWh", captured_at=now - timedelta(hours=3 - n)) for n in range(3)], "roles")
     deployed = _deployed_settings(app_environment, aws_endpoint_url, monkeypatch)
     logical_ids = {deployed["database_secret"]: "DatabaseSecret", deployed["signing_secret"]: "SigningKeySecret",
-                   deployed["bucket"]: "ModelBucket", deployed["jobs_queue"]: "TrainingJobsQueue",
-                   deployed["writes_queue"]: "BufferedWritesQueue", deployed["topic"]: "AlertsTopic"}
+                   deployed["bucket"]: "ModelBucket", deployed["topic"]: "AlertsTopic",
+                   **dict.fromkeys(deployed["jobs_queue"], "TrainingJobsQueue"),
+                   **dict.fromkeys(deployed["writes_queue"], "BufferedWritesQueue"),
+                   **dict.fromkeys(deployed["jobs_dead_letters"], "TrainingJobsDeadLetterQueue"),
+                   **dict.fromkeys(deployed["writes_dead_letters"], "BufferedWritesDeadLetterQueue")}
     template = load_cfn_yaml(TEMPLATE)
     calls = _recorded_aws_calls(monkeypatch)
 
@@ -635,27 +653,31 @@ def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
         reset_context()
         calls.clear()
         run()
-        granted = role_grants(template, FUNCTION_ROLES.get(function, "DefaultRole"))
-        for action, named in calls:
+        role = FUNCTION_ROLES.get(function, "DefaultRole")
+        granted = role_grants(template, role)
+        for action, named, key in calls:
             assert action in granted, (function, action)
             # An action granted on "*" (no resource-level permission) names no resource here.
             assert (granted[action] == set() and not named) or logical_ids[named] in granted[action], (
                 function, action, named)
-        return {action for action, _ in calls}
+            if role == "DefaultRole" and action == "s3:PutObject":  # its one write: a labelling manifest
+                assert re.search(r"(^|/)tenants/[^/]+/ocr/labelling/[^/]+$", key), (function, key)
+        return {action for action, _, _ in calls}
 
     made = {}
     for job in all_jobs().values():
         function = "".join(part.title() for part in job.handler_name.split("_"))
         made[function] = held_to_its_role(function, lambda job=job: job.run(get_context()))
     queued = aws_client("sqs", endpoint_url=aws_endpoint_url).receive_message(
-        QueueUrl=deployed["jobs_queue"], MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+        QueueUrl=deployed["jobs_queue"][0], MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     message = next(m for m in queued if json.loads(m["Body"])["kind"] == "conflict")
     made["TrainWorker"] = held_to_its_role(
         "TrainWorker", lambda: train_worker({"Records": [{"body": message["Body"]}]}, None))
     # What each role's writes are for happened, under that role.
     assert "sqs:SendMessage" in made["RetrainConflict"]
     assert "s3:PutObject" in made["TrainWorker"]
-    assert {"sqs:GetQueueAttributes", "cloudwatch:GetMetricData"} <= made["CollectMetrics"]
+    assert {"sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData"} <= made["CollectMetrics"]
+    assert "s3:PutObject" in made["SelectOcrLabels"]
     assert "sns:Publish" in made["ScanMetrics"]
     assert "s3:GetObject" in made["VerifyActiveModels"]
 
@@ -677,29 +699,29 @@ def _active_conflict_model(context: Any, tenant_id: str, now: Any) -> Any:
     return trained.version
 
 
-def _recorded_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+def _recorded_aws_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     """From now on, every AWS call botocore makes: (the action as IAM names it, the secret,
-    bucket, queue or topic it names)."""
+    bucket, queue or topic it names, the object's key if any)."""
     import botocore.client
 
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str, str]] = []
     real_call = botocore.client.BaseClient._make_api_call
 
     def recorded(client: Any, operation: str, params: Any) -> Any:
         prefix = _IAM_PREFIXES.get(client.meta.service_model.endpoint_prefix, client.meta.service_model.endpoint_prefix)
         action = _S3_ACTIONS.get(operation, f"s3:{operation}") if prefix == "s3" else f"{prefix}:{operation}"
-        named = next((params[k] for k in ("SecretId", "Bucket", "QueueUrl", "TopicArn") if k in params), "")
-        calls.append((action, str(named)))
+        named = next((params[k] for k in ("SecretId", "Bucket", "QueueUrl", "QueueName", "TopicArn") if k in params), "")
+        calls.append((action, str(named), str(params.get("Key", ""))))
         return real_call(client, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recorded)
     return calls
 
 
-def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The settings a deployed function gets (infra/template.yaml's Globals): the database URL and
     signing key from Secrets Manager, the queues and the alerts topic, all made in LocalStack.
-    Returns the names of the secrets, the bucket, the queues and the topic."""
+    Returns the names of the secrets, the bucket, the queues (with dead-letter queues) and the topic."""
     from urllib.parse import urlparse
 
     from shared.context import get_context, reset_context
@@ -713,10 +735,19 @@ def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: 
     secrets_manager.create_secret(Name=f"{name}/signing",
                                   SecretString=json.dumps({"signing_key": environment["MLSTACK_SIGNING_KEY"]}))
     sqs = aws_client("sqs", endpoint_url=endpoint)
+
+    def queue_with_dead_letters(queue: str) -> tuple[str, str]:
+        dead = sqs.create_queue(QueueName=f"{queue}-dlq")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "3"})
+        return sqs.create_queue(QueueName=queue, Attributes={"RedrivePolicy": redrive})["QueueUrl"], dead
+
+    jobs, jobs_dead = queue_with_dead_letters(f"{name}-jobs")
+    writes, writes_dead = queue_with_dead_letters(f"{name}-writes")
     monkeypatch.setenv("MLSTACK_DATABASE_SECRET_ID", f"{name}/db")
     monkeypatch.setenv("MLSTACK_SIGNING_KEY_SECRET_ID", f"{name}/signing")
-    monkeypatch.setenv("MLSTACK_TRAINING_JOBS_QUEUE_URL", sqs.create_queue(QueueName=f"{name}-jobs")["QueueUrl"])
-    monkeypatch.setenv("MLSTACK_BUFFERED_WRITES_QUEUE_URL", sqs.create_queue(QueueName=f"{name}-writes")["QueueUrl"])
+    monkeypatch.setenv("MLSTACK_TRAINING_JOBS_QUEUE_URL", jobs)
+    monkeypatch.setenv("MLSTACK_BUFFERED_WRITES_QUEUE_URL", writes)
     monkeypatch.setenv("MLSTACK_ALERTS_TOPIC_ARN",
                        aws_client("sns", endpoint_url=endpoint).create_topic(Name=f"{name}-alerts")["TopicArn"])
     monkeypatch.delenv("MLSTACK_DATABASE_URL")
@@ -725,5 +756,7 @@ def _deployed_settings(environment: dict[str, str], endpoint: str, monkeypatch: 
     reset_context()
     return {"database_secret": f"{name}/db", "signing_secret": f"{name}/signing",
             "bucket": urlparse(environment["MLSTACK_OBJECT_STORE_URL"]).netloc,
-            "jobs_queue": os.environ["MLSTACK_TRAINING_JOBS_QUEUE_URL"],
-            "writes_queue": os.environ["MLSTACK_BUFFERED_WRITES_QUEUE_URL"], "topic": os.environ["MLSTACK_ALERTS_TOPIC_ARN"]}
+            # Each queue as a URL and a name (GetQueueUrl names it by name).
+            "jobs_queue": [jobs, f"{name}-jobs"], "writes_queue": [writes, f"{name}-writes"],
+            "jobs_dead_letters": [jobs_dead, f"{name}-jobs-dlq"], "writes_dead_letters": [writes_dead, f"{name}-writes-dlq"],
+            "topic": os.environ["MLSTACK_ALERTS_TOPIC_ARN"]}
