@@ -77,11 +77,16 @@ class HistorySnapshot:
     plates: dict[tuple[str, str], list[PlateEvent]] = field(default_factory=dict)
 
 
+def _meter_order(event: MeterEvent) -> tuple[datetime, str]:
+    return event.at, event.client_reading_id
+
+
 class HistoryIndex:
     """History as of any time, for readings taken in `captured_at` order."""
 
     def __init__(self, snapshot: HistorySnapshot) -> None:
-        self._meters = {k: sorted(v, key=lambda e: e.at) for k, v in snapshot.meters.items()}
+        # Readings at the same time in one order whatever order they were read in (by client id).
+        self._meters = {k: sorted(v, key=_meter_order) for k, v in snapshot.meters.items()}
         self._plate_counts = {k: Counter(v) for k, v in snapshot.plate_counts.items()}
         self._plates = {k: sorted(v, key=lambda e: e.at) for k, v in snapshot.plates.items()}
         self._plate_cursor: dict[tuple[str, str], int] = defaultdict(int)
@@ -119,7 +124,7 @@ class HistoryIndex:
             parsed = parse_meter(reading.ocr_text)
             event = MeterEvent(reading.captured_at, reading.client_reading_id, parsed,
                                reading.unit or (parsed.unit if parsed else None))
-            bisect.insort(self._meters.setdefault(key, []), event, key=lambda e: e.at)
+            bisect.insort(self._meters.setdefault(key, []), event, key=_meter_order)
         else:
             plates = self._plates.setdefault(key, [])
             at = PlateEvent(reading.captured_at, reading.client_reading_id, canonical_plate(reading.ocr_text))

@@ -152,7 +152,7 @@ CROSS JOIN LATERAL (
     UNION ALL
     ({readings} AND r.captured_at < CAST(:start AS timestamptz)
          AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz)
-     ORDER BY r.captured_at DESC {before})
+     ORDER BY r.captured_at DESC, r.client_reading_id DESC {before})
 ) r
 LEFT JOIN LATERAL (
     SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
@@ -178,7 +178,10 @@ GROUP BY 1
 
 
 def _array(values: Iterable[str]) -> str:
-    return "{" + ",".join(json.dumps(v) for v in values) + "}"
+    """A text[] literal: each value double-quoted, `"` and `\\` escaped (as JSON does; validated ids
+    hold no control character, so no other escape occurs). Non-ASCII stays as it is: an array
+    literal reads `\\u00e9` as `u00e9`."""
+    return "{" + ",".join(json.dumps(v, ensure_ascii=False) for v in values) + "}"
 
 
 def _row_for_insert(item: AssessedReading) -> dict[str, Any]:
@@ -214,7 +217,7 @@ def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, s
                  and sum(e.value is not None for e in events) < METER_HISTORY and not any(e.reset for e in events))
     for tenant, source in cut:
         whole = tx.fetch_all(_METER_HISTORY_SQL.format(meters=_LISTED_METERS, readings=_METER_READINGS, before=""),
-                             **{**params, "tenant": tenant, "ids": "{" + json.dumps(source) + "}"})
+                             **{**params, "tenant": tenant, "ids": _array([source])})
         history[(tenant, source)] = [_meter_event(row) for row in whole]
     return history
 

@@ -313,12 +313,17 @@ def test_a_meters_history_read_is_bounded_and_assesses_as_the_whole_history_does
                 + history("span", [f"{4000 + 5 * k:07d}.0" for k in range(40)])
                 + [OcrReading(client_reading_id=f"span-in-{k}", source_type="meter_reading", source_id="span",
                               ocr_text=f"{4300 + 5 * k:07d}.0", confidence=0.9, unit="kWh",
-                              captured_at=start + timedelta(minutes=10 * k)) for k in range(20)])
+                              captured_at=start + timedelta(minutes=10 * k)) for k in range(20)]
+                # Two readings at one time, the later id stored first, just before the span.
+                + [OcrReading(client_reading_id=f"tie-{k}", source_type="meter_reading", source_id="tied",
+                              ocr_text=f"{5000 + ord(k):07d}.0", confidence=0.9, unit="kWh",
+                              captured_at=start - timedelta(minutes=30)) for k in "ba"]
+                + history("tied", [f"{4900 + 5 * k:07d}.0" for k in range(30)]))
     store_history(services, tenant, list(enumerate(readings)))
     store_corrections(services, tenant, [
         (1, {"client_reading_id": "replaced-35", "corrected_text": "0000003.0", "correction_type": "METER_REPLACED"}),
         (2, {"client_reading_id": "long-299", "corrected_text": "0002494.0", "correction_type": "OCR_ERROR"})])
-    meters = [(tenant, m) for m in ("long", "unreadable", "replaced", "span")]
+    meters = [(tenant, m) for m in ("long", "unreadable", "replaced", "span", "tied")]
     end = start + timedelta(hours=4)
 
     def read(tx: Transaction, since: datetime) -> Any:
@@ -336,3 +341,30 @@ def test_a_meters_history_read_is_bounded_and_assesses_as_the_whole_history_does
     assert len(unreadable) == METER_HISTORY and unreadable[-1].client_reading_id == "unreadable-29"
     assert [e.client_reading_id for e in replaced][0] == "replaced-35"  # back to the reset, no further
     assert HistoryIndex(bounded).meter_before((tenant, "long"), start)[-1].value.value == 2494.0  # type: ignore[union-attr]
+    # Tied readings come in client-id order, whichever was stored or read first.
+    assert [e.client_reading_id for e in HistoryIndex(bounded).meter_before((tenant, "tied"), start)][-2:] == [
+        "tie-a", "tie-b"]
+
+
+def test_readings_with_non_ascii_ids_are_replayed_and_have_history(context: Any) -> None:
+    """Ids may hold letters beyond ASCII: a replay of such a reading is found (answered as
+    stored, not stored twice), and such a meter's stored readings are its history."""
+    from shared.ocr.ingest import store_history
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("zaehler", "Zähler").tenant_id
+    services = ocr_services(context)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    store_history(services, tenant, list(enumerate(
+        OcrReading(client_reading_id=f"stand-{k}", source_type="meter_reading", source_id="zähler-1",
+                   ocr_text=f"{1000 + 10 * k:07d}.0", confidence=0.9, unit="kWh", captured_at=at - timedelta(days=10 - k))
+        for k in range(10))))
+    reading = OcrReading(client_reading_id="ablesung-ä", source_type="meter_reading", source_id="zähler-1",
+                         ocr_text="0000900.0", confidence=0.9, unit="kWh", captured_at=at)
+    first = take_readings(services, tenant, [reading], "r1")[0]
+    assert "below_previous_reading" in first["reasons"]  # the meter's history was read
+    assert take_readings(services, tenant, [reading], "r2")[0] == first  # the replay was found
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM ocr_readings WHERE client_reading_id = 'ablesung-ä'") == 1
