@@ -4,12 +4,13 @@
 log, one transaction) when --processes processes call it at once, as that many Lambda functions
 would. Prints JSON, then a table.
 
-Starts its own throwaway PostgreSQL (fsync on) and uses a local-folder object store. One tenant
-has a daily capture budget (set far above what the calls capture, so what is measured is the cost
-of keeping it, the tenant's capture lock, not of running out), another none; both have the same
-history (--meters meters of --history readings each). Each round sends --calls calls of
---readings meter readings (new ids, every reading captured) for each tenant, from --processes
-forked processes with a connection each.
+Starts its own throwaway PostgreSQL (fsync on) and uses a local-folder object store. Each round
+of each code has two tenants of its own with the same history (--meters meters of --history
+readings each; a round's calls add readings, which must not become a later round's history): one
+with a daily capture budget (set far above what the calls capture, so what is measured is the
+cost of keeping it, the tenant's capture lock, not of running out), one without. A round sends
+--calls calls of --readings meter readings (new ids, every reading captured) for each tenant,
+from --processes forked processes with a connection each.
 
 The previous approach: the code of --baseline-ref (default: f178182, whose calls held the capture
 lock from before their scoring to their commit), exported with `git archive`, runs the same rounds
@@ -73,14 +74,10 @@ print(json.dumps({"seconds": wall, "latencies": latencies}))
 """
 
 
-def _setup(work: Path, meters: int, history: int) -> tuple[dict[str, str], dict[str, str], datetime]:
-    """The database and two tenants with the same history: (environment, tenant ids, the calls' time)."""
+def _database(work: Path) -> tuple[dict[str, str], Any]:
+    """The throwaway database, migrated: (the environment a child reads its settings from, a context)."""
     from shared.adapters.migrate import migrate
     from shared.context import AppContext
-    from shared.ocr.ingest import store_history
-    from shared.ocr.readings import OcrReading
-    from shared.ocr.services import ocr_services
-    from shared.ocr.settings import change_settings
     from shared.settings import Settings
 
     url = localpg.start(work / "pg", localpg.free_port(), fast=False)
@@ -89,19 +86,25 @@ def _setup(work: Path, meters: int, history: int) -> tuple[dict[str, str], dict[
     context = AppContext(Settings(database_url=url, object_store_url=environment["MLSTACK_OBJECT_STORE_URL"],
                                   signing_key=environment["MLSTACK_SIGNING_KEY"]))
     migrate(context.database)
+    return environment, context
+
+
+def _tenant(context: Any, slug: str, budget: bool, meters: int, history: int, at: datetime) -> str:
+    """A tenant of its own for one round of one code (a round's calls add readings at `at`, which
+    would be the next round's history): the daily budget set or not, `history` readings a meter."""
+    from shared.ocr.ingest import store_history
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+    from shared.ocr.settings import change_settings
+
     services = ocr_services(context)
-    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
-    tenants = {}
-    for name, budget in (("budget", str(10**9)), ("no_budget", "none")):
-        tenant = context.tenants.create_tenant(f"ocr-{name.replace('_', '-')}", name).tenant_id
-        change_settings(services, tenant, daily_budget=budget)
-        readings = [OcrReading(client_reading_id=f"h{m}-{k}", source_type="meter_reading", source_id=f"meter-{m}",
-                               ocr_text=f"{1000 + k * 5:07d}.0", confidence=0.9, unit="kWh",
-                               captured_at=at - timedelta(hours=history - k)) for m in range(meters) for k in range(history)]
-        store_history(services, tenant, list(enumerate(readings)))
-        tenants[name] = tenant
-    context.database.close()
-    return environment, tenants, at
+    tenant: str = context.tenants.create_tenant(slug, slug).tenant_id
+    change_settings(services, tenant, daily_budget=str(10**9) if budget else "none")
+    readings = [OcrReading(client_reading_id=f"h{m}-{k}", source_type="meter_reading", source_id=f"meter-{m}",
+                           ocr_text=f"{1000 + k * 5:07d}.0", confidence=0.9, unit="kWh",
+                           captured_at=at - timedelta(hours=history - k)) for m in range(meters) for k in range(history)]
+    store_history(services, tenant, list(enumerate(readings)))
+    return tenant
 
 
 def _round(tree: Path, environment: dict[str, str], args: dict[str, Any]) -> dict[str, Any]:
@@ -122,18 +125,25 @@ def _summary(calls: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run(processes: int, calls: int, readings: int, meters: int, history: int, baseline_ref: str, repeat: int,
         work: Path) -> dict[str, Any]:
-    environment, tenants, at = _setup(work, meters, history)
+    environment, context = _database(work)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     codes = {**({"baseline": _export(baseline_ref, work)} if baseline_ref else {}), "now": ROOT}
-    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {code: {name: [] for name in tenants} for code in codes}
+    kinds = {"budget": True, "no_budget": False}
+    rounds: dict[str, dict[str, list[dict[str, Any]]]] = {code: {name: [] for name in kinds} for code in codes}
     loads = []
     try:
         for number in range(repeat + 1):  # the first round of each code warms the server: not counted
             if number:
                 loads.append(os.getloadavg()[0])
             for code, tree in codes.items():
-                for name, tenant in tenants.items():
+                for name, budget in kinds.items():
+                    slug = f"ocr-{number}-{code}-{name.replace('_', '-')}"
+                    tenant = _tenant(context, slug, budget, meters, history, at)
+                    # The new rows analysed now, not by an autovacuum worker during the round.
+                    context.database.run_outside_transaction("VACUUM ANALYZE ocr_readings")
+                    context.database.close()  # the children's processes fork from a child of their own
                     result = _round(tree, environment, {
-                        "tenant": tenant, "label": f"{code}-{name}-{number}", "processes": processes, "calls": calls,
+                        "tenant": tenant, "label": slug, "processes": processes, "calls": calls,
                         "readings": readings, "meters": meters, "at": at.isoformat()})
                     if number:
                         rounds[code][name].append(result)
@@ -142,8 +152,8 @@ def run(processes: int, calls: int, readings: int, meters: int, history: int, ba
     return {"processes": processes, "calls": calls, "readings_per_call": readings, "meters": meters,
             "history_per_meter": history, "repeat": repeat, "baseline_ref": baseline_ref or None,
             "load_average_each_round": loads,
-            **{code: {name: _summary(calls, values) for name, values in by_tenant.items()}
-               for code, by_tenant in rounds.items()}}
+            **{code: {name: _summary(calls, values) for name, values in by_kind.items()}
+               for code, by_kind in rounds.items()}}
 
 
 def table(report: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Protocol
 
 from shared.adapters.db import Transaction
@@ -152,7 +152,7 @@ CROSS JOIN LATERAL (
     UNION ALL
     ({readings} AND r.captured_at < CAST(:start AS timestamptz)
          AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz)
-     ORDER BY r.captured_at DESC, r.client_reading_id DESC {before})
+     ORDER BY r.captured_at DESC {before})
 ) r
 LEFT JOIN LATERAL (
     SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
@@ -161,7 +161,9 @@ LEFT JOIN LATERAL (
 ) c ON true
 """
 # Rows read before the span per meter: twice what an assessment looks at, for the unreadable ones
-# among them; a meter whose rows hold too few values (and no reset) is read again, whole.
+# among them, and every reading at the time of the last of them (WITH TIES: the index's time order
+# alone, no sort of the meter's history; ties are put in client-id order by HistoryIndex). A meter
+# whose rows hold too few values (and no reset) is read again, whole.
 METER_ROWS_BEFORE = 2 * METER_HISTORY
 _PLATE_EVENTS_SQL = _HISTORY_SELECT + " AND r.captured_at >= :start AND r.captured_at < :end"
 _PLATE_COUNTS_SQL = f"""
@@ -169,9 +171,11 @@ SELECT tenant_id, source_id, CASE WHEN is_error THEN corrected_text ELSE ocr_tex
 FROM ({_HISTORY_SELECT} AND r.captured_at < :start) h
 GROUP BY 1, 2, 3
 """
+# The time bounds let the partial index of captures (migration 0023) read the days' captures alone.
 _CAPTURED_PER_DAY_SQL = """
 SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM ocr_readings
 WHERE tenant_id = CAST(:tenant AS uuid) AND captured
+  AND captured_at >= CAST(:first AS timestamptz) AND captured_at < CAST(:after AS timestamptz)
   AND (captured_at AT TIME ZONE 'UTC')::date = ANY(CAST(:days AS date[]))
 GROUP BY 1
 """
@@ -204,7 +208,7 @@ def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, s
     params = {"tenant": tenant_id, "ids": meters, "start": start, "end": end, "earliest": EARLIEST_TIME,
               "latest": LATEST_TIME}
     rows = tx.fetch_all(_METER_HISTORY_SQL.format(meters=listed, readings=_METER_READINGS,
-                                                  before=f"LIMIT {METER_ROWS_BEFORE}"), **params)
+                                                  before=f"FETCH FIRST {METER_ROWS_BEFORE} ROWS WITH TIES"), **params)
     history: dict[tuple[str, str], list[MeterEvent]] = {}
     earlier: dict[tuple[str, str], list[MeterEvent]] = {}
     for row in rows:
@@ -213,7 +217,7 @@ def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, s
         history.setdefault(key, []).append(event)
         if row["before_start"]:
             earlier.setdefault(key, []).append(event)
-    cut = sorted(key for key, events in earlier.items() if len(events) == METER_ROWS_BEFORE
+    cut = sorted(key for key, events in earlier.items() if len(events) >= METER_ROWS_BEFORE
                  and sum(e.value is not None for e in events) < METER_HISTORY and not any(e.reset for e in events))
     for tenant, source in cut:
         whole = tx.fetch_all(_METER_HISTORY_SQL.format(meters=_LISTED_METERS, readings=_METER_READINGS, before=""),
@@ -276,7 +280,12 @@ class PostgresReadingRepository:
         tx.advisory_lock(f"ocr/captures/{tenant_id}")
 
     def captured_per_day(self, tx: Transaction, tenant_id: str, days: Sequence[date]) -> dict[date, int]:
-        rows = tx.fetch_all(_CAPTURED_PER_DAY_SQL, tenant=tenant_id, days="{" + ",".join(d.isoformat() for d in days) + "}")
+        if not days:
+            return {}
+        first = datetime.combine(min(days), time(), UTC)
+        rows = tx.fetch_all(_CAPTURED_PER_DAY_SQL, tenant=tenant_id, first=first,
+                            after=datetime.combine(max(days), time(), UTC) + timedelta(days=1),
+                            days="{" + ",".join(d.isoformat() for d in days) + "}")
         return {row["day"]: int(row["n"]) for row in rows}
 
 
