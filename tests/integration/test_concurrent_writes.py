@@ -16,15 +16,16 @@ import pytest
 from shared.errors import InvalidInput, TransientConflict
 
 
-def _until_a_session_waits(session: Any, lock_type: str) -> None:
-    """Return once another session waits on a lock of `lock_type` (pg_locks' locktype: 'tuple' or
-    'transactionid' for a row, 'advisory'); pg_locks is read live at each call, not from a snapshot."""
+def _until_a_session_waits(session: Any, lock_type: str, sessions: int = 1) -> None:
+    """Return once `sessions` other sessions wait on a lock of `lock_type` (pg_locks' locktype:
+    'tuple' or 'transactionid' for a row, 'advisory'); pg_locks is read live at each call, not from
+    a snapshot."""
     for _ in range(200):
         if session.fetch_value("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype IN (:kind, 'transactionid')",
-                               kind=lock_type):
+                               kind=lock_type) >= sessions:
             return
         threading.Event().wait(0.05)
-    pytest.fail(f"no session ever waited on a {lock_type} lock")
+    pytest.fail(f"{sessions} session(s) never waited on a {lock_type} lock")
 
 
 def _sessions(context: Any) -> int:
@@ -130,20 +131,13 @@ def test_a_reading_stored_while_a_budgeted_call_waits_is_answered_as_stored_and_
         finally:
             context.close_thread_connection()
 
-    def until_waiting(session: Any, count: int) -> None:
-        for _ in range(200):
-            if session.fetch_value("SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'advisory'") == count:
-                return
-            threading.Event().wait(0.05)
-        pytest.fail(f"{count} calls never waited for the capture lock")
-
     calls = [threading.Thread(target=send, args=("first", [plate("r1", 0)])),
              threading.Thread(target=send, args=("second", [plate("r1", 0), plate("r2", 1)]))]
     with context.database.transaction() as holder:
         services.readings.lock_captures(holder, tenant)  # both calls queue behind it, first then second
         for waiting, call in enumerate(calls, start=1):
             call.start()
-            until_waiting(holder, waiting)
+            _until_a_session_waits(holder, "advisory", sessions=waiting)
     for call in calls:
         call.join(30)
     first, (again, new) = answers["first"][0], answers["second"]
