@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from shared.adapters.db import Transaction, is_uuid
-from shared.ocr.readings_repository import OcrMemory
+from shared.ocr.readings_repository import OcrMemory, text_array
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class PostgresCorrectionRepository:
     def readings_by_client_id(
         self, tx: Transaction, tenant_id: str, client_ids: Sequence[str]
     ) -> dict[str, dict[str, Any]]:
-        ids = "{" + ",".join(json.dumps(i) for i in client_ids) + "}"
-        return {row["client_reading_id"]: row for row in tx.fetch_all(_BY_CLIENT_IDS_SQL, tenant=tenant_id, ids=ids)}
+        rows = tx.fetch_all(_BY_CLIENT_IDS_SQL, tenant=tenant_id, ids=text_array(client_ids))
+        return {row["client_reading_id"]: row for row in rows}
 
     def add(self, tx: Transaction, tenant_id: str, corrections: Sequence[NewCorrection]) -> list[tuple[str, bool]]:
         if not corrections:

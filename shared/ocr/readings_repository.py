@@ -181,7 +181,7 @@ GROUP BY 1
 """
 
 
-def _array(values: Iterable[str]) -> str:
+def text_array(values: Iterable[str]) -> str:
     """A text[] literal: each value double-quoted, `"` and `\\` escaped (as JSON does; validated ids
     hold no control character, so no other escape occurs). Non-ASCII stays as it is: an array
     literal reads `\\u00e9` as `u00e9`."""
@@ -195,7 +195,7 @@ def _row_for_insert(item: AssessedReading) -> dict[str, Any]:
 
 
 def _source_ids(sources: Iterable[tuple[str, str]] | None, source_type: str) -> str | None:
-    return None if sources is None else _array(sorted({i for t, i in sources if t == source_type}))
+    return None if sources is None else text_array(sorted({i for t, i in sources if t == source_type}))
 
 
 def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, start: datetime,
@@ -221,7 +221,7 @@ def _meter_history(tx: Transaction, tenant_id: str | None, meters: str | None, s
                  and sum(e.value is not None for e in events) < METER_HISTORY and not any(e.reset for e in events))
     for tenant, source in cut:
         whole = tx.fetch_all(_METER_HISTORY_SQL.format(meters=_LISTED_METERS, readings=_METER_READINGS, before=""),
-                             **{**params, "tenant": tenant, "ids": _array([source])})
+                             **{**params, "tenant": tenant, "ids": text_array([source])})
         history[(tenant, source)] = [_meter_event(row) for row in whole]
     return history
 
@@ -240,10 +240,10 @@ class PostgresReadingRepository:
 
     def save_settings(self, tx: Transaction, tenant_id: str, settings: OcrSettings) -> None:
         tx.execute(_SAVE_SETTINGS_SQL, tenant=tenant_id, threshold=settings.capture_threshold,
-                   budget=settings.daily_capture_budget, countries=_array(settings.plate_countries))
+                   budget=settings.daily_capture_budget, countries=text_array(settings.plate_countries))
 
     def stored(self, tx: Transaction, tenant_id: str, client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        rows = tx.fetch_all(_STORED_SQL, tenant=tenant_id, ids=_array(client_ids))
+        rows = tx.fetch_all(_STORED_SQL, tenant=tenant_id, ids=text_array(client_ids))
         return {row["client_reading_id"]: row for row in rows}
 
     def insert(self, tx: Transaction, tenant_id: str, readings: Sequence[AssessedReading]) -> set[str]:

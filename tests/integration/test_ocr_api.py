@@ -349,7 +349,7 @@ def test_a_meters_history_read_is_bounded_and_assesses_as_the_whole_history_does
 def test_readings_with_non_ascii_ids_are_replayed_and_have_history(context: Any) -> None:
     """Ids may hold letters beyond ASCII: a replay of such a reading is found (answered as
     stored, not stored twice), and such a meter's stored readings are its history."""
-    from shared.ocr.ingest import store_history
+    from shared.ocr.ingest import store_corrections, store_history
     from shared.ocr.intake import take_readings
     from shared.ocr.readings import OcrReading
     from shared.ocr.services import ocr_services
@@ -368,3 +368,7 @@ def test_readings_with_non_ascii_ids_are_replayed_and_have_history(context: Any)
     assert take_readings(services, tenant, [reading], "r2")[0] == first  # the replay was found
     with context.database.transaction() as tx:
         assert tx.fetch_value("SELECT count(*) FROM ocr_readings WHERE client_reading_id = 'ablesung-ä'") == 1
+    # A correction imported by that id finds its reading.
+    stored = store_corrections(services, tenant, [(2, {"client_reading_id": "ablesung-ä", "corrected_text": "0001100.0",
+                                                        "correction_type": "MANUAL"})])
+    assert stored["stored"] == 1
