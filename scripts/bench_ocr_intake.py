@@ -12,13 +12,17 @@ cost of keeping it, the tenant's capture lock, not of running out), one without.
 --calls calls of --readings meter readings (new ids, every reading captured) for each tenant,
 from --processes forked processes with a connection each.
 
+With --source plate the readings are licence plates at --meters gates (--history stored at each,
+2,000 regular plates among them): what a plate call reads is the gates' plate counts.
+
 The previous approach: the code of --baseline-ref (default: f178182, whose calls held the capture
-lock from before their scoring to their commit), exported with `git archive`, runs the same rounds
+lock from before their scoring to their commit; for plates, 2161529, whose calls counted each
+gate's whole history), exported with `git archive`, runs the same rounds
 in its own tree against the same database, alternating with this code, after one round of each
 that is not counted. The best round's calls/s counts, with that round's p50 and p99 latency.
 
     .venv/bin/python scripts/bench_ocr_intake.py [--processes 4] [--calls 200] [--readings 5]
-        [--meters 40] [--history 200] [--baseline-ref f178182] [--repeat 3] [--json FILE]
+        [--source meter|plate] [--meters 40] [--history 200] [--baseline-ref f178182] [--repeat 3] [--json FILE]
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ BASELINE_REF = "f178182"  # the capture lock taken before the scoring
 # environment. The processes are forked before any connection exists, so each opens its own.
 _ROUND_CHILD = """
 import json, multiprocessing, sys, time, uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 args = json.load(sys.stdin)
 sys.path[:0] = [args["tree"]]
 from shared.context import get_context
@@ -55,12 +59,19 @@ from shared.ocr.readings import OcrReading
 from shared.ocr.services import ocr_services
 
 at = datetime.fromisoformat(args["at"])
+plate = args["source"] == "plate"
 
 def call(n):
     services = ocr_services(get_context())
-    readings = [OcrReading(client_reading_id=f"{args['label']}-{n}-{j}", source_type="meter_reading",
-                           source_id=f"meter-{(n * args['readings'] + j) % args['meters']}", ocr_text="0009999.0",
-                           confidence=0.3, captured_at=at, unit="kWh") for j in range(args["readings"])]
+    readings = [OcrReading(client_reading_id=f"{args['label']}-{n}-{j}",
+                           source_type="license_plate" if plate else "meter_reading",
+                           source_id=f"{args['source']}-{(n * args['readings'] + j) % args['meters']}",
+                           ocr_text=f"B MS {(n * 7 + j) % 900 + 100}" if plate else "0009999.0",
+                           confidence=0.3, unit=None if plate else "kWh",
+                           # a plate call's readings a moment after the last's (what a call reads from
+                           # its start on is what came later: at one instant, every earlier call)
+                           captured_at=at + timedelta(milliseconds=n) if plate else at)
+                for j in range(args["readings"])]
     started = time.perf_counter()
     answers = take_readings(services, args["tenant"], readings, uuid.uuid4().hex)
     assert all(a["captured"] for a in answers), answers
@@ -89,9 +100,10 @@ def _database(work: Path) -> tuple[dict[str, str], Any]:
     return environment, context
 
 
-def _tenant(context: Any, slug: str, budget: bool, meters: int, history: int, at: datetime) -> str:
+def _tenant(context: Any, slug: str, budget: bool, source: str, meters: int, history: int, at: datetime) -> str:
     """A tenant of its own for one round of one code (a round's calls add readings at `at`, which
-    would be the next round's history): the daily budget set or not, `history` readings a meter."""
+    would be the next round's history): the daily budget set or not, `history` readings a meter or
+    a gate (a gate's: 2,000 regular plates, one read in fifty a one-off)."""
     from shared.ocr.ingest import store_history
     from shared.ocr.readings import OcrReading
     from shared.ocr.services import ocr_services
@@ -100,9 +112,14 @@ def _tenant(context: Any, slug: str, budget: bool, meters: int, history: int, at
     services = ocr_services(context)
     tenant: str = context.tenants.create_tenant(slug, slug).tenant_id
     change_settings(services, tenant, daily_budget=str(10**9) if budget else "none")
-    readings = [OcrReading(client_reading_id=f"h{m}-{k}", source_type="meter_reading", source_id=f"meter-{m}",
-                           ocr_text=f"{1000 + k * 5:07d}.0", confidence=0.9, unit="kWh",
-                           captured_at=at - timedelta(hours=history - k)) for m in range(meters) for k in range(history)]
+    if source == "plate":
+        readings = [OcrReading(client_reading_id=f"h{m}-{k}", source_type="license_plate", source_id=f"plate-{m}",
+                               ocr_text=f"B MS {k * 7919 % 2000 + 100}" if k % 50 else f"X {k}", confidence=0.9,
+                               captured_at=at - timedelta(minutes=history - k)) for m in range(meters) for k in range(history)]
+    else:
+        readings = [OcrReading(client_reading_id=f"h{m}-{k}", source_type="meter_reading", source_id=f"meter-{m}",
+                               ocr_text=f"{1000 + k * 5:07d}.0", confidence=0.9, unit="kWh",
+                               captured_at=at - timedelta(hours=history - k)) for m in range(meters) for k in range(history)]
     store_history(services, tenant, list(enumerate(readings)))
     return tenant
 
@@ -123,8 +140,8 @@ def _summary(calls: int, rounds: list[dict[str, Any]]) -> dict[str, Any]:
             "seconds_each_round": [round(r["seconds"], 3) for r in rounds]}
 
 
-def run(processes: int, calls: int, readings: int, meters: int, history: int, baseline_ref: str, repeat: int,
-        work: Path) -> dict[str, Any]:
+def run(processes: int, calls: int, readings: int, source: str, meters: int, history: int, baseline_ref: str,
+        repeat: int, work: Path) -> dict[str, Any]:
     environment, context = _database(work)
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     codes = {**({"baseline": _export(baseline_ref, work)} if baseline_ref else {}), "now": ROOT}
@@ -138,27 +155,28 @@ def run(processes: int, calls: int, readings: int, meters: int, history: int, ba
             for code, tree in codes.items():
                 for name, budget in kinds.items():
                     slug = f"ocr-{number}-{code}-{name.replace('_', '-')}"
-                    tenant = _tenant(context, slug, budget, meters, history, at)
+                    tenant = _tenant(context, slug, budget, source, meters, history, at)
                     # The new rows analysed now, not by an autovacuum worker during the round.
-                    context.database.run_outside_transaction("VACUUM ANALYZE ocr_readings")
+                    context.database.run_outside_transaction("VACUUM ANALYZE ocr_readings, ocr_plate_counts")
                     context.database.close()  # the children's processes fork from a child of their own
                     result = _round(tree, environment, {
                         "tenant": tenant, "label": slug, "processes": processes, "calls": calls,
-                        "readings": readings, "meters": meters, "at": at.isoformat()})
+                        "readings": readings, "source": source, "meters": meters, "at": at.isoformat()})
                     if number:
                         rounds[code][name].append(result)
     finally:
         localpg.stop(work / "pg")
-    return {"processes": processes, "calls": calls, "readings_per_call": readings, "meters": meters,
-            "history_per_meter": history, "repeat": repeat, "baseline_ref": baseline_ref or None,
+    return {"processes": processes, "calls": calls, "readings_per_call": readings, "source": source,
+            "sources": meters, "history_per_source": history, "repeat": repeat, "baseline_ref": baseline_ref or None,
             "load_average_each_round": loads,
             **{code: {name: _summary(calls, values) for name, values in by_kind.items()}
                for code, by_kind in rounds.items()}}
 
 
 def table(report: dict[str, Any]) -> str:
-    lines = [f"OCR intake, {report['calls']} calls of {report['readings_per_call']} readings from "
-             f"{report['processes']} processes; best of {report['repeat']} rounds",
+    lines = [f"OCR intake, {report['calls']} calls of {report['readings_per_call']} {report['source']} readings from "
+             f"{report['processes']} processes, {report['history_per_source']} stored a {report['source']}; best of "
+             f"{report['repeat']} rounds",
              "| tenant | this code: calls/s, p50 / p99 ms | previous code | ratio |", "| --- | --- | --- | --- |"]
     for name in ("budget", "no_budget"):
         now, before = report["now"][name], report.get("baseline", {}).get(name)
@@ -174,15 +192,17 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--readings", type=int, default=5)
-    parser.add_argument("--meters", type=int, default=40)
-    parser.add_argument("--history", type=int, default=200)
+    parser.add_argument("--source", choices=("meter", "plate"), default="meter",
+                        help="meter readings, or licence plates at gates")
+    parser.add_argument("--meters", type=int, default=40, help="meters (or gates) of each tenant")
+    parser.add_argument("--history", type=int, default=200, help="stored readings a meter (or gate)")
     parser.add_argument("--baseline-ref", default=BASELINE_REF)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ocr-intake-") as work:
-        report = run(args.processes, args.calls, args.readings, args.meters, args.history, args.baseline_ref,
-                     args.repeat, Path(work))
+        report = run(args.processes, args.calls, args.readings, args.source, args.meters, args.history,
+                     args.baseline_ref, args.repeat, Path(work))
     text = json.dumps(report, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

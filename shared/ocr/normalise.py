@@ -6,6 +6,7 @@ Pure functions, no I/O: the API, the bulk import, triage and training all call t
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,9 +80,13 @@ PLATE_CONFUSIONS: dict[str, str] = {"0": "OD", "O": "0DQ", "D": "0O", "Q": "O0",
                                     "6": "G", "G": "6"}
 
 
+_PLATE_SEPARATORS = re.compile(r"[\s\-.·_]")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a call canonicalises each text its gates have seen, again and again
 def canonical_plate(ocr_text: str) -> str:
     """Upper case, separators (space, '-', '.', '·') removed."""
-    return re.sub(r"[\s\-.·_]", "", ocr_text.strip().upper())
+    return _PLATE_SEPARATORS.sub("", ocr_text.strip().upper())
 
 
 def plate_countries(plate: str, countries: Iterable[str]) -> list[str]:
