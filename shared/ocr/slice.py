@@ -85,6 +85,14 @@ def cmd_settings(args: argparse.Namespace) -> Any:
                            countries=args.countries)
 
 
+def cmd_plate_counts(args: argparse.Namespace) -> Any:
+    from shared.ocr.plate_counts import check_plate_counts
+
+    context = get_context()
+    tenant_id = context.tenants.find_tenant(args.tenant).tenant_id
+    return check_plate_counts(context.database, tenant_id, recount=args.recount)
+
+
 def cmd_train(args: argparse.Namespace) -> Any:
     from shared.ocr.retraining import train_ocr
     from shared.ocr.services import ocr_services
@@ -132,6 +140,11 @@ def add_cli_commands(groups: CliGroups) -> None:
     p.add_argument("--threshold", help="capture at this error probability or above; 'default' to clear")
     p.add_argument("--daily-budget", help="at most this many captures a day; 'none' to clear")
     p.add_argument("--countries", help="plate countries, e.g. GB,DE,NL; 'default' to clear")
+    p = groups.add(ocr, "plate-counts", cmd_plate_counts,
+                   "check the gates' kept plate counts against the stored readings (JSON)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--recount", action="store_true",
+                   help="count them again from the readings (holds off every writer of readings meanwhile)")
 
     p = groups.add(groups.group("train", "train models"), "ocr", cmd_train,
                    "train an OCR error-model candidate on the last N days of corrections")

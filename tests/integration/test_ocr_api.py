@@ -156,6 +156,9 @@ def test_cli_ingest_train_triage_equals_the_api_then_jobs(
         "already_present"] == stored
     result = mlstack(app_environment, "ingest", "corrections", "--tenant", "acme", str(corrections))
     assert result.returncode == 0 and json.loads(result.stdout)["errors"] > 30, result.stderr
+    # The gates' kept plate counts agree with the imported history and its corrections.
+    checked = mlstack(app_environment, "ocr", "plate-counts", "--tenant", "acme")
+    assert checked.returncode == 0 and json.loads(checked.stdout)["differences"] == 0, checked.stdout + checked.stderr
     trained = mlstack(app_environment, "train", "ocr", "--activate")
     assert trained.returncode == 0 and json.loads(trained.stdout)["status"] == "active", trained.stderr
     trained_label = json.loads(trained.stdout)["label"]

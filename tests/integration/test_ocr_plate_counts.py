@@ -183,3 +183,30 @@ def test_the_migration_counts_what_was_stored_before_it(database_url: str, monke
         database.close()
         admin.run_outside_transaction(f'DROP DATABASE "{name}"')
         admin.close()
+
+
+def test_counts_changed_by_hand_are_found_and_counted_again(context: Any) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.plate_counts import check_plate_counts
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    acme = context.tenants.create_tenant("acme", "Acme").tenant_id
+    globex = context.tenants.create_tenant("globex", "Globex").tenant_id
+    for tenant in (acme, globex):
+        store_history(services, tenant, [(n, _plate(f"p{n}", "north", f"AB {n % 3}", 5 - n * 0.1)) for n in range(9)])
+    _correct(services, acme, ("p0", "CD 9", "MANUAL"))
+    assert check_plate_counts(context.database, acme) == {"differences": 0, "first_differences": []}
+    with context.database.transaction() as tx:  # what only a hand change does: a type changed, a count edited
+        tx.execute("UPDATE ocr_readings SET source_type = 'meter_reading' WHERE client_reading_id = 'p1'"
+                   " AND tenant_id = CAST(:t AS uuid)", t=acme)
+        tx.execute("UPDATE ocr_plate_counts SET readings = 7 WHERE plate_text = 'AB 2' AND tenant_id = CAST(:t AS uuid)",
+                   t=acme)
+    found = check_plate_counts(context.database, acme)
+    assert found["differences"] == 1 and found["first_differences"] == [
+        {"source_id": "north", "plate_text": "AB 2", "kept": 7, "counted": 3}]
+    # p1 was counted under AB 1 as a plate and is taken off as it turns into a meter reading.
+    assert check_plate_counts(context.database, globex)["differences"] == 0
+    recounted = check_plate_counts(context.database, acme, recount=True)
+    assert recounted["differences"] == 1 and recounted["differences_after"] == 0 and recounted["texts_counted"] == 4
+    _assert_counts_agree(context, [acme, globex])
