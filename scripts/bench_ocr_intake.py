@@ -157,7 +157,7 @@ def run(processes: int, calls: int, readings: int, source: str, meters: int, his
                     slug = f"ocr-{number}-{code}-{name.replace('_', '-')}"
                     tenant = _tenant(context, slug, budget, source, meters, history, at)
                     # The new rows analysed now, not by an autovacuum worker during the round.
-                    context.database.run_outside_transaction("VACUUM ANALYZE ocr_readings, ocr_plate_counts")
+                    context.database.run_outside_transaction("VACUUM ANALYZE ocr_readings, ocr_plate_counts, ocr_plate_count_changes")
                     context.database.close()  # the children's processes fork from a child of their own
                     result = _round(tree, environment, {
                         "tenant": tenant, "label": slug, "processes": processes, "calls": calls,

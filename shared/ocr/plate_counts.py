@@ -1,7 +1,7 @@
-"""The gates' kept plate counts (migration 0024), checked against a count of the stored readings,
+"""The gates' kept plate counts (migration 0025), checked against a count of the stored readings,
 and counted again when they differ: `mlstack ocr plate-counts`. The triggers keep them right as
-readings and corrections are stored; a difference means the tables were changed by hand (triggers
-off, a reading's source type changed, the counts table edited)."""
+readings and corrections are stored; a difference means the tables were changed by hand past them
+(TRUNCATE, triggers off, a count edited, a reading's source type changed)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def check_plate_counts(database: Database, tenant_id: str, recount: bool = False
     off until done (a table lock: other tenants' intake waits too, for the recount's time)."""
     with database.transaction() as tx:
         if recount:
-            tx.execute("LOCK TABLE ocr_readings, ocr_corrections IN SHARE ROW EXCLUSIVE MODE")
+            tx.execute("LOCK TABLE ocr_corrections, ocr_readings IN SHARE ROW EXCLUSIVE MODE")  # the triggers' order
         found = _differences(tx, tenant_id)
         report: dict[str, Any] = {"differences": len(found), "first_differences": found[:SHOWN]}
         if recount:

@@ -165,23 +165,38 @@ LEFT JOIN LATERAL (
 # alone, no sort of the meter's history; ties are put in client-id order by HistoryIndex). A meter
 # whose rows hold too few values (and no reset) is read again, whole.
 METER_ROWS_BEFORE = 2 * METER_HISTORY
-# A gate's plates as its readings in [start, end) are assessed: the counts kept of every stored
-# reading (migration 0024: a gate's distinct texts, however long its history), and each reading from
-# `start` on, which is taken off the counts (they count readings before `start`) and, before `end`,
-# is one of the span's events. One statement, so both parts are of one snapshot.
-# A gate's counts come as one JSON object (text: count), not a row each: a busy gate has thousands
-# of texts, and pg8000 reads a row in Python (5,000 rows were most of a call's 48 ms).
+# A gate's plates as its readings in [start, end) are assessed: its counts (migration 0025: of
+# every stored reading), plus its pending count changes and less its readings from `start` on
+# (added up in SQL: a few hundred rows at most); and the readings of [start, end), the span's
+# events. One statement, so every part is of one snapshot. Counts come as JSON objects (text:
+# count), a gate's counts in one and its changes in another, not a row each: a busy gate has
+# thousands of texts, and pg8000 reads a row in Python (5,000 rows were most of a call's 48 ms).
+_GATES = """(CAST(:tenant AS uuid) IS NULL OR {t}.tenant_id = CAST(:tenant AS uuid))
+      AND (CAST(:ids AS text[]) IS NULL OR {t}.source_id = ANY(CAST(:ids AS text[])))"""
+_NO_EVENT = ("NULL::text AS client_reading_id, NULL::timestamptz AS captured_at, NULL::text AS ocr_text,"
+             " NULL::text AS corrected_text, NULL::boolean AS is_error")
 _PLATE_HISTORY_SQL = f"""
-SELECT c.tenant_id::text AS tenant_id, c.source_id, jsonb_object_agg(c.plate_text, c.readings) AS counts,
-       NULL AS client_reading_id, NULL AS captured_at, NULL AS ocr_text, NULL AS corrected_text, NULL AS is_error
-FROM ocr_plate_counts c
-WHERE c.readings > 0 AND (CAST(:tenant AS uuid) IS NULL OR c.tenant_id = CAST(:tenant AS uuid))
-  AND (CAST(:ids AS text[]) IS NULL OR c.source_id = ANY(CAST(:ids AS text[])))
+SELECT c.tenant_id::text AS tenant_id, c.source_id, json_object_agg(c.plate_text, c.readings) AS counts, {_NO_EVENT}
+FROM ocr_plate_counts c WHERE {_GATES.format(t="c")}
 GROUP BY c.tenant_id, c.source_id
 UNION ALL
+SELECT a.tenant_id, a.source_id, json_object_agg(a.plate_text, a.n), {_NO_EVENT} FROM (
+    SELECT d.tenant_id, d.source_id, d.plate_text, sum(d.n) AS n FROM (
+        SELECT x.tenant_id::text AS tenant_id, x.source_id, x.plate_text, x.delta AS n FROM ocr_plate_count_changes x
+        WHERE {_GATES.format(t="x")}
+        UNION ALL
+        SELECT h.tenant_id, h.source_id, CASE WHEN h.is_error THEN h.corrected_text ELSE h.ocr_text END, -1
+        FROM ({_HISTORY_SELECT} AND r.captured_at >= :start) h
+    ) d GROUP BY 1, 2, 3
+) a GROUP BY 1, 2
+UNION ALL
 SELECT h.tenant_id, h.source_id, NULL, h.client_reading_id, h.captured_at, h.ocr_text, h.corrected_text, h.is_error
-FROM ({_HISTORY_SELECT} AND r.captured_at >= :start) h
+FROM ({_HISTORY_SELECT} AND r.captured_at >= :start AND r.captured_at < :end) h
 """
+# A gate's pending count changes are folded into its counts by the call that finds this many:
+# a read sums them (a few hundred rows at most), a fold rewrites some of the gate's counts.
+PLATE_FOLD_AT = 64
+_FOLD_PLATE_COUNTS_SQL = "SELECT ocr_plate_counts_fold(CAST(:tenant AS uuid), CAST(:gates AS text[]), :at_least)"
 # The time bounds let the partial index of captures (migration 0023) read the days' captures alone.
 _CAPTURED_PER_DAY_SQL = """
 SELECT (captured_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n FROM ocr_readings
@@ -261,7 +276,11 @@ class PostgresReadingRepository:
         if not readings:
             return set()
         batch = json.dumps([_row_for_insert(item) for item in readings])
-        return {row["client_reading_id"] for row in tx.fetch_all(_INSERT_SQL, tenant=tenant_id, batch=batch)}
+        inserted = {row["client_reading_id"] for row in tx.fetch_all(_INSERT_SQL, tenant=tenant_id, batch=batch)}
+        gates = {item.reading.source_id for item in readings if item.reading.source_type == "license_plate"}
+        if gates:  # the inserts' count changes are pending: fold the gates that have enough
+            tx.execute(_FOLD_PLATE_COUNTS_SQL, tenant=tenant_id, gates=text_array(sorted(gates)), at_least=PLATE_FOLD_AT)
+        return inserted
 
     def history(
         self, tx: Transaction, tenant_id: str | None, sources: Iterable[tuple[str, str]] | None, start: datetime,
@@ -279,7 +298,7 @@ class PostgresReadingRepository:
             counts = snapshot.plate_counts
             for row in tx.fetch_all(_PLATE_HISTORY_SQL, **params):
                 key = (row["tenant_id"], row["source_id"])
-                if row["client_reading_id"] is None:  # the gate's kept counts
+                if row["client_reading_id"] is None:  # the gate's counts, or what to add to them
                     counter = counts.setdefault(key, Counter())
                     for text, readings in row["counts"].items():
                         plate = canonical_plate(text)
@@ -288,13 +307,10 @@ class PostgresReadingRepository:
                     continue
                 event = plate_event(row["captured_at"], row["client_reading_id"], row["ocr_text"],
                                     corrected_text=row["corrected_text"], is_error=row["is_error"])
-                if event is None:
-                    continue
-                counts.setdefault(key, Counter())[event.plate] -= 1  # counted, but not before `start`
-                if row["captured_at"] < end:
+                if event is not None:
                     snapshot.plates.setdefault(key, []).append(event)
             for key, counter in counts.items():
-                counts[key] = +counter  # without the texts read only from `start` on
+                counts[key] = +counter  # the plates read before `start`
         return snapshot
 
     def lock_captures(self, tx: Transaction, tenant_id: str) -> None:

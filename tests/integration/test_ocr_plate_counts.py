@@ -1,11 +1,15 @@
-"""A gate's plate counts are kept as readings and corrections are stored (migration 0024): a
+"""A gate's plate counts are kept as readings and corrections are stored (migration 0025): a
 licence-plate call reads them instead of counting the gate's history. Whatever was stored,
 corrected, removed or changed, in whatever order transactions committed, the history a call sees
-equals a count of the stored readings, each under its latest correction's text."""
+equals a count of the stored readings, each under its latest correction's text; and keeping them
+makes no writer wait for another (they append changes, folded by whoever finds enough)."""
 
 from __future__ import annotations
 
+import threading
+import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,7 +146,7 @@ def test_corrections_committed_out_of_their_order_count_the_latest(context: Any,
     _assert_counts_agree(context, [tenant])
     assert _seen(context, tenant, ["north"], NOW)[(tenant, "north")] == Counter({"AB1": 1, "CD2": 1})
     with context.database.transaction() as tx:  # a call reads the kept counts, not the gate's readings
-        tx.execute("UPDATE ocr_plate_counts SET readings = readings + 5 WHERE plate_text = 'AB 1'")
+        tx.execute("INSERT INTO ocr_plate_count_changes VALUES (CAST(:t AS uuid), 'north', 'AB 1', 5)", t=tenant)
     assert _seen(context, tenant, ["north"], NOW)[(tenant, "north")] == Counter({"AB1": 6, "CD2": 1})
 
 
@@ -157,7 +161,7 @@ def test_the_migration_counts_what_was_stored_before_it(database_url: str, monke
     database = Database(database_url.rsplit("/", 1)[0] + f"/{name}")
     try:
         every = migrations.available_migrations()
-        monkeypatch.setattr(migrations, "available_migrations", lambda: [m for m in every if m.number < 24])
+        monkeypatch.setattr(migrations, "available_migrations", lambda: [m for m in every if m.number < 25])
         migrations.migrate(database)
         with database.transaction() as tx:
             tenant = tx.fetch_value("INSERT INTO tenants (slug, name) VALUES ('acme', 'Acme') RETURNING tenant_id::text")
@@ -172,7 +176,7 @@ def test_the_migration_counts_what_was_stored_before_it(database_url: str, monke
                            " :err, false, 0 FROM ocr_readings WHERE client_reading_id = :r", text=text, err=is_error,
                            r=reading, kind=f"K{'X' * seq}")
         monkeypatch.setattr(migrations, "available_migrations", lambda: every)
-        assert "0024_ocr_plate_counts" in migrations.migrate(database)
+        assert migrations.migrate(database)[0] == "0025_ocr_plate_counts"
         with database.transaction() as tx:
             kept = {row["plate_text"]: row["readings"] for row in tx.fetch_all(
                 "SELECT plate_text, readings FROM ocr_plate_counts WHERE readings > 0")}
@@ -200,8 +204,7 @@ def test_counts_changed_by_hand_are_found_and_counted_again(context: Any) -> Non
     with context.database.transaction() as tx:  # what only a hand change does: a type changed, a count edited
         tx.execute("UPDATE ocr_readings SET source_type = 'meter_reading' WHERE client_reading_id = 'p1'"
                    " AND tenant_id = CAST(:t AS uuid)", t=acme)
-        tx.execute("UPDATE ocr_plate_counts SET readings = 7 WHERE plate_text = 'AB 2' AND tenant_id = CAST(:t AS uuid)",
-                   t=acme)
+        tx.execute("INSERT INTO ocr_plate_count_changes VALUES (CAST(:t AS uuid), 'north', 'AB 2', 4)", t=acme)
     found = check_plate_counts(context.database, acme)
     assert found["differences"] == 1 and found["first_differences"] == [
         {"source_id": "north", "plate_text": "AB 2", "kept": 7, "counted": 3}]
@@ -210,3 +213,258 @@ def test_counts_changed_by_hand_are_found_and_counted_again(context: Any) -> Non
     recounted = check_plate_counts(context.database, acme, recount=True)
     assert recounted["differences"] == 1 and recounted["differences_after"] == 0 and recounted["texts_counted"] == 4
     _assert_counts_agree(context, [acme, globex])
+
+
+# -- the span's events --------------------------------------------------------------------------
+
+
+def test_a_calls_events_are_its_spans_readings_at_their_best_text(context: Any) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [(n, _plate(f"p{n}", "north", f"AB {n % 4}", 10 - n)) for n in range(10)])
+    _correct(services, tenant, ("p6", "ZZ 1", "MANUAL"), ("p7", "", "UNREADABLE"))
+    start, end = NOW - timedelta(days=6, hours=1), NOW - timedelta(days=1, hours=1)
+    with context.database.transaction() as tx:
+        snapshot = services.readings.history(tx, tenant, [("license_plate", "north")], start, end)
+    assert [(e.client_reading_id, e.plate) for e in snapshot.plates[(tenant, "north")]] == [
+        ("p4", "AB0"), ("p5", "AB1"), ("p6", "ZZ1"), ("p8", "AB0")]  # p7 unreadable, p9 from `end` on
+    assert snapshot.plate_counts[(tenant, "north")] == Counter({"AB0": 1, "AB1": 1, "AB2": 1, "AB3": 1})
+
+
+def test_texts_of_any_characters_come_back_as_stored(context: Any) -> None:
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    texts = ['A"B 1', "C\\D 2", "Ü-Ö 3", "😀 9", "A\tB\n4", "\u2028X", "{}", "1e5", "null", "AB 1 ", " ab-1"]
+    with context.database.transaction() as tx:
+        for n, text in enumerate(texts):
+            tx.execute("INSERT INTO ocr_readings (tenant_id, client_reading_id, source_type, source_id, ocr_text,"
+                       " confidence, captured_at) VALUES (CAST(:t AS uuid), :id, 'license_plate', 'g\"ä', :text, 0.9,"
+                       " now() - interval '1 day')", t=tenant, id=f"p{n}", text=text)
+    with context.database.transaction() as tx:
+        snapshot = ocr_services(context).readings.history(tx, tenant, [("license_plate", 'g"ä')], NOW,
+                                                          NOW + timedelta(hours=1))
+    assert snapshot.plate_counts[(tenant, 'g"ä')] == Counter(p for p in map(canonical_plate, texts) if p)
+
+
+def test_hand_changes_the_triggers_see_keep_the_counts(context: Any) -> None:
+    """A correction moved to another reading; a reading and its correction in one statement."""
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [(1, _plate("p1", "north", "AB 1", 3)), (2, _plate("p2", "north", "CD 2", 3))])
+    _correct(services, tenant, ("p1", "ZZ 9", "MANUAL"))
+    with context.database.transaction() as tx:
+        tx.execute("UPDATE ocr_corrections SET reading_id = (SELECT reading_id FROM ocr_readings"
+                   " WHERE client_reading_id = 'p2')")
+        tx.execute("WITH r AS (INSERT INTO ocr_readings (tenant_id, client_reading_id, source_type, source_id, ocr_text,"
+                   " confidence, captured_at) VALUES (CAST(:t AS uuid), 'p3', 'license_plate', 'north', 'AB 1', 0.9,"
+                   " now() - interval '1 day') RETURNING tenant_id, reading_id)"
+                   " INSERT INTO ocr_corrections (tenant_id, reading_id, corrected_text, correction_type, is_error,"
+                   " resets_meter, character_error_rate) SELECT tenant_id, reading_id, 'EF 3', 'MANUAL', true, false, 0"
+                   " FROM r", t=tenant)
+    _assert_counts_agree(context, [tenant])
+    assert _seen(context, tenant, ["north"], NOW)[(tenant, "north")] == Counter({"AB1": 1, "ZZ9": 1, "EF3": 1})
+
+
+# -- folding, and no writer waiting for another ---------------------------------------------------
+
+
+def _pending(context: Any, gate: str) -> int:
+    with context.database.transaction() as tx:
+        return int(tx.fetch_value("SELECT count(*) FROM ocr_plate_count_changes WHERE source_id = :g", g=gate))
+
+
+def test_a_gates_changes_are_folded_once_enough_are_pending(context: Any, database_url: str) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.intake import take_readings
+    from shared.ocr.readings_repository import PLATE_FOLD_AT
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    few = [(n, _plate(f"p{n}", "north", f"AB {n % 5}", 9 - n * 0.01)) for n in range(PLATE_FOLD_AT - 1)]
+    store_history(services, tenant, few)
+    assert _pending(context, "north") == 5  # one change per text of the statement, none folded yet
+    store_history(services, tenant, [(n, _plate(f"q{n}", "north", f"CD {n}", 8 - n * 0.01)) for n in range(60)])
+    assert _pending(context, "north") == 0  # 65 changes pending: folded by the insert that found them
+    _assert_counts_agree(context, [tenant])
+
+    # A fold already running for the tenant (here: held by another session) is not waited for.
+    holder = Database(database_url)
+    try:
+        with holder.transaction() as tx:
+            tx.execute("SELECT pg_advisory_xact_lock(ocr_plate_counts_lock_key(CAST(:t AS uuid)))", t=tenant)
+            store_history(services, tenant, [(n, _plate(f"r{n}", "north", f"EF {n}", 7 - n * 0.01)) for n in range(70)])
+            take_readings(services, tenant, [_plate("live-1", "north", "AB 1", 0.001)], "r1")
+            assert _pending(context, "north") == 71
+    finally:
+        holder.close()
+    _assert_counts_agree(context, [tenant])
+
+
+def _until_waiting(watcher: Database, sessions: int = 1) -> None:
+    for _ in range(200):
+        with watcher.transaction() as tx:
+            if tx.fetch_value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                              " AND datname = current_database()") >= sessions:
+                return
+        threading.Event().wait(0.05)
+    pytest.fail("no session waited on a lock")
+
+
+def _intake(context: Any, services: Any, tenant: str, texts: list[str]) -> str:
+    from shared.ocr.intake import take_readings
+
+    try:
+        take_readings(services, tenant, [_plate(f"live-{n}", "north", t, 0.001) for n, t in enumerate(texts)], "r1")
+        return "committed"
+    finally:
+        context.close_thread_connection()
+
+
+def test_an_open_import_does_not_hold_up_intake_at_its_gate(context: Any, database_url: str) -> None:
+    """An import inserts chunk after chunk in one transaction (and may fold): intake of the same
+    gate and texts meanwhile neither waits for it nor closes a deadlock with it."""
+    from shared.ocr.readings_repository import PLATE_FOLD_AT, AssessedReading
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    importer = Database(database_url)
+
+    def chunk(tx: Any, prefix: str, texts: list[str]) -> None:  # what store_history does for each chunk
+        services.readings.insert(tx, tenant, [AssessedReading(str(uuid.uuid4()), _plate(f"{prefix}{n}", "north", t, 2),
+                                                              t, None, False, ()) for n, t in enumerate(texts)])
+
+    try:
+        with ThreadPoolExecutor(1) as pool, importer.transaction() as tx:
+            chunk(tx, "h", ["B 2"] * PLATE_FOLD_AT)  # enough to fold: the import holds the fold's locks
+            assert pool.submit(_intake, context, services, tenant, ["A 1", "B 2"]).result(timeout=30) == "committed"
+            chunk(tx, "i", ["A 1"])
+    finally:
+        importer.close()
+    _assert_counts_agree(context, [tenant])
+    assert _seen(context, tenant, ["north"], NOW)[(tenant, "north")] == Counter({"B2": PLATE_FOLD_AT + 1, "A1": 2})
+
+
+def test_an_open_correction_batch_does_not_hold_up_intake_at_its_gate(context: Any, database_url: str) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [(1, _plate("p1", "north", "C 3", 3)), (2, _plate("p2", "north", "B 2", 3)),
+                                     (3, _plate("p3", "north", "A 1", 3))])
+    corrector = Database(database_url)
+    try:
+        with ThreadPoolExecutor(1) as pool, corrector.transaction() as tx:
+            tx.execute(_CORRECT, text="D 4", r="p1")
+            assert pool.submit(_intake, context, services, tenant, ["A 1", "C 3"]).result(timeout=30) == "committed"
+            tx.execute(_CORRECT, text="E 5", r="p3")
+    finally:
+        corrector.close()
+    _assert_counts_agree(context, [tenant])
+
+
+_CORRECT = ("INSERT INTO ocr_corrections (tenant_id, reading_id, corrected_text, correction_type, is_error,"
+            " resets_meter, character_error_rate) SELECT tenant_id, reading_id, :text, 'MANUAL', true, false, 0.5"
+            " FROM ocr_readings WHERE client_reading_id = :r")
+
+
+def test_a_reading_being_labelled_takes_corrections_meanwhile(context: Any, database_url: str) -> None:
+    """A labelling selection (a foreign key to the reading) is open while a correction of the
+    reading arrives: the correction does not wait for it, and the selection's own later correction
+    commits too (a FOR UPDATE of the reading had them deadlock)."""
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [(1, _plate("p1", "north", "AB 1", 3))])
+    labeller, corrector = Database(database_url), Database(database_url)
+
+    def correct() -> str:
+        with corrector.transaction() as tx:
+            tx.execute(_CORRECT, text="CD 2", r="p1")
+        return "committed"
+
+    try:
+        with ThreadPoolExecutor(1) as pool, labeller.transaction() as tx:
+            batch = str(uuid.uuid4())
+            tx.execute("INSERT INTO ocr_label_batches (batch_id, tenant_id, manifest_key, size)"
+                       " VALUES (CAST(:b AS uuid), CAST(:t AS uuid), 'k', 1)", b=batch, t=tenant)
+            tx.execute("INSERT INTO ocr_label_selections (reading_id, tenant_id, batch_id, rank)"
+                       " SELECT reading_id, tenant_id, CAST(:b AS uuid), 1 FROM ocr_readings"
+                       " WHERE client_reading_id = 'p1'", b=batch)
+            assert pool.submit(correct).result(timeout=30) == "committed"
+            tx.execute(_CORRECT, text="EF 3", r="p1")
+    finally:
+        labeller.close()
+        corrector.close()
+    _assert_counts_agree(context, [tenant])
+    assert _seen(context, tenant, ["north"], NOW)[(tenant, "north")] == Counter({"EF3": 1})
+
+
+def test_a_recount_waits_for_an_open_correction_batch_without_deadlock(context: Any, database_url: str) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.plate_counts import check_plate_counts
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [
+        (1, _plate("p1", "north", "AB 1", 3)),
+        (2, OcrReading(client_reading_id="m1", source_type="meter_reading", source_id="m", ocr_text="0001234.5",
+                       confidence=0.9, unit="kWh", captured_at=NOW - timedelta(days=2)))])
+    corrector, watcher = Database(database_url), Database(database_url)
+
+    def recount() -> dict[str, Any]:
+        try:
+            return check_plate_counts(context.database, tenant, recount=True)
+        finally:
+            context.close_thread_connection()
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with corrector.transaction() as tx:
+                tx.execute(_CORRECT, text="0001234.6", r="m1")  # the batch's first rows: the corrections table held
+                recounted = pool.submit(recount)
+                _until_waiting(watcher)  # the recount waits for the batch
+                tx.execute(_CORRECT, text="CD 2", r="p1")  # then a plate: its trigger writes to ocr_readings
+            assert recounted.result(timeout=30)["differences_after"] == 0
+    finally:
+        corrector.close()
+        watcher.close()
+    _assert_counts_agree(context, [tenant])
+
+
+def test_a_correction_at_repeatable_read_that_missed_a_later_one_fails_to_serialise(
+        context: Any, database_url: str) -> None:
+    """A hand transaction at REPEATABLE READ reads the corrections of its own snapshot: one that took
+    its seq before another correction of the reading committed cannot count from that snapshot, so
+    it fails (a retry counts right) and the counts stay true."""
+    from shared.errors import TransientConflict
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(ocr_services(context), tenant, [(1, _plate("p1", "north", "AB 1", 3))])
+    first, second = Database(database_url), Database(database_url)
+    try:
+        with pytest.raises(TransientConflict), first.transaction() as tx:
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            seq = tx.fetch_value("SELECT nextval(pg_get_serial_sequence('ocr_corrections', 'seq'))")
+            with second.transaction() as other:  # a later seq that confirms the OCR text: nothing moves
+                other.execute(_CORRECT.replace("true", "false").replace("'MANUAL'", "'CONFIRMED'"), text="AB 1", r="p1")
+            tx.execute(_CORRECT.replace("(tenant_id,", "(seq, tenant_id,").replace("SELECT tenant_id", "SELECT :seq, tenant_id"),
+                       seq=seq, text="EF 3", r="p1")
+    finally:
+        first.close()
+        second.close()
+    _assert_counts_agree(context, [tenant])
