@@ -306,6 +306,9 @@ def test_a_gates_changes_are_folded_once_enough_are_pending(context: Any, databa
     finally:
         holder.close()
     _assert_counts_agree(context, [tenant])
+    take_readings(services, tenant, [_plate("live-2", "north", "AB 2", 0.001)], "r2")  # the next call folds them
+    assert _pending(context, "north") == 0
+    _assert_counts_agree(context, [tenant])
 
 
 def _until_waiting(watcher: Database, sessions: int = 1) -> None:

@@ -110,16 +110,10 @@ BEGIN
         DELETE FROM ocr_plate_count_changes x USING due
         WHERE x.tenant_id = tenant AND x.source_id = due.source_id
         RETURNING x.source_id, x.plate_text, x.delta
-    ), sums AS (
-        SELECT m.source_id, m.plate_text, sum(m.delta) AS n FROM moved m GROUP BY 1, 2
-    ), updated AS (  -- only folds and recounts write counts, one at a time: no insert races this
-        UPDATE ocr_plate_counts c SET readings = c.readings + s.n FROM sums s
-        WHERE c.tenant_id = tenant AND c.source_id = s.source_id AND c.plate_text = s.plate_text
-        RETURNING c.source_id, c.plate_text
-    )
-    INSERT INTO ocr_plate_counts (tenant_id, source_id, plate_text, readings)
-    SELECT tenant, s.source_id, s.plate_text, s.n FROM sums s
-    WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE u.source_id = s.source_id AND u.plate_text = s.plate_text);
+    )  -- only folds and recounts write counts, one at a time: no other writer waits on these rows
+    INSERT INTO ocr_plate_counts AS c (tenant_id, source_id, plate_text, readings)
+    SELECT tenant, m.source_id, m.plate_text, sum(m.delta) FROM moved m GROUP BY 2, 3
+    ON CONFLICT (tenant_id, source_id, plate_text) DO UPDATE SET readings = c.readings + EXCLUDED.readings;
     DELETE FROM ocr_plate_counts c WHERE c.tenant_id = tenant AND c.source_id = ANY(gates) AND c.readings = 0;
 END $$;
 
