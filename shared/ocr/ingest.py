@@ -63,6 +63,7 @@ def store_history(services: OcrServices, tenant_id: str, rows: Sequence[tuple[in
             new = [AssessedReading(str(uuid.uuid4()), r, _normalized(r), None, False, ())
                    for _, r in chunk if r.client_reading_id not in known]
             stored += len(services.readings.insert(tx, tenant_id, new))
+        services.readings.fold_plate_counts(tx, tenant_id, (r.source_id for _, r in rows if r.source_type == "license_plate"))
     return {"rows": len(rows), "stored": stored, "already_present": len(rows) - stored}
 
 

@@ -29,6 +29,7 @@ def take_readings(
         if settings.daily_capture_budget is not None:
             scored = _within_budget(services, tx, tenant_id, scored, settings.daily_capture_budget, answers)
         inserted = services.readings.insert(tx, tenant_id, [s.assessed for s in scored])
+        services.readings.fold_plate_counts(tx, tenant_id, (r.source_id for r in new if r.source_type == "license_plate"))
         for item in scored:
             reading = item.assessed.reading
             if reading.client_reading_id not in inserted:

@@ -347,7 +347,8 @@ def test_an_open_import_does_not_hold_up_intake_at_its_gate(context: Any, databa
 
     try:
         with ThreadPoolExecutor(1) as pool, importer.transaction() as tx:
-            chunk(tx, "h", ["B 2"] * PLATE_FOLD_AT)  # enough to fold: the import holds the fold's locks
+            chunk(tx, "h", ["B 2"] * PLATE_FOLD_AT)
+            services.readings.fold_plate_counts(tx, tenant, ["north"])  # enough to fold: the import holds the fold
             assert pool.submit(_intake, context, services, tenant, ["A 1", "B 2"]).result(timeout=30) == "committed"
             chunk(tx, "i", ["A 1"])
     finally:
