@@ -91,30 +91,39 @@ CREATE FUNCTION ocr_plate_count_differences(tenant uuid)
     ORDER BY 1, 2, 3
 $$;
 
--- Moves the pending changes of a tenant's listed gates that have at least `at_least` of them into
--- the counts, unless another transaction is folding or recounting the tenant (then nothing: the
--- changes wait for the next fold, and the caller does not wait). One statement, no temporary
--- table: it runs inside intake's transactions.
+-- Moves the pending changes of each listed gate of a tenant that has at least `at_least` of them
+-- into its counts, unless another transaction is folding or recounting the tenant (then nothing:
+-- the changes wait for the next fold, and the caller does not wait). A gate at a time, each
+-- statement on the changes' index by tenant and gate: PL/pgSQL keeps a generic plan after five
+-- calls, and one join of the due gates to the changes went quadratic (minutes) under it. No
+-- temporary table: it runs inside intake's transactions.
 CREATE FUNCTION ocr_plate_counts_fold(tenant uuid, gates text[], at_least integer) RETURNS void
     LANGUAGE plpgsql AS $$
+DECLARE
+    gate text;
+    locked boolean := false;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM ocr_plate_count_changes x WHERE x.tenant_id = tenant AND x.source_id = ANY(gates)
-                   GROUP BY x.source_id HAVING count(*) >= at_least)
-       OR NOT pg_try_advisory_xact_lock(ocr_plate_counts_lock_key(tenant)) THEN
-        RETURN;
-    END IF;
-    WITH due AS (
-        SELECT x.source_id FROM ocr_plate_count_changes x
-        WHERE x.tenant_id = tenant AND x.source_id = ANY(gates) GROUP BY 1 HAVING count(*) >= at_least
-    ), moved AS (
-        DELETE FROM ocr_plate_count_changes x USING due
-        WHERE x.tenant_id = tenant AND x.source_id = due.source_id
-        RETURNING x.source_id, x.plate_text, x.delta
-    )  -- only folds and recounts write counts, one at a time: no other writer waits on these rows
-    INSERT INTO ocr_plate_counts AS c (tenant_id, source_id, plate_text, readings)
-    SELECT tenant, m.source_id, m.plate_text, sum(m.delta) FROM moved m GROUP BY 2, 3
-    ON CONFLICT (tenant_id, source_id, plate_text) DO UPDATE SET readings = c.readings + EXCLUDED.readings;
-    DELETE FROM ocr_plate_counts c WHERE c.tenant_id = tenant AND c.source_id = ANY(gates) AND c.readings = 0;
+    FOREACH gate IN ARRAY gates LOOP
+        IF (SELECT count(*) FROM ocr_plate_count_changes x WHERE x.tenant_id = tenant AND x.source_id = gate)
+           < at_least THEN
+            CONTINUE;
+        END IF;
+        IF NOT locked THEN
+            IF NOT pg_try_advisory_xact_lock(ocr_plate_counts_lock_key(tenant)) THEN
+                RETURN;
+            END IF;
+            locked := true;
+        END IF;
+        -- Only folds and recounts write counts, one at a time: no other writer waits on these rows.
+        WITH moved AS (
+            DELETE FROM ocr_plate_count_changes x WHERE x.tenant_id = tenant AND x.source_id = gate
+            RETURNING x.plate_text, x.delta
+        )
+        INSERT INTO ocr_plate_counts AS c (tenant_id, source_id, plate_text, readings)
+        SELECT tenant, gate, m.plate_text, sum(m.delta) FROM moved m GROUP BY m.plate_text
+        ON CONFLICT (tenant_id, source_id, plate_text) DO UPDATE SET readings = c.readings + EXCLUDED.readings;
+        DELETE FROM ocr_plate_counts c WHERE c.tenant_id = tenant AND c.source_id = gate AND c.readings = 0;
+    END LOOP;
 END $$;
 
 -- Counts a tenant's (NULL: every tenant's) plate readings again. The caller keeps writers of
