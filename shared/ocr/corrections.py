@@ -35,6 +35,8 @@ def record_correction(services: OcrServices, tenant_id: str, request: Correction
         correction = judge_correction(request.source_type, str(reading["reading_id"]), reading["ocr_text"],
                                       request.corrected_text, request.correction_type)
         [(correction_id, created)] = services.corrections.add(tx, tenant_id, [correction])
+        if reading["source_type"] == "license_plate":  # a gate that only gets corrections must fold too
+            services.readings.fold_plate_counts(tx, tenant_id, [reading["source_id"]])
     return {
         "status": "success",
         "message": "correction recorded" if created else "correction already recorded",

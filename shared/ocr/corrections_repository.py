@@ -87,6 +87,15 @@ JOIN ocr_corrections o ON o.tenant_id = CAST(:tenant AS uuid) AND o.reading_id =
 """
 
 
+# The plate readings a batch corrects, locked in reading-id order before its insert: the count
+# trigger (migration 0025) locks each corrected plate reading, and in the batch's own row order two
+# batches of the same readings in other orders deadlocked.
+_LOCK_PLATE_READINGS_SQL = """
+SELECT 1 FROM ocr_readings WHERE reading_id = ANY(CAST(:ids AS uuid[])) AND source_type = 'license_plate'
+ORDER BY reading_id FOR NO KEY UPDATE
+"""
+
+
 class PostgresCorrectionRepository:
     def find_reading(self, tx: Transaction, tenant_id: str, source_type: str, reference: str) -> dict[str, Any] | None:
         return tx.fetch_one(_FIND_BY_ID_SQL, tenant=tenant_id, source_type=source_type, ref=reference,
@@ -103,6 +112,8 @@ class PostgresCorrectionRepository:
             return []
         batch = json.dumps([{"ordinality": n, **c.__dict__, "created_at": c.created_at.isoformat() if c.created_at
                              else None} for n, c in enumerate(corrections)])
+        if len({c.reading_id for c in corrections}) > 1:
+            tx.fetch_all(_LOCK_PLATE_READINGS_SQL, ids=text_array(sorted({c.reading_id for c in corrections})))
         rows = tx.fetch_all(_ADD_SQL, tenant=tenant_id, batch=batch)
         if any(row["correction_id"] is None for row in rows):
             stored = {row["ordinality"]: row["correction_id"] for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id,

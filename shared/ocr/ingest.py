@@ -124,6 +124,8 @@ def store_corrections(services: OcrServices, tenant_id: str, rows: Sequence[tupl
         if problems:
             raise InvalidInput(f"{len(problems)} bad row(s) in {name}; nothing was stored", problems[:20])
         results = services.corrections.add(tx, tenant_id, judged)
+        services.readings.fold_plate_counts(tx, tenant_id, (reading["source_id"] for reading in readings.values()
+                                                            if reading["source_type"] == "license_plate"))
     created = sum(1 for _, new in results if new)
     return {"rows": len(rows), "stored": created, "already_present": len(rows) - created,
             "errors": sum(1 for c in judged if c.is_error)}

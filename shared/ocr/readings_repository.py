@@ -172,7 +172,8 @@ LEFT JOIN LATERAL (
 METER_ROWS_BEFORE = 2 * METER_HISTORY
 # A gate's plates as its readings in [start, end) are assessed: its counts (migration 0025: of
 # every stored reading), plus its pending count changes and less its readings from `start` on
-# (added up in SQL: a few hundred rows at most); and the readings of [start, end), the span's
+# (added up in SQL; a live call's are few, a backdated upload's are the gate's readings since its
+# start); and the readings of [start, end), the span's
 # events. One statement, so every part is of one snapshot. Counts come as JSON objects (text:
 # count), a gate's counts in one and its changes in another, not a row each: a busy gate has
 # thousands of texts, and pg8000 reads a row in Python (5,000 rows were most of a call's 48 ms).

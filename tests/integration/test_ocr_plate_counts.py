@@ -472,3 +472,54 @@ def test_a_correction_at_repeatable_read_that_missed_a_later_one_fails_to_serial
         first.close()
         second.close()
     _assert_counts_agree(context, [tenant])
+
+
+def test_a_correction_batch_locks_its_readings_in_one_order(context: Any, database_url: str) -> None:
+    """Each corrected plate reading stays locked to the commit: a batch takes them in reading-id
+    order, whatever its rows' order, so two batches of the same readings cannot deadlock. Here
+    the batch waits for its first reading without holding the second."""
+    from shared.ocr.corrections import judge_correction
+    from shared.ocr.corrections_repository import PostgresCorrectionRepository
+    from shared.ocr.ingest import store_history
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(ocr_services(context), tenant, [(1, _plate("p1", "north", "AB 1", 3)), (2, _plate("p2", "north", "AB 2", 3))])
+    with context.database.transaction() as tx:
+        low, high = sorted(tx.fetch_value("SELECT array_agg(reading_id::text) FROM ocr_readings"))
+    holder, batch, probe = Database(database_url), Database(database_url), Database(database_url)
+    repository = PostgresCorrectionRepository()
+
+    def correct(readings: list[str]) -> None:
+        with batch.transaction() as tx:
+            repository.add(tx, tenant, [judge_correction("license_plate", r, "AB 1", "CD 9", "MANUAL") for r in readings])
+
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            with holder.transaction() as tx:
+                repository.add(tx, tenant, [judge_correction("license_plate", low, "AB 1", "EF 7", "MANUAL")])
+                done = pool.submit(correct, [high, low])  # its rows in the other order
+                _until_waiting(probe)
+                with probe.transaction() as other:  # the second reading is free meanwhile
+                    assert other.fetch_value("SELECT count(*) FROM (SELECT 1 FROM ocr_readings WHERE reading_id ="
+                                             " CAST(:r AS uuid) FOR NO KEY UPDATE NOWAIT) x", r=high) == 1
+            done.result(timeout=30)
+    finally:
+        holder.close()
+        batch.close()
+        probe.close()
+    _assert_counts_agree(context, [tenant])
+
+
+def test_a_gate_that_only_gets_corrections_is_folded(context: Any) -> None:
+    from shared.ocr.ingest import store_history
+    from shared.ocr.readings_repository import PLATE_FOLD_AT
+    from shared.ocr.services import ocr_services
+
+    services = ocr_services(context)
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    store_history(services, tenant, [(n, _plate(f"p{n}", "north", "AB 1", 5 - n * 0.001)) for n in range(300)])
+    for start in range(0, 300, 100):
+        _correct(services, tenant, *((f"p{n}", f"CD {n}", "MANUAL") for n in range(start, start + 100)))
+    assert _pending(context, "north") < 2 * PLATE_FOLD_AT
+    _assert_counts_agree(context, [tenant])

@@ -14,6 +14,7 @@
 
 -- Writes of readings and corrections wait for this migration (reads do not): none is missed by the
 -- count below, and none runs under half-made triggers.
+SET LOCAL lock_timeout = '10s';  -- not queued behind a long import, holding intake behind it: fail, run again
 LOCK TABLE ocr_corrections, ocr_readings IN SHARE ROW EXCLUSIVE MODE;
 
 CREATE TABLE ocr_plate_counts (
@@ -102,6 +103,7 @@ CREATE FUNCTION ocr_plate_counts_fold(tenant uuid, gates text[], at_least intege
 DECLARE
     gate text;
     locked boolean := false;
+    emptied text[];
 BEGIN
     FOREACH gate IN ARRAY gates LOOP
         IF (SELECT count(*) FROM ocr_plate_count_changes x WHERE x.tenant_id = tenant AND x.source_id = gate)
@@ -118,11 +120,15 @@ BEGIN
         WITH moved AS (
             DELETE FROM ocr_plate_count_changes x WHERE x.tenant_id = tenant AND x.source_id = gate
             RETURNING x.plate_text, x.delta
+        ), folded AS (
+            INSERT INTO ocr_plate_counts AS c (tenant_id, source_id, plate_text, readings)
+            SELECT tenant, gate, m.plate_text, sum(m.delta) FROM moved m GROUP BY m.plate_text
+            ON CONFLICT (tenant_id, source_id, plate_text) DO UPDATE SET readings = c.readings + EXCLUDED.readings
+            RETURNING c.plate_text, c.readings
         )
-        INSERT INTO ocr_plate_counts AS c (tenant_id, source_id, plate_text, readings)
-        SELECT tenant, gate, m.plate_text, sum(m.delta) FROM moved m GROUP BY m.plate_text
-        ON CONFLICT (tenant_id, source_id, plate_text) DO UPDATE SET readings = c.readings + EXCLUDED.readings;
-        DELETE FROM ocr_plate_counts c WHERE c.tenant_id = tenant AND c.source_id = gate AND c.readings = 0;
+        SELECT array_agg(f.plate_text) INTO emptied FROM folded f WHERE f.readings = 0;
+        DELETE FROM ocr_plate_counts c
+        WHERE c.tenant_id = tenant AND c.source_id = gate AND c.plate_text = ANY(emptied) AND c.readings = 0;
     END LOOP;
 END $$;
 
