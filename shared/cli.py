@@ -241,7 +241,8 @@ ONE_SLICE_COMMANDS: dict[tuple[str, str], str] = {
     **dict.fromkeys([("ingest", "sites"), ("ingest", "holidays"), ("ingest", "attendance"), ("ingest", "fraud-labels"),
                      ("train", "fraud"), ("score", "fraud")], "shared.fraud.slice"),
     **dict.fromkeys([("ingest", "ocr-readings"), ("ingest", "corrections"), ("ocr", "select-batch"), ("ocr", "triage"),
-                     ("ocr", "metrics"), ("ocr", "settings"), ("train", "ocr")], "shared.ocr.slice"),
+                     ("ocr", "metrics"), ("ocr", "settings"), ("ocr", "plate-counts"), ("train", "ocr")],
+                    "shared.ocr.slice"),
 }
 
 

@@ -86,7 +86,7 @@ def cmd_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_plate_counts(args: argparse.Namespace) -> Any:
-    from shared.ocr.plate_counts import check_plate_counts
+    from shared.ocr.plate_counts_repository import check_plate_counts
 
     context = get_context()
     tenant_id = context.tenants.find_tenant(args.tenant).tenant_id

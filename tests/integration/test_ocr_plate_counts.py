@@ -191,7 +191,7 @@ def test_the_migration_counts_what_was_stored_before_it(database_url: str, monke
 
 def test_counts_changed_by_hand_are_found_and_counted_again(context: Any) -> None:
     from shared.ocr.ingest import store_history
-    from shared.ocr.plate_counts import check_plate_counts
+    from shared.ocr.plate_counts_repository import check_plate_counts
     from shared.ocr.services import ocr_services
 
     services = ocr_services(context)
@@ -417,7 +417,7 @@ def test_a_reading_being_labelled_takes_corrections_meanwhile(context: Any, data
 
 def test_a_recount_waits_for_an_open_correction_batch_without_deadlock(context: Any, database_url: str) -> None:
     from shared.ocr.ingest import store_history
-    from shared.ocr.plate_counts import check_plate_counts
+    from shared.ocr.plate_counts_repository import check_plate_counts
     from shared.ocr.services import ocr_services
 
     services = ocr_services(context)
