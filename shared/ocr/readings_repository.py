@@ -173,10 +173,10 @@ METER_ROWS_BEFORE = 2 * METER_HISTORY
 # A gate's plates as its readings in [start, end) are assessed: its counts (migration 0025: of
 # every stored reading), plus its pending count changes and less its readings from `start` on
 # (added up in SQL; a live call's are few, a backdated upload's are the gate's readings since its
-# start); and the readings of [start, end), the span's
-# events. One statement, so every part is of one snapshot. Counts come as JSON objects (text:
-# count), a gate's counts in one and its changes in another, not a row each: a busy gate has
-# thousands of texts, and pg8000 reads a row in Python (5,000 rows were most of a call's 48 ms).
+# start); and the readings of [start, end), the span's events. One statement, so every part is of
+# one snapshot. Counts come as JSON objects (text: count), a gate's counts in one and its changes
+# in another, not a row each: a busy gate has thousands of texts, and pg8000 reads a row in Python
+# (5,000 rows were most of a call's 48 ms).
 _GATES = """(CAST(:tenant AS uuid) IS NULL OR {t}.tenant_id = CAST(:tenant AS uuid))
       AND (CAST(:ids AS text[]) IS NULL OR {t}.source_id = ANY(CAST(:ids AS text[])))"""
 _NO_EVENT = ("NULL::text AS client_reading_id, NULL::timestamptz AS captured_at, NULL::text AS ocr_text,"
@@ -199,11 +199,11 @@ UNION ALL
 SELECT h.tenant_id, h.source_id, NULL, h.client_reading_id, h.captured_at, h.ocr_text, h.corrected_text, h.is_error
 FROM ({_HISTORY_SELECT} AND r.captured_at >= :start AND r.captured_at < :end) h
 """
-# A gate's pending count changes are folded into its counts by the intake call (or, once, the
-# import) that finds this many: a read sums them, a fold rewrites some of the gate's counts. Not
-# by each chunk of an import: the changes a long transaction deleted stay in the index until it
-# ends, and each later fold in it read them all again (an import of 20,000 plates slowed to
-# seconds a chunk).
+# A gate's pending count changes are folded into its counts by the intake call or correction (or,
+# once at its end, the import) that finds this many: a read sums them, a fold rewrites some of the
+# gate's counts. Not by each chunk of an import: the changes a long transaction deleted stay in
+# the index until it ends, and each later fold in it read them all again (an import of 20,000
+# plates slowed to seconds a chunk).
 PLATE_FOLD_AT = 64
 _FOLD_PLATE_COUNTS_SQL = "SELECT ocr_plate_counts_fold(CAST(:tenant AS uuid), CAST(:gates AS text[]), :at_least)"
 # The time bounds let the partial index of captures (migration 0023) read the days' captures alone.
