@@ -112,8 +112,9 @@ class PostgresCorrectionRepository:
             return []
         batch = json.dumps([{"ordinality": n, **c.__dict__, "created_at": c.created_at.isoformat() if c.created_at
                              else None} for n, c in enumerate(corrections)])
-        if len({c.reading_id for c in corrections}) > 1:
-            tx.fetch_all(_LOCK_PLATE_READINGS_SQL, ids=text_array(sorted({c.reading_id for c in corrections})))
+        readings = sorted({c.reading_id for c in corrections})
+        if len(readings) > 1:
+            tx.fetch_all(_LOCK_PLATE_READINGS_SQL, ids=text_array(readings))
         rows = tx.fetch_all(_ADD_SQL, tenant=tenant_id, batch=batch)
         if any(row["correction_id"] is None for row in rows):
             stored = {row["ordinality"]: row["correction_id"] for row in tx.fetch_all(_STORED_IDS_SQL, tenant=tenant_id,

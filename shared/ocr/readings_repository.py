@@ -119,51 +119,50 @@ ORDER BY client_reading_id  -- one lock order: batches of the same ids in other 
 ON CONFLICT (tenant_id, client_reading_id) DO NOTHING
 RETURNING client_reading_id
 """
-# Each stored reading with its latest correction (and whether any correction restarted the meter).
-# Only readings in the plausible range are history: one stored before intake checked it (year 1 is
-# read back as a text "0001-12-31 BC", not a datetime) would break every later reading's history.
-_HISTORY_SELECT = """
-SELECT r.tenant_id::text AS tenant_id, r.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
-       c.corrected_text, COALESCE(c.is_error, false) AS is_error, COALESCE(c.resets_meter, false) AS resets_meter
-FROM ocr_readings r
-LEFT JOIN LATERAL (
+# The tenant's (NULL: every tenant's) listed sources (NULL: all of them), of the table aliased `t`.
+_OF_SOURCES = """(CAST(:tenant AS uuid) IS NULL OR {t}.tenant_id = CAST(:tenant AS uuid))
+  AND (CAST(:ids AS text[]) IS NULL OR {t}.source_id = ANY(CAST(:ids AS text[])))"""
+# A reading r's latest correction (and whether any correction restarted the meter), as `c`.
+_LATEST_CORRECTION = """LEFT JOIN LATERAL (
     SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
            (array_agg(k.is_error ORDER BY k.seq DESC))[1] AS is_error, bool_or(k.resets_meter) AS resets_meter
     FROM ocr_corrections k WHERE k.reading_id = r.reading_id
-) c ON true
+) c ON true"""
+# Each stored reading with its latest correction. Only readings in the plausible range are history:
+# one stored before intake checked it (year 1 is read back as a text "0001-12-31 BC", not a
+# datetime) would break every later reading's history.
+_HISTORY_SELECT = f"""
+SELECT r.tenant_id::text AS tenant_id, r.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
+       c.corrected_text, COALESCE(c.is_error, false) AS is_error, COALESCE(c.resets_meter, false) AS resets_meter
+FROM ocr_readings r
+{_LATEST_CORRECTION}
 WHERE r.source_type = :source_type AND r.captured_at >= :earliest AND r.captured_at < :latest
-  AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
-  AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))
+  AND {_OF_SOURCES.format(t="r")}
 """
 # A meter's history as its readings in [start, end) are assessed: every reading of that span, and
 # before it only the latest few (an assessment looks at METER_HISTORY readings with a value, back to
 # the last reset), so a call's read does not grow with the meter's years of readings. `meters` is
 # the tenant's listed meters, or every meter of the tenant (or of all) found in the table.
 _LISTED_METERS = "SELECT CAST(:tenant AS uuid) AS tenant_id, s AS source_id FROM unnest(CAST(:ids AS text[])) AS s"
-_STORED_METERS = """SELECT DISTINCT r.tenant_id, r.source_id FROM ocr_readings r
-    WHERE r.source_type = 'meter_reading' AND (CAST(:tenant AS uuid) IS NULL OR r.tenant_id = CAST(:tenant AS uuid))
-      AND (CAST(:ids AS text[]) IS NULL OR r.source_id = ANY(CAST(:ids AS text[])))"""
+_STORED_METERS = f"""SELECT DISTINCT r.tenant_id, r.source_id FROM ocr_readings r
+    WHERE r.source_type = 'meter_reading' AND {_OF_SOURCES.format(t="r")}"""
 _METER_READINGS = """SELECT r.reading_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit FROM ocr_readings r
         WHERE r.tenant_id = m.tenant_id AND r.source_type = 'meter_reading' AND r.source_id = m.source_id"""
-_METER_HISTORY_SQL = """
-WITH meters AS ({meters})
+_METER_HISTORY_SQL = f"""
+WITH meters AS ({{meters}})
 SELECT m.tenant_id::text AS tenant_id, m.source_id, r.client_reading_id, r.captured_at, r.ocr_text, r.unit,
        r.captured_at < CAST(:start AS timestamptz) AS before_start, c.corrected_text, COALESCE(c.is_error, false) AS is_error,
        COALESCE(c.resets_meter, false) AS resets_meter
 FROM meters m
 CROSS JOIN LATERAL (
-    ({readings} AND r.captured_at >= CAST(:start AS timestamptz) AND r.captured_at < CAST(:end AS timestamptz)
+    ({{readings}} AND r.captured_at >= CAST(:start AS timestamptz) AND r.captured_at < CAST(:end AS timestamptz)
          AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz))
     UNION ALL
-    ({readings} AND r.captured_at < CAST(:start AS timestamptz)
+    ({{readings}} AND r.captured_at < CAST(:start AS timestamptz)
          AND r.captured_at >= CAST(:earliest AS timestamptz) AND r.captured_at < CAST(:latest AS timestamptz)
-     ORDER BY r.captured_at DESC {before})
+     ORDER BY r.captured_at DESC {{before}})
 ) r
-LEFT JOIN LATERAL (
-    SELECT (array_agg(k.corrected_text ORDER BY k.seq DESC))[1] AS corrected_text,
-           (array_agg(k.is_error ORDER BY k.seq DESC))[1] AS is_error, bool_or(k.resets_meter) AS resets_meter
-    FROM ocr_corrections k WHERE k.reading_id = r.reading_id
-) c ON true
+{_LATEST_CORRECTION}
 """
 # Rows read before the span per meter: twice what an assessment looks at, for the unreadable ones
 # among them, and every reading at the time of the last of them (WITH TIES: the index's time order
@@ -177,19 +176,17 @@ METER_ROWS_BEFORE = 2 * METER_HISTORY
 # one snapshot. Counts come as JSON objects (text: count), a gate's counts in one and its changes
 # in another, not a row each: a busy gate has thousands of texts, and pg8000 reads a row in Python
 # (5,000 rows were most of a call's 48 ms).
-_GATES = """(CAST(:tenant AS uuid) IS NULL OR {t}.tenant_id = CAST(:tenant AS uuid))
-      AND (CAST(:ids AS text[]) IS NULL OR {t}.source_id = ANY(CAST(:ids AS text[])))"""
 _NO_EVENT = ("NULL::text AS client_reading_id, NULL::timestamptz AS captured_at, NULL::text AS ocr_text,"
              " NULL::text AS corrected_text, NULL::boolean AS is_error")
 _PLATE_HISTORY_SQL = f"""
 SELECT c.tenant_id::text AS tenant_id, c.source_id, json_object_agg(c.plate_text, c.readings) AS counts, {_NO_EVENT}
-FROM ocr_plate_counts c WHERE {_GATES.format(t="c")}
+FROM ocr_plate_counts c WHERE {_OF_SOURCES.format(t="c")}
 GROUP BY c.tenant_id, c.source_id
 UNION ALL
 SELECT a.tenant_id, a.source_id, json_object_agg(a.plate_text, a.n), {_NO_EVENT} FROM (
     SELECT d.tenant_id, d.source_id, d.plate_text, sum(d.n) AS n FROM (
         SELECT x.tenant_id::text AS tenant_id, x.source_id, x.plate_text, x.delta AS n FROM ocr_plate_count_changes x
-        WHERE {_GATES.format(t="x")}
+        WHERE {_OF_SOURCES.format(t="x")}
         UNION ALL
         SELECT h.tenant_id, h.source_id, CASE WHEN h.is_error THEN h.corrected_text ELSE h.ocr_text END, -1
         FROM ({_HISTORY_SELECT} AND r.captured_at >= :start) h
