@@ -3,6 +3,7 @@ carries everything the app defines; the non-Lambda part deploys to LocalStack an
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -246,21 +247,38 @@ def test_handlers_that_import_numpy_have_an_ml_layer(merged_template: dict[str, 
 ACTIONS_WITHOUT_RESOURCES = {"cloudwatch:GetMetricData"}  # the queues' oldest-message age
 # The request path's functions and their own roles (infra/template.yaml).
 REQUEST_PATH_ROLES = {"APIHandler": "ApiHandlerRole", "ApiKeyAuthorizer": "ApiKeyAuthorizerRole"}
-# Each function's role; a function not named here (a job that only reads models) has DefaultRole.
-FUNCTION_ROLES = {
-    **REQUEST_PATH_ROLES,
-    **dict.fromkeys(("RetrainConflict", "RetrainFraud", "RetrainOcr", "RetrainAnomaly", "TrainWorker"), "TrainingRole"),
-    **dict.fromkeys(("CollectMetrics", "ScanMetrics", "CheckDrift"), "MonitoringRole"),
-}
+# The jobs that write to AWS, each with a role of its own (.chalice/config.json names its policy
+# file); every other job (it only reads models) has DefaultRole.
+JOBS_WITH_OWN_ROLES = ("SelectOcrLabels", "RetrainConflict", "RetrainFraud", "RetrainOcr", "RetrainAnomaly",
+                       "TrainWorker", "CollectMetrics", "ScanMetrics", "CheckDrift")
+FUNCTION_ROLES = {**REQUEST_PATH_ROLES, **{job: f"{job}Role" for job in JOBS_WITH_OWN_ROLES}}
+# Lambda's managed policy for a function's network interfaces in a VPC: the last of every role's
+# managed policies, and only in a VPC.
+VPC_ACCESS = {"Fn::If": ["InVpc", {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/"
+                                               "AWSLambdaVPCAccessExecutionRole"}, {"Ref": "AWS::NoValue"}]}
+
+
+def role_policies(template: dict[str, Any], role: str) -> dict[str, list[dict[str, Any]]]:
+    """A role's policies by name, each a list of statements: its inline policy (at most one) and
+    the template's managed policies it attaches (VPC_ACCESS last, which must be there)."""
+    properties = template["Resources"][role]["Properties"]
+    inline = properties.get("Policies", [])
+    assert len(inline) <= 1, [p["PolicyName"] for p in inline]
+    policies = {p["PolicyName"]: p["PolicyDocument"]["Statement"] for p in inline}
+    *managed, vpc = properties["ManagedPolicyArns"]
+    assert vpc == VPC_ACCESS, (role, vpc)
+    for arn in managed:
+        resource = template["Resources"][arn["Ref"]]
+        assert resource.get("Type", "AWS::IAM::ManagedPolicy") == "AWS::IAM::ManagedPolicy", arn
+        policies[arn["Ref"]] = resource["Properties"]["PolicyDocument"]["Statement"]
+    return policies
 
 
 def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
-    """Each action a role's one policy allows, with the logical ids of the resources it names;
+    """Each action a role's policies allow, with the logical ids of the resources they name;
     every statement an Allow without wildcard actions, "*" resources only where AWS has no other."""
-    policies = template["Resources"][role]["Properties"]["Policies"]
-    assert len(policies) == 1, [p["PolicyName"] for p in policies]
     granted: dict[str, set[str]] = {}
-    for statement in policies[0]["PolicyDocument"]["Statement"]:
+    for statement in itertools.chain.from_iterable(role_policies(template, role).values()):
         assert statement["Effect"] == "Allow"
         actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
         assert not any("*" in action for action in actions), actions
@@ -273,53 +291,57 @@ def role_grants(template: dict[str, Any], role: str) -> dict[str, set[str]]:
     return granted
 
 
+LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+# What every function but the authorizer may do (ReaderPolicy), and each write a job makes.
+READ = {**dict.fromkeys(LOGS, set()), "s3:GetObject": {"ModelBucket"}, "s3:ListBucket": {"ModelBucket"},
+        "secretsmanager:GetSecretValue": {"DatabaseSecret", "SigningKeySecret"}}
+WRITE_MODELS = {"s3:PutObject": {"ModelBucket"}}
+SEND_JOBS = {"sqs:SendMessage": {"TrainingJobsQueue"}}
+TAKE_JOBS = dict.fromkeys(("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                           "sqs:GetQueueAttributes"), {"TrainingJobsQueue"})
+QUEUE_METRICS = {**dict.fromkeys(("sqs:GetQueueAttributes", "sqs:GetQueueUrl"), {
+    "TrainingJobsQueue", "BufferedWritesQueue", "TrainingJobsDeadLetterQueue", "BufferedWritesDeadLetterQueue"}),
+    "cloudwatch:GetMetricData": set()}  # "*": no resource to name
+ALERTS = {"sns:Publish": {"AlertsTopic"}, "kms:Decrypt": {"AlertsTopicKey"}, "kms:GenerateDataKey": {"AlertsTopicKey"}}
+
+
+def _grants(*parts: dict[str, set[str]]) -> dict[str, set[str]]:
+    merged: dict[str, set[str]] = {}
+    for part in parts:
+        for action, resources in part.items():
+            merged.setdefault(action, set()).update(resources)
+    return merged
+
+
 def test_each_job_role_grants_only_what_its_jobs_do(merged_template: dict[str, Any]) -> None:
-    """The read-only jobs read models and secrets; the training side also writes artifacts and
-    sends and takes training jobs; monitoring also reads the queues' depths and ages, publishes
-    alerts and (drift's early retrain) writes artifacts and sends a job. Of the read-only jobs,
-    label selection writes its manifests, under the labelling prefix alone. No role deletes an
-    artifact or touches the buffered-writes queue beyond its depth."""
-    read_only = LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
-    reader = role_grants(merged_template, "DefaultRole")
-    assert set(reader) == read_only | {"s3:PutObject"}  # label selection's manifests, below
-    [put] = [s for s in merged_template["Resources"]["DefaultRole"]["Properties"]["Policies"][0]["PolicyDocument"][
-        "Statement"] if s["Action"] == "s3:PutObject"]
-    assert put["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/tenants/*/ocr/labelling/*"}
-    assert reader["s3:GetObject"] == reader["s3:ListBucket"] == {"ModelBucket"}
-    assert reader["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
-    training = role_grants(merged_template, "TrainingRole")
-    consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}
-    assert set(training) == read_only | {"s3:PutObject", "sqs:SendMessage"} | consume
-    assert training["s3:PutObject"] == {"ModelBucket"}
-    assert all(training[action] == {"TrainingJobsQueue"} for action in consume | {"sqs:SendMessage"})
-    monitoring = role_grants(merged_template, "MonitoringRole")
-    assert set(monitoring) == read_only | {
-        "s3:PutObject", "sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData",
-        "sns:Publish", "kms:Decrypt", "kms:GenerateDataKey"}
-    assert monitoring["sqs:SendMessage"] == {"TrainingJobsQueue"}
-    assert monitoring["sqs:GetQueueAttributes"] == monitoring["sqs:GetQueueUrl"] == {
-        "TrainingJobsQueue", "BufferedWritesQueue", "TrainingJobsDeadLetterQueue", "BufferedWritesDeadLetterQueue"}
-    assert monitoring["sns:Publish"] == {"AlertsTopic"}
-    assert monitoring["kms:GenerateDataKey"] == monitoring["kms:Decrypt"] == {"AlertsTopicKey"}
-    assert monitoring["cloudwatch:GetMetricData"] == set()  # "*": no resource to name
-    for role in ("TrainingRole", "MonitoringRole"):
+    """Each job's role allows the reads every function makes and the writes that job makes, no
+    more: the retrain schedules send jobs but cannot take them or write an artifact; the worker
+    takes jobs and writes artifacts; collection reads queue depths and ages but cannot publish;
+    the scan publishes; drift publishes and (its early retrain) writes artifacts and sends a job;
+    label selection writes under the labelling prefix alone. No role deletes an artifact or
+    touches the buffered-writes queue beyond its depth."""
+    expected = {
+        "DefaultRole": READ, "SelectOcrLabelsRole": _grants(READ, {"s3:PutObject": {"ModelBucket"}}),
+        "RetrainConflictRole": _grants(READ, SEND_JOBS), "RetrainFraudRole": _grants(READ, SEND_JOBS),
+        "RetrainOcrRole": _grants(READ, WRITE_MODELS), "RetrainAnomalyRole": _grants(READ, WRITE_MODELS),
+        "TrainWorkerRole": _grants(READ, TAKE_JOBS, WRITE_MODELS), "CollectMetricsRole": _grants(READ, QUEUE_METRICS),
+        "ScanMetricsRole": _grants(READ, ALERTS), "CheckDriftRole": _grants(READ, ALERTS, WRITE_MODELS, SEND_JOBS),
+    }
+    assert set(expected) == {"DefaultRole", *(FUNCTION_ROLES[job] for job in JOBS_WITH_OWN_ROLES)}
+    for role, grants in expected.items():
+        assert role_grants(merged_template, role) == grants, role
         assert merged_template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
             "Principal"] == {"Service": "lambda.amazonaws.com"}
-
-
-LOGS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    [put] = role_policies(merged_template, "SelectOcrLabelsRole")["WriteLabellingManifestsPolicy"]
+    assert put["Resource"] == {"Fn::Sub": "${ModelBucket.Arn}/models/tenants/*/ocr/labelling/*"}
 
 
 def test_the_request_path_has_read_only_roles_of_its_own(merged_template: dict[str, Any]) -> None:
     """The API's function reads its secrets and the models; the authorizer the database secret.
     Neither can write or delete an artifact, send a job or publish an alert."""
-    api = role_grants(merged_template, "ApiHandlerRole")
-    assert set(api) == LOGS | {"s3:GetObject", "s3:ListBucket", "secretsmanager:GetSecretValue"}
-    assert api["s3:GetObject"] == api["s3:ListBucket"] == {"ModelBucket"}
-    assert api["secretsmanager:GetSecretValue"] == {"DatabaseSecret", "SigningKeySecret"}
-    authorizer = role_grants(merged_template, "ApiKeyAuthorizerRole")
-    assert set(authorizer) == LOGS | {"secretsmanager:GetSecretValue"}
-    assert authorizer["secretsmanager:GetSecretValue"] == {"DatabaseSecret"}
+    assert role_grants(merged_template, "ApiHandlerRole") == READ
+    assert role_grants(merged_template, "ApiKeyAuthorizerRole") == {
+        **dict.fromkeys(LOGS, set()), "secretsmanager:GetSecretValue": {"DatabaseSecret"}}
     for role in REQUEST_PATH_ROLES.values():
         assert merged_template["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0][
             "Principal"] == {"Service": "lambda.amazonaws.com"}
@@ -335,6 +357,8 @@ def test_local_stack_is_the_non_lambda_part_of_the_template() -> None:
         name for name, body in full["Resources"].items()
         if "Type" not in body or body["Type"].startswith(("AWS::Serverless::", "AWS::Lambda::"))
     } | set(FUNCTION_ROLES.values())  # the functions' roles: nothing but a function assumes them
+    # ... and the policies attached to those roles alone.
+    functions |= {name for name, body in full["Resources"].items() if body.get("Type") == "AWS::IAM::ManagedPolicy"}
     # ... and what refers to a function or layer (the functions' alarms).
     lambda_side = functions | {
         name for name, body in full["Resources"].items()
@@ -660,7 +684,7 @@ def test_every_job_makes_only_the_aws_calls_its_functions_role_grants(
             # An action granted on "*" (no resource-level permission) names no resource here.
             assert (granted[action] == set() and not named) or logical_ids[named] in granted[action], (
                 function, action, named)
-            if role == "DefaultRole" and action == "s3:PutObject":  # its one write: a labelling manifest
+            if role == "SelectOcrLabelsRole" and action == "s3:PutObject":  # its one write: a labelling manifest
                 assert re.search(r"(^|/)tenants/[^/]+/ocr/labelling/[^/]+$", key), (function, key)
         return {action for action, _, _ in calls}
 
