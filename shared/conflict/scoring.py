@@ -44,6 +44,7 @@ from shared.conflict.services import conflict_services
 from shared.context import AppContext
 from shared.errors import FieldProblem, InvalidInput, problem_location, problem_reason
 from shared.platform.forked import Link, forked
+from shared.platform.output_files import written_whole
 from shared.platform.serving import Serving, choose_serving
 from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
 
@@ -571,13 +572,6 @@ def score_conflict_csv(context: AppContext, tenant_id: str, source: IO[str], sin
 
 
 def score_conflict_file(context: AppContext, tenant_id: str, source: Path, target: Path) -> dict[str, Any]:
-    tmp = target.with_suffix(target.suffix + ".partial")
-    try:
-        # UTF-8 whatever the locale; utf-8-sig: a byte-order mark (Excel's) is not part of the first column's name.
-        with source.open(newline="", encoding="utf-8-sig") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
-            result = score_conflict_csv(context, tenant_id, src, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed run leaves no file behind
-        raise
-    tmp.replace(target)
-    return result
+    # UTF-8 whatever the locale; utf-8-sig: a byte-order mark (Excel's) is not part of the first column's name.
+    with source.open(newline="", encoding="utf-8-sig") as src, written_whole(target) as dst:
+        return score_conflict_csv(context, tenant_id, src, dst)

@@ -18,6 +18,7 @@ from shared.fraud.intake import AttendanceEventIn
 from shared.fraud.kind import FRAUD, decision_for, rules_fired
 from shared.fraud.prediction import TOP_REASONS, operating_point
 from shared.fraud.services import fraud_services
+from shared.platform.output_files import written_whole
 from shared.platform.serving import choose_serving
 
 OUTPUT_COLUMNS = ("client_event_id", "fraud_score", "decision", "scope", "model_version", "reasons", *FEATURE_NAMES)
@@ -46,8 +47,7 @@ def score_fraud_file(context: AppContext, tenant_id: str, source: Path, target: 
     scores = serving.probabilities(rows)  # type: ignore[arg-type]
     contributions = serving.answering.model.contributions(design) if serving.answering else None  # type: ignore[attr-defined]
     decisions = [decision_for(float(s), point["review_threshold"], point["block_threshold"]) for s in scores]
-    partial = target.with_suffix(target.suffix + ".partial")
-    with partial.open("w", newline="") as sink:
+    with written_whole(target) as sink:
         writer = csv.DictWriter(sink, fieldnames=OUTPUT_COLUMNS)
         writer.writeheader()
         for i, (event, row) in enumerate(zip(events, rows, strict=True)):
@@ -55,6 +55,5 @@ def score_fraud_file(context: AppContext, tenant_id: str, source: Path, target: 
                              "decision": decisions[i], "scope": serving.scope, "model_version": serving.label,
                              "reasons": _reasons(contributions, row, i),
                              **{k: "" if v is None else v for k, v in row.items()}})
-    partial.replace(target)
     return {"rows": len(events), "model_version": serving.label, "scope": serving.scope, "degraded": serving.degraded,
             "decisions": {d: decisions.count(d) for d in ("allow", "review", "block")}, "thresholds": point}

@@ -9,7 +9,7 @@ from typing import Any
 from shared.context import AppContext, get_context
 from shared.errors import InvalidInput
 from shared.fraud.kind import FRAUD
-from shared.platform.cli_args import positive_int
+from shared.platform.cli_args import check_batch_files, positive_int
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -67,6 +67,7 @@ def cmd_train_fraud(args: argparse.Namespace) -> Any:
 def cmd_score_fraud(args: argparse.Namespace) -> Any:
     from shared.fraud.scoring import score_fraud_file
 
+    check_batch_files(args.input, args.output)  # before connecting
     return score_fraud_file(get_context(), _tenant_id(args.tenant), args.input, args.output)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.context import AppContext, get_context
 from shared.ocr.kind import OCR_ERROR
-from shared.platform.cli_args import iso_datetime, positive_int, share
+from shared.platform.cli_args import check_batch_files, iso_datetime, positive_int, share
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -66,6 +66,7 @@ def cmd_select_batch(args: argparse.Namespace) -> Any:
 def cmd_triage(args: argparse.Namespace) -> Any:
     from shared.ocr.triage import triage_file
 
+    check_batch_files(args.input, args.output)  # before connecting
     tenant_id, services = _tenant_and_services(args.tenant)
     return triage_file(services, tenant_id, args.input, args.output)
 

@@ -14,6 +14,7 @@ from shared.ocr.files import validated_rows
 from shared.ocr.kind import OCR_ERROR
 from shared.ocr.readings import OcrReading, parse_reading_record
 from shared.ocr.services import OcrServices
+from shared.platform.output_files import written_whole
 from shared.platform.serving import choose_serving
 
 OUTPUT_COLUMNS = ("client_reading_id", "error_probability", "captured", "reasons")
@@ -39,14 +40,12 @@ def triage_file(services: OcrServices, tenant_id: str, source: Path, target: Pat
         ordered = score_in_order(tx, services.readings, serving, tenant_id, readings, settings)
         scored = {s.assessed.reading.client_reading_id: s.assessed for s in within_budget(
             tx, services.readings, tenant_id, ordered, settings.daily_capture_budget)}
-    partial = target.with_suffix(target.suffix + ".partial")
-    with partial.open("w", newline="", encoding="utf-8") as handle:
+    with written_whole(target) as handle:
         writer = csv.writer(handle)
         writer.writerow(OUTPUT_COLUMNS)
         for reading in readings:
             item = scored[reading.client_reading_id]
             writer.writerow([reading.client_reading_id, f"{item.error_probability:.6f}",
                              "true" if item.captured else "false", ";".join(item.reasons)])
-    partial.replace(target)
     return {"rows": len(readings), "captured": sum(1 for s in scored.values() if s.captured),
             "model_version": serving.label, "degraded": serving.degraded}

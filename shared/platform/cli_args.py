@@ -77,10 +77,16 @@ def from_options(model: type[ModelT], **options: Any) -> ModelT:
 
 
 def check_batch_files(source: Path, target: Path) -> None:
-    """A batch command's --input is a file and its --output's folder exists, as the imports check
-    their file: one error line, not a traceback from deep in the scoring."""
+    """A batch command's --input is a file, its --output's folder exists and its output would not
+    replace the input (by any path or link), as the imports check their file: one error line, not a
+    traceback from deep in the scoring, and never the input lost."""
     if not source.is_file():
         raise InvalidInput(f"no file {source}", [FieldProblem("--input", "not found" if not source.exists()
                                                               else "not a file")])
     if not target.parent.is_dir():
         raise InvalidInput(f"no folder {target.parent} for {target.name}", [FieldProblem("--output", "folder not found")])
+    # The output is written to <output>.partial, then moved over <output> (shared/platform/output_files.py).
+    for written in (target, target.with_suffix(target.suffix + ".partial")):
+        if written.exists() and written.samefile(source):
+            raise InvalidInput(f"--output {target} would write over the input {source}",
+                               [FieldProblem("--output", "is the input file: choose another file")])

@@ -95,6 +95,24 @@ def test_batch_scoring_refuses_a_missing_input_or_output_folder_before_connectin
     assert "--output: folder not found" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["score", "conflict"], ["score", "fraud"], ["ocr", "triage"]])
+def test_a_batch_command_never_writes_over_its_input(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]) -> None:
+    """The output named as the input, through a link to it, or with the input as the output's
+    partial file: refused before connecting (the tenant `t` exists nowhere), the input unchanged."""
+    source = tmp_path / "in.csv"
+    source.write_text("the user's own data\n")
+    (tmp_path / "link.csv").symlink_to(source)
+    (tmp_path / "hard.csv").hardlink_to(source)
+    partial_named = tmp_path / "scored.csv.partial"
+    partial_named.write_text("the user's own data\n")
+    for given, output in ((source, source), (source, tmp_path / "link.csv"), (source, tmp_path / "hard.csv"),
+                          (partial_named, tmp_path / "scored.csv")):
+        assert main([*command, "--tenant", "t", "--input", str(given), "--output", str(output)]) == 2
+        assert capsys.readouterr().err.endswith("--output: is the input file: choose another file\n")
+        assert given.read_text() == "the user's own data\n"
+
+
 def test_the_safety_net_turns_file_and_validation_errors_and_ctrl_c_into_exit_codes(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from pydantic import BaseModel, Field
