@@ -49,17 +49,19 @@ def acknowledge(services: MonitoringServices, incident_id: str, actor: str, tena
 
 
 # A silence asked for again by the same key with the same body (series, reason, minutes, and the
-# same starts_at, or none given and the stored one starting at most this long before) is a retry
-# (a client that timed out): the one stored is the answer. Anything else is a silence of its own.
+# same starts_at, or none given and the stored one starting at most this long before or after) is a
+# retry (a client that timed out): the one stored is the answer. Anything else is a silence of its own.
 RETRY_WITHIN = timedelta(minutes=1)
 
 
 def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    starts = (body.starts_at or now).astimezone(UTC)
-    silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
     with services.transactions.transaction() as tx:
         services.alerts.lock_silences(tx, actor)
+        # The clock is read once the lock is held, so requests that queued for it start in the order
+        # they are stored (read before, a later clock could be stored first).
+        now = datetime.now(UTC)
+        starts = (body.starts_at or now).astimezone(UTC)
+        silence = Silence(body.source, body.metric, starts, starts + timedelta(minutes=body.minutes), body.reason, actor)
         retried = [s for s in services.alerts.silences(tx, now) if _retry_of(s, silence, body.starts_at is None)]
         stored = retried[0] if retried else services.alerts.add_silence(tx, silence)
     return stored.__dict__
@@ -68,8 +70,8 @@ def add_silence(services: MonitoringServices, body: SilenceBody, actor: str) -> 
 def _retry_of(stored: Silence, asked: Silence, from_now: bool) -> bool:
     same = ((stored.source, stored.metric, stored.reason, stored.created_by, stored.ends_at - stored.starts_at)
             == (asked.source, asked.metric, asked.reason, asked.created_by, asked.ends_at - asked.starts_at))
-    if from_now:
-        return same and timedelta(0) <= asked.starts_at - stored.starts_at <= RETRY_WITHIN
+    if from_now:  # either way: another server's clock may run a little ahead of this one's
+        return same and abs(asked.starts_at - stored.starts_at) <= RETRY_WITHIN
     return same and stored.starts_at == asked.starts_at
 
 

@@ -24,7 +24,7 @@ from shared.monitoring.kind import ANOMALY, AnomalyState
 from shared.monitoring.precedent_memory import PrecedentMemory
 from shared.monitoring.series_repository import ScanState, SeriesWindow
 from shared.monitoring.services import MonitoringServices
-from shared.monitoring.uptime import UPTIME_BAR, collected_every_minute, reported_share
+from shared.monitoring.uptime import UPTIME_BAR, collected_every_minute, reported_share, written_only_when_active
 from shared.platform.locks import run_alone
 
 HISTORY = timedelta(days=1)
@@ -116,7 +116,8 @@ def _scan(services: MonitoringServices, now: datetime) -> dict[str, Any]:
                 continue
             silent = window.last_point_at is None or window.last_point_at < now - MISSING_AFTER
             if (silent and window.last_point_at is not None and window.missing_since is None
-                    and window.last_point_at > now - HISTORY):
+                    and window.last_point_at > now - HISTORY
+                    and not written_only_when_active(window.source, window.metric)):
                 missing.append(window.series_id)
                 alerts.append(AlertIn(window.source, window.metric, "missing_data", 1.0, now, ("no_points",),
                                       None, window.tenant_id))

@@ -5,6 +5,8 @@ overruns its minute), which never stays silent the 5 minutes that alert waits fo
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -33,6 +35,21 @@ def collected_every_minute(source: str, metric: str) -> bool:
     if source == "predictions":
         return True
     return source.startswith("queue:") and metric != "oldest_age_seconds"
+
+
+# A route timing's metric, as the collector names it: "<METHOD> <route> <measure>".
+_ROUTE_TIMING = re.compile(r"[A-Z]+ /\S* (requests|errors|error_rate|p50_ms|p95_ms|p99_ms)$")
+
+
+def written_only_when_active(source: str, metric: str) -> bool:
+    """Series the collector writes only for a minute with something to report: the route timings
+    (requests came), the slowest statements (the five change) and a queue's oldest age (CloudWatch
+    had a datapoint). Their silence is normal, never a missing-data alert."""
+    if source == "api":
+        return _ROUTE_TIMING.match(metric) is not None
+    if source == "database":
+        return metric.startswith("statement ")
+    return source.startswith("queue:") and metric == "oldest_age_seconds"
 
 
 def reported_share(times: NDArray[np.float64], until_s: float) -> float | None:

@@ -272,6 +272,25 @@ def test_scan_groups_alerts_into_incidents_deduplicates_silences_and_alerts_miss
     assert scan(services, NOW + timedelta(minutes=14))["missing"] == 1
 
 
+def test_series_written_only_for_busy_minutes_going_quiet_are_no_missing_data_alert() -> None:
+    """A route's timings exist only for minutes with requests (one unauthenticated request makes
+    six), the slowest statements change, a queue's oldest age needs a CloudWatch datapoint: their
+    silence is normal. A series pushed every minute that stops, even one named like them, alerts."""
+    services = in_memory_monitoring_services()
+    start = NOW - timedelta(minutes=30)
+    quiet = [("api", "PATCH /api/v2/ocr/readings p95_ms"), ("api", "GET /health requests"),
+             ("database", "statement 42 mean_ms"), ("queue:training-jobs", "oldest_age_seconds")]
+    stopped = [("api", "latency_ms"), ("database", "connections"), ("queue:training-jobs", "visible")]
+    with services.transactions.transaction() as tx:
+        services.series.store_points(tx, [Point(source, metric, start + timedelta(minutes=m), 1.0 + m % 3)
+                                          for source, metric in quiet + stopped for m in range(20)])
+    scanned = scan(services, NOW)
+    assert scanned["missing"] == len(stopped)
+    alerted = {(a["source"], a["metric"], a["alert_type"]) for i in services.alerts.incidents(
+        None, status=None, tenant_id=None, limit=10) for a in i["alert_list"]}  # one incident: the service's
+    assert alerted == {(source, metric, "missing_data") for source, metric in stopped}
+
+
 def test_a_one_minute_series_under_99_percent_uptime_is_one_alert_when_it_falls_under() -> None:
     """8 hours of an agent's CPU readings, one a minute, with 5 missed minutes, the last 6 minutes
     ago: the first scan that sees it under the bar (reported share 470/475) raises one low_uptime
@@ -1276,3 +1295,21 @@ def test_a_silence_asked_for_again_within_minutes_is_the_same_silence_and_anothe
         ({"starts_at": later + timedelta(minutes=5), "minutes": 5}, "ops-key"))]
     ids = {s["silence_id"] for s in list_silences(services)["silences"]}
     assert ids == {first["silence_id"], window["silence_id"], *(o["silence_id"] for o in others)} and len(ids) == 6
+
+def test_a_retry_stored_first_with_a_later_clock_is_still_the_same_silence() -> None:
+    """Two tries of one silence read the clock, then queue for the key's lock: the one that read it
+    later may be stored first (as a probe found with 30 at once), or another server's clock may run
+    ahead. The other is still a retry of it, not a second silence."""
+    from shared.monitoring.incidents import RETRY_WITHIN, SilenceBody, add_silence, list_silences
+
+    services = in_memory_monitoring_services()
+    ahead = datetime.now(UTC) + timedelta(seconds=2)
+    first = services.alerts.add_silence(None, Silence("host-%", "cpu_%", ahead, ahead + timedelta(minutes=30),
+                                                      "deploy", "ops-key"))
+    body = SilenceBody(source="host-%", metric="cpu_%", minutes=30, reason="deploy")
+    assert add_silence(services, body, "ops-key")["silence_id"] == first.silence_id
+    assert [s["silence_id"] for s in list_silences(services)["silences"]] == [first.silence_id]
+    beyond = datetime.now(UTC) + RETRY_WITHIN + timedelta(seconds=30)  # further ahead: a silence of its own
+    services.alerts.add_silence(None, Silence("disk-%", "cpu_%", beyond, beyond + timedelta(minutes=30),
+                                              "deploy", "ops-key"))
+    assert add_silence(services, body.model_copy(update={"source": "disk-%"}), "ops-key")["starts_at"] < beyond
