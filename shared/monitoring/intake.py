@@ -43,18 +43,24 @@ class MetricBatch(BaseModel):
 # A tenant's service key may create this many series: the minute scan reads every series, so one
 # tenant's pushes must not grow it without bound.
 MAX_TENANT_SERIES = 1000
+TENANT_SOURCE = "tenant:"
 
 
 def tenant_sources(tenant_id: str) -> str:
     """Where a tenant's service key writes: its own sources, never the platform's (database, api,
     a host's) nor another tenant's, whose readings it could otherwise fake, pre-empt or hide."""
-    return f"tenant:{tenant_id}/"
+    return f"{TENANT_SOURCE}{tenant_id}/"
 
 
 def store_metrics(services: MonitoringServices, batch: MetricBatch, tenant_id: str | None = None) -> dict[str, Any]:
     """Store the points: an operator's as given, a tenant's (its service key) under its own
     sources, as series of that tenant, at most MAX_TENANT_SERIES of them."""
     prefix = tenant_sources(tenant_id) if tenant_id else ""
+    if not tenant_id:  # an operator's platform series may not pose as a tenant's (its staff would never see them)
+        taken = [FieldProblem(f"points.{n}.source", "starts with tenant:, which is where a tenant's service key writes")
+                 for n, p in enumerate(batch.points) if p.source.startswith(TENANT_SOURCE)]
+        if taken:
+            raise InvalidInput("a platform series' source may not start with tenant:", taken[:20])
     points = [Point(prefix + p.source, p.metric, p.ts.astimezone(UTC), p.value, tenant_id) for p in batch.points]
     with services.transactions.transaction() as tx:
         if tenant_id:

@@ -76,6 +76,15 @@ def test_operator_routes_intake_scan_and_the_alert_on_an_sqs_subscriber(
         with context_now().database.transaction() as tx:
             sources = {r["source"] for r in tx.fetch_all("SELECT source FROM metric_series")}
         assert f"tenant:{tenant_keys['acme']['tenant_id']}/database" in sources and "database" not in sources
+        # Nor does an operator's point land in a tenant's place (as a platform series its staff would
+        # never see, that the tenant's own pushes would then write into): refused, nothing stored.
+        posing = {"points": [{**spoof["points"][0], "source": "host-ok"},
+                             {**spoof["points"][0], "source": f"tenant:{tenant_keys['acme']['tenant_id']}/x"}]}
+        refused = post("/api/v2/metrics", posing, operator)
+        assert refused.status_code == 400 and json.loads(refused.body)["error"]["fields"][0]["field"] == "points.1.source"
+        with context_now().database.transaction() as tx:
+            assert tx.fetch_value("SELECT count(*) FROM metric_series WHERE source IN ('host-ok', :posed)",
+                                  posed=posing["points"][1]["source"]) == 0
         bad = post("/api/v2/metrics", {"points": [{**batch["points"][0], "value": "high"}]}, operator)
         assert bad.status_code == 400 and json.loads(bad.body)["error"]["fields"][0]["field"] == "points.0.value"
         for field, wrong in (("value", "51"), ("ts", 1700000000)):  # JSON's types: no number in a string
