@@ -54,7 +54,7 @@ WHERE tenant_id = CAST(:tenant AS uuid) AND client_reading_id = ANY(CAST(:ids AS
 _ADD_SQL = """
 WITH incoming AS (
     SELECT ordinality, reading_id, corrected_text, correction_type, is_error, resets_meter, character_error_rate,
-        created_at
+        created_at, min(ordinality) OVER (PARTITION BY reading_id, corrected_text, correction_type) AS first_of_its_kind
     FROM jsonb_to_recordset(CAST(:batch AS jsonb)) AS c(ordinality int, reading_id uuid, corrected_text text,
         correction_type text, is_error boolean, resets_meter boolean, character_error_rate float8,
         created_at timestamptz)
@@ -69,7 +69,7 @@ inserted AS (
     RETURNING correction_id, reading_id, corrected_text, correction_type
 )
 SELECT i.ordinality, COALESCE(n.correction_id, o.correction_id)::text AS correction_id,
-       n.correction_id IS NOT NULL AS created
+       n.correction_id IS NOT NULL AND i.ordinality = i.first_of_its_kind AS created  -- a batch's repeat is not
 FROM incoming i
 LEFT JOIN inserted n USING (reading_id, corrected_text, correction_type)
 LEFT JOIN ocr_corrections o ON o.tenant_id = CAST(:tenant AS uuid) AND o.reading_id = i.reading_id

@@ -21,6 +21,7 @@ from shared.ocr.normalise import canonical_plate, parse_meter
 from shared.ocr.readings import CorrectionRequest, OcrReading, parse_reading_record
 from shared.ocr.readings_repository import AssessedReading, same_content
 from shared.ocr.services import OcrServices
+from shared.platform.records import describe_problem
 from shared.platform.time_range import is_plausible_time
 
 CHUNK = 2000
@@ -116,7 +117,7 @@ def store_corrections(services: OcrServices, tenant_id: str, rows: Sequence[tupl
                                             correction_type=record["correction_type"])
                 corrected_at = _corrected_at(record.get("corrected_at"), now)
             except ValueError as exc:
-                problems.append(FieldProblem(f"line {line}", str(exc).splitlines()[-1].strip()))
+                problems.append(FieldProblem(f"line {line}", describe_problem(exc)))
                 continue
             judged.append(replace(judge_correction(reading["source_type"], str(reading["reading_id"]),
                                                    reading["ocr_text"], request.corrected_text,

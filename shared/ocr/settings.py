@@ -13,24 +13,46 @@ from shared.ocr.services import OcrServices
 _CLEAR = {"default", "none", ""}
 
 
+# The budget's column is a PostgreSQL integer.
+MAX_DAILY_BUDGET = 2**31 - 1
+
+
+def _threshold(text: str) -> float | None:
+    if text.lower() in _CLEAR:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"threshold {text[:40]!r} is not a number", [FieldProblem("threshold", "not a number")]) from None
+    if not 0 <= value <= 1:  # NaN fails too
+        raise InvalidInput(f"threshold {text[:40]} is out of range", [FieldProblem("threshold", "must be from 0 to 1")])
+    return value
+
+
+def _daily_budget(text: str) -> int | None:
+    if text.lower() in _CLEAR:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidInput(f"daily budget {text[:40]!r} is not a whole number",
+                           [FieldProblem("daily_budget", "not a whole number")]) from None
+    if not 0 <= value <= MAX_DAILY_BUDGET:
+        raise InvalidInput(f"daily budget {text[:40]} is out of range",
+                           [FieldProblem("daily_budget", f"must be from 0 to {MAX_DAILY_BUDGET}")])
+    return value
+
+
 def _parsed(settings: OcrSettings, threshold: str | None, daily_budget: str | None,
             countries: str | None) -> OcrSettings:
-    try:
-        if threshold is not None:
-            value = None if threshold.lower() in _CLEAR else float(threshold)
-            if value is not None and not 0 <= value <= 1:
-                raise ValueError("threshold")
-            settings = replace(settings, capture_threshold=value)
-        if daily_budget is not None:
-            budget = None if daily_budget.lower() in _CLEAR else int(daily_budget)
-            if budget is not None and budget < 0:
-                raise ValueError("daily_budget")
-            settings = replace(settings, daily_capture_budget=budget)
-    except ValueError:
-        raise InvalidInput("threshold must be in [0, 1] and the daily budget a count",
-                           [FieldProblem("threshold" if threshold else "daily_budget", "out of range")]) from None
+    if threshold is not None:
+        settings = replace(settings, capture_threshold=_threshold(threshold))
+    if daily_budget is not None:
+        settings = replace(settings, daily_capture_budget=_daily_budget(daily_budget))
     if countries is not None:
-        chosen = () if countries.lower() in _CLEAR else tuple(c.strip().upper() for c in countries.split(",") if c.strip())
+        # Each country once, in the order first named.
+        chosen = () if countries.lower() in _CLEAR else tuple(dict.fromkeys(
+            c.strip().upper() for c in countries.split(",") if c.strip()))
         unknown = sorted(set(chosen) - set(PLATE_FORMATS))
         if unknown:
             raise InvalidInput(f"unknown plate countries {', '.join(unknown)}; known: {', '.join(sorted(PLATE_FORMATS))}",

@@ -375,3 +375,23 @@ def test_readings_with_non_ascii_ids_are_replayed_and_have_history(context: Any)
     stored = store_corrections(services, tenant, [(2, {"client_reading_id": "ablesung-ä", "corrected_text": "0001100.0",
                                                         "correction_type": "MANUAL"})])
     assert stored["stored"] == 1
+
+
+def test_an_import_that_repeats_a_correction_reports_it_stored_once(context: Any) -> None:
+    """A file with the same correction on three lines stores one, and says so."""
+    from shared.ocr.ingest import store_corrections, store_history
+    from shared.ocr.readings import OcrReading
+    from shared.ocr.services import ocr_services
+
+    tenant = context.tenants.create_tenant("repeats", "Repeats").tenant_id
+    services = ocr_services(context)
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    store_history(services, tenant, [(1, OcrReading(
+        client_reading_id="gate-read-1", source_type="license_plate", source_id="gate-1", ocr_text="AB12CDF",
+        confidence=0.6, captured_at=at))])
+    row = {"client_reading_id": "gate-read-1", "corrected_text": "AB12CDE", "correction_type": "OCR_ERROR"}
+    first = store_corrections(services, tenant, [(2, row), (3, row), (4, row)])
+    assert (first["rows"], first["stored"], first["already_present"]) == (3, 1, 2)
+    assert store_corrections(services, tenant, [(2, row)])["already_present"] == 1
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM ocr_corrections WHERE tenant_id = CAST(:t AS uuid)", t=tenant) == 1

@@ -151,6 +151,22 @@ def test_plate_countries_are_the_tenants(services: OcrServices) -> None:
         change_settings(services, T1, countries="XX")
 
 
+def test_settings_refuse_each_bad_value_naming_it_and_keep_each_country_once(services: OcrServices) -> None:
+    """A threshold that is no number, a budget past the column's integer, a bad budget beside a good
+    threshold: each a refusal naming its own setting, nothing changed. Countries are a set."""
+    before = change_settings(services, T1)
+    for change, field, reason in (({"threshold": "abc"}, "threshold", "not a number"),
+                                  ({"threshold": "nan"}, "threshold", "must be from 0 to 1"),
+                                  ({"daily_budget": "99999999999999999999"}, "daily_budget", "must be from 0 to"),
+                                  ({"threshold": "0.5", "daily_budget": "-1"}, "daily_budget", "must be from 0 to"),
+                                  ({"threshold": "0.5", "daily_budget": "lots"}, "daily_budget", "not a whole number")):
+        with pytest.raises(InvalidInput) as refused:
+            change_settings(services, T1, **change)
+        assert refused.value.fields[0].field == field and refused.value.fields[0].reason.startswith(reason), change
+    assert change_settings(services, T1) == before
+    assert change_settings(services, T1, countries="gb, FR,GB")["plate_countries"] == ["GB", "FR"]
+
+
 # -- intake, replays, budget --------------------------------------------------------------------
 
 
@@ -221,6 +237,13 @@ def test_corrections_csv_is_one_transaction_reporting_bad_lines(services: OcrSer
     with pytest.raises(InvalidInput) as refused:
         ingest_corrections(services, T1, bad)
     assert [f.field for f in refused.value.fields] == ["line 3", "line 4"]
+    # Each bad line says what is wrong with it, not where pydantic's documentation is.
+    assert refused.value.fields[1].reason.startswith("correction_type: "), refused.value.fields[1]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("client_reading_id,corrected_text,correction_type\nm-1-0,,OCR_ERROR\n")
+    with pytest.raises(InvalidInput) as refused:
+        ingest_corrections(services, T1, empty)
+    assert "errors.pydantic.dev" not in refused.value.fields[0].reason and "corrected_text" in refused.value.fields[0].reason
     assert len(services.corrections.memory.corrections) == 2  # type: ignore[attr-defined]
 
 
