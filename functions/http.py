@@ -180,7 +180,35 @@ def decode_json(raw: bytes | str) -> Any:
         raise InvalidInput(
             "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
         )
+    if ("\\u0000" in raw) if isinstance(raw, str) else (b"\\u0000" in raw):  # JSON's only way to write one
+        where = _nul_at(payload)
+        if where is not None:
+            raise InvalidInput("request body holds a NUL character", [FieldProblem(where, _NUL_REASON)])
     return payload
+
+
+# PostgreSQL's text cannot hold NUL: no stored value has one, so none may come in (it would reach
+# the database and come back as its own error, naming no field).
+_NUL_REASON = "must not contain a NUL character (\\u0000)"
+
+
+def _nul_at(value: Any) -> str | None:
+    """The dotted place of the first string (or key) holding NUL in decoded JSON ('body' at the top)."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return where or "body"
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                place = f"{where}.{key}" if where else str(key)
+                if "\x00" in key:
+                    return place
+                stack.append((child, place))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}.{n}" if where else str(n)) for n, child in enumerate(item))
+    return None
 
 
 @overload
@@ -208,6 +236,9 @@ def parse_query(request: Request, model: type[Body]) -> Body:
     if repeated:
         raise InvalidInput("query parameters are invalid",
                            [FieldProblem(f"query.{name}", "given more than once") for name in repeated])
+    nul = sorted(name for name, value in dict(params or {}).items() if "\x00" in name or "\x00" in value)
+    if nul:
+        raise InvalidInput("query parameters are invalid", [FieldProblem(f"query.{name}", _NUL_REASON) for name in nul])
     try:
         return model.model_validate(dict(params or {}))
     except ValidationError as exc:

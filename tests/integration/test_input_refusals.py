@@ -308,3 +308,28 @@ def test_a_string_or_number_where_json_has_a_boolean_number_or_time_is_a_400(
                                                                            "confidence": "0.95"})
     assert_400_naming(status, answer, "confidence")
     assert count("ocr_readings") == 0
+
+
+def test_a_nul_character_anywhere_is_a_400_naming_where_and_stores_nothing(
+    client: Client, app_environment: dict[str, str], tenant_keys: dict[str, Any]
+) -> None:
+    """PostgreSQL's text cannot hold NUL: in a body's value or key, however deep, or in a query
+    parameter, it is a 400 naming its place, not the database's error naming no field."""
+    from shared.context import get_context
+
+    _, keys = get_context().tenants.create_tenant_with_keys("nul-platform", "Platform", ("operator",))
+    operator = keys[0].secret
+    status, answer = post(client, "/api/v2/monitoring/silences", operator, {"source": "nul", "reason": "a\u0000b"})
+    assert_400_naming(status, answer, "reason")
+    assert count("monitoring_silences") == 0
+    point = {"source": "host-nul", "metric": "cpu", "ts": NOW.isoformat(), "value": 1.0}
+    status, answer = post(client, "/api/v2/metrics", operator, {"points": [point, {**point, "metric": "c\u0000pu"}]})
+    assert_400_naming(status, answer, "points.1.metric")
+    status, answer = post(client, "/api/v2/metrics", operator, {"points": [point], "x\u0000": 1})
+    assert_400_naming(status, answer, "x\u0000")
+    assert count("metric_series") == 0
+    response = client.http.get("/api/v2/monitoring/series?source=%00&metric=x", headers=auth(operator))
+    assert_400_naming(response.status_code, json.loads(response.body), "query.source")
+    # A backslash before u0000 is text, not NUL: validated as usual.
+    status, answer = post(client, "/api/v2/monitoring/silences", operator, {"source": "nul", "reason": "a\\u0000b"})
+    assert status == 200 and answer["reason"] == "a\\u0000b", answer
