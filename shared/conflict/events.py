@@ -23,7 +23,7 @@ from pydantic import (
 from shared.errors import FieldRule
 from shared.platform.json_bodies import validate_json_body
 from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
-from shared.platform.validation import Identifier, Name, ensure_unique
+from shared.platform.validation import Identifier, Name, unique_by
 
 MAX_BATCH = 1000
 
@@ -75,12 +75,7 @@ class SyncEvent(BaseModel):
 
 class SyncEventBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    events: list[SyncEvent] = Field(min_length=1, max_length=MAX_BATCH)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> SyncEventBatch:
-        ensure_unique([item.client_event_id for item in self.events], "client_event_id")
-        return self
+    events: Annotated[list[SyncEvent], Field(min_length=1, max_length=MAX_BATCH), unique_by("client_event_id")]
 
 
 def parse_intake(payload: Any, intake_time: datetime | None = None) -> SyncEventBatch:

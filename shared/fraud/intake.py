@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from shared.errors import FieldRule
 from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import Identifier, PastTime, unique_by
 
@@ -59,7 +60,8 @@ class AttendanceEventIn(BaseModel):
     @model_validator(mode="after")
     def _position_complete(self) -> AttendanceEventIn:
         if (self.latitude is None) != (self.longitude is None):
-            raise ValueError("latitude and longitude come together or not at all")
+            missing = "longitude" if self.longitude is None else "latitude"
+            raise FieldRule(missing, "missing: latitude and longitude come together or not at all")
         return self
 
 

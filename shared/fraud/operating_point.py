@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.errors import FieldProblem, InvalidInput
+from shared.errors import FieldProblem, FieldRule, InvalidInput
 from shared.fraud.kind import FRAUD
 from shared.fraud.prediction import operating_point
 from shared.fraud.services import FraudServices
@@ -25,9 +25,13 @@ class OperatingPointBody(BaseModel):
     def _one_way(self) -> OperatingPointBody:
         thresholds = self.review_threshold is not None and self.block_threshold is not None
         if thresholds == (self.target_recall is not None):
-            raise ValueError("give review_threshold and block_threshold, or target_recall")
+            # Named: the threshold missing beside the other, else target_recall (given beside both, or nothing given).
+            field = ("block_threshold" if self.review_threshold is not None and self.block_threshold is None
+                     else "review_threshold" if self.block_threshold is not None and self.review_threshold is None
+                     else "target_recall")
+            raise FieldRule(field, "give review_threshold and block_threshold, or target_recall")
         if thresholds and self.review_threshold > self.block_threshold:  # type: ignore[operator]
-            raise ValueError("review_threshold must not exceed block_threshold")
+            raise FieldRule("review_threshold", "must not exceed block_threshold")
         return self
 
 

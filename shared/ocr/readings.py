@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
+from shared.errors import FieldRule
 from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import CLOCK_AHEAD, PlausibleTime, unique_by
 
@@ -51,7 +52,7 @@ class OcrReading(BaseModel):
     @model_validator(mode="after")
     def _unit_only_for_meters(self) -> OcrReading:
         if self.unit is not None and self.source_type != "meter_reading":
-            raise ValueError("unit is only for meter_reading")
+            raise FieldRule("unit", "is only for meter_reading")
         return self
 
 
@@ -91,5 +92,5 @@ class CorrectionRequest(BaseModel):
     @model_validator(mode="after")
     def _text_unless_unreadable(self) -> CorrectionRequest:
         if not self.corrected_text.strip() and self.correction_type != "UNREADABLE":
-            raise ValueError("corrected_text is empty (only UNREADABLE may leave it empty)")
+            raise FieldRule("corrected_text", "is empty (only UNREADABLE may leave it empty)")
         return self

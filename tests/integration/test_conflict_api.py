@@ -109,7 +109,7 @@ def test_a_changed_event_under_a_known_id_is_409_and_its_batch_is_not_stored(
         ({"events": [sync_event(1, conflict_fields=["notes"])]}, "events.0.conflict_fields"),
         ({"events": [sync_event(1, fields_changed=["notes", "notes"])]}, "events.0.fields_changed"),
         ({"events": [5]}, "events.0"),
-        ({"events": [sync_event(1), sync_event(1)]}, "body"),
+        ({"events": [sync_event(1), sync_event(1)]}, "events"),  # the list that repeats an id
         ({"events": [sync_event(n) for n in range(1001)]}, "events"),
         ({"events": [sync_event(1, tenant_id="globex")]}, "events.0.tenant_id"),
         (sync_event(1, received_at="yesterday"), "received_at"),

@@ -333,3 +333,29 @@ def test_a_nul_character_anywhere_is_a_400_naming_where_and_stores_nothing(
     # A backslash before u0000 is text, not NUL: validated as usual.
     status, answer = post(client, "/api/v2/monitoring/silences", operator, {"source": "nul", "reason": "a\\u0000b"})
     assert status == 200 and answer["reason"] == "a\\u0000b", answer
+
+
+def test_a_rule_over_several_fields_names_the_field_it_is_about(client: Client, tenant_keys: dict[str, Any]) -> None:
+    """Checks that involve more than one field name the one to change, never the whole body, and
+    store nothing."""
+    acme = tenant_keys["acme"]
+    event = {"client_event_id": "dup-1", "user_id": "alice", "device_id": "phone-1", "domain": "voice",
+             "entity_type": "recording", "entity_id": "rec-1", "fields_changed": ["notes"],
+             "received_at": (NOW - timedelta(hours=1)).isoformat(), "conflicted": False, "conflict_fields": []}
+    assert_400_naming(*post(client, "/api/v2/events/sync", acme["client"], {"events": [event, event]}), "events")
+    assert count("sync_events") == 0
+    plate = {**reading(1, NOW.isoformat(), text="AB12CDE", source="gate-1"), "source_type": "license_plate"}
+    assert_400_naming(*post(client, "/api/v2/ocr/readings", acme["client"], plate), "unit")
+    assert count("ocr_readings") == 0
+    assert post(client, "/api/v2/ocr/readings", acme["client"], reading(2, NOW.isoformat()))[0] == 200
+    empty = {"source_type": "meter_reading", "source_id": "r-2", "corrected_text": " ", "correction_type": "OCR_ERROR"}
+    assert_400_naming(*post(client, "/api/v2/ml-training/corrections", acme["client"], empty), "corrected_text")
+    assert count("ocr_corrections") == 0
+    half_placed = {**attendance(3, NOW.isoformat()), "longitude": None}
+    assert_400_naming(*post(client, "/api/v2/attendance/events", acme["client"], half_placed), "longitude")
+    assert count("attendance_events") == 0
+    for body, field in (({"review_threshold": 0.9, "block_threshold": 0.5}, "review_threshold"),
+                        ({"review_threshold": 0.5}, "block_threshold"), ({}, "target_recall")):
+        response = client.http.put("/api/v2/fraud/operating-point", headers=auth(acme["staff"]),
+                                   body=json.dumps(body).encode())
+        assert_400_naming(response.status_code, json.loads(response.body), field)
