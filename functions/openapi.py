@@ -353,7 +353,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         statuses |= {400, 415}
     if not op.public:
         entry["security"] = [{"apiKey": []}]
-        statuses |= {401, 403, 429}
+        # 400 too: a keyed route refuses a query parameter it does not read (functions/http.py).
+        statuses |= {400, 401, 403, 429}
     for status in sorted(statuses):
         responses.setdefault(str(status), _error_response(status))
     entry["responses"] = responses
