@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from shared.adapters.objectstore import tenant_key
 from shared.ocr.services import OcrServices
@@ -51,18 +52,32 @@ def choose(candidates: Sequence[dict[str, Any]], size: int) -> list[dict[str, An
 
 
 def object_uri(store_url: str, key: str) -> str:
-    """The photo's URI: an absolute one as given, else the key inside the service's object store."""
-    if "://" in key:
-        return key
-    return f"{store_url.rstrip('/')}/{key.lstrip('/')}"
+    """The URI of a key inside the service's object store."""
+    return f"{store_url.rstrip('/')}/{key}"
 
 
-def manifest_line(row: dict[str, Any], rank: int, store_url: str) -> dict[str, Any]:
+def photo_uri(store_url: str, tenant_id: str, image_key: str) -> str | None:
+    """The photo's URI for the labellers. A key is inside the tenant's own photo area of the
+    service's object store (tenants/<tenant>/ocr/photos/<key>); a URI elsewhere is as given; a URI
+    into the service's store outside the tenant's own area is None: a tenant never has the labelling
+    tool, which runs with the platform's rights, fetch another tenant's objects or the models."""
+    if "://" not in image_key:
+        return object_uri(store_url, f"{tenant_key(tenant_id, 'ocr', 'photos')}/{image_key}")  # checked at intake
+    given, store = urlsplit(image_key), urlsplit(store_url)
+    in_store = (given.scheme, given.netloc) == (store.scheme, store.netloc) and (
+        given.scheme != "file" or f"{given.path}/".startswith(f"{store.path.rstrip('/')}/"))
+    if in_store and not image_key.startswith(object_uri(store_url, tenant_key(tenant_id)) + "/"):
+        return None
+    return image_key
+
+
+def manifest_line(row: dict[str, Any], rank: int, store_url: str, tenant_id: str) -> dict[str, Any]:
     line: dict[str, Any] = {}
-    if row["image_key"]:
-        line["source-ref"] = object_uri(store_url, row["image_key"])
+    photo = photo_uri(store_url, tenant_id, row["image_key"]) if row["image_key"] else None
+    if photo is not None:
+        line["source-ref"] = photo
     else:
-        line["source"] = row["ocr_text"]  # no photo: the labeller sees the text (Ground Truth's text form)
+        line["source"] = row["ocr_text"]  # no photo (or none the tenant may show): the labeller sees the text
     line.update({
         "reading-id": str(row["reading_id"]), "client-reading-id": row["client_reading_id"],
         "source-type": row["source_type"], "source-id": row["source_id"], "ocr-text": row["ocr_text"],
@@ -84,7 +99,7 @@ def select_batch(services: OcrServices, tenant_id: str, size: int = BATCH_SIZE,
             return {"batch_id": None, "selected": 0, "manifest_key": None}
         key = tenant_key(tenant_id, "ocr", "labelling", f"{now:%Y-%m-%d}-{batch_id}.jsonl")
         services.labelling.record(tx, tenant_id, str(uuid.UUID(batch_id)), key, [str(r["reading_id"]) for r in picked])
-        body = "".join(json.dumps(manifest_line(row, rank, services.store_url)) + "\n"
+        body = "".join(json.dumps(manifest_line(row, rank, services.store_url, tenant_id)) + "\n"
                        for rank, row in enumerate(picked, start=1))
         # Written before the commit: a failed write rolls the selection back; a failed commit
         # leaves an unrecorded manifest, which is harmless.

@@ -38,6 +38,16 @@ class OcrReading(BaseModel):
     unit: Literal["kWh", "m3"] | None = None
     image_key: ObjectKey | None = None
 
+    @field_validator("image_key")
+    @classmethod
+    def _plain_path(cls, value: str | None) -> str | None:
+        # A key is a path inside the tenant's own photo area (or a URI elsewhere): no step out of it.
+        if value is not None:
+            path = value.split("://", 1)[1].partition("/")[2] if "://" in value else value
+            if path.startswith("/") or "\\" in path or any(part in (".", "..") for part in path.split("/")):
+                raise ValueError("a path without '.' or '..' segments, a leading '/' or a backslash")
+        return value
+
     @field_validator("captured_at")
     @classmethod
     def _not_after_intake(cls, value: datetime, info: ValidationInfo) -> datetime:

@@ -266,6 +266,31 @@ def test_readings_file_reports_bad_lines_and_stores_nothing(services: OcrService
 # -- labelling -----------------------------------------------------------------------------------
 
 
+def test_a_photo_key_never_reaches_outside_the_tenants_own_area(services: OcrServices) -> None:
+    """A key that steps out of its folder is refused at intake; a URI into the service's own
+    store (another tenant's objects, the models) is not handed to the labellers, who see the text;
+    a URI elsewhere (the client's own storage) is as given."""
+    from pydantic import ValidationError
+
+    from shared.ocr.labelling import photo_uri
+
+    for key in ("../../../../etc/passwd", "photos/../../x.jpg", "/etc/passwd", "a/./b.jpg", "s3://bucket/a/../b.jpg",
+                "photos\\..\\x.jpg"):
+        with pytest.raises(ValidationError, match="image_key"):
+            OcrReading.model_validate({**meter(1, "01000.0", 1).model_dump(), "image_key": key})
+    store = "s3://demo-bucket/store"
+    assert photo_uri(store, T1, "photos/a.jpg") == f"{store}/tenants/{T1}/ocr/photos/photos/a.jpg"
+    assert photo_uri(store, T1, f"{store}/tenants/{T1}/ocr/photos/a.jpg") == f"{store}/tenants/{T1}/ocr/photos/a.jpg"
+    for elsewhere_in_store in (f"{store}/tenants/{T2}/ocr/labelling/x.jsonl", f"{store}/global/conflict/model.bin",
+                               "s3://demo-bucket/other/x.jpg"):
+        assert photo_uri(store, T1, elsewhere_in_store) is None
+    assert photo_uri(store, T1, "s3://client-photos/a.jpg") == "s3://client-photos/a.jpg"
+    assert photo_uri("file:///srv/objects", T1, "file:///srv/objects/tenants/x/a.jpg") is None
+    assert photo_uri("file:///srv/objects", T1, "file:///home/photos/a.jpg") == "file:///home/photos/a.jpg"
+
+
+
+
 def test_labelling_batch_is_a_ground_truth_manifest_and_never_picks_twice(services: OcrServices) -> None:
     readings = [meter(i, f"{1000 + i:07.1f}", i / 10, confidence=0.3 + (i % 5) / 10, meter_id=f"m{i % 7}")
                 for i in range(40)] + [plate(100 + i, "AB12CDE", i, confidence=0.5, gate=f"g{i % 3}") for i in range(30)]
@@ -276,7 +301,9 @@ def test_labelling_batch_is_a_ground_truth_manifest_and_never_picks_twice(servic
     assert len(lines) == 25 and [line["rank"] for line in lines] == list(range(1, 26))
     assert {line["source-type"] for line in lines} == {"meter_reading", "license_plate"}  # diverse
     meter_line = next(line for line in lines if line["source-type"] == "meter_reading")
-    assert meter_line["source-ref"] == f"s3://demo-bucket/store/photos/{meter_line['client-reading-id']}.jpg"
+    # A photo's key is inside the tenant's own photo area.
+    assert meter_line["source-ref"] == (f"s3://demo-bucket/store/tenants/{T1}/ocr/photos/photos/"
+                                        f"{meter_line['client-reading-id']}.jpg")
     plate_line = next(line for line in lines if line["source-type"] == "license_plate")
     assert "source-ref" not in plate_line and plate_line["source"] == plate_line["ocr-text"]
     captured = sum(1 for row in services.readings.memory.readings.values() if row["captured"])  # type: ignore[attr-defined]
