@@ -24,6 +24,8 @@ NOT_ERRORS = frozenset({"METER_RESET", "METER_REPLACED", "CONFIRMED", "CORRECT"}
 RESETS = frozenset({"METER_RESET", "METER_REPLACED"})
 # Errors whatever the corrected text says (a wrong unit keeps the digits; unreadable has none).
 ALWAYS_ERRORS = frozenset({"UNREADABLE", "WRONG_UNIT"})
+# What only a meter has: a plate has no counter to reset and no unit.
+METER_ONLY = RESETS | {"WRONG_UNIT"}
 
 
 class OcrReading(BaseModel):
@@ -103,4 +105,6 @@ class CorrectionRequest(BaseModel):
     def _text_unless_unreadable(self) -> CorrectionRequest:
         if not self.corrected_text.strip() and self.correction_type != "UNREADABLE":
             raise FieldRule("corrected_text", "is empty (only UNREADABLE may leave it empty)")
+        if self.correction_type in METER_ONLY and self.source_type != "meter_reading":
+            raise FieldRule("correction_type", f"{self.correction_type} is only for meter_reading")
         return self

@@ -350,6 +350,9 @@ def test_a_rule_over_several_fields_names_the_field_it_is_about(client: Client, 
     assert post(client, "/api/v2/ocr/readings", acme["client"], reading(2, NOW.isoformat()))[0] == 200
     empty = {"source_type": "meter_reading", "source_id": "r-2", "corrected_text": " ", "correction_type": "OCR_ERROR"}
     assert_400_naming(*post(client, "/api/v2/ml-training/corrections", acme["client"], empty), "corrected_text")
+    assert post(client, "/api/v2/ocr/readings", acme["client"], {**plate, "client_reading_id": "p-1", "unit": None})[0] == 200
+    reset = {"source_type": "license_plate", "source_id": "p-1", "corrected_text": "AB12CDE", "correction_type": "METER_RESET"}
+    assert_400_naming(*post(client, "/api/v2/ml-training/corrections", acme["client"], reset), "correction_type")
     assert count("ocr_corrections") == 0
     half_placed = {**attendance(3, NOW.isoformat()), "longitude": None}
     assert_400_naming(*post(client, "/api/v2/attendance/events", acme["client"], half_placed), "longitude")
