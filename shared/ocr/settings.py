@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.errors import FieldProblem, InvalidInput
 from shared.ocr.normalise import PLATE_FORMATS
@@ -11,44 +12,31 @@ from shared.ocr.readings_repository import OcrSettings
 from shared.ocr.services import OcrServices
 
 _CLEAR = {"default", "none", ""}
-
-
 # The budget's column is a PostgreSQL integer.
 MAX_DAILY_BUDGET = 2**31 - 1
+Number = TypeVar("Number", int, float)
 
 
-def _threshold(text: str) -> float | None:
+def _bounded(text: str, field: str, parse: Callable[[str], Number], high: int, what: str) -> Number | None:
+    """A setting's value from 0 to `high` (`default`, `none` or nothing: unset), or a refusal naming it."""
     if text.lower() in _CLEAR:
         return None
     try:
-        value = float(text)
+        value = parse(text)
     except ValueError:
-        raise InvalidInput(f"threshold {text[:40]!r} is not a number", [FieldProblem("threshold", "not a number")]) from None
-    if not 0 <= value <= 1:  # NaN fails too
-        raise InvalidInput(f"threshold {text[:40]} is out of range", [FieldProblem("threshold", "must be from 0 to 1")])
-    return value
-
-
-def _daily_budget(text: str) -> int | None:
-    if text.lower() in _CLEAR:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidInput(f"daily budget {text[:40]!r} is not a whole number",
-                           [FieldProblem("daily_budget", "not a whole number")]) from None
-    if not 0 <= value <= MAX_DAILY_BUDGET:
-        raise InvalidInput(f"daily budget {text[:40]} is out of range",
-                           [FieldProblem("daily_budget", f"must be from 0 to {MAX_DAILY_BUDGET}")])
+        raise InvalidInput(f"{field} {text[:40]!r} is not {what}", [FieldProblem(field, f"not {what}")]) from None
+    if not 0 <= value <= high:  # NaN fails too
+        raise InvalidInput(f"{field} {text[:40]} is out of range", [FieldProblem(field, f"must be from 0 to {high}")])
     return value
 
 
 def _parsed(settings: OcrSettings, threshold: str | None, daily_budget: str | None,
             countries: str | None) -> OcrSettings:
     if threshold is not None:
-        settings = replace(settings, capture_threshold=_threshold(threshold))
+        settings = replace(settings, capture_threshold=_bounded(threshold, "threshold", float, 1, "a number"))
     if daily_budget is not None:
-        settings = replace(settings, daily_capture_budget=_daily_budget(daily_budget))
+        settings = replace(settings, daily_capture_budget=_bounded(daily_budget, "daily_budget", int, MAX_DAILY_BUDGET,
+                                                                   "a whole number"))
     if countries is not None:
         # Each country once, in the order first named.
         chosen = () if countries.lower() in _CLEAR else tuple(dict.fromkeys(
