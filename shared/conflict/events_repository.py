@@ -44,16 +44,23 @@ FROM incoming_sync_events
 ORDER BY client_event_id  -- one lock order: batches of the same ids in other orders cannot deadlock
 ON CONFLICT (tenant_id, client_event_id) DO NOTHING
 """
+
+
+def _as_set(fields: str) -> str:
+    """A field list compared as the set it is: the same fields in another order are the same event."""
+    return f"ARRAY(SELECT f FROM unnest({fields}) AS f ORDER BY f)"
+
+
 # Staged events whose id was already stored with other content. Run after the insert, so the
 # events it just stored match themselves (a missing received_at matches the intake time).
-_CHANGED_SQL = """
+_CHANGED_SQL = f"""
 SELECT i.client_event_id FROM incoming_sync_events i
 JOIN sync_events s ON s.tenant_id = CAST(:tenant AS uuid) AND s.client_event_id = i.client_event_id
-WHERE (i.user_id, i.device_id, i.domain, i.entity_type, i.entity_id, i.fields_changed, i.client_last_sync_at,
-       i.conflicted, i.conflict_fields)
+WHERE (i.user_id, i.device_id, i.domain, i.entity_type, i.entity_id, {_as_set("i.fields_changed")},
+       i.client_last_sync_at, i.conflicted, {_as_set("i.conflict_fields")})
       IS DISTINCT FROM
-      (s.user_id, s.device_id, s.domain, s.entity_type, s.entity_id, s.fields_changed, s.client_last_sync_at,
-       s.conflicted, s.conflict_fields)
+      (s.user_id, s.device_id, s.domain, s.entity_type, s.entity_id, {_as_set("s.fields_changed")},
+       s.client_last_sync_at, s.conflicted, {_as_set("s.conflict_fields")})
    OR i.received_at <> s.received_at
 ORDER BY i.client_event_id
 """

@@ -98,6 +98,9 @@ def test_a_changed_event_under_a_known_id_is_409_and_its_batch_is_not_stored(
                         {"events": [sync_event(2), sync_event(1, fields_changed=["tags"])]})
     assert status == 409 and body["error"]["code"] == "conflict"
     assert stored_events() == 1
+    # The same fields in another order are the same event (a set): a replay, not a change.
+    status, _ = post(client, "/api/v2/events/sync", key, sync_event(1, fields_changed=["title", "notes"]))
+    assert status == 200 and stored_events() == 1
 
 
 @pytest.mark.parametrize(
