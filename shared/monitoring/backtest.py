@@ -4,6 +4,7 @@ each row from the rows up to it only. A folder is processed recursively and mirr
 from __future__ import annotations
 
 import csv
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +32,15 @@ def _seconds(text: str) -> float:
 
 
 def _value(text: str) -> float:
-    """A number; an empty value is a gap (NaN: scored 0, not used as history); ValueError for text."""
-    return float(text) if text.strip() else float("nan")
+    """A finite number; an empty value is a gap (NaN: scored 0, not used as history); ValueError for
+    text, and for `nan`, `inf` or a number past float range, which would pass for a gap or break
+    the detectors' sums."""
+    if not text.strip():
+        return float("nan")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
 
 
 def _rows(source: Path) -> tuple[list[str], list[list[str]], list[float], list[float]]:
@@ -63,7 +71,7 @@ def _rows(source: Path) -> tuple[list[str], list[list[str]], list[float], list[f
             try:
                 values.append(_value(row[v_col]))
             except (ValueError, IndexError):
-                raise InvalidInput(f"{source}: line {line}: value {_shown(row, v_col)} is not a number"
+                raise InvalidInput(f"{source}: line {line}: value {_shown(row, v_col)} is not a finite number"
                                    " (an empty value is a gap)") from None
             rows.append(row)
     return columns, rows, times, values

@@ -153,7 +153,9 @@ def _series(path: Path, rows: list[tuple[str, str]]) -> None:
 def test_backtest_refuses_a_bad_timestamp_or_value_naming_file_and_line(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     good = [(f"2026-11-01T00:{m:02d}:00Z", str(m)) for m in range(40)]
-    for broken, words in (((20, "not-a-time", "1.0"), "timestamp 'not-a-time'"), ((30, None, "abc"), "value 'abc'")):
+    for broken, words in (((20, "not-a-time", "1.0"), "timestamp 'not-a-time'"), ((30, None, "abc"), "value 'abc'"),
+                          ((31, None, "NaN"), "value 'NaN'"), ((32, None, "inf"), "value 'inf'"),
+                          ((33, None, "1e999"), "value '1e999'")):  # no gap in disguise: a gap is empty
         index, stamp, value = broken
         rows = list(good)
         rows[index] = (stamp or rows[index][0], value)
