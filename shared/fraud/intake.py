@@ -10,6 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 from shared.errors import FieldRule
 from shared.platform.json_bodies import validate_json_body
+from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
 from shared.platform.validation import Identifier, PastTime, unique_by
 
 MAX_BATCH = 1000
@@ -35,9 +36,13 @@ class SiteIn(BaseModel):
         return value
 
 
+# Within the range of every other time a client gives (2000 up to 2100).
+HolidayDate = Annotated[date, Field(ge=EARLIEST_TIME.date(), lt=LATEST_TIME.date())]
+
+
 class HolidayIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    date: date
+    date: HolidayDate
     name: str = Field(min_length=1, max_length=200)
 
 

@@ -165,6 +165,18 @@ def test_the_attendance_import_names_the_line_of_an_overflowing_time(context: An
     assert count("attendance_events", context) == 0
 
 
+def test_the_holiday_import_names_the_line_of_a_date_out_of_range(context: Any, tmp_path: Path) -> None:
+    from shared.fraud.ingest import ingest_holidays
+
+    tenant = context.tenants.create_tenant("acme", "Acme").tenant_id
+    path = tmp_path / "holidays.csv"
+    path.write_text("date,name\n2026-12-25,Christmas\n0001-01-01,Year one\n9999-12-31,The end\n")
+    with pytest.raises(InvalidInput) as refused:
+        ingest_holidays(context, tenant, path)
+    assert [p.field for p in refused.value.fields] == ["line 3", "line 4"]
+    assert count("holidays", context) == 0
+
+
 @pytest.mark.parametrize("starts_at", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+14:00",
                                        "1999-06-01T00:00:00Z", "2100-01-01T00:00:00Z"])
 def test_a_silence_starting_out_of_range_is_a_400_naming_starts_at(
