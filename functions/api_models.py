@@ -7,7 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.http import api_route, json_response, parse_body, parse_query, require_role, tenant_principal
 from shared.context import get_context
-from shared.errors import NotFound
+from shared.errors import FieldProblem, InvalidInput, NotFound
+from shared.slices import WATCHED
 
 models_blueprint = blueprint = Blueprint(__name__)
 # Kinds that are the platform's, not a tenant's: the anomaly detectors' state (the operator's,
@@ -74,6 +75,9 @@ def rollback_model() -> Response:
     request = models_blueprint.current_request
     principal = require_role(request, "staff")
     body = parse_body(request, RollbackBody)
+    if body.kind not in WATCHED:  # a tenant's kinds; the platform's (anomaly) are the operator's, by the CLI
+        raise InvalidInput(f"no kind {body.kind!r} a tenant rolls back",
+                           [FieldProblem("kind", f"one of {', '.join(sorted(WATCHED))}")])
     restored = get_context().registry.rollback(
         body.kind, principal.tenant_id, actor=f"key:{principal.key_id}", reason=body.reason
     )

@@ -203,6 +203,10 @@ def test_staff_roll_back_over_http(client: Client, tenant_keys: dict[str, Any]) 
     foreign = client.http.post("/api/v2/models/rollback", headers=auth(tenant_keys["globex"]["staff"]),
                                body=b'{"kind": "fraud"}')
     assert foreign.status_code == 409  # globex has nothing active: acme's versions are not its own
+    for kind in ("nonexistent", "anomaly"):  # no such kind; the platform's detectors are the operator's
+        refused = client.http.post("/api/v2/models/rollback", headers=auth(acme["staff"]),
+                                   body=json.dumps({"kind": kind}).encode())
+        assert refused.status_code == 400 and json.loads(refused.body)["error"]["fields"][0]["field"] == "kind"
 
 
 def test_the_request_id_header_is_the_logged_one(
