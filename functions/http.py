@@ -180,10 +180,11 @@ def decode_json(raw: bytes | str) -> Any:
         raise InvalidInput(
             "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
         )
-    if ("\\u0000" in raw) if isinstance(raw, str) else (b"\\u0000" in raw):  # JSON's only way to write one
-        where = _nul_at(payload)
-        if where is not None:
-            raise InvalidInput("request body holds a NUL character", [FieldProblem(where, _NUL_REASON)])
+    # Walked whatever the raw text looks like: json.loads also reads UTF-16 and UTF-32, where the
+    # escape is not those bytes.
+    where = _nul_at(payload)
+    if where is not None:
+        raise InvalidInput("request body holds a NUL character", [FieldProblem(where, _NUL_REASON)])
     return payload
 
 

@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.adapters.objectstore import tenant_key
+from shared.ocr.photo_keys import object_uri, photo_uri
 from shared.ocr.services import OcrServices
 
 BATCH_SIZE = 50
@@ -49,26 +49,6 @@ def choose(candidates: Sequence[dict[str, Any]], size: int) -> list[dict[str, An
         picked.append(row)
         seen.update(strata(row))
     return picked
-
-
-def object_uri(store_url: str, key: str) -> str:
-    """The URI of a key inside the service's object store."""
-    return f"{store_url.rstrip('/')}/{key}"
-
-
-def photo_uri(store_url: str, tenant_id: str, image_key: str) -> str | None:
-    """The photo's URI for the labellers. A key is inside the tenant's own photo area of the
-    service's object store (tenants/<tenant>/ocr/photos/<key>); a URI elsewhere is as given; a URI
-    into the service's store outside the tenant's own area is None: a tenant never has the labelling
-    tool, which runs with the platform's rights, fetch another tenant's objects or the models."""
-    if "://" not in image_key:
-        return object_uri(store_url, f"{tenant_key(tenant_id, 'ocr', 'photos')}/{image_key}")  # checked at intake
-    given, store = urlsplit(image_key), urlsplit(store_url)
-    in_store = (given.scheme, given.netloc) == (store.scheme, store.netloc) and (
-        given.scheme != "file" or f"{given.path}/".startswith(f"{store.path.rstrip('/')}/"))
-    if in_store and not image_key.startswith(object_uri(store_url, tenant_key(tenant_id)) + "/"):
-        return None
-    return image_key
 
 
 def manifest_line(row: dict[str, Any], rank: int, store_url: str, tenant_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from shared.errors import FieldRule
+from shared.ocr.photo_keys import steps_out
 from shared.platform.json_bodies import validate_json_body
 from shared.platform.validation import CLOCK_AHEAD, PlausibleTime, unique_by
 
@@ -44,10 +45,8 @@ class OcrReading(BaseModel):
     @classmethod
     def _plain_path(cls, value: str | None) -> str | None:
         # A key is a path inside the tenant's own photo area (or a URI elsewhere): no step out of it.
-        if value is not None:
-            path = value.split("://", 1)[1].partition("/")[2] if "://" in value else value
-            if path.startswith("/") or "\\" in path or any(part in (".", "..") for part in path.split("/")):
-                raise ValueError("a path without '.' or '..' segments, a leading '/' or a backslash")
+        if value is not None and steps_out(value):
+            raise ValueError("a path without '.' or '..' segments (percent-encoded ones too) or a backslash")
         return value
 
     @field_validator("captured_at")

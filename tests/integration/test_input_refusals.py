@@ -333,6 +333,9 @@ def test_a_nul_character_anywhere_is_a_400_naming_where_and_stores_nothing(
     operator = keys[0].secret
     status, answer = post(client, "/api/v2/monitoring/silences", operator, {"source": "nul", "reason": "a\u0000b"})
     assert_400_naming(status, answer, "reason")
+    utf16 = client.http.post("/api/v2/monitoring/silences", headers=auth(operator),  # JSON in UTF-16 too
+                             body=json.dumps({"source": "nul", "reason": "a\u0000b"}).encode("utf-16-le"))
+    assert_400_naming(utf16.status_code, json.loads(utf16.body), "reason")
     assert count("monitoring_silences") == 0
     point = {"source": "host-nul", "metric": "cpu", "ts": NOW.isoformat(), "value": 1.0}
     status, answer = post(client, "/api/v2/metrics", operator, {"points": [point, {**point, "metric": "c\u0000pu"}]})

@@ -267,26 +267,35 @@ def test_readings_file_reports_bad_lines_and_stores_nothing(services: OcrService
 
 
 def test_a_photo_key_never_reaches_outside_the_tenants_own_area(services: OcrServices) -> None:
-    """A key that steps out of its folder is refused at intake; a URI into the service's own
-    store (another tenant's objects, the models) is not handed to the labellers, who see the text;
-    a URI elsewhere (the client's own storage) is as given."""
+    """A key that steps out of its folder is refused at intake (percent-encoded too); a key is in
+    the tenant's own photo area; a URI into the service's own store outside that area (another
+    tenant's objects, the tenant's own models and manifests, however the URI is written) is not
+    handed to the labellers, who see the text; a URI elsewhere (the client's own storage) is as given."""
     from pydantic import ValidationError
 
-    from shared.ocr.labelling import photo_uri
+    from shared.ocr.photo_keys import photo_uri
 
-    for key in ("../../../../etc/passwd", "photos/../../x.jpg", "/etc/passwd", "a/./b.jpg", "s3://bucket/a/../b.jpg",
-                "photos\\..\\x.jpg"):
+    for key in ("../../../../etc/passwd", "photos/../../x.jpg", "a/./b.jpg", "s3://bucket/a/../b.jpg",
+                "photos\\..\\x.jpg", "%2e%2e/%2e%2e/global/m.bin", "../../../global/m.bin#://"):
         with pytest.raises(ValidationError, match="image_key"):
             OcrReading.model_validate({**meter(1, "01000.0", 1).model_dump(), "image_key": key})
     store = "s3://demo-bucket/store"
-    assert photo_uri(store, T1, "photos/a.jpg") == f"{store}/tenants/{T1}/ocr/photos/photos/a.jpg"
-    assert photo_uri(store, T1, f"{store}/tenants/{T1}/ocr/photos/a.jpg") == f"{store}/tenants/{T1}/ocr/photos/a.jpg"
-    for elsewhere_in_store in (f"{store}/tenants/{T2}/ocr/labelling/x.jsonl", f"{store}/global/conflict/model.bin",
-                               "s3://demo-bucket/other/x.jpg"):
-        assert photo_uri(store, T1, elsewhere_in_store) is None
+    area = f"{store}/tenants/{T1}/ocr/photos"
+    assert photo_uri(store, T1, "photos/a.jpg") == f"{area}/photos/a.jpg"
+    assert photo_uri(store, T1, "/photos/a.jpg") == f"{area}/photos/a.jpg"  # a leading slash, as before
+    assert photo_uri(store, T1, f"tenants/{T1}/ocr/photos/a.jpg") == f"{area}/a.jpg"  # the area named once
+    assert photo_uri(store, T1, f"{area}/a.jpg") == f"{area}/a.jpg"
+    for outside in (f"{store}/tenants/{T2}/ocr/labelling/x.jsonl", f"{store}/global/conflict/model.bin",
+                    f"{store}/tenants/{T1}/models/ocr_error/v.json", f"{store}/tenants/{T1}/ocr/labelling/x.jsonl",
+                    "s3://demo-bucket/other/x.jpg", "S3://DEMO-BUCKET/store/global/m.bin",
+                    "../../../../etc/passwd"):  # the last: stored before intake refused it
+        assert photo_uri(store, T1, outside) is None, outside
     assert photo_uri(store, T1, "s3://client-photos/a.jpg") == "s3://client-photos/a.jpg"
-    assert photo_uri("file:///srv/objects", T1, "file:///srv/objects/tenants/x/a.jpg") is None
-    assert photo_uri("file:///srv/objects", T1, "file:///home/photos/a.jpg") == "file:///home/photos/a.jpg"
+    local = "file:///srv/objects"
+    for outside in ("file:///srv/objects/tenants/x/a.jpg", "file://localhost/srv/objects/global/m.bin",
+                    "file:///srv/%6fbjects/global/m.bin"):
+        assert photo_uri(local, T1, outside) is None, outside
+    assert photo_uri(local, T1, "file:///home/photos/a.jpg") == "file:///home/photos/a.jpg"
 
 
 
