@@ -28,7 +28,8 @@ class ActivateBody(BaseModel):
 
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$")
+    # The document lists the kinds a tenant rolls back; the route refuses any other with a 400.
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", json_schema_extra={"enum": sorted(WATCHED)})
     reason: str = Field(default="", max_length=500)
 
 

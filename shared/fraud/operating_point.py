@@ -24,15 +24,24 @@ class OperatingPointBody(BaseModel):
     @model_validator(mode="after")
     def _one_way(self) -> OperatingPointBody:
         thresholds = self.review_threshold is not None and self.block_threshold is not None
-        if thresholds == (self.target_recall is not None):
-            # Named: the threshold missing beside the other, else target_recall (given beside both, or nothing given).
-            field = ("block_threshold" if self.review_threshold is not None and self.block_threshold is None
-                     else "review_threshold" if self.block_threshold is not None and self.review_threshold is None
-                     else "target_recall")
-            raise FieldRule(field, "give review_threshold and block_threshold, or target_recall")
+        given = {name for name in ("review_threshold", "block_threshold", "target_recall") if getattr(self, name) is not None}
+        if given not in ({"review_threshold", "block_threshold"}, {"target_recall"}):
+            raise FieldRule(_misplaced(given), "give review_threshold and block_threshold, or target_recall")
         if thresholds and self.review_threshold > self.block_threshold:  # type: ignore[operator]
             raise FieldRule("review_threshold", "must not exceed block_threshold")
         return self
+
+
+def _misplaced(given: set[str]) -> str:
+    """The field to change: a threshold given beside target_recall, else the threshold missing
+    beside the other, else target_recall (nothing given)."""
+    if "target_recall" in given and len(given) > 1:
+        return "review_threshold" if "review_threshold" in given else "block_threshold"
+    if given == {"review_threshold"}:
+        return "block_threshold"
+    if given == {"block_threshold"}:
+        return "review_threshold"
+    return "target_recall"
 
 
 def read_operating_point(services: FraudServices, tenant_id: str) -> dict[str, Any]:

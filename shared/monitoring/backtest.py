@@ -14,6 +14,7 @@ import numpy as np
 
 from shared.errors import InvalidInput
 from shared.monitoring.detectors import DETECTORS, ENSEMBLE, score_series
+from shared.platform.output_files import written_whole
 
 DETECTOR_CHOICES = (ENSEMBLE, *DETECTORS)
 
@@ -96,7 +97,7 @@ def backtest_file(source: Path, target: Path, detector: str = ENSEMBLE) -> int:
     columns, rows, times, values = _series(source)
     scores = score_series(times, values, detector=detector).combined
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", newline="", encoding="utf-8") as handle:
+    with written_whole(target) as handle:
         writer = csv.writer(handle)
         writer.writerow([*columns, "anomaly_score"])
         for row, score in zip(rows, scores.tolist(), strict=True):
@@ -120,6 +121,11 @@ def backtest(input_path: Path, output_path: Path, detector: str = ENSEMBLE) -> d
         pairs = [(input_path, target)]
     else:
         raise InvalidInput(f"{input_path} does not exist")
+    # A hard link to an input file (which no resolved path shows) would be written over it too.
+    inputs = {(s.st_dev, s.st_ino) for s in (source.stat() for source, _ in pairs)}
+    for _, target in pairs:
+        if target.is_file() and (target.stat().st_dev, target.stat().st_ino) in inputs:
+            raise InvalidInput(f"--output {target} is an input file (a link to it): choose another file")
     for source, _ in pairs:  # every file checked before any is written: a bad one leaves no half run
         _series(source)
     points = sum(backtest_file(source, target, detector) for source, target in pairs)

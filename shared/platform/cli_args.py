@@ -80,9 +80,11 @@ def check_batch_files(source: Path, target: Path) -> None:
     """A batch command's --input is a file, its --output's folder exists and its output would not
     replace the input (by any path or link), as the imports check their file: one error line, not a
     traceback from deep in the scoring, and never the input lost."""
-    if not source.is_file():
+    if not source.exists() or source.is_dir():  # a pipe or /dev/stdin is read as a file
         raise InvalidInput(f"no file {source}", [FieldProblem("--input", "not found" if not source.exists()
-                                                              else "not a file")])
+                                                              else "a folder, not a file")])
+    if not target.name or target.is_dir():
+        raise InvalidInput(f"--output {target} is a folder", [FieldProblem("--output", "a folder: name a file in it")])
     if not target.parent.is_dir():
         raise InvalidInput(f"no folder {target.parent} for {target.name}", [FieldProblem("--output", "folder not found")])
     # The output is written to <output>.partial, then moved over <output> (shared/platform/output_files.py).

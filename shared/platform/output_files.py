@@ -18,7 +18,7 @@ def written_whole(target: Path) -> Iterator[IO[str]]:
     try:
         with partial.open("w", newline="", encoding="utf-8") as sink:
             yield sink
+        partial.replace(target)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    partial.replace(target)

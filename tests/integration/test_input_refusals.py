@@ -373,7 +373,9 @@ def test_a_rule_over_several_fields_names_the_field_it_is_about(client: Client, 
     assert_400_naming(*post(client, "/api/v2/attendance/events", acme["client"], half_placed), "longitude")
     assert count("attendance_events") == 0
     for body, field in (({"review_threshold": 0.9, "block_threshold": 0.5}, "review_threshold"),
-                        ({"review_threshold": 0.5}, "block_threshold"), ({}, "target_recall")):
+                        ({"review_threshold": 0.5}, "block_threshold"), ({}, "target_recall"),
+                        ({"review_threshold": 0.3, "target_recall": 0.9}, "review_threshold"),
+                        ({"review_threshold": 0.3, "block_threshold": 0.6, "target_recall": 0.9}, "review_threshold")):
         response = client.http.put("/api/v2/fraud/operating-point", headers=auth(acme["staff"]),
                                    body=json.dumps(body).encode())
         assert_400_naming(response.status_code, json.loads(response.body), field)

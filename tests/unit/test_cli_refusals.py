@@ -111,6 +111,10 @@ def test_a_batch_command_never_writes_over_its_input(
         assert main([*command, "--tenant", "t", "--input", str(given), "--output", str(output)]) == 2
         assert capsys.readouterr().err.endswith("--output: is the input file: choose another file\n")
         assert given.read_text() == "the user's own data\n"
+    for folder in (tmp_path, Path(".")):  # a folder as the output: refused, no <folder>.partial left
+        assert main([*command, "--tenant", "t", "--input", str(source), "--output", str(folder)]) == 2
+        assert capsys.readouterr().err.endswith("--output: a folder: name a file in it\n")
+    assert not list(tmp_path.parent.glob("*.partial"))
 
 
 def test_the_safety_net_turns_file_and_validation_errors_and_ctrl_c_into_exit_codes(
@@ -200,6 +204,15 @@ def test_backtest_files_a_folder_whole_or_not_at_all_and_never_over_its_input(
     assert (tmp_path / "new" / "a.csv").is_file()
     assert main(["anomaly", "backtest", "--input", str(folder / "a.csv"), "--output", str(folder / "a.csv")]) == 2
     assert "is the input file" in capsys.readouterr().err
+    # A hard link to an input (no resolved path shows it), alone or in the output folder: refused, unchanged.
+    before = (folder / "a.csv").read_bytes()
+    (tmp_path / "hard.csv").hardlink_to(folder / "a.csv")
+    assert main(["anomaly", "backtest", "--input", str(folder / "a.csv"), "--output", str(tmp_path / "hard.csv")]) == 2
+    assert "a link to it" in capsys.readouterr().err
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "a.csv").hardlink_to(folder / "a.csv")
+    assert main(["anomaly", "backtest", "--input", str(folder), "--output", str(tmp_path / "linked")]) == 2
+    assert "a link to it" in capsys.readouterr().err and (folder / "a.csv").read_bytes() == before
 
 
 def test_the_mlstack_process_shows_no_traceback_for_these() -> None:
