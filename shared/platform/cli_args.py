@@ -77,9 +77,9 @@ def from_options(model: type[ModelT], **options: Any) -> ModelT:
 
 
 def check_batch_files(source: Path, target: Path) -> None:
-    """A batch command's --input is a file, its --output's folder exists and its output would not
-    replace the input (by any path or link), as the imports check their file: one error line, not a
-    traceback from deep in the scoring, and never the input lost."""
+    """A batch command's --input exists and is no folder, and its --output is a file in a folder
+    that exists, which would not replace the input (by any path or link), as the imports check
+    their file: one error line, not a traceback from deep in the scoring, and never the input lost."""
     if not source.exists() or source.is_dir():  # a pipe or /dev/stdin is read as a file
         raise InvalidInput(f"no file {source}", [FieldProblem("--input", "not found" if not source.exists()
                                                               else "a folder, not a file")])
