@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chalice import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from functions.http import api_route, json_response, parse_body, parse_query, require_role, tenant_principal
 from shared.context import get_context
@@ -26,10 +26,13 @@ class ActivateBody(BaseModel):
     reason: str = Field(default="", max_length=500)
 
 
+_TENANT_KINDS: list[JsonValue] = [*sorted(WATCHED)]
+
+
 class RollbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # The document lists the kinds a tenant rolls back; the route refuses any other with a 400.
-    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", json_schema_extra={"enum": sorted(WATCHED)})
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]{1,40}$", json_schema_extra={"enum": _TENANT_KINDS})
     reason: str = Field(default="", max_length=500)
 
 
