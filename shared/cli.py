@@ -323,6 +323,10 @@ def _ran(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: the user's own stop, not a failure to show a traceback for
         return 130
+    except UnicodeDecodeError as exc:  # a file in another encoding (Latin-1, UTF-16, ...), wherever it was read
+        print(f"error: an input file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8",
+              file=sys.stderr)
+        return 2
     except ValueError as exc:
         problems = _validation_problems(exc)
         if problems is None:

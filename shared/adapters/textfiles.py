@@ -21,6 +21,10 @@ def ndjson_lines(path: Path) -> Iterator[tuple[int, Any, str | None]]:
                 continue
             if text.strip():
                 try:
-                    yield line, json.loads(text), None
+                    value = json.loads(text)
                 except json.JSONDecodeError as exc:
                     yield line, None, str(exc)
+                except RecursionError:  # thousands of nested brackets exhaust the decoder's stack
+                    yield line, None, "nested too deeply"
+                else:
+                    yield line, value, None

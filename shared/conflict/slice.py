@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.conflict.kind import CONFLICT
 from shared.context import AppContext, get_context
-from shared.platform.cli_args import check_batch_files, positive_int
+from shared.platform.cli_args import check_batch_files, days
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -101,7 +101,7 @@ def add_cli_commands(groups: CliGroups) -> None:
 
     p = groups.add(groups.group("train", "train models"), "conflict", cmd_train_conflict,
                    "train a conflict candidate on the last N days")
-    p.add_argument("--days-back", type=positive_int, default=90)
+    p.add_argument("--days-back", type=days, default=90)
     p.add_argument("--tenant", help="train the tenant's own model on its events (default: global, all tenants)")
     add_candidate_flags(p)
 

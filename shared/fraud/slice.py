@@ -9,7 +9,7 @@ from typing import Any
 from shared.context import AppContext, get_context
 from shared.errors import InvalidInput
 from shared.fraud.kind import FRAUD
-from shared.platform.cli_args import check_batch_files, positive_int
+from shared.platform.cli_args import check_batch_files, months
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -85,7 +85,7 @@ def add_cli_commands(groups: CliGroups) -> None:
                    "train a fraud candidate: a tenant's own (--tenant) or the pooled global one (--global)")
     p.add_argument("--tenant")
     p.add_argument("--global", dest="global_model", action="store_true")
-    p.add_argument("--months-back", type=positive_int, default=6)
+    p.add_argument("--months-back", type=months, default=6)
     add_candidate_flags(p)
 
     p = groups.add(groups.group("score", "batch scoring"), "fraud", cmd_score_fraud,

@@ -16,7 +16,7 @@ from typing import Any
 from shared.context import AppContext, get_context
 from shared.monitoring.kind import ANOMALY
 from shared.monitoring.watched import WatchedKind
-from shared.platform.cli_args import from_options, iso_datetime, positive_float, positive_int
+from shared.platform.cli_args import days, from_options, iso_datetime, positive_float, positive_int
 from shared.platform.jobs import CliGroups, Job, Slice
 from shared.platform.training import candidate_report
 
@@ -143,10 +143,10 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
 
         train = groups.group("train", "train models")
         p = groups.add(train, "drift", cmd_drift, "drift of every model's serving inputs against its training data")
-        p.add_argument("--days", type=positive_int, default=30, help="serving inputs of the last N days")
+        p.add_argument("--days", type=days, default=30, help="serving inputs of the last N days")
         p.add_argument("--retrain", action="store_true", help="retrain a drifted kind right away")
         p = groups.add(train, "anomaly", cmd_train_state, "train the detector state (Isolation Forest, profiles)")
-        p.add_argument("--days-back", type=positive_int, default=None)
+        p.add_argument("--days-back", type=days, default=None)
         p.add_argument("--end", type=iso_datetime, help="end of the window, ISO 8601 (default: now)")
         p.add_argument("--activate", action="store_true")
         p.add_argument("--actor", default=f"cli:{os.environ.get('USER', 'ops')}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.context import AppContext, get_context
 from shared.ocr.kind import OCR_ERROR
-from shared.platform.cli_args import check_batch_files, iso_datetime, positive_int, share
+from shared.platform.cli_args import check_batch_files, days, iso_datetime, positive_int, share
 from shared.platform.jobs import CliGroups, Job, Slice, add_batch_files, add_candidate_flags
 
 
@@ -150,7 +150,7 @@ def add_cli_commands(groups: CliGroups) -> None:
     p = groups.add(groups.group("train", "train models"), "ocr", cmd_train,
                    "train an OCR error-model candidate on the last N days of corrections")
     p.add_argument("--tenant", help="the tenant's own model (default: global, all tenants)")
-    p.add_argument("--days-back", type=positive_int, default=None)
+    p.add_argument("--days-back", type=days, default=None)
     p.add_argument("--end", type=iso_datetime, help="end of the window, ISO 8601 (default: now)")
     add_candidate_flags(p)
 

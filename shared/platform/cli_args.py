@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import FieldProblem, InvalidInput
+from shared.platform.time_range import is_plausible_time
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -55,12 +56,38 @@ def open_share(text: str) -> float:
 
 
 def iso_datetime(text: str) -> datetime:
-    """An ISO 8601 date or time; one without a zone is taken as UTC."""
+    """An ISO 8601 date or time; one without a zone is taken as UTC. Within 2000 up to 2100, as every
+    time a client gives (a window back from year 1 would overflow)."""
     try:
         parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time, e.g. 2026-11-30T00:00:00Z") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    if not is_plausible_time(parsed):
+        raise argparse.ArgumentTypeError(f"{text} is not within 2000-01-01 up to 2100-01-01")
+    return parsed
+
+
+# A training or drift window back from now: a century at most (a longer one reaches before year 1,
+# which datetime cannot hold, and no deployment has such a history).
+MAX_DAYS = 36_500
+MAX_MONTHS = 1_200
+
+
+def days(text: str) -> int:
+    """A number of days: 1 up to MAX_DAYS."""
+    value = positive_int(text)
+    if value > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{value} days is more than {MAX_DAYS} (a century)")
+    return value
+
+
+def months(text: str) -> int:
+    """A number of months: 1 up to MAX_MONTHS."""
+    value = positive_int(text)
+    if value > MAX_MONTHS:
+        raise argparse.ArgumentTypeError(f"{value} months is more than {MAX_MONTHS} (a century)")
+    return value
 
 
 def from_options(model: type[ModelT], **options: Any) -> ModelT:

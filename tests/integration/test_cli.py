@@ -287,3 +287,34 @@ def test_the_import_draws_its_full_progress_bar_once(
     bar = result.stderr.decode()
     assert bar.count("6000/6000") == 1 and bar.count("100%|") == 1, repr(bar)
     assert "2000/6000" in bar  # the bar still moves while the import runs
+
+
+def test_a_file_in_another_encoding_or_nested_too_deeply_is_one_error_line_and_stores_nothing(
+    context: AppContext, settings_env: dict[str, str], tmp_path: Path
+) -> None:
+    """What a probe found ending in a traceback (exit 1): a Latin-1 or UTF-16 file, a JSON line of
+    100,000 nested brackets. Each command says what is wrong in one `error:` line, exit 2."""
+    context.tenants.create_tenant("acme", "Acme")
+    latin1, utf16, deep = tmp_path / "latin1.csv", tmp_path / "utf16.csv", tmp_path / "deep.ndjson"
+    latin1.write_bytes("client_reading_id,source_id\nr-1,compteur-é\n".encode("latin-1"))
+    utf16.write_bytes("client_reading_id,source_id\nr-1,m\n".encode("utf-16"))
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    out = str(tmp_path / "out.csv")
+    commands = [*(cmd for path in (latin1, utf16) for cmd in (
+        ("score", "conflict", "--tenant", "acme", "--input", str(path), "--output", out),
+        ("ocr", "triage", "--tenant", "acme", "--input", str(path), "--output", out),
+        ("ingest", "ocr-readings", "--tenant", "acme", str(path)),
+        ("ingest", "corrections", "--tenant", "acme", str(path)),
+        ("anomaly", "backtest", "--input", str(path), "--output", out))),
+        ("ingest", "ocr-readings", "--tenant", "acme", str(deep)),
+        ("ingest", "attendance", str(deep), "--tenant", "acme"),
+        ("ocr", "triage", "--tenant", "acme", "--input", str(deep), "--output", out),
+        ("score", "fraud", "--tenant", "acme", "--input", str(deep), "--output", out)]
+    for command in commands:
+        result = mlstack(settings_env, *command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (command, result.stderr[-600:])
+        assert result.stderr.startswith("error:"), (command, result.stderr)
+    assert not (tmp_path / "out.csv").exists()
+    with context.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM ocr_readings") == 0
+        assert tx.fetch_value("SELECT count(*) FROM attendance_events") == 0

@@ -40,6 +40,15 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     (["ocr", "metrics", "--tenant", "demo", "--target-share", "2"], "--target-share"),
     (["ocr", "metrics", "--tenant", "demo", "--target-share", "-1"], "--target-share"),
     (["ocr", "metrics", "--tenant", "demo", "--target-share", "0"], "--target-share"),
+    # Windows back past year 1 (datetime cannot hold them) and ends outside 2000 up to 2100.
+    (["train", "conflict", "--days-back", "999999999999"], "--days-back"),
+    (["train", "conflict", "--days-back", "800000"], "--days-back"),
+    (["train", "fraud", "--global", "--months-back", "30000"], "--months-back"),
+    (["train", "ocr", "--days-back", "9999999999"], "--days-back"),
+    (["train", "anomaly", "--days-back", "99999999999"], "--days-back"),
+    (["train", "drift", "--days", "800000"], "--days"),
+    (["train", "ocr", "--end", "0001-01-01T00:00:00Z"], "--end"),
+    (["train", "ocr", "--end", "2999-01-01T00:00:00Z"], "--end"),
 ])
 def test_meaningless_numbers_and_dates_are_refused_by_the_parser_naming_the_option(
         capsys: pytest.CaptureFixture[str], argv: list[str], option: str) -> None:
