@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from shared.context import AppContext, get_context
+from shared.errors import FieldProblem, InvalidInput
 from shared.monitoring.kind import ANOMALY
 from shared.monitoring.watched import WatchedKind
-from shared.platform.cli_args import days, from_options, iso_datetime, positive_float, positive_int
+from shared.platform.cli_args import days, from_options, http_url, iso_datetime, positive_float, positive_int
 from shared.platform.jobs import CliGroups, Job, Slice
 from shared.platform.training import candidate_report
 
@@ -131,7 +132,8 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
             entries = []
             for name in names:
                 if name not in known or rate_seconds(known[name][0]) is None:
-                    raise SystemExit(f"mlstack schedule: {name} is not a monitoring job with a rate() schedule")
+                    raise InvalidInput(f"{name} is not a monitoring job with a rate() schedule",
+                                       [FieldProblem("--job", f"one of {', '.join(sorted(n for n in known if rate_seconds(known[n][0])))}")])
                 run = known[name][1]
                 entries.append(Scheduled(name, float(rate_seconds(known[name][0]) or 60.0),
                                          lambda run=run: run(context)))  # type: ignore[misc]
@@ -172,7 +174,7 @@ def monitoring_slice(watched: Mapping[str, WatchedKind], retrainers: Mapping[str
         p.add_argument("--limit", type=int, default=20)
 
         p = groups.add(groups.root_parser(), "agent", cmd_agent, "push this host's psutil readings every 60 s")
-        p.add_argument("--url", default="http://127.0.0.1:8000")
+        p.add_argument("--url", type=http_url, default="http://127.0.0.1:8000")
         p.add_argument("--key", help="operator or service key (default: MLSTACK_AGENT_KEY)")
         p.add_argument("--source", help="the host's name in the series (default: its hostname)")
         p.add_argument("--interval", type=positive_float, default=60.0)

@@ -11,7 +11,8 @@ from shared.ocr.normalise import PLATE_FORMATS
 from shared.ocr.readings_repository import OcrSettings
 from shared.ocr.services import OcrServices
 
-_CLEAR = {"default", "none", ""}
+# The words that reset a setting to its default; a blank value (an empty shell variable, say) does not.
+_CLEAR = {"default", "none"}
 # The budget's column is a PostgreSQL integer.
 MAX_DAILY_BUDGET = 2**31 - 1
 Number = TypeVar("Number", int, float)
@@ -41,6 +42,9 @@ def _parsed(settings: OcrSettings, threshold: str | None, daily_budget: str | No
         # Each country once, in the order first named.
         chosen = () if countries.lower() in _CLEAR else tuple(dict.fromkeys(
             c.strip().upper() for c in countries.split(",") if c.strip()))
+        if countries.lower() not in _CLEAR and not chosen:
+            raise InvalidInput("name at least one plate country, or default",
+                               [FieldProblem("countries", "no country named")])
         unknown = sorted(set(chosen) - set(PLATE_FORMATS))
         if unknown:
             raise InvalidInput(f"unknown plate countries {', '.join(unknown)}; known: {', '.join(sorted(PLATE_FORMATS))}",

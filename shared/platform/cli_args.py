@@ -55,6 +55,16 @@ def open_share(text: str) -> float:
     return _number(text, lambda v: 0 < v < 1, "a share strictly between 0 and 1 (both excluded)")
 
 
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host (the API's base URL)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL, e.g. http://127.0.0.1:8000")
+    return text.strip()
+
+
 def iso_datetime(text: str) -> datetime:
     """An ISO 8601 date or time; one without a zone is taken as UTC. Within 2000 up to 2100, as every
     time a client gives (a window back from year 1 would overflow)."""

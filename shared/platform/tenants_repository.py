@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from shared.adapters.db import Database, Transaction, is_uuid
-from shared.errors import InvalidInput, NotFound
+from shared.errors import FieldProblem, InvalidInput, NotFound
 
 # operator: platform-wide monitoring (infrastructure metrics, every incident); its key sits on a
 # platform tenant whose data it does not use.
 ROLES = ("client", "staff", "service", "operator")
 KEY_PREFIX = "mlk_"
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+MAX_NAME = 200
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,9 @@ class TenantDirectory:
         """A tenant and its first keys in one transaction: never a tenant nobody can call as."""
         if not _SLUG.match(slug):
             raise InvalidInput("slug must be 2-63 lowercase letters, digits or '-'")
+        if not 1 <= len(name) <= MAX_NAME or "\x00" in name:  # the column's check (migration 0001); text holds no NUL
+            raise InvalidInput(f"a tenant's name is 1 to {MAX_NAME} characters, without NUL",
+                               [FieldProblem("name", f"{len(name)} characters")])
         with self._database.transaction() as tx:
             row = tx.fetch_one("INSERT INTO tenants (slug, name) VALUES (:slug, :name) RETURNING *", slug=slug, name=name)
             assert row is not None

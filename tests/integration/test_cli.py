@@ -318,3 +318,14 @@ def test_a_file_in_another_encoding_or_nested_too_deeply_is_one_error_line_and_s
     with context.database.transaction() as tx:
         assert tx.fetch_value("SELECT count(*) FROM ocr_readings") == 0
         assert tx.fetch_value("SELECT count(*) FROM attendance_events") == 0
+
+
+def test_a_bad_tenant_name_or_schedule_job_is_one_error_line(context: AppContext, settings_env: dict[str, str]) -> None:
+    """A name past the column's 200 characters came back as the database's traceback; a job the
+    schedule does not run ended with exit 1. Both are one `error:` line, exit 2, nothing created."""
+    for command in (("tenants", "create", "long-name", "--name", "x" * 300), ("schedule", "--job", "bogus", "--rounds", "1"),
+                    ("schedule", "--job", "retrain-ocr", "--rounds", "1")):
+        result = mlstack(settings_env, *command)
+        assert result.returncode == 2 and result.stderr.startswith("error:"), (command, result.stderr[-400:])
+    assert "scan-metrics" in result.stderr  # the jobs it does run are named
+    assert [t.slug for t in context.tenants.list_tenants()] == []

@@ -49,6 +49,7 @@ def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     (["train", "drift", "--days", "800000"], "--days"),
     (["train", "ocr", "--end", "0001-01-01T00:00:00Z"], "--end"),
     (["train", "ocr", "--end", "2999-01-01T00:00:00Z"], "--end"),
+    (["agent", "--url", "notaurl", "--once"], "--url"),
 ])
 def test_meaningless_numbers_and_dates_are_refused_by_the_parser_naming_the_option(
         capsys: pytest.CaptureFixture[str], argv: list[str], option: str) -> None:

@@ -159,7 +159,10 @@ def test_settings_refuse_each_bad_value_naming_it_and_keep_each_country_once(ser
                                   ({"threshold": "nan"}, "threshold", "must be from 0 to 1"),
                                   ({"daily_budget": "99999999999999999999"}, "daily_budget", "must be from 0 to"),
                                   ({"threshold": "0.5", "daily_budget": "-1"}, "daily_budget", "must be from 0 to"),
-                                  ({"threshold": "0.5", "daily_budget": "lots"}, "daily_budget", "not a whole number")):
+                                  ({"threshold": "0.5", "daily_budget": "lots"}, "daily_budget", "not a whole number"),
+                                  ({"countries": ""}, "countries", "no country named"),  # blank: no reset
+                                  ({"countries": " , "}, "countries", "no country named"),
+                                  ({"threshold": ""}, "threshold", "not a number")):
         with pytest.raises(InvalidInput) as refused:
             change_settings(services, T1, **change)
         assert refused.value.fields[0].field == field and refused.value.fields[0].reason.startswith(reason), change
