@@ -139,6 +139,15 @@ def _check_share(share: float | None) -> None:
         raise InvalidInput("challenger share must be between 0 and 1")
 
 
+def _check_one_role(target: ModelVersion, role: str) -> None:
+    """A candidate is a challenger or a shadow, not both: as both it would be logged twice for the
+    requests it answers (once answering, once as its own shadow), which skews its live metrics."""
+    other = "shadow" if role == "challenger" else "challenger"
+    if target.shadow if role == "challenger" else target.challenger_share is not None:
+        raise Conflict(f"{target.label} is already the {other}; stop that first "
+                       f"(`mlstack models {other} {target.version_id} --stop`)")
+
+
 # -- PostgreSQL ---------------------------------------------------------------------------------
 
 
@@ -277,6 +286,8 @@ class PostgresRegistryRepository:
             target = self._get_for_update(tx, version_id)
             if value not in (None, False) and target.status != "candidate":
                 raise Conflict(f"{target.label} is {target.status}; only a candidate can be a {action}")
+            if value not in (None, False):
+                _check_one_role(target, action)
             tx.execute(f"UPDATE model_versions SET {column} = {off} WHERE {_SAME_SCOPE}",
                        kind=target.kind, tenant=target.tenant_id)
             row = tx.fetch_one(
@@ -453,6 +464,8 @@ class InMemoryRegistryRepository:
             target = self.get(version_id)
             if share is not None and target.status != "candidate":
                 raise Conflict(f"{target.label} is {target.status}; only a candidate can be a challenger")
+            if share is not None:
+                _check_one_role(target, "challenger")
             for other in self._scope(target.kind, target.tenant_id):
                 self._put(replace(other, challenger_share=None))
             updated = self._put(replace(self._versions[version_id], challenger_share=share))
@@ -464,6 +477,8 @@ class InMemoryRegistryRepository:
             target = self.get(version_id)
             if on and target.status != "candidate":
                 raise Conflict(f"{target.label} is {target.status}; only a candidate can be a shadow")
+            if on:
+                _check_one_role(target, "shadow")
             for other in self._scope(target.kind, target.tenant_id):
                 self._put(replace(other, shadow=False))
             updated = self._put(replace(self._versions[version_id], shadow=on))

@@ -97,8 +97,8 @@ def _scenario(repository: RegistryRepository) -> list[Any]:
                                                       "1" * 64, {}), actor="t").version_id
 
     trace: list[Any] = []
-    first, second, third = new(None), new(None), new(None)
-    trace.append([repository.get(v).version for v in (first, second, third)])
+    first, second, third, fourth = new(None), new(None), new(None), new(None)
+    trace.append([repository.get(v).version for v in (first, second, third, fourth)])
     repository.activate(first, actor="t", reason="", expected_active_id=None)
     try:
         repository.activate(second, actor="t", reason="", expected_active_id=None)
@@ -106,7 +106,11 @@ def _scenario(repository: RegistryRepository) -> list[Any]:
         trace.append("stale compare-and-swap refused")
     repository.activate(second, actor="t", reason="", expected_active_id=first)
     repository.set_challenger(third, 0.25, actor="t")
-    repository.set_shadow(third, True, actor="t")
+    try:
+        repository.set_shadow(third, True, actor="t")
+    except Conflict:
+        trace.append("a challenger is not also the shadow")
+    repository.set_shadow(fourth, True, actor="t")
     scope = repository.in_scope("toy", None)
     trace.append((scope.active.version, scope.challenger.version, scope.shadow.version))  # type: ignore[union-attr]
     trace.append(repository.rollback("toy", None, actor="t", reason="").version)
@@ -116,7 +120,7 @@ def _scenario(repository: RegistryRepository) -> list[Any]:
         trace.append("nothing to roll back to")
     repository.activate(third, actor="t", reason="", expected_active_id=ANY)
     scope = repository.in_scope("toy", None)
-    trace.append((scope.active.version, scope.challenger, scope.shadow))  # type: ignore[union-attr]
+    trace.append((scope.active.version, scope.challenger, scope.shadow and scope.shadow.version))  # type: ignore[union-attr]
     trace.append([(v.version, v.status) for v in repository.list_versions(kind="toy", tenant_id=None,
                                                                            include_global=True)])
     trace.append(repository.active_kinds())

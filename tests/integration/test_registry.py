@@ -183,6 +183,22 @@ def test_challenger_must_be_a_candidate_and_is_unique(context: AppContext) -> No
     assert context.registry.get(first.version_id).challenger_share is None
 
 
+def test_a_candidate_is_a_challenger_or_a_shadow_not_both(context: AppContext) -> None:
+    """As both it was logged twice for the requests it answered (a probe found 4 challenger and 10
+    shadow rows for one version); each role is refused while the other is on, and allowed once off."""
+    champion, candidate = _register(context), _register(context)
+    context.registry.activate(champion.version_id, actor="t")
+    context.registry.set_challenger(candidate.version_id, 0.5, actor="t")
+    with pytest.raises(Conflict, match="already the challenger"):
+        context.registry.set_shadow(candidate.version_id, True, actor="t")
+    context.registry.set_challenger(candidate.version_id, None, actor="t")
+    context.registry.set_shadow(candidate.version_id, True, actor="t")
+    with pytest.raises(Conflict, match="already the shadow"):
+        context.registry.set_challenger(candidate.version_id, 0.2, actor="t")
+    stored = context.registry.get(candidate.version_id)
+    assert stored.shadow and stored.challenger_share is None
+
+
 def test_activation_reaches_a_warm_cache_after_the_refresh_interval(context: AppContext) -> None:
     from shared.platform.serving_cache import ServingModels
 
