@@ -46,7 +46,7 @@ from shared.errors import FieldProblem, InvalidInput, problem_location, problem_
 from shared.platform.forked import Link, forked
 from shared.platform.output_files import written_whole
 from shared.platform.serving import Serving, choose_serving
-from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME
+from shared.platform.time_range import EARLIEST_TIME, LATEST_TIME, OUT_OF_RANGE, is_plausible_time
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -247,7 +247,7 @@ def _quick_input(column: _Columns, tenant_id: str, now: datetime) -> _Input:
     as_of_given = column("as_of")
     every_as_of = "" not in as_of_given
     as_of, as_of_text, as_of_own = _times(as_of_given if every_as_of else [t or now.isoformat() for t in as_of_given],
-                                          plausible=False)
+                                          plausible=True)
     syncs = column("client_last_sync_at")
     if "" not in syncs:
         last_sync, last_sync_text, syncs_own = _times(syncs, plausible=True)
@@ -295,6 +295,8 @@ def _as_of_times(raws: list[dict[str, str]], first_line: int, now: datetime) -> 
             raise _bad_line(number, f"as_of: {exc}") from None
         if as_of.tzinfo is None:
             raise _bad_line(number, "as_of needs a time zone")
+        if not is_plausible_time(as_of):  # as every time a client gives
+            raise _bad_line(number, f"as_of: {OUT_OF_RANGE}")
         times.append(as_of)
     return times
 

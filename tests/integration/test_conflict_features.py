@@ -269,6 +269,10 @@ def test_batch_scoring_takes_what_the_api_takes_and_names_a_bad_line(context: Ap
     impossible = header + "alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,2026-11-31T12:00:00+00:00,,\n"
     with pytest.raises(InvalidInput, match="line 3: as_of"):  # well formed, but no such day
         score_conflict_csv(context, tenant, io.StringIO(impossible), io.StringIO())
+    for when in ("1999-01-01T00:00:00Z", "2100-01-01T00:00:00Z", "0001-01-01T00:00:00+14:00"):  # as every client time
+        outside = header + f"alice,voice,recording,r1,,2026-11-30T12:00:00+00:00,,\nbob,voice,recording,r1,,{when},,\n"
+        with pytest.raises(InvalidInput, match="line 3: as_of: must be from 2000-01-01"):
+            score_conflict_csv(context, tenant, io.StringIO(outside), io.StringIO())
     # A last sync after the moment the prediction is asked, as the API refuses it (after its now).
     later = header + ("alice,voice,recording,r1,,2026-11-02T12:00:00Z,tab-1,2026-11-02T11:00:00Z\n"
                       "bob,voice,recording,r1,,2026-11-02T09:00:00Z,tab-2,2026-11-02T10:00:00Z\n")
