@@ -14,7 +14,7 @@ import numpy as np
 
 from shared.errors import InvalidInput
 from shared.monitoring.detectors import DETECTORS, ENSEMBLE, score_series
-from shared.platform.output_files import written_whole
+from shared.platform.output_files import file_ids, writes_over, written_whole
 
 DETECTOR_CHOICES = (ENSEMBLE, *DETECTORS)
 
@@ -115,17 +115,13 @@ def backtest(input_path: Path, output_path: Path, detector: str = ENSEMBLE) -> d
             raise InvalidInput(f"--output {output_path} is the input folder or inside it: choose another folder")
         pairs = [(f, output_path / f.relative_to(input_path)) for f in sorted(input_path.rglob("*.csv"))]
     elif input_path.is_file():
-        target = output_path / input_path.name if output_path.is_dir() else output_path
-        if target.exists() and target.resolve() == input_path.resolve():
-            raise InvalidInput(f"--output {output_path} is the input file: choose another file")
-        pairs = [(input_path, target)]
+        pairs = [(input_path, output_path / input_path.name if output_path.is_dir() else output_path)]
     else:
         raise InvalidInput(f"{input_path} does not exist")
-    # A hard link to an input file (which no resolved path shows) would be written over it too.
-    inputs = {(s.st_dev, s.st_ino) for s in (source.stat() for source, _ in pairs)}
+    inputs = file_ids(source for source, _ in pairs)
     for _, target in pairs:
-        if target.is_file() and (target.stat().st_dev, target.stat().st_ino) in inputs:
-            raise InvalidInput(f"--output {target} is an input file (a link to it): choose another file")
+        if writes_over(target, inputs):
+            raise InvalidInput(f"--output {target} is the input file (or a link to it): choose another file")
     for source, _ in pairs:  # every file checked before any is written: a bad one leaves no half run
         _series(source)
     points = sum(backtest_file(source, target, detector) for source, target in pairs)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from shared.errors import FieldProblem, InvalidInput
+from shared.platform.output_files import file_ids, writes_over
 from shared.platform.time_range import is_plausible_time
 
 if TYPE_CHECKING:
@@ -124,8 +125,6 @@ def check_batch_files(source: Path, target: Path) -> None:
         raise InvalidInput(f"--output {target} is a folder", [FieldProblem("--output", "a folder: name a file in it")])
     if not target.parent.is_dir():
         raise InvalidInput(f"no folder {target.parent} for {target.name}", [FieldProblem("--output", "folder not found")])
-    # The output is written to <output>.partial, then moved over <output> (shared/platform/output_files.py).
-    for written in (target, target.with_suffix(target.suffix + ".partial")):
-        if written.exists() and written.samefile(source):
-            raise InvalidInput(f"--output {target} would write over the input {source}",
-                               [FieldProblem("--output", "is the input file: choose another file")])
+    if writes_over(target, file_ids([source])):
+        raise InvalidInput(f"--output {target} would write over the input {source}",
+                           [FieldProblem("--output", "is the input file: choose another file")])
