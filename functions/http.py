@@ -148,68 +148,71 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth of decoded JSON, iteratively (a recursive walk is what we are guarding)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, level)
-            if level > MAX_JSON_DEPTH:
-                return level
-            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def decode_json(raw: bytes | str) -> Any:
-    """JSON from a request, refusing what the decoder or a later step would choke on: nesting deeper
-    than MAX_JSON_DEPTH (100,000 `[` exhaust the recursion limit), integers longer than
-    MAX_INTEGER_DIGITS (5,000 digits exceed Python's int-length limit), and NaN/Infinity (not JSON,
-    and unanswerable in JSON). Each is a 400, never a 500."""
-    try:
-        payload = json.loads(
-            raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant
-        )
-    except RecursionError:
-        raise InvalidInput(
-            "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
-        ) from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
-        raise InvalidInput("request body is not JSON", [FieldProblem("body", str(exc))]) from None
-    if _depth(payload) > MAX_JSON_DEPTH:
-        raise InvalidInput(
-            "request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")]
-        )
-    # Walked whatever the raw text looks like: json.loads also reads UTF-16 and UTF-32, where the
-    # escape is not those bytes.
-    where = _nul_at(payload)
-    if where is not None:
-        raise InvalidInput("request body holds a NUL character", [FieldProblem(where, _NUL_REASON)])
-    return payload
-
-
 # PostgreSQL's text cannot hold NUL: no stored value has one, so none may come in (it would reach
 # the database and come back as its own error, naming no field).
 _NUL_REASON = "must not contain a NUL character (\\u0000)"
 
 
-def _nul_at(value: Any) -> str | None:
-    """The dotted place of the first string (or key) holding NUL in decoded JSON ('body' at the top)."""
-    stack: list[tuple[Any, str]] = [(value, "")]
+def _too_deep() -> InvalidInput:
+    return InvalidInput("request body is nested too deeply", [FieldProblem("body", f"at most {MAX_JSON_DEPTH} levels")])
+
+
+Place = tuple["Place | None", str | int] | None  # a value's place in the body: (its parent's place, key or index)
+
+
+def _check_tree(value: Any) -> None:
+    """One walk of decoded JSON, iteratively (a recursive walk is what the depth guards against):
+    nesting deeper than MAX_JSON_DEPTH, then the first string or key holding NUL (named by its
+    dotted place; 'body' at the top), are refused."""
+    nul: Place | str = None
+    stack: list[tuple[Any, int, Place]] = [(value, 1, None)]
     while stack:
-        item, where = stack.pop()
+        item, level, place = stack.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                return where or "body"
-        elif isinstance(item, dict):
+            if nul is None and "\x00" in item:
+                nul = place or "body"
+        elif isinstance(item, dict | list):
+            if level > MAX_JSON_DEPTH:
+                raise _too_deep()
+            if isinstance(item, list):
+                stack.extend((child, level + 1, (place, n)) for n, child in enumerate(item))
+                continue
             for key, child in item.items():
-                place = f"{where}.{key}" if where else str(key)
-                if "\x00" in key:
-                    return place
-                stack.append((child, place))
-        elif isinstance(item, list):
-            stack.extend((child, f"{where}.{n}" if where else str(n)) for n, child in enumerate(item))
-    return None
+                if nul is None and "\x00" in key:
+                    nul = (place, key)
+                stack.append((child, level + 1, (place, key)))
+    if nul is not None:
+        raise InvalidInput("request body holds a NUL character", [FieldProblem(_dotted(nul), _NUL_REASON)])
+
+
+def _dotted(place: Place | str) -> str:
+    if isinstance(place, str):
+        return place
+    parts: list[str] = []
+    while place is not None:
+        place, key = place
+        parts.append(str(key))
+    return ".".join(reversed(parts))
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """JSON from a request, refusing what the decoder or a later step would choke on: nesting deeper
+    than MAX_JSON_DEPTH (100,000 `[` exhaust the recursion limit), integers longer than
+    MAX_INTEGER_DIGITS (5,000 digits exceed Python's int-length limit), NaN/Infinity (not JSON,
+    and unanswerable in JSON), and NUL in a string or key (PostgreSQL's text). Each is a 400, never
+    a 500."""
+    try:
+        payload = json.loads(
+            raw, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_refuse_constant
+        )
+    except RecursionError:
+        raise _too_deep() from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise InvalidInput("request body is not JSON", [FieldProblem("body", str(exc))]) from None
+    # Walked whatever the raw text looks like: json.loads also reads UTF-16 and UTF-32, where NUL's
+    # escape is not those bytes.
+    _check_tree(payload)
+    return payload
 
 
 @overload
