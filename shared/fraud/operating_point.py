@@ -23,11 +23,10 @@ class OperatingPointBody(BaseModel):
 
     @model_validator(mode="after")
     def _one_way(self) -> OperatingPointBody:
-        thresholds = self.review_threshold is not None and self.block_threshold is not None
         given = {name for name in ("review_threshold", "block_threshold", "target_recall") if getattr(self, name) is not None}
         if given not in ({"review_threshold", "block_threshold"}, {"target_recall"}):
             raise FieldRule(_misplaced(given), "give review_threshold and block_threshold, or target_recall")
-        if thresholds and self.review_threshold > self.block_threshold:  # type: ignore[operator]
+        if "target_recall" not in given and self.review_threshold > self.block_threshold:  # type: ignore[operator]
             raise FieldRule("review_threshold", "must not exceed block_threshold")
         return self
 
